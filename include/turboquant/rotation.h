@@ -1,0 +1,63 @@
+// turboquant/rotation.h — seeded random rotations, applied in fp32 (never fp16/bf16).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "turboquant/codec.h"
+
+namespace tq {
+
+// Deterministic across platforms: mt19937_64 + our own Box-Muller (std::normal_distribution is
+// implementation-defined).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t next_u64();
+  double uniform();   // [0, 1)
+  double normal();    // N(0, 1)
+ private:
+  struct State;
+  std::shared_ptr<State> s_;
+  bool have_spare_ = false;
+  double spare_ = 0;
+};
+
+class Rotation {
+ public:
+  // kAuto: Hadamard when d is a power of two, else dense. kHadamard with d not a power of two throws.
+  static std::shared_ptr<const Rotation> create(RotationKind kind, int d, uint64_t seed);
+
+  RotationKind kind() const { return kind_; }
+  int dim() const { return d_; }
+  // y = R x and x = R^T y; in-place (x == y) allowed.
+  void forward(const float* x, float* y) const;
+  void inverse(const float* y, float* x) const;
+  // Reference versions in double.
+  void forward(const double* x, double* y) const;
+  void inverse(const double* y, double* x) const;
+
+  // Randomized Hadamard: R = H·D2·H·D1 (H the orthonormal Walsh-Hadamard matrix, D_i = diag(±1)).
+  // Two rounds: one round maps a one-hot input to a flat ±1/sqrt(d) vector, which a scalar codebook
+  // quantizes badly (2x the optimum at 2 bits); the second round makes it look Gaussian.
+  static constexpr int kHadamardRounds = 2;
+  const std::vector<float>& signs(int round) const { return signs_[round]; }  // ±1, d each
+  const std::vector<float>& matrix() const { return m_; }                     // dense: d*d row-major
+
+ private:
+  Rotation() = default;
+  RotationKind kind_ = RotationKind::kNone;
+  int d_ = 0;
+  std::vector<float> signs_[kHadamardRounds];
+  std::vector<float> m_;
+  std::vector<double> md_;
+};
+
+// In-place orthonormal fast Walsh-Hadamard transform (n a power of two).
+void fwht(float* x, int n);
+void fwht(double* x, int n);
+
+// Dense Haar-random orthogonal d x d matrix, row-major, in double (QR of a Gaussian, sign-fixed).
+std::vector<double> haar_orthogonal(int d, Rng& rng);
+
+}  // namespace tq
