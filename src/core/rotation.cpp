@@ -1,0 +1,191 @@
+// src/core/rotation.cpp — seeded randomized Hadamard and dense Haar rotations.
+#include "turboquant/rotation.h"
+
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <random>
+#include <tuple>
+#include <type_traits>
+
+#include "turboquant/error.h"
+
+namespace tq {
+
+struct Rng::State {
+  std::mt19937_64 gen;
+};
+
+Rng::Rng(uint64_t seed) : s_(std::make_shared<State>()) { s_->gen.seed(seed); }
+uint64_t Rng::next_u64() { return s_->gen(); }
+double Rng::uniform() { return double(next_u64() >> 11) * 0x1.0p-53; }
+double Rng::normal() {
+  if (have_spare_) { have_spare_ = false; return spare_; }
+  double u1 = 0;
+  do { u1 = uniform(); } while (u1 <= 0.0);
+  const double u2 = uniform();
+  const double r = std::sqrt(-2.0 * std::log(u1)), th = 2.0 * 3.14159265358979323846 * u2;
+  spare_ = r * std::sin(th);
+  have_spare_ = true;
+  return r * std::cos(th);
+}
+
+template <typename T>
+static void fwht_impl(T* x, int n) {
+  for (int h = 1; h < n; h <<= 1) {
+    for (int i = 0; i < n; i += 2 * h) {
+      for (int j = i; j < i + h; ++j) {
+        const T a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+    }
+  }
+  const T s = T(1) / std::sqrt(T(n));
+  for (int i = 0; i < n; ++i) x[i] *= s;
+}
+void fwht(float* x, int n) { fwht_impl(x, n); }
+void fwht(double* x, int n) { fwht_impl(x, n); }
+
+std::vector<double> haar_orthogonal(int d, Rng& rng) {
+  // Householder QR of a Gaussian matrix A = QR; Q·diag(sign(R_ii)) is Haar distributed.
+  std::vector<double> a(size_t(d) * d);
+  for (auto& v : a) v = rng.normal();
+  std::vector<double> q(size_t(d) * d, 0.0), vs(size_t(d) * d, 0.0), diag(d);
+  // a is column-major view: column j = a[j*d .. j*d+d) (the Gaussian entries are i.i.d. anyway).
+  for (int k = 0; k < d; ++k) {
+    double* col = &a[size_t(k) * d];
+    double norm = 0;
+    for (int i = k; i < d; ++i) norm += col[i] * col[i];
+    norm = std::sqrt(norm);
+    const double alpha = col[k] > 0 ? -norm : norm;  // R_kk = alpha
+    diag[k] = alpha;
+    double* v = &vs[size_t(k) * d];
+    for (int i = k; i < d; ++i) v[i] = col[i];
+    v[k] -= alpha;
+    double vn = 0;
+    for (int i = k; i < d; ++i) vn += v[i] * v[i];
+    if (vn > 0) {
+      for (int j = k + 1; j < d; ++j) {  // apply H_k = I - 2vv^T/vn to the remaining columns
+        double* cj = &a[size_t(j) * d];
+        double dot = 0;
+        for (int i = k; i < d; ++i) dot += v[i] * cj[i];
+        const double f = 2 * dot / vn;
+        for (int i = k; i < d; ++i) cj[i] -= f * v[i];
+      }
+    }
+  }
+  // Q = H_0 H_1 ... H_{d-1}: build by applying to the identity from the right-most reflector.
+  for (int i = 0; i < d; ++i) q[size_t(i) * d + i] = 1.0;  // q row-major
+  for (int k = d - 1; k >= 0; --k) {
+    const double* v = &vs[size_t(k) * d];
+    double vn = 0;
+    for (int i = k; i < d; ++i) vn += v[i] * v[i];
+    if (vn == 0) continue;
+    for (int j = 0; j < d; ++j) {  // column j of Q
+      double dot = 0;
+      for (int i = k; i < d; ++i) dot += v[i] * q[size_t(i) * d + j];
+      const double f = 2 * dot / vn;
+      for (int i = k; i < d; ++i) q[size_t(i) * d + j] -= f * v[i];
+    }
+  }
+  // Sign fix: Q := Q diag(sign(R_kk)) makes the law exactly Haar.
+  for (int k = 0; k < d; ++k)
+    if (diag[k] < 0)
+      for (int i = 0; i < d; ++i) q[size_t(i) * d + k] = -q[size_t(i) * d + k];
+  return q;
+}
+
+namespace {
+bool is_pow2(int d) { return d > 0 && (d & (d - 1)) == 0; }
+}  // namespace
+
+std::shared_ptr<const Rotation> Rotation::create(RotationKind kind, int d, uint64_t seed) {
+  TQ_CHECK_ARG(d >= 1, "rotation dimension must be >= 1, got {}", d);
+  if (kind == RotationKind::kAuto) kind = is_pow2(d) ? RotationKind::kHadamard : RotationKind::kDense;
+  TQ_CHECK_ARG(kind != RotationKind::kHadamard || is_pow2(d),
+               "Hadamard rotation needs a power-of-two dimension, got {} (use rot=dense)", d);
+  static std::mutex mu;
+  static std::map<std::tuple<int, int, uint64_t>, std::shared_ptr<const Rotation>> cache;
+  const auto key = std::make_tuple(int(kind), d, seed);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  std::shared_ptr<Rotation> r(new Rotation());
+  r->kind_ = kind;
+  r->d_ = d;
+  Rng rng(seed);
+  if (kind == RotationKind::kHadamard) {
+    for (int k = 0; k < kHadamardRounds; ++k) {
+      r->signs_[k].resize(d);
+      for (int i = 0; i < d; ++i) r->signs_[k][i] = (rng.next_u64() >> 63) ? -1.0f : 1.0f;
+    }
+  } else if (kind == RotationKind::kDense) {
+    r->md_ = haar_orthogonal(d, rng);
+    r->m_.assign(r->md_.begin(), r->md_.end());
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = cache[key];
+  if (!slot) slot = r;
+  return slot;
+}
+
+template <typename T>
+static void apply_dense(const std::vector<double>& md, const std::vector<float>& mf, int d, bool transpose,
+                        const T* x, T* y) {
+  // float: the fp32 matrix with double accumulation; double (reference): the double matrix.
+  std::vector<T> tmp(x, x + d);
+  auto m = [&](size_t r, size_t c) -> double {
+    if constexpr (std::is_same_v<T, double>) return md[r * d + c]; else return double(mf[r * d + c]);
+  };
+  for (int i = 0; i < d; ++i) {
+    double acc = 0;
+    if (!transpose) {
+      for (int j = 0; j < d; ++j) acc += m(i, j) * double(tmp[j]);
+    } else {
+      for (int j = 0; j < d; ++j) acc += m(j, i) * double(tmp[j]);
+    }
+    y[i] = T(acc);
+  }
+}
+
+template <typename T>
+static void apply_hadamard(const std::vector<float>* signs, int d, bool inverse, const T* x, T* y) {
+  if (x != y) for (int i = 0; i < d; ++i) y[i] = x[i];
+  if (!inverse) {  // y = H D2 H D1 x
+    for (int i = 0; i < d; ++i) y[i] *= T(signs[0][i]);
+    fwht_impl(y, d);
+    for (int i = 0; i < d; ++i) y[i] *= T(signs[1][i]);
+    fwht_impl(y, d);
+  } else {  // x = D1 H D2 H y
+    fwht_impl(y, d);
+    for (int i = 0; i < d; ++i) y[i] *= T(signs[1][i]);
+    fwht_impl(y, d);
+    for (int i = 0; i < d; ++i) y[i] *= T(signs[0][i]);
+  }
+}
+
+void Rotation::forward(const float* x, float* y) const {
+  if (kind_ == RotationKind::kHadamard) apply_hadamard(signs_, d_, false, x, y);
+  else if (kind_ == RotationKind::kDense) apply_dense(md_, m_, d_, false, x, y);
+  else if (x != y) std::copy(x, x + d_, y);
+}
+void Rotation::inverse(const float* y, float* x) const {
+  if (kind_ == RotationKind::kHadamard) apply_hadamard(signs_, d_, true, y, x);
+  else if (kind_ == RotationKind::kDense) apply_dense(md_, m_, d_, true, y, x);
+  else if (x != y) std::copy(y, y + d_, x);
+}
+void Rotation::forward(const double* x, double* y) const {
+  if (kind_ == RotationKind::kHadamard) apply_hadamard(signs_, d_, false, x, y);
+  else if (kind_ == RotationKind::kDense) apply_dense(md_, m_, d_, false, x, y);
+  else if (x != y) std::copy(x, x + d_, y);
+}
+void Rotation::inverse(const double* y, double* x) const {
+  if (kind_ == RotationKind::kHadamard) apply_hadamard(signs_, d_, true, y, x);
+  else if (kind_ == RotationKind::kDense) apply_dense(md_, m_, d_, true, y, x);
+  else if (x != y) std::copy(y, y + d_, x);
+}
+
+}  // namespace tq
