@@ -23,6 +23,8 @@ class Codebook {
   // d * mse_per_coord: the distortion E||u - û||^2 of a unit vector (the paper's D_mse).
   double distortion() const { return double(d_) * mse_; }
   int lloyd_iterations() const { return iters_; }
+  // Largest centroid move of the last iteration, in units of the coordinate's standard deviation.
+  double final_change() const { return final_change_; }
 
   // Index of the nearest centroid (ties to the lower index).
   uint32_t quantize(float x) const {
@@ -39,7 +41,7 @@ class Codebook {
 
  private:
   int d_, b_, iters_ = 0;
-  double mse_ = 0;
+  double mse_ = 0, final_change_ = 0;
   std::vector<double> c_, t_;
   std::vector<float> cf_, tf_;
 };

@@ -19,6 +19,9 @@ struct TqPart {
   double qjl_scale = 0;                    // prod: kappa with  x̂ = ĉ + kappa * gamma * S^T sign(S r)
 };
 
+// QJL reconstruction constant for an m x m sketch with Haar-orthogonal rows (see tq_codec.cpp).
+double qjl_kappa(int m);
+
 class TqCodec final : public Codec {
  public:
   TqCodec(const CodecSpec& spec, int d, const float* calib, size_t n_calib);

@@ -75,24 +75,25 @@ std::vector<double> haar_orthogonal(int d, Rng& rng) {
       }
     }
   }
-  // Q = H_0 H_1 ... H_{d-1}: build by applying to the identity from the right-most reflector.
-  for (int i = 0; i < d; ++i) q[size_t(i) * d + i] = 1.0;  // q row-major
+  // Q = H_0 H_1 ... H_{d-1} applied to the identity, kept column-major (qc[j*d + i] = Q_ij) so the
+  // inner loops run over contiguous memory; sign fix Q := Q diag(sign(R_kk)) makes the law Haar.
+  std::vector<double> qc(size_t(d) * d, 0.0);
+  for (int i = 0; i < d; ++i) qc[size_t(i) * d + i] = 1.0;
   for (int k = d - 1; k >= 0; --k) {
     const double* v = &vs[size_t(k) * d];
     double vn = 0;
     for (int i = k; i < d; ++i) vn += v[i] * v[i];
     if (vn == 0) continue;
-    for (int j = 0; j < d; ++j) {  // column j of Q
+    for (int j = 0; j < d; ++j) {
+      double* cj = &qc[size_t(j) * d];
       double dot = 0;
-      for (int i = k; i < d; ++i) dot += v[i] * q[size_t(i) * d + j];
+      for (int i = k; i < d; ++i) dot += v[i] * cj[i];
       const double f = 2 * dot / vn;
-      for (int i = k; i < d; ++i) q[size_t(i) * d + j] -= f * v[i];
+      for (int i = k; i < d; ++i) cj[i] -= f * v[i];
     }
   }
-  // Sign fix: Q := Q diag(sign(R_kk)) makes the law exactly Haar.
-  for (int k = 0; k < d; ++k)
-    if (diag[k] < 0)
-      for (int i = 0; i < d; ++i) q[size_t(i) * d + k] = -q[size_t(i) * d + k];
+  for (int i = 0; i < d; ++i)
+    for (int k = 0; k < d; ++k) q[size_t(i) * d + k] = diag[k] < 0 ? -qc[size_t(k) * d + i] : qc[size_t(k) * d + i];
   return q;
 }
 
@@ -154,16 +155,17 @@ static void apply_dense(const std::vector<double>& md, const std::vector<float>&
 template <typename T>
 static void apply_hadamard(const std::vector<float>* signs, int d, bool inverse, const T* x, T* y) {
   if (x != y) for (int i = 0; i < d; ++i) y[i] = x[i];
-  if (!inverse) {  // y = H D2 H D1 x
-    for (int i = 0; i < d; ++i) y[i] *= T(signs[0][i]);
-    fwht_impl(y, d);
-    for (int i = 0; i < d; ++i) y[i] *= T(signs[1][i]);
-    fwht_impl(y, d);
-  } else {  // x = D1 H D2 H y
-    fwht_impl(y, d);
-    for (int i = 0; i < d; ++i) y[i] *= T(signs[1][i]);
-    fwht_impl(y, d);
-    for (int i = 0; i < d; ++i) y[i] *= T(signs[0][i]);
+  constexpr int R = Rotation::kHadamardRounds;
+  if (!inverse) {  // y = H D_R ... H D_2 H D_1 x
+    for (int r = 0; r < R; ++r) {
+      for (int i = 0; i < d; ++i) y[i] *= T(signs[r][i]);
+      fwht_impl(y, d);
+    }
+  } else {  // x = D_1 H D_2 H ... D_R H y
+    for (int r = R - 1; r >= 0; --r) {
+      fwht_impl(y, d);
+      for (int i = 0; i < d; ++i) y[i] *= T(signs[r][i]);
+    }
   }
 }
 

@@ -46,13 +46,13 @@ float load_scalar(const uint8_t* p, NormType t) {
   return half_to_float(h);
 }
 
+}  // namespace
+
 double qjl_kappa(int m) {
   // 1 / (m * E|u_1|),  E|u_1| = Γ(m/2) / (sqrt(pi) Γ((m+1)/2)).
   const double log_c = std::lgamma(0.5 * m) - 0.5 * std::log(3.14159265358979323846) - std::lgamma(0.5 * (m + 1));
   return 1.0 / (double(m) * std::exp(log_c));
 }
-
-}  // namespace
 
 std::vector<int> TqCodec::pick_outliers(const float* calib, size_t n, int d, int n_hi) {
   std::vector<double> ms(d, 0.0);

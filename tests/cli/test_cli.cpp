@@ -1,0 +1,61 @@
+// CLI checks from outside: numpy-generated vectors through `tq roundtrip`, and bad input giving a
+// one-line error with a non-zero exit status (never a crash or a stack trace).
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+struct Result { int status; std::string out; };
+
+Result run(const std::string& cmd) {
+  Result r{-1, ""};
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  while (fgets(buf.data(), buf.size(), p)) r.out += buf.data();
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+TEST(Cli, RoundtripReproducesTheoryOnNumpyVectors) {
+  // Debian's python3 (with python3-numpy from scripts/setup_deps.sh) first, then whatever is on PATH.
+  const std::string py = run("test -x /usr/bin/python3 && /usr/bin/python3 -c 'import numpy'").status == 0
+                             ? "/usr/bin/python3 " : "python3 ";
+  const Result r = run(py + TQ_SOURCE_DIR + "/tests/cli/roundtrip_check.py " + TQ_CLI_PATH);
+  if (r.status == 77) GTEST_SKIP() << "python3 with numpy not available: " << r.out;
+  EXPECT_EQ(r.status, 0) << r.out;
+  std::printf("%s", r.out.c_str());
+}
+
+TEST(Cli, BadInputGivesOneLineErrors) {
+  const std::string tq = TQ_CLI_PATH;
+  const std::string tmp = testing::TempDir();
+  {
+    FILE* f = fopen((tmp + "/garbage.npy").c_str(), "wb");
+    fputs("this is not an npy file", f);
+    fclose(f);
+  }
+  const std::string cases[] = {
+      tq + " roundtrip --in /nonexistent.npy --out " + tmp + "/o.npy",
+      tq + " roundtrip --in " + tmp + "/garbage.npy --out " + tmp + "/o.npy",
+      tq + " distortion --dim 128 --bits 9",
+      tq + " distortion --dim 1 --bits 3",
+      tq + " demo --codecs tq3,bogus",
+  };
+  for (const auto& c : cases) {
+    const Result r = run(c);
+    EXPECT_NE(r.status, 0) << c;
+    EXPECT_LT(r.status, 128) << "crashed: " << c;
+    EXPECT_NE(r.out.find("tq "), std::string::npos) << c << "\n" << r.out;
+    EXPECT_EQ(r.out.find("terminate"), std::string::npos) << c;
+  }
+  EXPECT_NE(run(tq + " nosuchcommand").status, 0);
+  EXPECT_EQ(run(tq + " --help").status, 0);
+}
+
+}  // namespace
