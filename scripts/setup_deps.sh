@@ -2,7 +2,7 @@
 # Installs the Debian packages the build needs. Idempotent: does nothing when all are present.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-      libcli11-dev libfmt-dev nlohmann-json3-dev libhwy-dev libomp-dev python3 python3-numpy)
+      libcli11-dev libfmt-dev nlohmann-json3-dev libhwy-dev libomp-dev python3 python3-numpy clang libclang-rt-14-dev)
 [ "${TQ_WITH_FAISS:-1}" = 1 ] && pkgs+=(libfaiss-dev)
 missing=()
 for p in "${pkgs[@]}"; do

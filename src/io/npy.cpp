@@ -42,6 +42,7 @@ int64_t NpyArray::numel() const {
 std::vector<float> NpyArray::to_f32() const {
   const size_t n = size_t(numel());
   std::vector<float> out(n);
+  if (n == 0) return out;  // (memcpy from an empty vector's null data is undefined)
   switch (dtype) {
     case DType::kF32: std::memcpy(out.data(), data.data(), n * 4); break;
     case DType::kF16:
@@ -182,7 +183,7 @@ void npy_save_f32(const std::string& path, const float* data, const std::vector<
   a.dtype = DType::kF32;
   a.shape = shape;
   a.data.resize(size_t(a.numel()) * 4);
-  std::memcpy(a.data.data(), data, a.data.size());
+  if (!a.data.empty()) std::memcpy(a.data.data(), data, a.data.size());
   npy_save(path, a);
 }
 
