@@ -1,4 +1,5 @@
 // tools/tq/cmd_demo.cpp — `tq demo`: one screen of what each codec gives on this machine.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -48,13 +49,16 @@ int run(const Opts& o) {
     pos = c == std::string::npos ? list.size() + 1 : c + 1;
     if (name.empty()) continue;
     const auto spec = tq::parse_codec(name);
-    auto codec = tq::Codec::create(spec, o.dim);
-    std::vector<uint8_t> codes(codec->code_size() * o.n);
+    std::vector<uint8_t> codes;
     std::vector<float> y(iso.size());
     double err[2];
     double secs = 0;
+    std::shared_ptr<const tq::Codec> codec;
     for (int k = 0; k < 2; ++k) {
       const auto& x = k == 0 ? iso : keys;
+      // Fractional codecs pick their outlier channels from data: calibrate on the first 1000 rows.
+      codec = tq::Codec::create(spec, o.dim, x.data(), size_t(std::min(o.n, 1000)));
+      codes.resize(codec->code_size() * o.n);
       const auto t0 = std::chrono::steady_clock::now();
       codec->encode(x.data(), o.n, o.dim, codes.data());
       secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
