@@ -85,6 +85,14 @@ std::string pareto_svg(const std::vector<PlotPoint>& all, const std::string& tit
   for (double e = y0; e <= y1; e += 1) {
     s += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>", L, Y(e), W - R);
     s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">1e{}</text>\n", L - 6, Y(e) + 4, int(e));
+    // Narrow ranges (<= 2 decades) also get 2x and 5x ticks, so that the points can be read off.
+    for (double m : {2.0, 5.0}) {
+      const double le = e + std::log10(m);
+      if (y1 - y0 > 2 || le >= y1) continue;
+      s += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#eee\"/>", L, Y(le), W - R);
+      s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" fill=\"#666\">{}e{}</text>\n", L - 6,
+                       Y(le) + 4, int(m), int(e));
+    }
   }
   s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (L + W - R) / 2, H - 18, esc(xlabel));
   s += fmt::format("<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">{1}</text>\n",
