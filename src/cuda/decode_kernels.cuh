@@ -92,11 +92,12 @@ __device__ __forceinline__ void block_fwht(float* x) {
   __syncthreads();
 }
 
-// 1. q [B,Hq,D] (T) -> q_rot fp32; grid B*Hq, block D.
+// 1. q [B,Hq,D] (T) -> q_rot fp32; grid B*Hq, block D. Also clears the run's error flag.
 template <int D, typename T>
 __global__ void rotate_q(const T* __restrict__ q, const float* __restrict__ signs, int rotate, float scale,
-                         float* __restrict__ q_rot) {
+                         float* __restrict__ q_rot, int* __restrict__ error_flag) {
   __shared__ float x[D];
+  if (blockIdx.x == 0 && threadIdx.x == 0) *error_flag = 0;  // the flag describes this run only
   const size_t row = blockIdx.x;
   x[threadIdx.x] = to_f32(q[row * D + threadIdx.x]);
   __syncthreads();

@@ -36,9 +36,9 @@ cudaError_t launch_rotate(const DecodeLaunch& a, cudaStream_t st) {
   const int rows = a.B * a.Hq;
   const int rot = a.k_bits != 0;
   switch (a.q_dtype) {
-    case 0: kern::rotate_q<D, float><<<rows, D, 0, st>>>(static_cast<const float*>(a.q), a.k_signs, rot, a.scale, a.q_rot); break;
-    case 1: kern::rotate_q<D, __half><<<rows, D, 0, st>>>(static_cast<const __half*>(a.q), a.k_signs, rot, a.scale, a.q_rot); break;
-    default: kern::rotate_q<D, __nv_bfloat16><<<rows, D, 0, st>>>(static_cast<const __nv_bfloat16*>(a.q), a.k_signs, rot, a.scale, a.q_rot);
+    case 0: kern::rotate_q<D, float><<<rows, D, 0, st>>>(static_cast<const float*>(a.q), a.k_signs, rot, a.scale, a.q_rot, a.error_flag); break;
+    case 1: kern::rotate_q<D, __half><<<rows, D, 0, st>>>(static_cast<const __half*>(a.q), a.k_signs, rot, a.scale, a.q_rot, a.error_flag); break;
+    default: kern::rotate_q<D, __nv_bfloat16><<<rows, D, 0, st>>>(static_cast<const __nv_bfloat16*>(a.q), a.k_signs, rot, a.scale, a.q_rot, a.error_flag);
   }
   return cudaGetLastError();
 }

@@ -181,6 +181,47 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   EXPECT_THROW(plan("tq3"), tq::Error);
 }
 
+TEST(CudaDecode, BadPageIdsAndLengthsAreFlaggedNotRead) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  tq::cuda::DecodeShape s;
+  s.batch = 2; s.heads_q = 8; s.heads_kv = 2; s.head_dim = 64; s.page_tokens = 64;
+  s.max_pages_per_seq = 2; s.num_pages = 4; s.max_seq_len = 128;
+  s.q_dtype = tq::cuda::DType::kF32; s.out_dtype = tq::cuda::DType::kF32;
+  const auto kv = tq::parse_kv_codec("tq3");
+  tq::cuda::DecodePlan plan(s, kv.k, kv.v);
+  void *dq, *dk, *dv, *dt, *dl, *dout, *dws;
+  CK(cudaMalloc(&dq, 2 * 8 * 64 * 4));
+  CK(cudaMalloc(&dk, 4 * plan.k_layout().page_bytes()));
+  CK(cudaMalloc(&dv, 4 * plan.v_layout().page_bytes()));
+  CK(cudaMalloc(&dt, 4 * 4));
+  CK(cudaMalloc(&dl, 2 * 4));
+  CK(cudaMalloc(&dout, 2 * 8 * 64 * 4));
+  CK(cudaMalloc(&dws, plan.workspace_bytes()));
+  CK(cudaMemset(dq, 0, 2 * 8 * 64 * 4));
+  CK(cudaMemset(dk, 0, 4 * plan.k_layout().page_bytes()));
+  CK(cudaMemset(dv, 0, 4 * plan.v_layout().page_bytes()));
+  tq::cuda::DecodeArgs a;
+  a.q = dq; a.k_pool = static_cast<uint8_t*>(dk); a.v_pool = static_cast<uint8_t*>(dv);
+  a.page_table = static_cast<int32_t*>(dt); a.seq_lens = static_cast<int32_t*>(dl); a.out = dout; a.workspace = dws;
+  const int32_t bad_table[4] = {0, 1, 2, 1000000};  // page 1000000 does not exist
+  const int32_t lens_ok[2] = {128, 128}, lens_bad[2] = {64, 5000};
+  CK(cudaMemcpy(dt, bad_table, sizeof bad_table, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dl, lens_ok, sizeof lens_ok, cudaMemcpyHostToDevice));
+  plan.run(a);
+  EXPECT_EQ(plan.read_error_flag(dws), 2);
+  const int32_t good_table[4] = {0, 1, 2, 3};
+  CK(cudaMemcpy(dt, good_table, sizeof good_table, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dl, lens_bad, sizeof lens_bad, cudaMemcpyHostToDevice));
+  plan.run(a);
+  EXPECT_EQ(plan.read_error_flag(dws), 1);
+  CK(cudaMemcpy(dl, lens_ok, sizeof lens_ok, cudaMemcpyHostToDevice));
+  plan.run(a);
+  EXPECT_EQ(plan.read_error_flag(dws), 0);  // the flag describes the last run only
+  a.out = nullptr;
+  EXPECT_THROW(plan.run(a), tq::Error);
+  for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
+}
+
 }  // namespace
 
 #else
