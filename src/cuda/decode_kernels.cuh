@@ -145,6 +145,25 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
   if (VB) for (int i = tid; i < VTAB * 32; i += kThreads) vtab[i / 32][i % 32] = P.v_centroids[i / 32];
   __syncthreads();
 
+  // V codes are read at position `lane` of their group: plane words / shifts fixed per thread.
+  constexpr int VPLANES = VB == 0 ? 1 : (VB == 8 ? 1 : (VB >= 4) + ((VB & 2) != 0) + (VB & 1));
+  int v_word[VPLANES], v_shift[VPLANES], v_off[VPLANES];
+  uint32_t v_mask[VPLANES];
+  {
+    int w[3] = {0, 0, 0};
+    const int np = plane_widths(VB ? VB : 1, w);
+    int wb = 0, off = 0;
+#pragma unroll
+    for (int p = 0; p < VPLANES; ++p) {
+      int word = 0;
+      v_shift[p] = p < np ? plane_pos(w[p], lane, &word) : 0;
+      v_word[p] = wb + word;
+      v_off[p] = off;
+      v_mask[p] = (1u << w[p]) - 1u;
+      wb += w[p];
+      off += w[p];
+    }
+  }
   float m[MAXG], l[MAXG], acc[NC][MAXG];
 #pragma unroll
   for (int g = 0; g < MAXG; ++g) {
@@ -298,11 +317,17 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
         const uint32_t* vw = reinterpret_cast<const uint32_t*>(v_stage + j * cb);
         float pj[MAXG];
 #pragma unroll
-        for (int g = 0; g < MAXG; ++g) pj[g] = p_s[j][g];
+        for (int g4 = 0; g4 < MAXG / 4; ++g4) {
+          const float4 p4 = reinterpret_cast<const float4*>(p_s[j])[g4];
+          pj[4 * g4 + 0] = p4.x; pj[4 * g4 + 1] = p4.y; pj[4 * g4 + 2] = p4.z; pj[4 * g4 + 3] = p4.w;
+        }
 #pragma unroll
         for (int i = 0; i < NC; ++i) {
-          const int grp = (tid + kThreads * i) / 32;
-          const float vv = vtab[group_code<VB>(vw + grp * VB, lane)][lane];
+          const uint32_t* gw = vw + ((tid + kThreads * i) / 32) * VB;
+          uint32_t code = 0;
+#pragma unroll
+          for (int p = 0; p < VPLANES; ++p) code |= ((gw[v_word[p]] >> v_shift[p]) & v_mask[p]) << v_off[p];
+          const float vv = vtab[code][lane];
 #pragma unroll
           for (int g = 0; g < MAXG; ++g) acc[i][g] += pj[g] * vv;
         }
