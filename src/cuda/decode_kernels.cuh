@@ -23,6 +23,11 @@ namespace tq::cuda::kern {
 constexpr int kThreads = 64;  // threads per decode block = tokens per tile
 constexpr int kTile = 64;
 constexpr int kRounds = 3;    // Hadamard rounds (Rotation::kHadamardRounds)
+// 32-bit words per token of a K or V row: bits 0 = fp16 values.
+constexpr int kStageWords(int d, int bits) { return bits ? d * bits / 32 : d / 2; }
+constexpr int stage_bytes(int d, int kb, int vb) {
+  return 4 * (kTile * (kStageWords(d, kb) + 1) + kTile * kStageWords(d, vb));
+}
 
 struct Params {
   const float* q_rot;          // [B, Hq, D]
@@ -124,8 +129,15 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
   __shared__ float p_s[kTile][MAXG];         // softmax weights (times the V norm) of the tile
   __shared__ float red[kThreads / 32][MAXG];
   __shared__ float tile_stat[MAXG];
-  constexpr int VSTAGE = VB ? kTile * D * VB / 8 : 4;
-  __shared__ __align__(16) uint8_t v_stage[VSTAGE];
+  // K and V codes of the tile staged in (dynamic) shared memory, all loads of a tile in flight at
+  // once: without it each thread walked its token's row with dependent global loads and the
+  // kernel was latency-bound (0.4-0.8x of SDPA, docs/CUDA.md). K rows are padded by one word so
+  // that thread t reading row t hits distinct banks; V rows are read by all threads at once
+  // (broadcast) and stay dense.
+  constexpr int KW = kStageWords(D, KB), VW = kStageWords(D, VB);
+  extern __shared__ __align__(16) uint32_t stage[];
+  uint32_t* k_stage = stage;                   // [kTile][KW + 1]
+  uint32_t* v_stage = stage + kTile * (KW + 1);  // [kTile][VW]
 
   const int split = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -185,14 +197,13 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
     const uint8_t* kbase = P.k_pool + size_t(page) * kpage;
     const uint8_t* vbase = P.v_pool + size_t(page) * vpage;
 
-    // Stage the tile's V codes (contiguous in the page) into shared memory.
-    if (VB) {  // codes_bytes is a multiple of 4 (D multiple of 32): copy 32-bit words, coalesced
-      const uint32_t* src = reinterpret_cast<const uint32_t*>(vbase + P.vl.codes_offset(hk, off0));
-      uint32_t* dst = reinterpret_cast<uint32_t*>(v_stage);
-      const int n4 = n_tile * P.vl.codes_bytes / 4;
-      for (int i = tid; i < n4; i += kThreads) dst[i] = src[i];
+    {
+      const uint32_t* ksrc = reinterpret_cast<const uint32_t*>(kbase + P.kl.codes_offset(hk, off0));
+      const uint32_t* vsrc = reinterpret_cast<const uint32_t*>(vbase + P.vl.codes_offset(hk, off0));
+      for (int i = tid; i < n_tile * KW; i += kThreads) k_stage[(i / KW) * (KW + 1) + i % KW] = ksrc[i];
+      for (int i = tid; i < n_tile * VW; i += kThreads) v_stage[i] = vsrc[i];
     }
-
+    __syncthreads();
     // ---- scores: thread = token ----
     float s[MAXG];
 #pragma unroll
@@ -201,14 +212,13 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
     if (valid) {
       const int off = off0 + tid;
       if constexpr (KB == 0) {
-        const uint4* kr = reinterpret_cast<const uint4*>(kbase + P.kl.codes_offset(hk, off));
-#pragma unroll 4
+        const uint32_t* kr = k_stage + tid * (KW + 1);
+#pragma unroll 8
         for (int c8 = 0; c8 < D / 8; ++c8) {
-          const uint4 raw = kr[c8];
-          const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const float2 kv = __half22float2(h2[e]);
+            const uint32_t raw = kr[c8 * 4 + e];
+            const float2 kv = __half22float2(*reinterpret_cast<const __half2*>(&raw));
             const int c = c8 * 8 + 2 * e;
 #pragma unroll
             for (int g4 = 0; g4 < MAXG / 4; ++g4) {
@@ -221,7 +231,7 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
           }
         }
       } else {
-        const uint32_t* kw = reinterpret_cast<const uint32_t*>(kbase + P.kl.codes_offset(hk, off));
+        const uint32_t* kw = k_stage + tid * (KW + 1);
 #pragma unroll 1
         for (int grp = 0; grp < D / 32; ++grp) {
           uint32_t w[KB];
@@ -300,7 +310,7 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
     // ---- V: thread = coordinates tid + 64 i (position `lane` of group warp + 2 i) ----
     if constexpr (VB == 0) {
       for (int j = 0; j < n_tile; ++j) {
-        const __half* vr = reinterpret_cast<const __half*>(vbase + P.vl.codes_offset(hk, off0 + j));
+        const __half* vr = reinterpret_cast<const __half*>(v_stage + j * VW);
         float pj[MAXG];
 #pragma unroll
         for (int g = 0; g < MAXG; ++g) pj[g] = p_s[j][g];
@@ -312,9 +322,8 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
         }
       }
     } else {
-      const int cb = P.vl.codes_bytes;
       for (int j = 0; j < n_tile; ++j) {
-        const uint32_t* vw = reinterpret_cast<const uint32_t*>(v_stage + j * cb);
+        const uint32_t* vw = v_stage + j * VW;
         float pj[MAXG];
 #pragma unroll
         for (int g4 = 0; g4 < MAXG / 4; ++g4) {

@@ -11,15 +11,20 @@ using kern::Params;
 using DecodeFn = void (*)(const Params);
 
 // The (K bits, V bits) pairs compiled: fp16/fp16 and TurboQuant k == v or k == v + 1.
+struct Kernel {
+  DecodeFn fn = nullptr;
+  int smem = 0;  // dynamic shared memory bytes
+};
+
 template <int D, int MAXG>
-DecodeFn pick(int kb, int vb) {
-#define TQ_CASE(K, V) if (kb == K && vb == V) return kern::decode_split<D, K, V, MAXG>;
+Kernel pick(int kb, int vb) {
+#define TQ_CASE(K, V) if (kb == K && vb == V) return {kern::decode_split<D, K, V, MAXG>, kern::stage_bytes(D, K, V)};
   TQ_CASE(0, 0) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3)
 #undef TQ_CASE
-  return nullptr;
+  return {};
 }
 
-DecodeFn find(int d, int kb, int vb, int g) {
+Kernel find(int d, int kb, int vb, int g) {
   switch (d * 16 + g) {
     case 64 * 16 + 4: return pick<64, 4>(kb, vb);
     case 64 * 16 + 8: return pick<64, 8>(kb, vb);
@@ -27,8 +32,14 @@ DecodeFn find(int d, int kb, int vb, int g) {
     case 128 * 16 + 8: return pick<128, 8>(kb, vb);
     case 256 * 16 + 4: return pick<256, 4>(kb, vb);
     case 256 * 16 + 8: return pick<256, 8>(kb, vb);
-    default: return nullptr;
+    default: return {};
   }
+}
+
+// Raises the dynamic shared-memory limit once per kernel (stages above 48 KB at head_dim 256).
+bool prepare(const Kernel& k) {
+  if (!k.fn) return false;
+  return cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem) == cudaSuccess;
 }
 
 template <int D>
@@ -57,12 +68,12 @@ cudaError_t launch_merge(const DecodeLaunch& a, cudaStream_t st) {
 
 }  // namespace
 
-bool has_kernel(int d, int kb, int vb, int g) { return find(d, kb, vb, g) != nullptr; }
+bool has_kernel(int d, int kb, int vb, int g) { return find(d, kb, vb, g).fn != nullptr; }
 
 int blocks_per_sm(int d, int kb, int vb, int g) {
-  DecodeFn f = find(d, kb, vb, g);
+  const Kernel k = find(d, kb, vb, g);
   int n = 0;
-  if (!f || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, kern::kThreads, 0) != cudaSuccess) return 0;
+  if (!prepare(k) || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k.fn, kern::kThreads, k.smem) != cudaSuccess) return 0;
   return n;
 }
 
@@ -77,8 +88,8 @@ int tile_tokens() { return kern::kTile; }
 
 int run_decode(const DecodeLaunch& a) {
   cudaStream_t st = static_cast<cudaStream_t>(a.stream);
-  DecodeFn f = find(a.head_dim, a.k_bits, a.v_bits, a.max_group);
-  if (!f) return int(cudaErrorInvalidValue);
+  const Kernel k = find(a.head_dim, a.k_bits, a.v_bits, a.max_group);
+  if (!k.fn) return int(cudaErrorInvalidValue);
   cudaError_t e = cudaSuccess;
   switch (a.head_dim) {
     case 64: e = launch_rotate<64>(a, st); break;
@@ -92,7 +103,7 @@ int run_decode(const DecodeLaunch& a) {
   P.v_centroids = a.v_centroids; P.kl = a.kl; P.vl = a.vl; P.error_flag = a.error_flag;
   P.B = a.B; P.Hq = a.Hq; P.Hkv = a.Hkv; P.G = a.Hq / a.Hkv; P.max_pages = a.max_pages;
   P.num_pages = a.num_pages; P.splits = a.splits; P.chunk = a.chunk;
-  f<<<dim3(a.splits, a.Hkv, a.B), kern::kThreads, 0, st>>>(P);
+  k.fn<<<dim3(a.splits, a.Hkv, a.B), kern::kThreads, k.smem, st>>>(P);
   if ((e = cudaGetLastError()) != cudaSuccess) return int(e);
   switch (a.head_dim) {
     case 64: e = launch_merge<64>(a, st); break;
