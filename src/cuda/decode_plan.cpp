@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "turboquant/capi_common.h"
 #include "turboquant/cuda/decode.h"
 #include "turboquant/error.h"
+#include "turboquant/half.h"
 #include "turboquant/rotation.h"
 #include "turboquant/tq_codec.h"
 #include "turboquant/turboquant_cuda.h"
@@ -58,6 +60,8 @@ struct DecodePlan::Impl {
   DecodeShape shape;
   std::shared_ptr<const Codec> kc, vc;
   int kb = 0, vb = 0, max_group = 4, splits = 1, chunk = 0;
+  bool use_mma = false;
+  uint32_t tab[16] = {};
   KvPageLayout kl{}, vl{};
   DeviceBuffer k_signs, v_signs, k_cent, v_cent;
   size_t off_q = 0, off_po = 0, off_pml = 0, off_err = 0, ws_bytes = 0;
@@ -103,9 +107,24 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   upload_codec(*I.kc, I.k_signs, I.k_cent);
   upload_codec(*I.vc, I.v_signs, I.v_cent);
 
+  // The tensor-core kernel (v2) serves head_dim 128 with TurboQuant K and V; v1 the rest.
+  I.use_mma = launch::has_mma_kernel(s.head_dim, I.kb, I.vb) && std::getenv("TQ_CUDA_DECODE_V1") == nullptr;
+  if (I.use_mma) {  // fp16 centroid bytes for the prmt lookups: K lo, K hi, V lo, V hi
+    auto bytes = [&](const Codec& c, uint32_t* lo, uint32_t* hi) {
+      const auto& ce = dynamic_cast<const TqCodec&>(c).parts()[0].cb->centroids_f32();
+      for (size_t i = 0; i < ce.size() && i < 16; ++i) {
+        const uint16_t h = float_to_half(ce[i]);
+        lo[i / 4] |= uint32_t(h & 0xff) << (8 * (i % 4));
+        hi[i / 4] |= uint32_t(h >> 8) << (8 * (i % 4));
+      }
+    };
+    bytes(*I.kc, I.tab, I.tab + 4);
+    bytes(*I.vc, I.tab + 8, I.tab + 12);
+  }
   // Split-KV schedule from occupancy: enough blocks for two full waves of the device, but no split
   // shorter than one tile.
-  const int per_sm = launch::blocks_per_sm(s.head_dim, I.kb, I.vb, I.max_group);
+  const int per_sm = I.use_mma ? launch::mma_units_per_sm(I.kb, I.vb)
+                               : launch::blocks_per_sm(s.head_dim, I.kb, I.vb, I.max_group);
   const int sms = launch::sm_count();
   TQ_CHECK(per_sm > 0 && sms > 0, kInternal, "CUDA decode: occupancy query failed");
   const int tile = launch::tile_tokens();
@@ -153,6 +172,8 @@ void DecodePlan::run(const DecodeArgs& a) const {
   L.splits = I.splits; L.chunk = I.chunk;
   L.scale = I.shape.scale > 0 ? I.shape.scale : 1.0f / std::sqrt(float(I.shape.head_dim));
   L.stream = a.stream;
+  L.use_mma = I.use_mma ? 1 : 0;
+  std::copy(I.tab, I.tab + 16, L.tab);
   const int e = launch::run_decode(L);
   TQ_CHECK(e == 0, kInternal, "CUDA decode: launch failed: {}", cudaGetErrorString(cudaError_t(e)));
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <cstdlib>
 
 #include "turboquant/cuda/decode.h"
 #include "turboquant/error.h"
@@ -161,7 +162,10 @@ TEST(CudaDecode, MatchesCpuReference) {
       {{257, 64}, 8, 1, 256, "tq4", DType::kF32},
       {{129}, 4, 4, 64, "fp16", DType::kF16},
   };
+  for (const auto& c : cases) run_case(c, rng);  // head_dim 128 TurboQuant: v2 (tensor cores)
+  setenv("TQ_CUDA_DECODE_V1", "1", 1);           // and the same cases through the v1 kernel
   for (const auto& c : cases) run_case(c, rng);
+  unsetenv("TQ_CUDA_DECODE_V1");
 }
 
 TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
