@@ -129,117 +129,146 @@ __global__ void __launch_bounds__(128) decode_mma(const Params P, const MmaTable
 
   const uint32_t kpage = P.kl.page_bytes(), vpage = P.vl.page_bytes();
   const uint32_t kcb = P.kl.codes_bytes, vcb = P.vl.codes_bytes;
-  for (int base = t0; base < t1; base += 16) {
+  // Raw words and norms of one 16-token step, loaded one step ahead (software pipelining: the
+  // loads of step i+1 are in flight while step i computes).
+  struct Step {
+    uint32_t kw[2][4];  // [token block][word of group t]
+    uint32_t vw[4][2];  // [token 2t, 2t+1, 2t+8, 2t+9][words of group g/2 this lane needs]
+    float kn[2][2], vn[2][2];
+    bool ok;
+  };
+  auto load = [&](int base, Step& S) {
     const int page = P.page_table[size_t(b) * P.max_pages + base / P.kl.page_tokens];
-    if (page < 0 || page >= P.num_pages) {
+    S.ok = page >= 0 && page < P.num_pages;
+    if (!S.ok) {
       if (lane == 0) atomicOr(P.error_flag, 2);
-      continue;
+      return;
     }
     const int off = base % P.kl.page_tokens;
     const uint8_t* kb = P.k_pool + size_t(page) * kpage + P.kl.codes_offset(hk, off);
     const uint8_t* ksc = P.k_pool + size_t(page) * kpage + P.kl.scalars_offset(hk, off);
     const uint8_t* vb = P.v_pool + size_t(page) * vpage + P.vl.codes_offset(hk, off);
     const uint8_t* vsc = P.v_pool + size_t(page) * vpage + P.vl.scalars_offset(hk, off);
-
-    // ---- S = Q K^T for tokens base + [0, 8) and base + [8, 16) ----
-    float s[2][4];
 #pragma unroll
     for (int nb = 0; nb < 2; ++nb) {
-      s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
       const uint32_t* gw = reinterpret_cast<const uint32_t*>(kb + (8 * nb + g) * kcb) + t * KB;
-      uint32_t w[4], sel[4];
 #pragma unroll
-      for (int i = 0; i < KB; ++i) w[i] = gw[i];
-      selectors<KB>(w, sel);
+      for (int i = 0; i < KB; ++i) S.kw[nb][i] = gw[i];
 #pragma unroll
-      for (int kc = 0; kc < 8; ++kc) {
-        const uint32_t sw = sel[kc >> 1];  // kc = 2i + half: selector word i, 16-bit half
-        const uint32_t s16 = (kc & 1) ? (sw >> 16) : sw;
-        uint32_t lo, hi;
-        lookup4<KB>(T.klo, T.khi, s16, lo, hi);
-        mma16816(s[nb], qa0[kc], 0u, qa2[kc], 0u, prmt(lo, hi, 0x5140), prmt(lo, hi, 0x7362));
+      for (int j = 0; j < 2; ++j) {
+        const int tok = 8 * nb + 2 * t + j;
+        const bool ok = base + tok < t1;  // never read norms past the sequence (garbage may be NaN)
+        S.kn[nb][j] = ok ? __half2float(*reinterpret_cast<const __half*>(ksc + tok * P.kl.scalar_bytes)) : 0.f;
+        S.vn[nb][j] = ok ? __half2float(*reinterpret_cast<const __half*>(vsc + tok * P.vl.scalar_bytes)) : 0.f;
       }
     }
-    // Scores of row g for tokens base + 8nb + 2t + j: times the K norm; masked past t1.
-    float mx = -INFINITY;
-#pragma unroll
-    for (int nb = 0; nb < 2; ++nb)
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int tok = 8 * nb + 2 * t + j;
-        const bool ok = base + tok < t1;
-        s[nb][j] = ok ? s[nb][j] * __half2float(*reinterpret_cast<const __half*>(ksc + tok * P.kl.scalar_bytes)) : -INFINITY;
-        mx = fmaxf(mx, s[nb][j]);
-      }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float mnew = fmaxf(m, mx);
-    const float alpha = m == -INFINITY ? 0.f : __expf(m - mnew);
-    m = mnew;
-    float p[2][2], psum = 0.f;
-#pragma unroll
-    for (int nb = 0; nb < 2; ++nb)
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int tok = 8 * nb + 2 * t + j;
-        const bool ok = base + tok < t1;
-        const float e = ok ? __expf(s[nb][j] - mnew) : 0.f;
-        psum += e;
-        p[nb][j] = ok ? e * __half2float(*reinterpret_cast<const __half*>(vsc + tok * P.vl.scalar_bytes)) : 0.f;
-      }
-    psum += __shfl_xor_sync(0xffffffffu, psum, 1);
-    psum += __shfl_xor_sync(0xffffffffu, psum, 2);
-    l = l * alpha + psum;
-#pragma unroll
-    for (int nc = 0; nc < 16; ++nc) { o[nc][0] *= alpha; o[nc][1] *= alpha; }
-    const uint32_t pa0 = pack_half2(p[0][0], p[0][1]), pa2 = pack_half2(p[1][0], p[1][1]);
-
-    // ---- O += P V: lane decodes 16 codes of group g/2 for tokens 2t, 2t+1, 2t+8, 2t+9 ----
-    uint32_t vsel[4][2];  // [token][selector word]
+    const int k = g & 1;
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       const int tok = 2 * t + (r & 1) + 8 * (r >> 1);
       const uint32_t* gw = reinterpret_cast<const uint32_t*>(vb + tok * vcb) + (g >> 1) * VB;
-      const int k = g & 1;
-      if constexpr (VB == 4) {
-        vsel[r][0] = gw[2 * k];
-        vsel[r][1] = gw[2 * k + 1];
-      } else if constexpr (VB == 2) {
-        const uint32_t w0 = gw[k];
-        vsel[r][0] = w0 & 0x33333333u;
-        vsel[r][1] = (w0 >> 2) & 0x33333333u;
-      } else {
-        const uint32_t w0 = gw[k], hbits = gw[2];
-        const int sh0 = 2 - 2 * k, sh1 = 1 - 2 * k;  // 1-bit plane: bit 4m + 2k + h -> bit 4m + 2
-        const uint32_t h0 = sh0 >= 0 ? hbits << sh0 : hbits >> -sh0;
-        const uint32_t h1 = sh1 >= 0 ? hbits << sh1 : hbits >> -sh1;
-        vsel[r][0] = (w0 & 0x33333333u) | (h0 & 0x44444444u);
-        vsel[r][1] = ((w0 >> 2) & 0x33333333u) | (h1 & 0x44444444u);
-      }
+      S.vw[r][0] = VB == 4 ? gw[2 * k] : gw[k];
+      S.vw[r][1] = VB == 4 ? gw[2 * k + 1] : (VB == 3 ? gw[2] : 0u);
     }
+  };
+
+  Step cur, nxt;
+  if (t0 < t1) load(t0, cur);
+  for (int base = t0; base < t1; base += 16) {
+    if (base + 16 < t1) load(base + 16, nxt);
+    if (cur.ok) {
+      // ---- S = Q K^T for tokens base + [0, 8) and base + [8, 16) ----
+      float s[2][4];
 #pragma unroll
-    for (int nc4 = 0; nc4 < 4; ++nc4) {  // 4 dim chunks share one 16-bit selector per token
-      const int hsel = nc4 >> 1, half = nc4 & 1;
-      uint32_t lo[4], hi[4];
+      for (int nb = 0; nb < 2; ++nb) {
+        s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+        uint32_t sel[4];
+        selectors<KB>(cur.kw[nb], sel);
+#pragma unroll
+        for (int kc = 0; kc < 8; ++kc) {
+          const uint32_t sw = sel[kc >> 1];  // kc = 2i + half: selector word i, 16-bit half
+          uint32_t lo, hi;
+          lookup4<KB>(T.klo, T.khi, (kc & 1) ? (sw >> 16) : sw, lo, hi);
+          mma16816(s[nb], qa0[kc], 0u, qa2[kc], 0u, prmt(lo, hi, 0x5140), prmt(lo, hi, 0x7362));
+        }
+      }
+      // Row g's scores for tokens base + 8nb + 2t + j: times the K norm; masked past t1.
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const bool ok = base + 8 * nb + 2 * t + j < t1;
+          s[nb][j] = ok ? s[nb][j] * cur.kn[nb][j] : -INFINITY;
+          mx = fmaxf(mx, s[nb][j]);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(m, mx);
+      const float alpha = m == -INFINITY ? 0.f : __expf(m - mnew);
+      m = mnew;
+      float p[2][2], psum = 0.f;
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const bool ok = base + 8 * nb + 2 * t + j < t1;
+          const float e = ok ? __expf(s[nb][j] - mnew) : 0.f;
+          psum += e;
+          p[nb][j] = e * cur.vn[nb][j];
+        }
+      psum += __shfl_xor_sync(0xffffffffu, psum, 1);
+      psum += __shfl_xor_sync(0xffffffffu, psum, 2);
+      l = l * alpha + psum;
+#pragma unroll
+      for (int nc = 0; nc < 16; ++nc) { o[nc][0] *= alpha; o[nc][1] *= alpha; }
+      const uint32_t pa0 = pack_half2(p[0][0], p[0][1]), pa2 = pack_half2(p[1][0], p[1][1]);
+
+      // ---- O += P V: lane decodes 16 codes of group g/2 for tokens 2t, 2t+1, 2t+8, 2t+9 ----
+      uint32_t vsel[4][2];  // [token][selector word h]
+      const int k = g & 1;
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const uint32_t sw = vsel[r][hsel];
-        lookup4<VB>(T.vlo, T.vhi, half ? (sw >> 16) : sw, lo[r], hi[r]);
+        if constexpr (VB == 4) {
+          vsel[r][0] = cur.vw[r][0];
+          vsel[r][1] = cur.vw[r][1];
+        } else if constexpr (VB == 2) {
+          vsel[r][0] = cur.vw[r][0] & 0x33333333u;
+          vsel[r][1] = (cur.vw[r][0] >> 2) & 0x33333333u;
+        } else {
+          const uint32_t w0 = cur.vw[r][0], hbits = cur.vw[r][1];
+          const int sh0 = 2 - 2 * k, sh1 = 1 - 2 * k;  // 1-bit plane: bit 4m + 2k + h -> bit 4m + 2
+          const uint32_t h0 = sh0 >= 0 ? hbits << sh0 : hbits >> -sh0;
+          const uint32_t h1 = sh1 >= 0 ? hbits << sh1 : hbits >> -sh1;
+          vsel[r][0] = (w0 & 0x33333333u) | (h0 & 0x44444444u);
+          vsel[r][1] = ((w0 >> 2) & 0x33333333u) | (h1 & 0x44444444u);
+        }
       }
-      // Pair tokens (2t, 2t+1) -> b0 and (2t+8, 2t+9) -> b1, same dim: bytes [lo_A, hi_A, lo_B, hi_B].
-      uint32_t bpair[2][4];
 #pragma unroll
-      for (int pr = 0; pr < 2; ++pr) {
-        const uint32_t lo01 = prmt(lo[2 * pr], lo[2 * pr + 1], 0x5140), hi01 = prmt(hi[2 * pr], hi[2 * pr + 1], 0x5140);
-        const uint32_t lo23 = prmt(lo[2 * pr], lo[2 * pr + 1], 0x7362), hi23 = prmt(hi[2 * pr], hi[2 * pr + 1], 0x7362);
-        bpair[pr][0] = prmt(lo01, hi01, 0x5140);
-        bpair[pr][1] = prmt(lo01, hi01, 0x7362);
-        bpair[pr][2] = prmt(lo23, hi23, 0x5140);
-        bpair[pr][3] = prmt(lo23, hi23, 0x7362);
+      for (int nc4 = 0; nc4 < 4; ++nc4) {  // 4 dim chunks share one 16-bit selector per token
+        const int hsel = nc4 >> 1, half = nc4 & 1;
+        uint32_t lo[4], hi[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const uint32_t sw = vsel[r][hsel];
+          lookup4<VB>(T.vlo, T.vhi, half ? (sw >> 16) : sw, lo[r], hi[r]);
+        }
+        // Pair tokens (2t, 2t+1) -> b0 and (2t+8, 2t+9) -> b1, same dim: bytes [lo_A, hi_A, lo_B, hi_B].
+        uint32_t bpair[2][4];
+#pragma unroll
+        for (int pr = 0; pr < 2; ++pr) {
+          const uint32_t lo01 = prmt(lo[2 * pr], lo[2 * pr + 1], 0x5140), hi01 = prmt(hi[2 * pr], hi[2 * pr + 1], 0x5140);
+          const uint32_t lo23 = prmt(lo[2 * pr], lo[2 * pr + 1], 0x7362), hi23 = prmt(hi[2 * pr], hi[2 * pr + 1], 0x7362);
+          bpair[pr][0] = prmt(lo01, hi01, 0x5140);
+          bpair[pr][1] = prmt(lo01, hi01, 0x7362);
+          bpair[pr][2] = prmt(lo23, hi23, 0x5140);
+          bpair[pr][3] = prmt(lo23, hi23, 0x7362);
+        }
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj) mma16816(o[4 * nc4 + jj], pa0, 0u, pa2, 0u, bpair[0][jj], bpair[1][jj]);
       }
-#pragma unroll
-      for (int jj = 0; jj < 4; ++jj) mma16816(o[4 * nc4 + jj], pa0, 0u, pa2, 0u, bpair[0][jj], bpair[1][jj]);
     }
+    cur = nxt;
   }
 
   // ---- partial state: row g = head g of the group; columns 2t, 2t+1 of each dim chunk ----

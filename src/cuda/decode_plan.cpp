@@ -146,6 +146,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
 DecodePlan::~DecodePlan() = default;
 size_t DecodePlan::workspace_bytes() const { return impl_->ws_bytes; }
 int DecodePlan::splits() const { return impl_->splits; }
+bool DecodePlan::uses_tensor_cores() const { return impl_->use_mma; }
 KvPageLayout DecodePlan::k_layout() const { return impl_->kl; }
 KvPageLayout DecodePlan::v_layout() const { return impl_->vl; }
 const Codec& DecodePlan::k_codec() const { return *impl_->kc; }

@@ -139,8 +139,10 @@ void run_case(const Case& c, std::mt19937& rng) {
     den += double(ref[i]) * ref[i];
   }
   EXPECT_EQ(bad, 0u) << "unwritten or non-finite outputs";
-  // fp32 arithmetic over the same decoded values: ~1e-6; fp16 / bf16 output rounding 2^-11 / 2^-8.
-  const double tol = c.out_dtype == tq::cuda::DType::kF32 ? 1e-4 : (c.out_dtype == tq::cuda::DType::kF16 ? 2e-3 : 1e-2);
+  // v1: fp32 arithmetic over the same decoded values (~1e-6); fp16 / bf16 output rounding 2^-11 /
+  // 2^-8. v2 (tensor cores) rounds q, the centroids and p to fp16 (2^-11 each): a few 1e-4.
+  double tol = c.out_dtype == tq::cuda::DType::kF32 ? 1e-4 : (c.out_dtype == tq::cuda::DType::kF16 ? 2e-3 : 1e-2);
+  if (plan.uses_tensor_cores()) tol = std::max(tol, 2e-3);
   EXPECT_LT(std::sqrt(num / den), tol);
   for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
 }

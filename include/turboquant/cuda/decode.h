@@ -53,6 +53,8 @@ class DecodePlan {
 
   size_t workspace_bytes() const;
   int splits() const;
+  // True when the tensor-core kernel (fp16 operands: q, centroids, p) serves this plan.
+  bool uses_tensor_cores() const;
   KvPageLayout k_layout() const;  // page layout the pools must follow
   KvPageLayout v_layout() const;
   // Codec objects whose encode() produces the bytes the pools must hold (same seeds).
