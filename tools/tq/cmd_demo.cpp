@@ -16,7 +16,7 @@ namespace {
 struct Opts {
   int dim = 128;
   int n = 20000;
-  std::string codecs = "fp32,fp16,bf16,tq8,tq4,tq3.5,tq3,tq2.5,tq2,tq1,tq4p,tq3p";
+  std::string codecs = "fp32,fp16,bf16,fp8,q8,q4,q4r,tq8,tq4,tq3.5,tq3,tq2.5,tq2,tq1,tq4p,tq3p";
 };
 
 // Built-in data: LLM-like key vectors — Gaussian with a few outlier channels 10-30x larger, so that

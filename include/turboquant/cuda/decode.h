@@ -1,0 +1,74 @@
+// turboquant/cuda/decode.h — fused decode attention over the compressed paged KV cache on CUDA.
+//
+// Plan once (validates shapes/codecs, picks the split-KV count from the device's occupancy, sizes
+// the workspace), then run any number of times: run() does no allocation and no host
+// synchronization, so a decode step can be captured in a CUDA graph.
+//
+//   out[b, h, :] = softmax(scale · q[b,h,:] · K[b, g(h), :t]ᵀ) · V[b, g(h), :t],  t = seq_lens[b]
+//
+// K and V are read from page pools in the layout of turboquant/layout.h (KvPageLayout): page p of
+// a pool holds page_tokens tokens of every KV head. TurboQuant codecs are scored in the rotated
+// domain: q is rotated once (randomized Hadamard, 3 rounds), V is accumulated in the rotated domain
+// and inverse-rotated once per output row.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "turboquant/codec.h"
+#include "turboquant/layout.h"
+
+namespace tq::cuda {
+
+enum class DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+struct DecodeShape {
+  int batch = 1, heads_q = 32, heads_kv = 8, head_dim = 128;
+  int page_tokens = 64;
+  int max_pages_per_seq = 0;  // columns of the page table
+  int max_seq_len = 0;        // upper bound of seq_lens (sizes the split schedule)
+  int num_pages = 0;          // pages in each pool (page ids are checked on the device)
+  DType q_dtype = DType::kF16, out_dtype = DType::kF16;
+  float scale = 0;            // 0: 1/sqrt(head_dim)
+};
+
+struct DecodeArgs {
+  const void* q = nullptr;              // [B, Hq, D] q_dtype
+  const uint8_t* k_pool = nullptr;      // pages of K
+  const uint8_t* v_pool = nullptr;      // pages of V
+  const int32_t* page_table = nullptr;  // [B, max_pages_per_seq]
+  const int32_t* seq_lens = nullptr;    // [B], each in [1, max_seq_len]
+  void* out = nullptr;                  // [B, Hq, D] out_dtype
+  void* workspace = nullptr;            // workspace_bytes() bytes, caller-owned
+  void* stream = nullptr;               // cudaStream_t
+};
+
+class DecodePlan {
+ public:
+  // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback).
+  DecodePlan(const DecodeShape& shape, const CodecSpec& k_codec, const CodecSpec& v_codec);
+  ~DecodePlan();
+  DecodePlan(const DecodePlan&) = delete;
+  DecodePlan& operator=(const DecodePlan&) = delete;
+
+  size_t workspace_bytes() const;
+  int splits() const;
+  // True when the tensor-core kernel (fp16 operands: q, centroids, p) serves this plan.
+  bool uses_tensor_cores() const;
+  KvPageLayout k_layout() const;  // page layout the pools must follow
+  KvPageLayout v_layout() const;
+  // Codec objects whose encode() produces the bytes the pools must hold (same seeds).
+  const Codec& k_codec() const;
+  const Codec& v_codec() const;
+  void run(const DecodeArgs& args) const;
+  // Synchronously reads the device error flag (bit 0: seq_len out of range, bit 1: bad page id).
+  int read_error_flag(const void* workspace) const;
+
+  struct Impl;
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+bool device_available();
+
+}  // namespace tq::cuda

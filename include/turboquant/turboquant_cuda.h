@@ -1,0 +1,38 @@
+/* turboquant/turboquant_cuda.h — C ABI of the CUDA decode attention (see turboquant/cuda/decode.h).
+ * Usable from Python ctypes with torch tensors' data_ptr(). All pointers are device pointers except
+ * the plan and the info structs. dtype codes: 0 = float32, 1 = float16, 2 = bfloat16. */
+#ifndef TURBOQUANT_CUDA_H
+#define TURBOQUANT_CUDA_H
+#include "turboquant/capi_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tq_cuda_decode_plan tq_cuda_decode_plan;
+
+/* Byte layout of one page of a K or V pool (turboquant/layout.h, KvPageLayout). */
+typedef struct tq_kv_page_info {
+  uint32_t page_tokens, codes_bytes, scalar_bytes, head_block_bytes, page_bytes;
+} tq_kv_page_info;
+
+/* kv_codec: "fp16", "tq3", "k4v3", "k=tq4,v=tq3". Fails (TQ_UNSUPPORTED) when no kernel exists. */
+TQ_API tq_status tq_cuda_decode_plan_create(const char* kv_codec, int batch, int heads_q, int heads_kv, int head_dim,
+                                            int page_tokens, int max_pages_per_seq, int num_pages, int max_seq_len,
+                                            int q_dtype, int out_dtype, float scale, tq_cuda_decode_plan** out);
+TQ_API tq_status tq_cuda_decode_plan_info(const tq_cuda_decode_plan* plan, size_t* workspace_bytes, int* splits,
+                                          tq_kv_page_info* k, tq_kv_page_info* v);
+/* q [B,Hq,D], pools as described by plan_info, page_table int32 [B, max_pages_per_seq], seq_lens int32
+ * [B], out [B,Hq,D]. No allocation, no host synchronization: capturable in a CUDA graph. */
+TQ_API tq_status tq_cuda_decode_run(const tq_cuda_decode_plan* plan, const void* q, const void* k_pool,
+                                    const void* v_pool, const int32_t* page_table, const int32_t* seq_lens,
+                                    void* out, void* workspace, void* stream);
+/* Reads (synchronously) the device-side error flag of the last runs: bit 0 a seq_len out of range,
+ * bit 1 a page id out of range (those rows attend to nothing rather than read out of bounds). */
+TQ_API tq_status tq_cuda_decode_check(const tq_cuda_decode_plan* plan, const void* workspace, int* flag);
+TQ_API void tq_cuda_decode_plan_destroy(tq_cuda_decode_plan* plan);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,235 @@
+// CUDA decode attention vs the CPU reference: K/V encoded by the CPU codec into pages (random page
+// order), the kernel's output against exact float64 attention over the CPU-decoded K/V. Fresh
+// random data each run, outputs poisoned, odd shapes. Skips (visibly) without a GPU.
+#include <gtest/gtest.h>
+
+#if defined(TQ_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <cstdlib>
+
+#include "turboquant/cuda/decode.h"
+#include "turboquant/error.h"
+#include "turboquant/half.h"
+
+namespace {
+
+#define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
+
+struct Case {
+  std::vector<int> lens;
+  int hq, hkv, d;
+  const char* kv;
+  tq::cuda::DType out_dtype;
+};
+
+void run_case(const Case& c, std::mt19937& rng) {
+  SCOPED_TRACE(testing::Message() << "kv=" << c.kv << " d=" << c.d << " hq=" << c.hq << " hkv=" << c.hkv
+                                  << " B=" << c.lens.size() << " T0=" << c.lens[0]);
+  const int B = int(c.lens.size()), D = c.d, PT = 64;
+  const int max_len = *std::max_element(c.lens.begin(), c.lens.end());
+  const int max_pages = (max_len + PT - 1) / PT;
+  const int num_pages = B * max_pages + 3;
+  tq::cuda::DecodeShape s;
+  s.batch = B; s.heads_q = c.hq; s.heads_kv = c.hkv; s.head_dim = D; s.page_tokens = PT;
+  s.max_pages_per_seq = max_pages; s.num_pages = num_pages; s.max_seq_len = max_len;
+  s.q_dtype = tq::cuda::DType::kF32; s.out_dtype = c.out_dtype;
+  const auto kv = tq::parse_kv_codec(c.kv);
+  tq::cuda::DecodePlan plan(s, kv.k, kv.v);
+  const auto kl = plan.k_layout(), vl = plan.v_layout();
+  const tq::Codec &kc = plan.k_codec(), &vc = plan.v_codec();
+
+  std::normal_distribution<float> nd;
+  std::vector<float> q(size_t(B) * c.hq * D);
+  for (auto& x : q) x = nd(rng);
+  // Pages in a shuffled order: page_table[b][i] = perm[b * max_pages + i].
+  std::vector<int> perm(num_pages);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> table(size_t(B) * max_pages);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = perm[i];
+  std::vector<uint8_t> kpool(size_t(num_pages) * kl.page_bytes(), 0), vpool(size_t(num_pages) * vl.page_bytes(), 0);
+  std::vector<float> ref(size_t(B) * c.hq * D);
+  const int G = c.hq / c.hkv;
+  std::vector<uint8_t> kcode(kc.code_size()), vcode(vc.code_size());
+  for (int b = 0; b < B; ++b) {
+    const int T = c.lens[b];
+    std::vector<float> kd(size_t(c.hkv) * T * D), vd(kd.size());  // decoded (what the kernel sees)
+    for (int h = 0; h < c.hkv; ++h)
+      for (int t = 0; t < T; ++t) {
+        std::vector<float> k(D), v(D);
+        for (auto& x : k) x = nd(rng) * 2.0f;
+        for (auto& x : v) x = nd(rng);
+        if (t == 0) for (auto& x : k) x *= 4.0f;  // an attention-sink-like first token
+        kc.encode(k.data(), 1, D, kcode.data());
+        vc.encode(v.data(), 1, D, vcode.data());
+        const int page = table[size_t(b) * max_pages + t / PT], off = t % PT;
+        uint8_t* kp = kpool.data() + size_t(page) * kl.page_bytes();
+        uint8_t* vp = vpool.data() + size_t(page) * vl.page_bytes();
+        std::copy_n(kcode.data(), kl.codes_bytes, kp + kl.codes_offset(h, off));
+        std::copy_n(kcode.data() + kl.codes_bytes, kl.scalar_bytes, kp + kl.scalars_offset(h, off));
+        std::copy_n(vcode.data(), vl.codes_bytes, vp + vl.codes_offset(h, off));
+        std::copy_n(vcode.data() + vl.codes_bytes, vl.scalar_bytes, vp + vl.scalars_offset(h, off));
+        kc.decode(kcode.data(), 1, &kd[(size_t(h) * T + t) * D], D);
+        vc.decode(vcode.data(), 1, &vd[(size_t(h) * T + t) * D], D);
+      }
+    const double scale = 1.0 / std::sqrt(double(D));
+    for (int hq = 0; hq < c.hq; ++hq) {
+      const int h = hq / G;
+      const float* qq = &q[(size_t(b) * c.hq + hq) * D];
+      std::vector<double> sc(T);
+      double mx = -1e300;
+      for (int t = 0; t < T; ++t) {
+        double acc = 0;
+        for (int i = 0; i < D; ++i) acc += double(qq[i]) * kd[(size_t(h) * T + t) * D + i];
+        sc[t] = acc * scale;
+        mx = std::max(mx, sc[t]);
+      }
+      double den = 0;
+      for (auto& x : sc) { x = std::exp(x - mx); den += x; }
+      for (int i = 0; i < D; ++i) {
+        double acc = 0;
+        for (int t = 0; t < T; ++t) acc += sc[t] * vd[(size_t(h) * T + t) * D + i];
+        ref[(size_t(b) * c.hq + hq) * D + i] = float(acc / den);
+      }
+    }
+  }
+  // Device buffers.
+  const size_t out_elt = c.out_dtype == tq::cuda::DType::kF32 ? 4 : 2;
+  void *dq, *dk, *dv, *dt, *dl, *dout, *dws;
+  CK(cudaMalloc(&dq, q.size() * 4));
+  CK(cudaMalloc(&dk, kpool.size()));
+  CK(cudaMalloc(&dv, vpool.size()));
+  CK(cudaMalloc(&dt, table.size() * 4));
+  CK(cudaMalloc(&dl, B * 4));
+  CK(cudaMalloc(&dout, ref.size() * out_elt));
+  CK(cudaMalloc(&dws, plan.workspace_bytes()));
+  CK(cudaMemcpy(dq, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dk, kpool.data(), kpool.size(), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dv, vpool.data(), vpool.size(), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dt, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dl, c.lens.data(), B * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemset(dout, 0xFF, ref.size() * out_elt));  // poison: NaN in every dtype
+  CK(cudaMemset(dws, 0xFF, plan.workspace_bytes()));
+  CK(cudaMemset(static_cast<char*>(dws) + plan.workspace_bytes() - 256, 0, 256));  // error flag
+  tq::cuda::DecodeArgs a;
+  a.q = dq; a.k_pool = static_cast<uint8_t*>(dk); a.v_pool = static_cast<uint8_t*>(dv);
+  a.page_table = static_cast<int32_t*>(dt); a.seq_lens = static_cast<int32_t*>(dl); a.out = dout; a.workspace = dws;
+  plan.run(a);
+  CK(cudaDeviceSynchronize());
+  EXPECT_EQ(plan.read_error_flag(dws), 0);
+  std::vector<float> out(ref.size());
+  if (out_elt == 4) {
+    CK(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost));
+  } else {
+    std::vector<uint16_t> h(out.size());
+    CK(cudaMemcpy(h.data(), dout, h.size() * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < h.size(); ++i)
+      out[i] = c.out_dtype == tq::cuda::DType::kF16 ? tq::half_to_float(h[i]) : tq::bf16_to_float(h[i]);
+  }
+  double num = 0, den = 0;
+  size_t bad = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!std::isfinite(out[i])) ++bad;
+    num += double(out[i] - ref[i]) * (out[i] - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  EXPECT_EQ(bad, 0u) << "unwritten or non-finite outputs";
+  // v1: fp32 arithmetic over the same decoded values (~1e-6); fp16 / bf16 output rounding 2^-11 /
+  // 2^-8. v2 (tensor cores) rounds q, the centroids and p to fp16 (2^-11 each): a few 1e-4.
+  double tol = c.out_dtype == tq::cuda::DType::kF32 ? 1e-4 : (c.out_dtype == tq::cuda::DType::kF16 ? 2e-3 : 1e-2);
+  if (plan.uses_tensor_cores()) tol = std::max(tol, 2e-3);
+  EXPECT_LT(std::sqrt(num / den), tol);
+  for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
+}
+
+TEST(CudaDecode, MatchesCpuReference) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  using tq::cuda::DType;
+  const Case cases[] = {
+      {{1}, 32, 8, 128, "tq3", DType::kF32},
+      {{7}, 8, 8, 128, "tq4", DType::kF32},
+      {{113}, 28, 4, 128, "k4v3", DType::kF32},       // GQA 7
+      {{4097}, 32, 8, 128, "tq3", DType::kF16},
+      {{113, 1, 4097}, 32, 8, 128, "tq2", DType::kF32},  // unequal lengths
+      {{1000, 70}, 16, 4, 128, "fp16", DType::kF32},
+      {{300}, 8, 2, 64, "k3v2", DType::kBF16},
+      {{257, 64}, 8, 1, 256, "tq4", DType::kF32},
+      {{129}, 4, 4, 64, "fp16", DType::kF16},
+  };
+  for (const auto& c : cases) run_case(c, rng);  // head_dim 128 TurboQuant: v2 (tensor cores)
+  setenv("TQ_CUDA_DECODE_V1", "1", 1);           // and the same cases through the v1 kernel
+  for (const auto& c : cases) run_case(c, rng);
+  unsetenv("TQ_CUDA_DECODE_V1");
+}
+
+TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  tq::cuda::DecodeShape s;
+  s.max_pages_per_seq = 4; s.num_pages = 4; s.max_seq_len = 256; s.page_tokens = 64;
+  auto plan = [&](const char* kv) { auto p = tq::parse_kv_codec(kv); tq::cuda::DecodePlan x(s, p.k, p.v); };
+  EXPECT_THROW(plan("tq2.5"), tq::Error);
+  EXPECT_THROW(plan("tq3p"), tq::Error);
+  EXPECT_THROW(plan("k2v4"), tq::Error);
+  EXPECT_THROW(plan("tq8"), tq::Error);
+  s.head_dim = 96;
+  EXPECT_THROW(plan("tq3"), tq::Error);
+  s.head_dim = 128; s.heads_q = 30;
+  EXPECT_THROW(plan("tq3"), tq::Error);
+  s.heads_q = 32; s.page_tokens = 16;
+  EXPECT_THROW(plan("tq3"), tq::Error);
+}
+
+TEST(CudaDecode, BadPageIdsAndLengthsAreFlaggedNotRead) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  tq::cuda::DecodeShape s;
+  s.batch = 2; s.heads_q = 8; s.heads_kv = 2; s.head_dim = 64; s.page_tokens = 64;
+  s.max_pages_per_seq = 2; s.num_pages = 4; s.max_seq_len = 128;
+  s.q_dtype = tq::cuda::DType::kF32; s.out_dtype = tq::cuda::DType::kF32;
+  const auto kv = tq::parse_kv_codec("tq3");
+  tq::cuda::DecodePlan plan(s, kv.k, kv.v);
+  void *dq, *dk, *dv, *dt, *dl, *dout, *dws;
+  CK(cudaMalloc(&dq, 2 * 8 * 64 * 4));
+  CK(cudaMalloc(&dk, 4 * plan.k_layout().page_bytes()));
+  CK(cudaMalloc(&dv, 4 * plan.v_layout().page_bytes()));
+  CK(cudaMalloc(&dt, 4 * 4));
+  CK(cudaMalloc(&dl, 2 * 4));
+  CK(cudaMalloc(&dout, 2 * 8 * 64 * 4));
+  CK(cudaMalloc(&dws, plan.workspace_bytes()));
+  CK(cudaMemset(dq, 0, 2 * 8 * 64 * 4));
+  CK(cudaMemset(dk, 0, 4 * plan.k_layout().page_bytes()));
+  CK(cudaMemset(dv, 0, 4 * plan.v_layout().page_bytes()));
+  tq::cuda::DecodeArgs a;
+  a.q = dq; a.k_pool = static_cast<uint8_t*>(dk); a.v_pool = static_cast<uint8_t*>(dv);
+  a.page_table = static_cast<int32_t*>(dt); a.seq_lens = static_cast<int32_t*>(dl); a.out = dout; a.workspace = dws;
+  const int32_t bad_table[4] = {0, 1, 2, 1000000};  // page 1000000 does not exist
+  const int32_t lens_ok[2] = {128, 128}, lens_bad[2] = {64, 5000};
+  CK(cudaMemcpy(dt, bad_table, sizeof bad_table, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dl, lens_ok, sizeof lens_ok, cudaMemcpyHostToDevice));
+  plan.run(a);
+  EXPECT_EQ(plan.read_error_flag(dws), 2);
+  const int32_t good_table[4] = {0, 1, 2, 3};
+  CK(cudaMemcpy(dt, good_table, sizeof good_table, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dl, lens_bad, sizeof lens_bad, cudaMemcpyHostToDevice));
+  plan.run(a);
+  EXPECT_EQ(plan.read_error_flag(dws), 1);
+  CK(cudaMemcpy(dl, lens_ok, sizeof lens_ok, cudaMemcpyHostToDevice));
+  plan.run(a);
+  EXPECT_EQ(plan.read_error_flag(dws), 0);  // the flag describes the last run only
+  a.out = nullptr;
+  EXPECT_THROW(plan.run(a), tq::Error);
+  for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
+}
+
+}  // namespace
+
+#else
+TEST(CudaDecode, SkippedWithoutCuda) { GTEST_SKIP() << "built without CUDA (TQ_ENABLE_CUDA=OFF)"; }
+#endif
