@@ -50,8 +50,9 @@ struct AttnOptions {
   // Mean subtraction ("centering"), exact for attention: q·(k - μ) = q·k - q·μ shifts every score of
   // a query by the same constant, which softmax ignores; and Σ_j p_j (v_j - μ) + μ = o since Σ p_j = 1.
   // So a cache may store one mean per (sequence, KV head) and encode k - μ (v - μ), adding μ back on
-  // decode. μ = mean of the first center_k (center_v) tokens — a prefill prefix — 0 = off; the mean
-  // costs D fp32 values per (sequence, KV head), counted in the bits.
+  // decode. μ = mean of tokens 1..center_k-1 (center_v) — a prefill prefix without the attention
+  // sink, token 0, an outlier of its own — 0 = off; the mean costs D fp32 values per (sequence,
+  // KV head), counted in the bits.
   int center_k = 0, center_v = 0;
 };
 
