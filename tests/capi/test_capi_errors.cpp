@@ -1,0 +1,52 @@
+// C ABI error reporting: failures come back as a status plus a thread-local message, never as an
+// exception crossing the boundary or a crash.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+
+#include "turboquant/capi_common.h"
+#if defined(TQ_HAVE_CUDA)
+#include "turboquant/turboquant_cuda.h"
+#endif
+
+namespace {
+
+TEST(CApi, StatusNames) {
+  EXPECT_STREQ(tq_status_name(TQ_OK), "ok");
+  EXPECT_STREQ(tq_status_name(TQ_UNSUPPORTED), "unsupported");
+  EXPECT_STREQ(tq_status_name(static_cast<tq_status>(99)), "unknown status");
+}
+
+TEST(CApi, GuardTurnsExceptionsIntoStatusAndMessage) {
+  EXPECT_EQ(tq::capi::guard([] { TQ_FAIL(kOutOfRange, "sequence {} out of range", 7); }), TQ_OUT_OF_RANGE);
+  EXPECT_EQ(std::string(tq_last_error()), "sequence 7 out of range");
+  EXPECT_EQ(tq::capi::guard([] { throw std::bad_alloc(); }), TQ_OUT_OF_MEMORY);
+  EXPECT_EQ(tq::capi::guard([] { throw 42; }), TQ_INTERNAL);
+  EXPECT_EQ(tq::capi::guard([] {}), TQ_OK);
+  EXPECT_STREQ(tq_last_error(), "");
+  // The message is per thread.
+  tq::capi::guard([] { TQ_FAIL(kIoError, "main thread error"); });
+  std::thread([] { EXPECT_STREQ(tq_last_error(), ""); }).join();
+  EXPECT_STREQ(tq_last_error(), "main thread error");
+}
+
+#if defined(TQ_HAVE_CUDA)
+TEST(CApi, CudaPlanRejectsBadArgumentsWithoutCrashing) {
+  tq_cuda_decode_plan* p = nullptr;
+  EXPECT_EQ(tq_cuda_decode_plan_create("tq9", 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, &p), TQ_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tq_last_error()).find("tq9"), std::string::npos);
+  EXPECT_EQ(p, nullptr);
+  EXPECT_EQ(tq_cuda_decode_plan_create(nullptr, 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, &p), TQ_INVALID_ARGUMENT);
+  EXPECT_EQ(tq_cuda_decode_plan_create("tq3", 1, 32, 8, 128, 64, 4, 4, 256, 7, 1, 0.f, &p), TQ_INVALID_ARGUMENT);
+  // Without a GPU (CI) or with an unsupported codec: TQ_UNSUPPORTED, never a silent fallback.
+  EXPECT_EQ(tq_cuda_decode_plan_create("tq2.5", 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, &p), TQ_UNSUPPORTED);
+  EXPECT_EQ(tq_cuda_decode_run(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            TQ_INVALID_ARGUMENT);
+  size_t ws = 0;
+  EXPECT_EQ(tq_cuda_decode_plan_info(nullptr, &ws, nullptr, nullptr, nullptr), TQ_INVALID_ARGUMENT);
+  tq_cuda_decode_plan_destroy(nullptr);
+}
+#endif
+
+}  // namespace
