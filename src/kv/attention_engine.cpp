@@ -330,6 +330,8 @@ void finalize(const Ctx& C, const Item* items, int n_items, float* ws) {
 
 }  // namespace
 
+const char* attention_simd_target() { return kv::kernel_target(); }
+
 void attend(const KvCache& cache, int layer, const AttendQuery& q, const AttentionOptions& opts) {
   check_attend_query(cache, layer, q);
   TQ_CHECK_ARG(opts.block_tokens >= 1 && opts.block_tokens <= 256, "attend: block_tokens must be in [1, 256], got {}",
