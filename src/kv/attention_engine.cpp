@@ -11,6 +11,7 @@
 // row, window contribution (float32, original domain) added, divided by l.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <vector>
@@ -18,6 +19,8 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+#include <hwy/cache_control.h>
 
 #include "kv/attn_kernels.h"
 #include "kv/dtype_io.h"
@@ -138,46 +141,98 @@ State state_at(float* base, int R, int vwidth) {
   return {base, base + R, base + 2 * R, base + 2 * R + size_t(R) * vwidth};
 }
 
-// Coefficient of a stream for n tokens: the part norm, times κ·γ for QJL signs.
-void stream_coef(const Side& sd, const Stream& st, const uint8_t* scalars, int n, float* coef, float* tmp) {
-  const size_t sb = sd.lay.scalar_bytes;
-  kv::load_scalars(scalars + st.scalar_off, sb, n, sd.fp32_scalars, coef);
+// The tokens of a block as kernel runs: codes and scalars of one side, page by page.
+struct Runs {
+  std::vector<const uint8_t*> codes, scalars;
+  std::vector<int> count;
+  kv::TokenRun c, s;
+};
+
+void build_runs(const Side& sd, const KvSeqView& sv, int g, int pos, int n, Runs& r) {
+  const int pt = int(sd.lay.page_tokens);
+  r.codes.clear();
+  r.scalars.clear();
+  r.count.clear();
+  for (int t = pos; t < pos + n;) {
+    const int end = std::min(pos + n, (t / pt + 1) * pt);
+    const kv::TokenBytes tb = kv::token_bytes(sd.pool, sd.lay, sv, g, t);
+    r.codes.push_back(tb.codes);
+    r.scalars.push_back(tb.scalars);
+    r.count.push_back(end - t);
+    t = end;
+  }
+  r.c = kv::TokenRun{r.codes.data(), r.count.data(), int(r.count.size()), sd.lay.codes_bytes, n};
+  r.s = kv::TokenRun{r.scalars.data(), r.count.data(), int(r.count.size()), sd.lay.scalar_bytes, n};
+}
+
+// Pulls the head blocks of the pages of tokens [pos, pos+n) towards the cache: pages are
+// scattered, so the hardware prefetcher cannot see the next one coming.
+void prefetch_pages(const Side& sd, const KvSeqView& sv, int g, int pos, int n) {
+  const int pt = int(sd.lay.page_tokens);
+  for (int t = pos; t < pos + n; t = (t / pt + 1) * pt) {
+    const kv::TokenBytes tb = kv::token_bytes(sd.pool, sd.lay, sv, g, t);
+    const int cnt = std::min(pos + n, (t / pt + 1) * pt) - t;
+    const uint8_t* end_c = tb.codes + size_t(cnt) * sd.lay.codes_bytes;
+    for (const uint8_t* p = tb.codes; p < end_c; p += 64) hwy::Prefetch(p);
+    if (sd.lay.scalar_bytes) hwy::Prefetch(tb.scalars);
+  }
+}
+
+// Coefficient of a stream for the run's tokens: the part norm, times κ·γ for QJL signs.
+void stream_coef(const Side& sd, const Stream& st, const kv::TokenRun& scalars, float* coef, float* tmp) {
+  kv::load_scalars(scalars, st.scalar_off, sd.fp32_scalars, coef);
   if (st.qjl) {
-    kv::load_scalars(scalars + st.gamma_off, sb, n, sd.fp32_scalars, tmp);
-    for (int t = 0; t < n; ++t) coef[t] *= st.kappa * tmp[t];
+    kv::load_scalars(scalars, st.gamma_off, sd.fp32_scalars, tmp);
+    for (int t = 0; t < scalars.n; ++t) coef[t] *= st.kappa * tmp[t];
   }
 }
 
 struct Scratch {
   std::vector<float> s, tmp, w, coef, coef2, x;
   std::vector<uint8_t> codes;
+  Runs k, v;
 };
 
-// Scores of n encoded tokens starting at position pos (same page) -> s[R][BT].
+// Decodes the run's tokens (generic codecs) into S.x [n][D] and returns them as a float run.
+kv::TokenRun decode_run(const Side& sd, const Runs& r, int D, Scratch& S, const uint8_t*& base, int& count) {
+  const size_t cb = sd.lay.codes_bytes, sb = sd.lay.scalar_bytes, cs = cb + sb;
+  int t = 0;
+  for (size_t i = 0; i < r.count.size(); ++i)
+    for (int k = 0; k < r.count[i]; ++k, ++t) {
+      std::memcpy(&S.codes[size_t(t) * cs], r.codes[i] + size_t(k) * cb, cb);
+      if (sb) std::memcpy(&S.codes[size_t(t) * cs + cb], r.scalars[i] + size_t(k) * sb, sb);
+    }
+  sd.codec->decode(S.codes.data(), size_t(t), S.x.data(), size_t(D));
+  base = reinterpret_cast<const uint8_t*>(S.x.data());
+  count = t;
+  return kv::TokenRun{&base, &count, 1, size_t(D) * 4, t};
+}
+
+// Scores of n encoded tokens at pos.. -> S.s[r][t] (the runs in S.k are built).
 void score_encoded(const Ctx& C, const KvSeqView& sv, int g, int pos, int n, const float* qk, int R, Scratch& S) {
   const Side& K = C.k;
-  const TokenBytes tb = kv::token_bytes(K.pool, K.lay, sv, g, pos);
+  build_runs(K, sv, g, pos, n, S.k);
   const size_t BT = size_t(C.BT);
+  float* s = S.s.data();
   if (K.path == Path::kRows) {
-    kv::dot_rows(K.rows, C.D, tb.codes, K.lay.codes_bytes, n, qk, size_t(K.width), R, S.s.data(), BT);
+    kv::dot_rows(K.rows, C.D, S.k.c, qk, size_t(K.width), R, s, BT);
     return;
   }
   if (K.path == Path::kDecode) {
-    const size_t cs = K.codec->code_size();
-    for (int t = 0; t < n; ++t) kv::gather_code(K.pool, K.lay, sv, g, pos + t, &S.codes[size_t(t) * cs]);
-    K.codec->decode(S.codes.data(), size_t(n), S.x.data(), size_t(C.D));
-    kv::dot_rows(DType::kF32, C.D, S.x.data(), size_t(C.D) * 4, n, qk, size_t(K.width), R, S.s.data(), BT);
+    const uint8_t* base = nullptr;
+    int count = 0;
+    const kv::TokenRun x = decode_run(K, S.k, C.D, S, base, count);
+    kv::dot_rows(DType::kF32, C.D, x, qk, size_t(K.width), R, s, BT);
     return;
   }
   for (size_t i = 0; i < K.streams.size(); ++i) {
     const Stream& st = K.streams[i];
-    float* dst = i == 0 ? S.s.data() : S.tmp.data();
-    kv::dot_codes(st.bits, st.m, tb.codes + st.codes_off, K.lay.codes_bytes, n, st.table.data(), qk + st.off,
-                  size_t(K.width), R, dst, BT);
-    stream_coef(K, st, tb.scalars, n, S.coef.data(), S.coef2.data());
+    float* dst = i == 0 ? s : S.tmp.data();
+    kv::dot_codes(st.bits, st.m, S.k.c, st.codes_off, st.table.data(), qk + st.off, size_t(K.width), R, dst, BT);
+    stream_coef(K, st, S.k.s, S.coef.data(), S.coef2.data());
     for (int r = 0; r < R; ++r) {
-      if (i == 0) kv::mul_rows(dst + r * BT, S.coef.data(), n, S.s.data() + r * BT);
-      else kv::mul_add_rows(dst + r * BT, S.coef.data(), n, S.s.data() + r * BT);
+      if (i == 0) kv::mul_rows(dst + r * BT, S.coef.data(), n, s + r * BT);
+      else kv::mul_add_rows(dst + r * BT, S.coef.data(), n, s + r * BT);
     }
   }
 }
@@ -185,24 +240,25 @@ void score_encoded(const Ctx& C, const KvSeqView& sv, int g, int pos, int n, con
 // acc[R][V.width] += Σ_t p[r][t] v_t for n encoded tokens at pos (p in S.s).
 void accumulate_encoded(const Ctx& C, const KvSeqView& sv, int g, int pos, int n, int R, float* acc, Scratch& S) {
   const Side& V = C.v;
-  const TokenBytes tb = kv::token_bytes(V.pool, V.lay, sv, g, pos);
+  build_runs(V, sv, g, pos, n, S.v);
   const size_t BT = size_t(C.BT), A = size_t(V.width);
+  const float* p = S.s.data();
   if (V.path == Path::kRows) {
-    kv::acc_rows(V.rows, C.D, tb.codes, V.lay.codes_bytes, n, S.s.data(), BT, R, acc, A);
+    kv::acc_rows(V.rows, C.D, S.v.c, p, BT, R, acc, A);
     return;
   }
   if (V.path == Path::kDecode) {
-    const size_t cs = V.codec->code_size();
-    for (int t = 0; t < n; ++t) kv::gather_code(V.pool, V.lay, sv, g, pos + t, &S.codes[size_t(t) * cs]);
-    V.codec->decode(S.codes.data(), size_t(n), S.x.data(), size_t(C.D));
-    kv::acc_rows(DType::kF32, C.D, S.x.data(), size_t(C.D) * 4, n, S.s.data(), BT, R, acc, A);
+    const uint8_t* base = nullptr;
+    int count = 0;
+    const kv::TokenRun x = decode_run(V, S.v, C.D, S, base, count);
+    kv::acc_rows(DType::kF32, C.D, x, p, BT, R, acc, A);
     return;
   }
+  float* w = S.w.data();
   for (const Stream& st : V.streams) {
-    stream_coef(V, st, tb.scalars, n, S.coef.data(), S.coef2.data());
-    for (int r = 0; r < R; ++r) kv::mul_rows(S.s.data() + r * BT, S.coef.data(), n, S.w.data() + r * BT);
-    kv::acc_codes(st.bits, st.m, tb.codes + st.codes_off, V.lay.codes_bytes, n, st.table.data(), S.w.data(), BT, R,
-                  acc + st.off, A);
+    stream_coef(V, st, S.v.s, S.coef.data(), S.coef2.data());
+    for (int r = 0; r < R; ++r) kv::mul_rows(p + r * BT, S.coef.data(), n, w + r * BT);
+    kv::acc_codes(st.bits, st.m, S.v.c, st.codes_off, st.table.data(), w, BT, R, acc + st.off, A);
   }
 }
 
@@ -251,18 +307,29 @@ void run_item(const Ctx& C, const Item& it, float* ws) {
     S.x.assign(size_t(BT) * D, 0.f);
     S.codes.assign(size_t(BT) * std::max(C.k.codec->code_size(), C.v.codec->code_size()), 0);
   }
-  const int pt = C.cache->page_tokens(), first_row_last = it.len - it.ql;  // row r sees <= first_row_last + r/G
+  const int first_row_last = it.len - it.ql;  // row r sees <= first_row_last + r/G
   const size_t win_stride = size_t(C.Hkv) * D * 4;
   for (int t = it.t0; t < it.t1;) {
     const bool enc = t < sv.n_encoded;
     int end = std::min(it.t1, t + BT);
-    if (enc) end = std::min({end, sv.n_encoded, (t / pt + 1) * pt});
+    if (enc) end = std::min(end, sv.n_encoded);
     else end = std::min(end, t + (C.window - t % C.window));  // the ring does not wrap inside a block
     const int n = end - t;
     const float* wk = enc ? nullptr : kv::window_row(sv, C.window, C.Hkv, D, false, it.g, t);
     const float* wv = enc ? nullptr : kv::window_row(sv, C.window, C.Hkv, D, true, it.g, t);
-    if (enc) score_encoded(C, sv, it.g, t, n, qk.data(), R, S);
-    else kv::dot_rows(DType::kF32, D, wk, win_stride, n, qw.data(), size_t(Dp), R, S.s.data(), size_t(BT));
+    const uint8_t* wkb = reinterpret_cast<const uint8_t*>(wk);
+    const uint8_t* wvb = reinterpret_cast<const uint8_t*>(wv);
+    if (enc) {
+      const int next_end = std::min({it.t1, sv.n_encoded, end + BT});
+      if (next_end > end) {  // the next block's pages, while this one computes
+        prefetch_pages(C.k, sv, it.g, end, next_end - end);
+        prefetch_pages(C.v, sv, it.g, end, next_end - end);
+      }
+      score_encoded(C, sv, it.g, t, n, qk.data(), R, S);
+    } else {
+      kv::dot_rows(DType::kF32, D, kv::TokenRun{&wkb, &n, 1, win_stride, n}, qw.data(), size_t(Dp), R, S.s.data(),
+                   size_t(BT));
+    }
     // Causal mask and online softmax, row by row.
     for (int r = 0; r < R; ++r) {
       float* sr = &S.s[size_t(r) * BT];
@@ -280,7 +347,8 @@ void run_item(const Ctx& C, const Item& it, float* ws) {
       st.l[r] += sum;
     }
     if (enc) accumulate_encoded(C, sv, it.g, t, n, R, st.acc, S);
-    else kv::acc_rows(DType::kF32, D, wv, win_stride, n, S.s.data(), size_t(BT), R, st.win, size_t(Dp));
+    else kv::acc_rows(DType::kF32, D, kv::TokenRun{&wvb, &n, 1, win_stride, n}, S.s.data(), size_t(BT), R, st.win,
+                      size_t(Dp));
     t = end;
   }
 }

@@ -25,20 +25,37 @@ std::vector<int> kernel_order(int bits, int m);
 // Name of the SIMD target the kernels dispatch to on this CPU (e.g. "AVX3").
 const char* kernel_target();
 
-// codes: token t at codes + t*stride; table: 2^bits floats (centroids, or {-1, +1} for QJL signs).
-void dot_codes(int bits, int m, const uint8_t* codes, size_t stride, int n, const float* table, const float* q,
-               size_t ld_q, int R, float* s, size_t ld_s);
-void acc_codes(int bits, int m, const uint8_t* codes, size_t stride, int n, const float* table, const float* w,
-               size_t ld_w, int R, float* acc, size_t ld_a);
+// n tokens spread over pages: segment i holds count[i] consecutive tokens, token k of it at
+// base[i] + k*stride (+ the byte offset a kernel is given). One kernel call covers a whole block
+// of tokens whatever the page size, so per-call setup is paid once per block.
+struct TokenRun {
+  const uint8_t* const* base = nullptr;
+  const int* count = nullptr;
+  int nseg = 0;
+  size_t stride = 0;
+  int n = 0;  // total tokens
+};
 
-// rows: token t at (const char*)rows + t*stride_bytes, D values of dtype (kF32 / kF16 / kBF16).
-void dot_rows(DType dt, int D, const void* rows, size_t stride_bytes, int n, const float* q, size_t ld_q, int R,
-              float* s, size_t ld_s);
-void acc_rows(DType dt, int D, const void* rows, size_t stride_bytes, int n, const float* w, size_t ld_w, int R,
-              float* acc, size_t ld_a);
+// One contiguous segment as a run (keep the object alive while the run is used).
+struct OneSegment {
+  const uint8_t* base;
+  int count;
+  size_t stride;
+  TokenRun run() const { return TokenRun{&base, &count, 1, stride, count}; }
+};
 
-// out[t] = fp16 / fp32 value at p + t*stride (norms and gammas of the scalars section).
-void load_scalars(const uint8_t* p, size_t stride, int n, bool fp32, float* out);
+// Codes of each token at its pointer + off; table: 2^bits floats (centroids, or {-1, +1} for QJL signs).
+void dot_codes(int bits, int m, const TokenRun& tr, size_t off, const float* table, const float* q, size_t ld_q,
+               int R, float* s, size_t ld_s);
+void acc_codes(int bits, int m, const TokenRun& tr, size_t off, const float* table, const float* w, size_t ld_w,
+               int R, float* acc, size_t ld_a);
+
+// Rows of D values of dtype (kF32 / kF16 / kBF16) at each token's pointer.
+void dot_rows(DType dt, int D, const TokenRun& tr, const float* q, size_t ld_q, int R, float* s, size_t ld_s);
+void acc_rows(DType dt, int D, const TokenRun& tr, const float* w, size_t ld_w, int R, float* acc, size_t ld_a);
+
+// out[t] = the fp16 / fp32 value at token t's pointer + off (norms and gammas of the scalars section).
+void load_scalars(const TokenRun& tr, size_t off, bool fp32, float* out);
 
 // Online-softmax step of one row over n scores (in place): returns the block max; s[t] becomes
 // exp(s[t] - m_new) with m_new = max(m_old, block max), or 0 for s[t] = -inf. *sum gets Σ s[t].

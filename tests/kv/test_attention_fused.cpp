@@ -309,8 +309,8 @@ TEST(AttentionFused, BadInputFailsBeforeWritingAnything) {
   }
 }
 
-// The code kernels alone, against a scalar sum over unpack_code_ref, for every bit width, tails
-// and row counts (the tile loop), in kernel order.
+// The code kernels alone, against a scalar sum over unpack_code_ref, for every bit width, tails,
+// row counts (the tile loop) and token runs split into uneven segments (pages), in kernel order.
 TEST(AttentionKernels, CodeDotsAndAccumulationsMatchScalarSums) {
   std::mt19937_64 g(5);
   for (int bits = 1; bits <= 8; ++bits)
@@ -319,32 +319,44 @@ TEST(AttentionKernels, CodeDotsAndAccumulationsMatchScalarSums) {
       std::vector<int> sorted = order;
       std::sort(sorted.begin(), sorted.end());
       for (int j = 0; j < m; ++j) ASSERT_EQ(sorted[size_t(j)], j) << "kernel order is a permutation";
-      const int n = 9, L = 1 << bits;
-      const size_t stride = tq::packed_bytes(uint32_t(m), uint32_t(bits)) + 3;
-      std::vector<uint8_t> codes(stride * n + 64), raw(static_cast<size_t>(m));
-      for (int t = 0; t < n; ++t) {
-        for (auto& c : raw) c = uint8_t(g() % uint64_t(L));
-        tq::pack_codes_ref(raw.data(), uint32_t(m), bits, &codes[size_t(t) * stride]);
+      const int n = 37, L = 1 << bits;
+      const size_t off = 3, stride = tq::packed_bytes(uint32_t(m), uint32_t(bits)) + off + 2;
+      // Tokens in 4 segments of 5, 16, 1, 15 tokens at scattered places of one buffer.
+      const int counts[4] = {5, 16, 1, 15};
+      const size_t starts[4] = {40, 3, 25, 60};  // in token slots
+      std::vector<uint8_t> buf(stride * 80 + 64), raw(static_cast<size_t>(m));
+      std::vector<const uint8_t*> base;
+      std::vector<const uint8_t*> tok;  // token t's codes
+      for (int sg = 0; sg < 4; ++sg) {
+        base.push_back(&buf[starts[sg] * stride]);
+        for (int k = 0; k < counts[sg]; ++k) tok.push_back(&buf[(starts[sg] + size_t(k)) * stride + off]);
       }
+      for (const uint8_t* p : tok) {
+        for (auto& c : raw) c = uint8_t(g() % uint64_t(L));
+        tq::pack_codes_ref(raw.data(), uint32_t(m), bits, const_cast<uint8_t*>(p));
+      }
+      const tq::kv::TokenRun tr{base.data(), counts, 4, stride, n};
       const auto table = tqtest::randn(size_t(L), uint64_t(bits * 1000 + m));
       for (int R : {1, 2, 3, 4, 7}) {
-        const size_t ld = size_t(m) + 5;
+        const size_t ld = size_t(m) + 5, lds = size_t(n) + 3;
         const auto q = tqtest::randn(size_t(R) * ld, 7);
-        std::vector<float> s(size_t(R) * n), want(size_t(R) * n, 0.f);
-        tq::kv::dot_codes(bits, m, codes.data(), stride, n, table.data(), q.data(), ld, R, s.data(), size_t(n));
-        const auto w = tqtest::randn(size_t(R) * n, 8);
+        std::vector<float> s(size_t(R) * lds), want(size_t(R) * lds, 0.f);
+        tq::kv::dot_codes(bits, m, tr, off, table.data(), q.data(), ld, R, s.data(), lds);
+        const auto w = tqtest::randn(size_t(R) * lds, 8);
         std::vector<float> acc(size_t(R) * ld, 0.5f), acc_want(acc);
-        tq::kv::acc_codes(bits, m, codes.data(), stride, n, table.data(), w.data(), size_t(n), R, acc.data(), ld);
+        tq::kv::acc_codes(bits, m, tr, off, table.data(), w.data(), lds, R, acc.data(), ld);
         for (int r = 0; r < R; ++r)
           for (int t = 0; t < n; ++t) {
             double d = 0;
             for (int j = 0; j < m; ++j) {
-              const float x = table[tq::unpack_code_ref(&codes[size_t(t) * stride], uint32_t(m), bits,
-                                                        uint32_t(order[size_t(j)]))];
+              const float x = table[tq::unpack_code_ref(tok[size_t(t)], uint32_t(m), bits, uint32_t(order[size_t(j)]))];
               d += double(q[r * ld + j]) * x;
-              acc_want[r * ld + j] += w[size_t(r) * n + t] * x;
+              acc_want[r * ld + j] += w[r * lds + t] * x;
             }
-            want[size_t(r) * n + t] = float(d);
+            want[r * lds + t] = float(d);
+            s[r * lds + size_t(n)] = want[r * lds + size_t(n)];  // padding columns are not outputs
+            s[r * lds + size_t(n) + 1] = want[r * lds + size_t(n) + 1];
+            s[r * lds + size_t(n) + 2] = want[r * lds + size_t(n) + 2];
           }
         EXPECT_LT(tqtest::rel_l2(s.data(), want.data(), s.size()), 1e-6) << bits << " bits, m " << m << ", R " << R;
         EXPECT_LT(tqtest::rel_l2(acc.data(), acc_want.data(), acc.size()), 1e-6) << bits << " bits, m " << m;
