@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "kv/attn_alt_kernels.h"
 #include "kv/attn_kernels.h"
 #include "turboquant/attention.h"
 #include "turboquant/layout.h"
@@ -66,6 +67,37 @@ void BM_AccCodes(benchmark::State& st) {
     benchmark::DoNotOptimize(acc.data());
   }
   st.SetItemsProcessed(int64_t(st.iterations()) * tokens);
+}
+
+// The lookup-table alternatives on the same data (attn_alt_kernels.h).
+void BM_DotCodesLutGather(benchmark::State& st) {
+  const CodeBlock cb(int(st.range(0)), 128, kTokens);
+  if (!tq::kv::lut_gather_supported(cb.bits, 128)) {
+    st.SkipWithError("no gather variant on this SIMD target");
+    return;
+  }
+  // One call for all tokens: the tables are built once per query, as an engine would.
+  const auto q = randn(kRows * 128, 1);
+  std::vector<float> s(size_t(kRows) * kTokens);
+  for (auto _ : st) {
+    tq::kv::dot_codes_lut_gather(cb.bits, cb.m, tq::kv::OneSegment{cb.codes.data(), kTokens, cb.stride}.run(), 0,
+                                 cb.table.data(), q.data(), 128, kRows, s.data(), kTokens);
+    benchmark::DoNotOptimize(s.data());
+  }
+  st.SetItemsProcessed(int64_t(st.iterations()) * kTokens);
+}
+
+void BM_AccCodesHistogram(benchmark::State& st) {
+  const CodeBlock cb(int(st.range(0)), 128, kTokens);
+  // One call for all tokens: the histograms become values once, at the end.
+  const auto w = randn(size_t(kRows) * kTokens, 2);
+  std::vector<float> acc(kRows * 128);
+  for (auto _ : st) {
+    tq::kv::acc_codes_histogram(cb.bits, cb.m, tq::kv::OneSegment{cb.codes.data(), kTokens, cb.stride}.run(), 0,
+                                cb.table.data(), w.data(), kTokens, kRows, acc.data(), 128);
+    benchmark::DoNotOptimize(acc.data());
+  }
+  st.SetItemsProcessed(int64_t(st.iterations()) * kTokens);
 }
 
 void BM_DotRows(benchmark::State& st) {
@@ -131,6 +163,8 @@ void BM_Attend(benchmark::State& st) {
 
 BENCHMARK(BM_DotCodes)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
 BENCHMARK(BM_AccCodes)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
+BENCHMARK(BM_DotCodesLutGather)->DenseRange(2, 4);
+BENCHMARK(BM_AccCodesHistogram)->DenseRange(2, 4);
 BENCHMARK(BM_DotRows)->Arg(32)->Arg(16);
 BENCHMARK(BM_AccRows)->Arg(32)->Arg(16);
 BENCHMARK(BM_Attend)

@@ -13,6 +13,7 @@
 
 #include <hwy/targets.h>
 
+#include "kv/attn_alt_kernels.h"
 #include "kv/attn_kernels.h"
 #include "kv_test_util.h"
 #include "turboquant/attention.h"
@@ -361,6 +362,38 @@ TEST(AttentionKernels, CodeDotsAndAccumulationsMatchScalarSums) {
         EXPECT_LT(tqtest::rel_l2(s.data(), want.data(), s.size()), 1e-6) << bits << " bits, m " << m << ", R " << R;
         EXPECT_LT(tqtest::rel_l2(acc.data(), acc_want.data(), acc.size()), 1e-6) << bits << " bits, m " << m;
       }
+    }
+}
+
+// The lookup-table alternatives (measured, not used by the engine) compute the same sums.
+TEST(AttentionKernels, LookupTableAlternativesMatch) {
+  std::mt19937_64 g(9);
+  for (int bits = 1; bits <= 4; ++bits)
+    for (int m : {32, 128}) {
+      const int n = 21, L = 1 << bits, R = 4;
+      const size_t stride = tq::packed_bytes(uint32_t(m), uint32_t(bits));
+      std::vector<uint8_t> buf(stride * n + 64), raw(static_cast<size_t>(m));
+      for (int t = 0; t < n; ++t) {
+        for (auto& c : raw) c = uint8_t(g() % uint64_t(L));
+        tq::pack_codes_ref(raw.data(), uint32_t(m), bits, &buf[size_t(t) * stride]);
+      }
+      const tq::kv::OneSegment seg{buf.data(), n, stride};
+      const auto table = tqtest::randn(size_t(L), 11);
+      const auto q = tqtest::randn(size_t(R) * m, 12), w = tqtest::randn(size_t(R) * n, 13);
+      std::vector<float> a(size_t(R) * n), b(size_t(R) * n);
+      tq::kv::dot_codes(bits, m, seg.run(), 0, table.data(), q.data(), size_t(m), R, a.data(), size_t(n));
+      if (tq::kv::lut_gather_supported(bits, m)) {
+        tq::kv::dot_codes_lut_gather(bits, m, seg.run(), 0, table.data(), q.data(), size_t(m), R, b.data(), size_t(n));
+        EXPECT_LT(tqtest::rel_l2(b.data(), a.data(), a.size()), 1e-6) << bits << " bits, m " << m;
+      }
+      std::vector<float> acc(size_t(R) * m, 0.25f), want(acc);
+      tq::kv::acc_codes_histogram(bits, m, seg.run(), 0, table.data(), w.data(), size_t(n), R, acc.data(), size_t(m));
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < n; ++t)
+          for (int j = 0; j < m; ++j)
+            want[size_t(r) * m + j] += w[size_t(r) * n + t] *
+                                       table[tq::unpack_code_ref(&buf[size_t(t) * stride], uint32_t(m), bits, uint32_t(j))];
+      EXPECT_LT(tqtest::rel_l2(acc.data(), want.data(), acc.size()), 1e-6) << bits << " bits, m " << m;
     }
 }
 
