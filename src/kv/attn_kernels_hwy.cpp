@@ -55,8 +55,64 @@ inline float ScalarOf(const T* p) {
 }
 
 // s[r][t] = q_r · x_t for RT rows at once (one pass over each token's values).
+#if TQ_KV_LANES16
+// The 16-lane form: two tokens per q load and the horizontal sums 16 tokens at a time (Reduce16),
+// as in the code kernels, so that the float peers get the same treatment.
+template <typename T, int RT>
+void DotRows16(int D, const TokenRun& tr, const float* q, size_t ld_q, float* s, size_t ld_s) {
+  const D16 df;
+  const int full = D / 16 * 16;
+  alignas(64) float part[RT][16 * 16];
+  Cursor cur(tr, 0);
+  for (int t0 = 0; t0 < tr.n; t0 += 16) {
+    const int nt = std::min(16, tr.n - t0);
+    for (int tt = 0; tt < nt;) {
+      const int pair = tt + 1 < nt ? 2 : 1;
+      const T* xa = reinterpret_cast<const T*>(cur.get());
+      cur.next();
+      const T* xb = xa;
+      if (pair == 2) {
+        xb = reinterpret_cast<const T*>(cur.get());
+        cur.next();
+      }
+      VF acc[RT], bcc[RT];
+      for (int r = 0; r < RT; ++r) acc[r] = bcc[r] = hn::Zero(df);
+      for (int j = 0; j < full; j += 16) {
+        const VF a = LoadRow(df, xa + j), b = LoadRow(df, xb + j);
+        for (int r = 0; r < RT; ++r) {
+          const VF qv = hn::LoadU(df, q + r * ld_q + j);
+          acc[r] = hn::MulAdd(a, qv, acc[r]);
+          bcc[r] = hn::MulAdd(b, qv, bcc[r]);
+        }
+      }
+      for (int r = 0; r < RT; ++r) {
+        hn::Store(acc[r], df, part[r] + 16 * tt);
+        if (pair == 2) hn::Store(bcc[r], df, part[r] + 16 * (tt + 1));
+      }
+      for (int j = full; j < D; ++j)  // tail coordinates into lane 0 of the partial sums
+        for (int r = 0; r < RT; ++r) {
+          part[r][16 * tt] += q[r * ld_q + j] * ScalarOf(xa + j);
+          if (pair == 2) part[r][16 * (tt + 1)] += q[r * ld_q + j] * ScalarOf(xb + j);
+        }
+      tt += pair;
+    }
+    for (int r = 0; r < RT; ++r) {
+      if (nt == 16) {
+        Reduce16(part[r], s + r * ld_s + t0);
+      } else {
+        for (int tt = 0; tt < nt; ++tt)
+          s[r * ld_s + t0 + tt] = hn::GetLane(hn::SumOfLanes(df, hn::Load(df, part[r] + 16 * tt)));
+      }
+    }
+  }
+}
+#endif
+
 template <typename T, int RT>
 void DotRowsT(int D, const TokenRun& tr, const float* q, size_t ld_q, float* s, size_t ld_s) {
+#if TQ_KV_LANES16
+  return DotRows16<T, RT>(D, tr, q, ld_q, s, ld_s);
+#else
   const DF df;
   const int N = int(hn::Lanes(df)), full = D / N * N;
   Cursor cur(tr, 0);
@@ -74,6 +130,7 @@ void DotRowsT(int D, const TokenRun& tr, const float* q, size_t ld_q, float* s, 
       s[r * ld_s + t] = v;
     }
   }
+#endif
 }
 
 // acc[r][j] += Σ_t w[r][t] x_t[j]: coordinates in passes of K vectors (compile-time, so that the
