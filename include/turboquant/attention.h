@@ -60,6 +60,17 @@ void attend_reference(const KvCache& cache, int layer, const AttendQuery& q);
 // kUnsupported when this build has no SIMD kernels (built without Highway).
 void attend(const KvCache& cache, int layer, const AttendQuery& q, const AttentionOptions& opts = {});
 
+// One-shot attention without a caller-managed cache: q [B, Hq, D], k and v [B, Hkv, T, D] float32
+// (every sequence T long, one query per sequence at the last position) -> out [B, Hq, D] float32.
+// K and V are encoded with k_codec / v_codec into a contiguous cache and attention runs on the
+// codes (reference = true: the decode-and-double reference instead). scale 0: 1/sqrt(D).
+void attention_dense(const float* q, const float* k, const float* v, int B, int Hq, int Hkv, int T, int D,
+                     const std::string& k_codec, const std::string& v_codec, float scale, float* out,
+                     bool reference = false, const AttentionOptions& opts = {});
+
+// Name of the SIMD target the fused kernels run on this CPU (e.g. "AVX3", "AVX2").
+const char* attention_simd_target();
+
 // Checks a query against the cache and returns the number of query rows (sum of q_lens).
 int64_t check_attend_query(const KvCache& cache, int layer, const AttendQuery& q);
 
