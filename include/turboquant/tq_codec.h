@@ -26,7 +26,22 @@ class TqCodec final : public Codec {
  public:
   TqCodec(const CodecSpec& spec, int d, const float* calib, size_t n_calib);
 
+  // mse codecs: the batched path (encode_unpacked, then packing); prod: encode_reference.
   void encode(const float* x, size_t n, size_t stride, uint8_t* codes) const override;
+  // One vector at a time, double accumulation in the dense rotation: the readable definition the
+  // batched path is tested against (bit-identical for Hadamard and identity rotations; for dense
+  // rotations the batched path accumulates in fp32 and may put a coordinate within ~1e-6 of a
+  // boundary in the neighbouring cell).
+  void encode_reference(const float* x, size_t n, size_t stride, uint8_t* codes) const;
+  // Batched mse encoding without packing, for indexes that keep their own code layout.
+  //   codes: n * dim() bytes; codes[i*dim() + r] = Lloyd-Max index of rotated coordinate r (the
+  //          rotated domain: parts concatenated, part p at layout.part[p].first)
+  //   norms: n * parts().size() floats; the norm of part p exactly as decode reads it back (after
+  //          rounding to the codec's NormType)
+  // threads: 0 = the OpenMP default. Output is identical for any thread count. Throws on NaN/Inf or
+  // an fp16-overflowing norm (nothing written); throws for prod codecs.
+  void encode_unpacked(const float* x, size_t n, size_t stride, uint8_t* codes, float* norms,
+                       int threads = 0) const;
   void decode(const uint8_t* codes, size_t n, float* y, size_t stride) const override;
   const TqLayout* tq_layout() const override { return &layout_; }
 
@@ -53,8 +68,17 @@ class TqCodec final : public Codec {
   static std::vector<int> pick_outliers(const float* calib, size_t n, int d, int n_hi);
 
  private:
+  // Pass 1 of the batched encoder: checks every vector, returns the part norms (n x parts, double).
+  std::vector<double> checked_norms(const float* x, size_t n, size_t stride) const;
+  // Pass 2: rows [0, n) with their norms from pass 1 -> unpacked codes + stored norms.
+  void encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
+                   float* norms_out, int threads) const;
+
   TqLayout layout_{};
   std::vector<TqPart> parts_;
+  std::vector<std::vector<float>> rot_t_;   // per part: dense rotation transposed, padded (encode_kernels.h)
+  std::vector<std::vector<float>> bounds_;  // per part: the codebook's boundaries in fp32
+  std::vector<bool> identity_;              // per part: channels are 0..m-1 (no gather needed)
 };
 
 }  // namespace tq

@@ -15,9 +15,14 @@
 #include <cstring>
 #include <numeric>
 
+#include "core/encode_kernels.h"
 #include "turboquant/error.h"
 #include "turboquant/half.h"
 #include "turboquant/pack.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace tq {
 namespace {
@@ -44,6 +49,13 @@ float load_scalar(const uint8_t* p, NormType t) {
   uint16_t h;
   std::memcpy(&h, p, 2);
   return half_to_float(h);
+}
+
+// The value decode will read back for v stored as type t.
+float stored_value(NormType t, double v) {
+  uint8_t tmp[4];
+  store_scalar(tmp, t, v);
+  return load_scalar(tmp, t);
 }
 
 }  // namespace
@@ -124,9 +136,171 @@ TqCodec::TqCodec(const CodecSpec& spec, int d, const float* calib, size_t n_cali
   layout_ = make_tq_layout(uint32_t(parts_.size()), dims, mse_bits, prod, spec.norm);
   codes_bytes_ = layout_.codes_bytes;
   scalar_bytes_ = layout_.scalar_bytes;
+  // Batched encoder tables: the dense matrix transposed (so one of its rows is a contiguous run of
+  // output columns) and the boundaries in fp32, the values Codebook::quantize compares against.
+  for (const TqPart& part : parts_) {
+    const int m = part.rot->dim();
+    std::vector<float> mt;
+    if (part.rot->kind() == RotationKind::kDense) {
+      const int ldm = kernels::padded_cols(m);
+      mt.assign(size_t(m) * ldm, 0.f);
+      const auto& M = part.rot->matrix();
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < m; ++j) mt[size_t(j) * ldm + i] = M[size_t(i) * m + j];
+    }
+    rot_t_.push_back(std::move(mt));
+    bool ident = true;
+    for (int j = 0; j < m; ++j) ident = ident && part.channels[j] == j;
+    identity_.push_back(ident);
+    const auto& t = part.cb->boundaries();
+    bounds_.emplace_back(t.begin(), t.end());
+  }
+}
+
+std::vector<double> TqCodec::checked_norms(const float* x, size_t n, size_t stride) const {
+  TQ_CHECK_ARG(stride >= size_t(d_), "encode: stride {} < dimension {}", stride, d_);
+  const size_t np = parts_.size();
+  std::vector<double> norms(n * np);
+  // Squared norms in double, summed in channel order exactly like encode_reference (so the stored
+  // norms are the same bytes); eight vectors at a time so the eight dependency chains overlap.
+  // A sum of float squares in double cannot overflow for d <= 65536, so a non-finite sum means a
+  // non-finite input value, found and named below.
+  constexpr size_t kV = 8;
+  for (size_t i0 = 0; i0 < n; i0 += kV) {
+    const size_t nv = std::min(kV, n - i0);
+    for (size_t p = 0; p < np; ++p) {
+      double s[kV] = {0, 0, 0, 0, 0, 0, 0, 0};
+      const std::vector<int>& ch = parts_[p].channels;
+      const int m = int(ch.size());
+      if (nv == kV) {
+        // Eight named chains the compiler keeps in registers; rows read in step.
+        const float* r[kV];
+        for (size_t v = 0; v < kV; ++v) r[v] = x + (i0 + v) * stride;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+        auto sq = [](float f) { const double e = f; return e * e; };
+        if (identity_[p]) {
+          for (int j = 0; j < m; ++j) {
+            s0 += sq(r[0][j]); s1 += sq(r[1][j]); s2 += sq(r[2][j]); s3 += sq(r[3][j]);
+            s4 += sq(r[4][j]); s5 += sq(r[5][j]); s6 += sq(r[6][j]); s7 += sq(r[7][j]);
+          }
+        } else {
+          for (int j = 0; j < m; ++j) {
+            const int c = ch[j];
+            s0 += sq(r[0][c]); s1 += sq(r[1][c]); s2 += sq(r[2][c]); s3 += sq(r[3][c]);
+            s4 += sq(r[4][c]); s5 += sq(r[5][c]); s6 += sq(r[6][c]); s7 += sq(r[7][c]);
+          }
+        }
+        s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
+      } else {
+        for (size_t v = 0; v < nv; ++v)
+          for (int c : ch) {
+            const double e = x[(i0 + v) * stride + c];
+            s[v] += e * e;
+          }
+      }
+      for (size_t v = 0; v < nv; ++v) {
+        const size_t i = i0 + v;
+        if (!std::isfinite(s[v])) {
+          for (int j = 0; j < d_; ++j)
+            TQ_CHECK_ARG(std::isfinite(x[i * stride + j]), "encode: vector {} has a non-finite value at coordinate {}",
+                         i, j);
+        }
+        const double nrm = std::sqrt(s[v]);
+        TQ_CHECK_ARG(spec_.norm != NormType::kFp16 || nrm < 65504.0,
+                     "encode: vector {} has norm {:.4g}, beyond fp16 norms (use :norm=fp32)", i, nrm);
+        norms[i * np + p] = nrm;
+      }
+    }
+  }
+  return norms;
+}
+
+void TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
+                          float* norms_out, int threads) const {
+  // Blocks of kRows vectors; per block and part: gather + normalize (u = x_S * float(1/||x_S||), as
+  // in encode_reference), rotate (dense: one matrix product for the block), quantize.
+  constexpr size_t kRows = 64;
+  const size_t np = parts_.size();
+  const size_t n_blocks = (n + kRows - 1) / kRows;
+  int nt = 1;
+#ifdef _OPENMP
+  nt = threads > 0 ? threads : omp_get_max_threads();
+  if (n < 2 * kRows) nt = 1;
+#endif
+  (void)threads;
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<float> u(kRows * size_t(d_)), y(kRows * size_t(kernels::padded_cols(d_)));
+    std::vector<uint8_t> q(y.size());
+#pragma omp for schedule(static)
+    for (size_t b = 0; b < n_blocks; ++b) {
+      const size_t r0 = b * kRows, rows = std::min(kRows, n - r0);
+      for (size_t p = 0; p < np; ++p) {
+        const TqPart& part = parts_[p];
+        const int m = int(layout_.part[p].dim);
+        const uint32_t first = layout_.part[p].first;
+        for (size_t r = 0; r < rows; ++r) {
+          const size_t i = r0 + r;
+          const float* xi = x + i * stride;
+          float* ur = &u[r * m];
+          const double nrm = norms[i * np + p];
+          const float inv = nrm > 0 ? float(1.0 / nrm) : 1.0f;  // x * 1.0f == x: the zero vector
+          if (identity_[p]) {
+            for (int j = 0; j < m; ++j) ur[j] = xi[j] * inv;
+          } else {
+            for (int j = 0; j < m; ++j) ur[j] = xi[part.channels[j]] * inv;
+          }
+          norms_out[i * np + p] = stored_value(layout_.norm_type, nrm);
+        }
+        const float* rotated = u.data();
+        size_t ys = size_t(m);
+        if (part.rot->kind() == RotationKind::kDense) {
+          ys = size_t(kernels::padded_cols(m));
+          kernels::matmul_rows(u.data(), rows, size_t(m), rot_t_[p].data(), m, y.data(), ys);
+          rotated = y.data();
+        } else {
+          for (size_t r = 0; r < rows; ++r) part.rot->forward(&u[r * m], &y[r * m]);
+          rotated = y.data();
+        }
+        // One call for the block (padded rows: the padding is quantized too, whole vectors, and dropped).
+        kernels::quantize(rotated, rows * ys, bounds_[p].data(), int(bounds_[p].size()), q.data());
+        for (size_t r = 0; r < rows; ++r)
+          std::memcpy(codes + (r0 + r) * size_t(d_) + first, &q[r * ys], size_t(m));
+      }
+    }
+  }
+}
+
+void TqCodec::encode_unpacked(const float* x, size_t n, size_t stride, uint8_t* codes, float* norms,
+                              int threads) const {
+  TQ_CHECK_ARG(!prod(), "encode_unpacked: codec '{}' has a QJL stage (mse codecs only)", spec_.name());
+  const std::vector<double> nrm = checked_norms(x, n, stride);
+  encode_rows(x, n, stride, nrm.data(), codes, norms, threads);
 }
 
 void TqCodec::encode(const float* x, size_t n, size_t stride, uint8_t* codes) const {
+  if (prod()) { encode_reference(x, n, stride, codes); return; }
+  const std::vector<double> nrm = checked_norms(x, n, stride);  // validates all before writing
+  const size_t np = parts_.size(), cs = code_size();
+  constexpr size_t kChunk = 4096;  // bounds the unpacked scratch
+  std::vector<uint8_t> idx(std::min(n, kChunk) * size_t(d_));
+  std::vector<float> nout(std::min(n, kChunk) * np);
+  for (size_t i0 = 0; i0 < n; i0 += kChunk) {
+    const size_t rows = std::min(kChunk, n - i0);
+    encode_rows(x + i0 * stride, rows, stride, nrm.data() + i0 * np, idx.data(), nout.data(), 0);
+    for (size_t r = 0; r < rows; ++r) {
+      uint8_t* out = codes + (i0 + r) * cs;
+      std::memset(out, 0, cs);
+      for (size_t p = 0; p < np; ++p) {
+        const TqPartLayout& pl = layout_.part[p];
+        pack_codes(&idx[r * d_ + pl.first], pl.dim, int(pl.mse_bits), out + pl.mse_offset);
+        store_scalar(out + codes_bytes_ + pl.norm_offset, layout_.norm_type, nrm[(i0 + r) * np + p]);
+      }
+    }
+  }
+}
+
+void TqCodec::encode_reference(const float* x, size_t n, size_t stride, uint8_t* codes) const {
   TQ_CHECK_ARG(stride >= size_t(d_), "encode: stride {} < dimension {}", stride, d_);
   // Validate everything first: a failed call writes nothing.
   for (size_t i = 0; i < n; ++i) {
