@@ -1,6 +1,7 @@
 // tools/tq/cmd_generate.cpp — `tq generate`: text from a GGUF llama model with a compressed KV cache,
 // streamed to stdout token by token.
 //   tq generate --model M.gguf [--prompt "..."] [-n 64] [--kv tq3] [--temp 0] [--seed S] [--threads N]
+//               [--kv-store codec|cache [--edge-layers N --edge-codec C --window R]]
 // stdout: the prompt, then each new token's text as it is produced (greedy at temp 0). An empty
 // prompt starts from BOS alone. Generation stops after n tokens or at EOS. stderr: tokens/s and
 // KV bytes per token.
@@ -19,6 +20,7 @@ struct Opts {
   int n = 64, threads = 0;
   float temp = 0;
   uint64_t seed = 1;
+  tq::model::KvStoreOptions store;
 };
 
 int run(const Opts& o) {
@@ -30,7 +32,9 @@ int run(const Opts& o) {
   std::vector<int32_t> ids = {tok.bos()};
   const auto p = tok.encode(o.prompt);
   ids.insert(ids.end(), p.begin(), p.end());
-  auto kv = tq::model::make_kv_store(model->kv_shape(), o.kv);
+  tq::model::KvStoreOptions so = o.store;
+  so.capacity = int(ids.size()) + o.n;
+  auto kv = tq::model::make_kv_store(model->kv_shape(), o.kv, so);
   std::vector<float> logits(size_t(c.n_vocab));
   std::mt19937_64 rng(o.seed);
 
@@ -80,6 +84,15 @@ tq::cli::Registrar reg("generate", "Generate text with a GGUF llama model on a c
                          app.add_option("--temp", o->temp, "sampling temperature (0: greedy)")
                              ->check(CLI::Range(0.0, 100.0));
                          app.add_option("--seed", o->seed, "sampling seed");
+                         app.add_option("--kv-store", o->store.kind,
+                                        "codec: encode rows with tq::Codec; cache: the paged KvCache")
+                             ->check(CLI::IsMember({"codec", "cache"}));
+                         app.add_option("--edge-layers", o->store.edge_layers,
+                                        "cache: first/last N layers use --edge-codec")
+                             ->check(CLI::NonNegativeNumber);
+                         app.add_option("--edge-codec", o->store.edge_codec, "cache: codec of the edge layers");
+                         app.add_option("--window", o->store.window, "cache: most recent tokens kept in float32")
+                             ->check(CLI::NonNegativeNumber);
                          app.add_option("--threads", o->threads, "threads (0: all cores)");
                          return [o]() { return run(*o); };
                        });

@@ -1,6 +1,7 @@
 // tools/tq/cmd_perplexity.cpp — `tq perplexity`: a GGUF llama model's perplexity on a text with a
 // compressed KV cache and, in the same run, with a reference cache.
 //   tq perplexity --model M.gguf --text F.txt --ctx 256 --kv k4v3 [--kv-ref fp32] [--max-tokens N]
+//                 [--kv-store codec|cache [--edge-layers N --edge-codec C --window R]]
 //                 [--threads N] [--json] [--no-progress]
 // Windows, scoring and metrics: include/turboquant/model/perplexity.h. Results: docs/MODEL.md.
 #include <unistd.h>
@@ -25,6 +26,7 @@ struct Opts {
   int ctx = 256, threads = 0;
   long long max_tokens = 0;
   bool json = false, no_progress = false;
+  tq::model::KvStoreOptions store;
 };
 
 std::string read_text(const std::string& path) {
@@ -55,7 +57,7 @@ int run(const Opts& o) {
     std::fflush(stderr);
   };
   const auto r = tq::model::evaluate_perplexity(
-      *model, tokens, tq::model::PerplexityOptions{o.ctx, o.max_tokens, o.kv, o.kv_ref}, progress);
+      *model, tokens, tq::model::PerplexityOptions{o.ctx, o.max_tokens, o.kv, o.kv_ref, o.store}, progress);
   if (bar) std::fprintf(stderr, "\n");
   if (o.ctx > c.n_ctx_train)
     std::fprintf(stderr, "tq perplexity: warning: ctx %d exceeds the model's training context %d\n", o.ctx,
@@ -114,6 +116,15 @@ tq::cli::Registrar reg("perplexity", "Perplexity of a GGUF llama model on a text
                          app.add_option("--kv", o->kv, "KV cache codec: kXvY, k=CODEC,v=CODEC, or one codec");
                          app.add_option("--kv-ref", o->kv_ref, "reference KV cache codec");
                          app.add_option("--max-tokens", o->max_tokens, "score at most N text tokens (0: all)")
+                             ->check(CLI::NonNegativeNumber);
+                         app.add_option("--kv-store", o->store.kind,
+                                        "codec: encode rows with tq::Codec; cache: the paged KvCache")
+                             ->check(CLI::IsMember({"codec", "cache"}));
+                         app.add_option("--edge-layers", o->store.edge_layers,
+                                        "cache: first/last N layers use --edge-codec")
+                             ->check(CLI::NonNegativeNumber);
+                         app.add_option("--edge-codec", o->store.edge_codec, "cache: codec of the edge layers");
+                         app.add_option("--window", o->store.window, "cache: most recent tokens kept in float32")
                              ->check(CLI::NonNegativeNumber);
                          app.add_option("--threads", o->threads, "threads (0: all cores)");
                          app.add_flag("--json", o->json, "print one JSON object");
