@@ -63,7 +63,7 @@ int run(const Opts& o) {
     std::fprintf(stderr, "tq perplexity: warning: ctx %d exceeds the model's training context %d\n", o.ctx,
                  c.n_ctx_train);
 
-  const double bf16_bytes = double(c.n_layer) * c.n_kv_head * c.head_dim * 2 * 2;  // fp16 K+V per token
+  const double fp16_bytes = double(c.n_layer) * c.n_kv_head * c.head_dim * 2 * 2;  // fp16 K+V per token
   if (o.json) {
     nlohmann::json j = {{"model", o.model},
                         {"text", o.text},
@@ -83,7 +83,7 @@ int run(const Opts& o) {
                         {"top1_agree", r.top1_agree},
                         {"kv_bytes_per_token", r.kv_bytes_per_token},
                         {"kv_ref_bytes_per_token", r.kv_ref_bytes_per_token},
-                        {"kv_compression_vs_fp16", bf16_bytes / double(r.kv_bytes_per_token)},
+                        {"kv_compression_vs_fp16", fp16_bytes / double(r.kv_bytes_per_token)},
                         {"tokens_per_s", r.tokens_per_s()},
                         {"tokens_per_s_ref", r.seconds_ref > 0 ? double(r.processed) / r.seconds_ref : 0.0},
                         {"threads", tq::model::max_threads()},
@@ -95,7 +95,7 @@ int run(const Opts& o) {
     std::printf("text      %s: %zu tokens, %d windows of %d (BOS + %d), %lld scored\n", o.text.c_str(), tokens.size(),
                 r.windows, o.ctx, o.ctx - 1, (long long)r.tokens);
     std::printf("kv        %-28s %6zu B/token (%.2fx smaller than fp16)\n", r.kv.c_str(), r.kv_bytes_per_token,
-                bf16_bytes / double(r.kv_bytes_per_token));
+                fp16_bytes / double(r.kv_bytes_per_token));
     std::printf("kv-ref    %-28s %6zu B/token\n", r.kv_ref.c_str(), r.kv_ref_bytes_per_token);
     std::printf("ppl       %.4f   (ref %.4f, ratio %.4f)\n", r.ppl, r.ppl_ref, r.ppl / r.ppl_ref);
     std::printf("KLD       mean %.6f  max %.4f   top-1 agreement %.2f%%\n", r.kld_mean, r.kld_max,
