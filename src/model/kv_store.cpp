@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "turboquant/attention.h"
 #include "turboquant/error.h"
 #include "turboquant/model/ops.h"
 
@@ -113,9 +114,87 @@ size_t CodecKvStore::bytes_per_token() const {
   return size_t(shape_.n_layer) * shape_.n_kv_head * (kc_->code_size() + vc_->code_size());
 }
 
-std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_codec) {
+// ---- KvCacheStore ----------------------------------------------------------------------------
+
+namespace {
+KvCacheConfig cache_config(const KvShape& s, KvCacheConfig cfg, int capacity) {
+  TQ_CHECK_ARG(capacity >= 1, "kv cache store: capacity {} tokens", capacity);
+  cfg.n_layers = s.n_layer;
+  cfg.n_kv_heads = s.n_kv_head;
+  cfg.head_dim = s.head_dim;
+  cfg.storage = KvStorage::kPaged;
+  if (cfg.page_tokens < 1) cfg.page_tokens = 16;
+  cfg.num_pages = (capacity + cfg.page_tokens - 1) / cfg.page_tokens;
+  cfg.max_seqs = 1;
+  cfg.max_seq_len = capacity;
+  return cfg;
+}
+}  // namespace
+
+KvCacheStore::KvCacheStore(const KvShape& s, const KvCacheConfig& cfg, int capacity)
+    : KvStore(s), cache_(std::make_unique<KvCache>(cache_config(s, cfg, capacity))) {
+  seq_ = cache_->add_sequence();
+}
+
+void KvCacheStore::append(int layer, const float* k, const float* v, int n) {
+  check_layer(layer);
+  TQ_CHECK_ARG(n >= 0, "kv store: append of {} positions", n);
+  if (n == 0) return;
+  cache_->append(layer, seq_, n, KvInput{k, DType::kF32, 0, 0}, KvInput{v, DType::kF32, 0, 0});
+}
+
+void KvCacheStore::attend(int layer, const float* q, int n, float* out) const {
+  check_layer(layer);
+  TQ_CHECK_ARG(n >= 1 && n <= length(layer), "kv store: {} queries but {} positions stored", n, length(layer));
+  AttendQuery a;
+  a.seqs = &seq_;
+  a.q_lens = &n;
+  a.batch = 1;
+  a.heads_q = shape_.n_head;
+  a.q = q;
+  a.out = out;
+  a.scale = shape_.scale;
+  attend_reference(*cache_, layer, a);  // the seam: tq::attend (fused) once the engine is built
+}
+
+int KvCacheStore::length(int layer) const {
+  check_layer(layer);
+  return cache_->seq_len(layer, seq_);
+}
+
+void KvCacheStore::clear() {
+  cache_->remove_sequence(seq_);
+  seq_ = cache_->add_sequence();
+}
+
+size_t KvCacheStore::bytes_per_token() const {
+  size_t b = 0;
+  for (int l = 0; l < shape_.n_layer; ++l) b += cache_->bytes_per_token(l);
+  return b;
+}
+
+std::string KvCacheStore::name() const {
+  const KvCacheConfig& c = cache_->config();
+  std::string n = parse_kv_codec(c.codec).name();
+  if (c.edge_layers > 0) n += fmt::format(" (edge {}: {})", c.edge_layers, parse_kv_codec(c.edge_codec).name());
+  if (c.window > 0) n += fmt::format(" (window {})", c.window);
+  return n;
+}
+
+std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_codec, const KvStoreOptions& opt) {
   if (kv_codec == "fp32" || kv_codec == "exact") return std::make_unique<ExactKvStore>(s);
-  return std::make_unique<CodecKvStore>(s, parse_kv_codec(kv_codec));
+  if (opt.kind == "codec") {
+    TQ_CHECK_ARG(opt.edge_layers == 0 && opt.window == 0,
+                 "kv store 'codec' has no edge layers or window (use the 'cache' store)");
+    return std::make_unique<CodecKvStore>(s, parse_kv_codec(kv_codec));
+  }
+  TQ_CHECK_ARG(opt.kind == "cache", "kv store kind '{}' (codec or cache)", opt.kind);
+  KvCacheConfig cfg;
+  cfg.codec = kv_codec;
+  cfg.edge_layers = opt.edge_layers;
+  cfg.edge_codec = opt.edge_codec;
+  cfg.window = opt.window;
+  return std::make_unique<KvCacheStore>(s, cfg, opt.capacity);
 }
 
 }  // namespace tq::model

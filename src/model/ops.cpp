@@ -39,11 +39,14 @@ void matmul_ref(const float* x, const float* W, float* y, int T, int in, int out
 }
 
 // Blocks of 4 weight rows (kept in L1 while every token's x streams past) and one thread per
-// block range; the inner dot products vectorize through `omp simd` reductions.
+// block range; the inner dot products vectorize through `omp simd` reductions. Below ~4M
+// multiply-adds (about a millisecond on one core) a fork/join costs more than it saves, and on a
+// busy machine far more: such products run on the calling thread.
+constexpr int64_t kParallelWork = int64_t(1) << 22;
 void matmul(const float* x, const float* W, float* y, int T, int in, int out) {
   const int64_t work = int64_t(T) * in * out;
   const int nblk = (out + 3) / 4;
-#pragma omp parallel for schedule(static) if (work > (1 << 18))
+#pragma omp parallel for schedule(static) if (work > kParallelWork)
   for (int b = 0; b < nblk; ++b) {
     const int o0 = 4 * b;
     const float* w0 = W + int64_t(o0) * in;
@@ -119,7 +122,7 @@ void attention_ref(const float* q, const float* k, const float* v, float* out, i
   TQ_CHECK_ARG(n >= 0 && n <= len && Hkv > 0 && Hq % Hkv == 0 && hd > 0,
                "attention: n={} len={} Hq={} Hkv={} hd={}", n, len, Hq, Hkv, hd);
   const int group = Hq / Hkv;
-#pragma omp parallel for collapse(2) schedule(static) if (int64_t(n) * Hq * len * hd > (1 << 16))
+#pragma omp parallel for collapse(2) schedule(static) if (int64_t(n) * Hq * len * hd > kParallelWork)
   for (int i = 0; i < n; ++i)
     for (int h = 0; h < Hq; ++h) {
       const int last = len - n + i;  // causal: positions 0..last

@@ -25,7 +25,9 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
                per_window, opt.ctx);
 
   const KvShape shape = model.kv_shape();
-  auto test = make_kv_store(shape, opt.kv);
+  KvStoreOptions so = opt.store;
+  so.capacity = opt.ctx;
+  auto test = make_kv_store(shape, opt.kv, so);
   auto ref = make_kv_store(shape, opt.kv_ref);
   PerplexityResult r;
   r.kv = test->name();

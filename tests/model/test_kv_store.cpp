@@ -122,3 +122,73 @@ TEST(KvStore, BadCallsAreErrorsAndLeaveTheStoreUnchanged) {
 }
 
 }  // namespace
+
+namespace {
+
+KvShape shape3(int hd = 16) { return {3, 4, 2, hd, float(1 / std::sqrt(double(hd)))}; }
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0, s = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::fabs(double(a[i]) - b[i]));
+    s = std::max(s, std::fabs(double(a[i])));
+  }
+  return m / s;
+}
+
+TEST(KvCacheStore, MatchesTheCodecStore) {
+  std::mt19937 rng(11);
+  const KvShape sh = shape3();
+  const int len = 37;
+  const auto k = randn(size_t(len) * 2 * 16, rng), v = randn(k.size(), rng), q = randn(size_t(len) * 4 * 16, rng);
+  for (const char* codec : {"k4v3", "fp16", "k=tq5,v=q8"}) {
+    CodecKvStore a(sh, tq::parse_kv_codec(codec));
+    auto b = make_kv_store(sh, codec, KvStoreOptions{"cache", 64});
+    EXPECT_EQ(a.bytes_per_token(), b->bytes_per_token()) << codec;
+    // the same codes decode to the same values; only the order of double sums may differ
+    EXPECT_LT(max_rel_diff(run(a, k, v, q, len, 5), run(*b, k, v, q, len, 5)), 1e-6) << codec;
+    EXPECT_EQ(b->length(2), len);
+    b->clear();
+    EXPECT_EQ(b->length(0), 0);
+  }
+}
+
+TEST(KvCacheStore, EdgeLayersAndWindow) {
+  std::mt19937 rng(12);
+  const KvShape sh = shape3();
+  const int len = 20;
+  const auto k = randn(size_t(len) * 2 * 16, rng), v = randn(k.size(), rng), q = randn(size_t(len) * 4 * 16, rng);
+  ExactKvStore exact(sh);
+  const auto ref = run(exact, k, v, q, len, len);
+  // A float window as long as the sequence: nothing is ever quantized.
+  auto win = make_kv_store(sh, "k2v2", KvStoreOptions{"cache", 64, 0, "fp16", len});
+  EXPECT_LT(max_rel_diff(ref, run(*win, k, v, q, len, 1)), 1e-6);
+  // Edge layers 0 and 2 in fp16: their outputs are fp16-accurate, layer 1's are 2-bit.
+  auto edge = make_kv_store(sh, "k2v2", KvStoreOptions{"cache", 64, 1, "fp16", 0});
+  const auto e = run(*edge, k, v, q, len, len);
+  const size_t per_layer = size_t(len) * 4 * 16;
+  auto slice = [&](const std::vector<float>& x, int l) {
+    return std::vector<float>(x.begin() + l * per_layer, x.begin() + (l + 1) * per_layer);
+  };
+  EXPECT_LT(max_rel_diff(slice(ref, 0), slice(e, 0)), 2e-3);
+  EXPECT_LT(max_rel_diff(slice(ref, 2), slice(e, 2)), 2e-3);
+  EXPECT_GT(max_rel_diff(slice(ref, 1), slice(e, 1)), 2e-2);
+  const size_t fp16_layer = 2 * 2 * 16 * 2, k2v2_layer = 2 * 2 * (4 + 2);  // 16 values at 2 bits + fp16 norm
+  EXPECT_EQ(edge->bytes_per_token(), 2 * fp16_layer + k2v2_layer);
+  EXPECT_NE(edge->name().find("edge 1"), std::string::npos);
+  // Options the codec store does not have are errors, not silently ignored.
+  EXPECT_THROW(make_kv_store(sh, "k2v2", KvStoreOptions{"codec", 64, 1}), tq::Error);
+  EXPECT_THROW(make_kv_store(sh, "k2v2", KvStoreOptions{"paged"}), tq::Error);
+}
+
+TEST(KvCacheStore, FullPoolIsAnErrorAndKeepsTheStore) {
+  const KvShape sh = shape3(8);
+  auto s = make_kv_store(sh, "k4v3", KvStoreOptions{"cache", 4});
+  std::vector<float> k(size_t(5) * 2 * 8, 0.5f), v(k.size(), 0.25f);
+  s->append(0, k.data(), v.data(), 3);
+  EXPECT_THROW(s->append(0, k.data(), v.data(), 2), tq::Error);
+  EXPECT_EQ(s->length(0), 3);
+  EXPECT_NO_THROW(s->append(0, k.data(), v.data(), 1));
+}
+
+}  // namespace

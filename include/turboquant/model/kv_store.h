@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "turboquant/codec.h"
+#include "turboquant/kv_cache.h"
 
 namespace tq::model {
 
@@ -87,7 +88,39 @@ class CodecKvStore final : public KvStore {
   std::vector<std::vector<uint8_t>> kcodes_, vcodes_;  // per layer: [len, Hkv, code_size]
 };
 
-// "fp32" / "exact" -> ExactKvStore; any other KV codec string (tq::parse_kv_codec) -> CodecKvStore.
-std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_codec);
+// The project's cache (turboquant/kv_cache.h: pages, per-layer codecs, float window) holding one
+// sequence, attended with tq::attend_reference (decode + double softmax). `cfg` supplies codec,
+// edge_layers / edge_codec, layer_codecs, window and page_tokens; the shape fields come from `s`,
+// and the page pool is sized for `capacity` tokens. The fused engine (tq::attend) drops in at
+// attend() once it is built.
+class KvCacheStore final : public KvStore {
+ public:
+  KvCacheStore(const KvShape& s, const KvCacheConfig& cfg, int capacity);
+  void append(int layer, const float* k, const float* v, int n) override;
+  void attend(int layer, const float* q, int n, float* out) const override;
+  int length(int layer) const override;
+  void clear() override;
+  size_t bytes_per_token() const override;
+  std::string name() const override;
+  const KvCache& cache() const { return *cache_; }
+
+ private:
+  std::unique_ptr<KvCache> cache_;
+  int seq_ = -1;
+};
+
+// How make_kv_store builds a store: "codec" (CodecKvStore) or "cache" (KvCacheStore, where the
+// edge layers, window and capacity apply). "fp32" / "exact" is always the ExactKvStore.
+struct KvStoreOptions {
+  std::string kind = "codec";
+  int capacity = 4096;           // cache: tokens the page pool holds
+  int edge_layers = 0;           // cache: first/last layers kept in edge_codec
+  std::string edge_codec = "fp16";
+  int window = 0;                // cache: most recent tokens kept in float32
+};
+
+// "fp32" / "exact" -> ExactKvStore; any other KV codec string (tq::parse_kv_codec) -> the store
+// that opt.kind names.
+std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_codec, const KvStoreOptions& opt = {});
 
 }  // namespace tq::model

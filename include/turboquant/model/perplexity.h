@@ -22,6 +22,7 @@ struct PerplexityOptions {
   int64_t max_tokens = 0;        // score at most this many text tokens (0: all whole windows)
   std::string kv = "fp16";       // test cache (make_kv_store spelling)
   std::string kv_ref = "fp32";   // reference cache
+  KvStoreOptions store;          // how the test cache is built (capacity is set to ctx)
 };
 
 struct PerplexityResult {
