@@ -165,16 +165,19 @@ void scan_range(const FlatIndex::Impl& s, const QueryTables& t, size_t b0, size_
       for (size_t p = 0; p < np; ++p)
         index::scan_nibbles(s.blocks.data() + c0 * bb, nb, bb, g.part[p].col0, g.part[p].col0 + g.part[p].ncols_pad,
                             t.qlut.data(), &acc[p * kChunk * kBlock]);
-      for (size_t v = 0; v < nv; ++v) {
-        const float* nr = &s.norms[(v0 + v) * np];
-        float ip = 0, m = 0;
-        for (size_t p = 0; p < np; ++p) {
-          ip += nr[p] * float(t.bias[p] + t.delta[p] * double(acc[p * kChunk * kBlock + v]));
-          m += nr[p] * float(t.margin[p]);
+      // Plain loops over v in fp32 (they vectorize): score = sum_p n_p (bias_p + delta_p acc_p).
+      const float* nr = &s.norms[v0 * np];
+      for (size_t v = 0; v < nv; ++v) score[v] = margin[v] = 0.f;
+      for (size_t p = 0; p < np; ++p) {
+        const float bias = float(t.bias[p]), delta = float(t.delta[p]), mg = float(t.margin[p]) * alpha * 1.0001f;
+        const uint32_t* a = &acc[p * kChunk * kBlock];
+        for (size_t v = 0; v < nv; ++v) {
+          score[v] += nr[v * np + p] * (bias + delta * float(a[v]));
+          margin[v] += nr[v * np + p] * mg;
         }
-        score[v] = l2 ? 2.f * ip - s.sqnorm[v0 + v] : ip;
-        margin[v] = alpha * m * 1.0001f;
       }
+      if (l2)
+        for (size_t v = 0; v < nv; ++v) score[v] = 2.f * score[v] - s.sqnorm[v0 + v];
     } else {
       for (size_t v = 0; v < nv; ++v) {
         const uint8_t* code = s.blocks.data() + (v0 + v) / kBlock * bb + ((v0 + v) % kBlock) * size_t(s.d);
@@ -190,7 +193,8 @@ void scan_range(const FlatIndex::Impl& s, const QueryTables& t, size_t b0, size_
         margin[v] = 0.f;
       }
     }
-    for (size_t v = 0; v < nv; ++v) col.offer(score[v], margin[v], uint32_t(v0 + v));
+    for (size_t v = 0; v < nv; ++v)  // the bound test first: most vectors stop here
+      if (score[v] + margin[v] >= col.tau) col.offer(score[v], margin[v], uint32_t(v0 + v));
     col.scanned += nv;
   }
 }
