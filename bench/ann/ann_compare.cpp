@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include <faiss/Index.h>
+#include <faiss/IndexFastScan.h>
 #include <faiss/index_factory.h>
 #include <nlohmann/json.hpp>
 
@@ -141,7 +142,12 @@ int main(int argc, char** argv) try {
       }
       idx = std::move(fresh);
     }
-    r.bytes = idx->sa_code_size();
+    try {
+      r.bytes = idx->sa_code_size();
+    } catch (const std::exception&) {  // fast-scan indexes have no standalone codec in faiss 1.7.3
+      const auto* fs = dynamic_cast<const faiss::IndexFastScan*>(idx.get());
+      r.bytes = fs ? fs->code_size : 0;
+    }
     std::vector<float> D(q.n * kc);
     std::vector<faiss::Index::idx_t> L(q.n * kc);
     r.ids.resize(q.n * kk);

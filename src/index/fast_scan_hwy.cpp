@@ -23,6 +23,21 @@ namespace tq::index {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+#if HWY_TARGET != HWY_SCALAR
+// Sums the 128-bit blocks of v: lane j of the result = sum over blocks L of lane L*8 + j.
+template <class D, class V>
+HWY_INLINE auto FoldBlocks(D d, V v) {
+  if constexpr (hn::MaxLanes(D()) * sizeof(hn::TFromD<D>) > 16) {
+    const hn::Half<D> dh;
+    return FoldBlocks(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  } else {
+    (void)d;
+    return v;
+  }
+}
+
+#endif
+
 void ScanNibbles(const uint8_t* HWY_RESTRICT blocks, size_t n_blocks, size_t block_bytes, int c0, int c1,
                  const uint8_t* HWY_RESTRICT lut, uint32_t* HWY_RESTRICT acc) {
 #if HWY_TARGET == HWY_SCALAR
@@ -38,8 +53,7 @@ void ScanNibbles(const uint8_t* HWY_RESTRICT blocks, size_t n_blocks, size_t blo
   }
   const auto lo_mask = hn::Set(d8, uint8_t(0x0F));
   const auto byte_mask = hn::Set(d16, uint16_t(0x00FF));
-  HWY_ALIGN uint16_t tmp[4][64];  // 4 accumulators of up to 32 u16 lanes (512 bits)
-  const size_t N16 = hn::Lanes(d16);
+  HWY_ALIGN uint16_t tmp[kBlock];
   for (size_t b = 0; b < n_blocks; ++b) {
     const uint8_t* blk = blocks + b * block_bytes;
     uint32_t* out = acc + b * kBlock;
@@ -56,24 +70,15 @@ void ScanNibbles(const uint8_t* HWY_RESTRICT blocks, size_t n_blocks, size_t blo
         he = hn::Add(he, hn::And(rh, byte_mask));
         ho = hn::Add(ho, hn::ShiftRight<8>(rh));
       }
-      hn::Store(le, d16, tmp[0]);
-      hn::Store(lo, d16, tmp[1]);
-      hn::Store(he, d16, tmp[2]);
-      hn::Store(ho, d16, tmp[3]);
-      // Lane layout: u16 lane L*8 + j of block (column slot) L holds vector 2j (even) / 2j+1 (odd).
-      for (int j = 0; j < 8; ++j) {
-        uint32_t se = 0, so = 0, he32 = 0, ho32 = 0;
-        for (size_t L = 0; L < N16 / 8; ++L) {
-          se += tmp[0][L * 8 + j];
-          so += tmp[1][L * 8 + j];
-          he32 += tmp[2][L * 8 + j];
-          ho32 += tmp[3][L * 8 + j];
-        }
-        out[2 * j] += se;
-        out[2 * j + 1] += so;
-        out[16 + 2 * j] += he32;
-        out[16 + 2 * j + 1] += ho32;
-      }
+      // Fold the B column slots, then interleave even/odd vectors into vector order 0..15.
+      const auto fe = FoldBlocks(d16, le), fo = FoldBlocks(d16, lo);
+      const auto ge = FoldBlocks(d16, he), go = FoldBlocks(d16, ho);
+      const hn::DFromV<decltype(fe)> d128;
+      hn::StoreU(hn::InterleaveLower(d128, fe, fo), d128, tmp);
+      hn::StoreU(hn::InterleaveUpper(d128, fe, fo), d128, tmp + 8);
+      hn::StoreU(hn::InterleaveLower(d128, ge, go), d128, tmp + 16);
+      hn::StoreU(hn::InterleaveUpper(d128, ge, go), d128, tmp + 24);
+      for (int t = 0; t < kBlock; ++t) out[t] += tmp[t];
     }
   }
 #endif
