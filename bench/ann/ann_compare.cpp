@@ -66,6 +66,7 @@ Args parse(int argc, char** argv) {
 struct Result {
   double build_s = 1e30, train_s = 0, search_s = 1e30;
   size_t bytes = 0;
+  double memory_per_vector = 0;  // everything the index holds per vector (turboquant: + labels, fp32 copies)
   std::vector<int64_t> ids, ids_curve;
 };
 
@@ -87,7 +88,8 @@ int main(int argc, char** argv) try {
   auto report = [&](const char* lib, const std::string& name, const Result& r) {
     nlohmann::json j = {{"lib", lib}, {"index", name}, {"metric", a.metric}, {"n_base", base.n},
                         {"n_queries", q.n}, {"dim", base.d}, {"k", kk}, {"threads", a.threads},
-                        {"bytes_per_vector", r.bytes}, {"build_s", r.build_s}, {"train_s", r.train_s},
+                        {"bytes_per_vector", r.bytes}, {"memory_bytes_per_vector", r.memory_per_vector},
+                        {"build_s", r.build_s}, {"train_s", r.train_s},
                         {"search_s", r.search_s}, {"qps", double(q.n) / r.search_s},
                         {"recall_at_k", knn_recall(r.ids, kk, gt, kk, q.n, kk)},
                         {"recall_at_1_at_k", recall_1_at_k(r.ids_curve, kc, gt, kk, q.n)}};
@@ -110,6 +112,7 @@ int main(int argc, char** argv) try {
       idx = std::move(fresh);
     }
     r.bytes = idx->code_size();
+    r.memory_per_vector = double(idx->memory_bytes()) / double(base.n);
     tq::SearchParams sp;
     sp.threads = a.threads;
     std::vector<float> D(q.n * kc);
@@ -148,6 +151,7 @@ int main(int argc, char** argv) try {
       const auto* fs = dynamic_cast<const faiss::IndexFastScan*>(idx.get());
       r.bytes = fs ? fs->code_size : 0;
     }
+    r.memory_per_vector = double(r.bytes);
     std::vector<float> D(q.n * kc);
     std::vector<faiss::Index::idx_t> L(q.n * kc);
     r.ids.resize(q.n * kk);
