@@ -1,23 +1,47 @@
 #!/usr/bin/env bash
-# On the GPU box (device tool): build the CUDA library + tests, run the CUDA tests, optionally
-# compute-sanitizer, then the decode benchmark against SDPA. Logs and results go to $OUT.
-#   bash bench/cuda/run_on_box.sh [test|sanitize|bench|all]
+# On the GPU box (device tool): build the CUDA library + tests, run the CUDA tests, compute-sanitizer
+# on small shapes, SASS of the hot kernel, ncu on two shapes, then the decode benchmark against SDPA.
+# Logs and results go to $OUT (8 files at most come back):
+#   build.log test.log (tests + sanitizers) sass.txt ncu.txt bench.log bench_decode.{csv,json,svg}
+#   bash bench/cuda/run_on_box.sh [all|test|bench]
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+t0=$SECONDS
 cmake -S . -B build/box -G Ninja -DCMAKE_BUILD_TYPE=Release -DTQ_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
-  -DTQ_BUILD_BENCH=OFF -DTQ_WITH_FAISS=OFF > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build/box -j 16 --target turboquant_shared tq_test_cuda > "$OUT/build.log" 2>&1 || { grep -E "error" -A5 "$OUT/build.log" | head -60; exit 1; }
-echo "build ok"
-if [[ $what == test || $what == all || $what == sanitize ]]; then
-  ./build/box/tests/tq_test_cuda 2>&1 | tee "$OUT/test.log" | grep -E "OK|FAILED|Failure|PASSED|SKIPPED|error|Which|evaluates" | head -60
-fi
-if [[ $what == sanitize || $what == all ]]; then
+  -DTQ_BUILD_BENCH=OFF -DTQ_WITH_FAISS=OFF > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+cmake --build build/box -j 16 --target turboquant_shared tq_test_cuda >> "$OUT/build.log" 2>&1 \
+  || { grep -E "error" -A5 "$OUT/build.log" | head -60; exit 1; }
+echo "build ok ($((SECONDS - t0)) s)"
+obj=build/box/CMakeFiles/tq_objects.dir/src/cuda/decode_v3_d128.cu.o
+cuobjdump -sass -fun '_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3EEEvNS1_6ParamsE' "$obj" > "$OUT/sass.txt" 2>&1
+echo "SASS tq3 D=128: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions," \
+  "$(grep -c 'HMMA' "$OUT/sass.txt") HMMA, $(grep -c 'PRMT' "$OUT/sass.txt") PRMT, $(grep -cE 'LDL|STL' "$OUT/sass.txt") local"
+if [[ $what == all || $what == test ]]; then
+  for f in 'CudaDecodeFrag*:CudaDecode.*' 'CudaAppend.*'; do  # separate processes: a fault stays local
+    timeout 200 ./build/box/tests/tq_test_cuda --gtest_filter="$f" >> "$OUT/test.log" 2>&1
+    echo "tests $f: exit $? ($((SECONDS - t0)) s)"
+  done
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|rel|seed|differing" "$OUT/test.log" | head -30
   for tool in memcheck racecheck; do
-    compute-sanitizer --tool $tool --error-exitcode 9 ./build/box/tests/tq_test_cuda --gtest_filter='*Unsupported*:*MatchesCpu*' > "$OUT/sanitize_$tool.log" 2>&1
-    echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitize_$tool.log") clean summaries)"; tail -3 "$OUT/sanitize_$tool.log"
+    timeout 100 compute-sanitizer --tool $tool --error-exitcode 9 ./build/box/tests/tq_test_cuda \
+      --gtest_filter='CudaDecode.SmallShapes:CudaDecode.Bad*:CudaAppend.Bit*' >> "$OUT/test.log" 2>&1
+    echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/test.log" | tail -1
   done
 fi
-if [[ $what == bench || $what == all ]]; then
-  PYTHONUNBUFFERED=1 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+if [[ $what == all || $what == bench ]]; then
+  for c in tq3 k4v4; do
+    timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --section SpeedOfLight \
+      --section WarpStateStats --section SchedulerStats --section Occupancy --section ComputeWorkloadAnalysis \
+      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec $c >> "$OUT/ncu.txt" 2>&1
+  done
+  timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --metrics \
+    sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fmaheavy.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,sm__inst_executed.sum \
+    python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 >> "$OUT/ncu.txt" 2>&1
+  echo "ncu done ($((SECONDS - t0)) s)"; grep -E "pipe_|inst_executed.sum" "$OUT/ncu.txt" | head
+  grep -E "decode_kernel<|DRAM Throughput|Duration|Compute \(SM\)|Issue Slots Busy|Issued Warp|Achieved Occupancy|No Eligible" "$OUT/ncu.txt" | head -24
+  PYTHONUNBUFFERED=1 timeout 330 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
+    > "$OUT/bench.log" 2>&1
+  echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error" "$OUT/bench.log" | head -12
+  sed -n '/^| B |/,$p' "$OUT/bench.log"
 fi

@@ -17,6 +17,8 @@
 // n_q(p) = floor(max(p + 1 - R, 0) / G) * G, the rest are fp16. Its bits per value are those of the
 // cache holding all T tokens. Every other codec quantizes every token (no window).
 //
+// Centering (AttnOptions) applies to every codec of the side it is enabled for.
+//
 // Codecs that need calibration (fractional rates, "tq2.5") pick their outlier channels per KV head
 // from that head's own keys (values) over all sequences — an oracle calibration, stated as such.
 #pragma once
@@ -42,9 +44,16 @@ struct CodecChoice {
 // Throws tq::Error naming the bad item.
 std::vector<CodecChoice> parse_codec_list(std::string_view list);
 
-struct KiviOptions {
-  int group = 32;   // G: tokens per per-channel key group
-  int window = 32;  // R: most recent tokens kept in fp16
+struct AttnOptions {
+  int group = 32;   // KIVI G: tokens per per-channel key group
+  int window = 32;  // KIVI R: most recent tokens kept in fp16
+  // Mean subtraction ("centering"), exact for attention: q·(k - μ) = q·k - q·μ shifts every score of
+  // a query by the same constant, which softmax ignores; and Σ_j p_j (v_j - μ) + μ = o since Σ p_j = 1.
+  // So a cache may store one mean per (sequence, KV head) and encode k - μ (v - μ), adding μ back on
+  // decode. μ = mean of tokens 1..center_k-1 (center_v) — a prefill prefix without the attention
+  // sink, token 0, an outlier of its own — 0 = off; the mean costs D fp32 values per (sequence,
+  // KV head), counted in the bits.
+  int center_k = 0, center_v = 0;
 };
 
 using Progress = std::function<void(size_t done, size_t total)>;
@@ -96,7 +105,7 @@ struct AttnResult {
 
 // q: B*Hq*Tq*D, k, v: B*Hkv*T*D floats, C order.
 AttnResult eval_attention(const float* q, const float* k, const float* v, const AttnShape& s, const CodecChoice& c,
-                          const KiviOptions& kivi, uint64_t seed, const Progress& progress = nullptr);
+                          const AttnOptions& opts, uint64_t seed, const Progress& progress = nullptr);
 
 nlohmann::ordered_json to_json(const VectorResult& r);
 nlohmann::ordered_json to_json(const AttnResult& r);

@@ -1,6 +1,8 @@
 // src/capi/index_capi.cpp — C API of FlatIndex: exceptions become status codes (capi_common.h).
 #include "turboquant/turboquant_index.h"
 
+#include <cstring>
+
 #include "turboquant/error.h"
 #include "turboquant/index.h"
 
@@ -22,8 +24,12 @@ tq_status tq_index_create(int dim, const char* description, tq_metric metric, tq
     need(out, "out");
     *out = nullptr;
     need(description, "description");
-    TQ_CHECK_ARG(metric == TQ_METRIC_IP || metric == TQ_METRIC_L2, "unknown metric {}", int(metric));
-    *out = new tq_index{tq::FlatIndex(dim, description, metric == TQ_METRIC_L2 ? tq::Metric::kL2 : tq::Metric::kInnerProduct)};
+    // Read the enum's bytes as an int: a C caller may pass any value, and loading an out-of-range
+    // value as the C++ enum type is undefined behaviour (UBSan flags it).
+    int m = 0;
+    std::memcpy(&m, &metric, sizeof m);
+    TQ_CHECK_ARG(m == TQ_METRIC_IP || m == TQ_METRIC_L2, "unknown metric {}", m);
+    *out = new tq_index{tq::FlatIndex(dim, description, m == TQ_METRIC_L2 ? tq::Metric::kL2 : tq::Metric::kInnerProduct)};
   });
 }
 

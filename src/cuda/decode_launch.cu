@@ -2,7 +2,6 @@
 #include <cuda_runtime.h>
 
 #include "cuda/decode_kernels.cuh"
-#include "cuda/decode_mma.cuh"
 #include "cuda/decode_launch.h"
 
 namespace tq::cuda::launch {
@@ -67,24 +66,7 @@ cudaError_t launch_merge(const DecodeLaunch& a, cudaStream_t st) {
   return cudaGetLastError();
 }
 
-using MmaFn = void (*)(const Params, const kern::MmaTables);
-MmaFn find_mma(int kb, int vb) {
-#define TQ_CASE(K, V) if (kb == K && vb == V) return kern::decode_mma<K, V>;
-  TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3)
-#undef TQ_CASE
-  return nullptr;
-}
-
 }  // namespace
-
-bool has_mma_kernel(int d, int kb, int vb) { return d == 128 && find_mma(kb, vb) != nullptr; }
-
-int mma_units_per_sm(int kb, int vb) {
-  MmaFn f = find_mma(kb, vb);
-  int n = 0;
-  if (!f || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, 128, 0) != cudaSuccess) return 0;
-  return 4 * n;
-}
 
 bool has_kernel(int d, int kb, int vb, int g) { return find(d, kb, vb, g).fn != nullptr; }
 
@@ -107,8 +89,7 @@ int tile_tokens() { return kern::kTile; }
 int run_decode(const DecodeLaunch& a) {
   cudaStream_t st = static_cast<cudaStream_t>(a.stream);
   const Kernel k = find(a.head_dim, a.k_bits, a.v_bits, a.max_group);
-  const MmaFn mf = a.use_mma ? find_mma(a.k_bits, a.v_bits) : nullptr;
-  if (a.use_mma ? !mf : !k.fn) return int(cudaErrorInvalidValue);
+  if (!k.fn) return int(cudaErrorInvalidValue);
   cudaError_t e = cudaSuccess;
   switch (a.head_dim) {
     case 64: e = launch_rotate<64>(a, st); break;
@@ -122,15 +103,7 @@ int run_decode(const DecodeLaunch& a) {
   P.v_centroids = a.v_centroids; P.kl = a.kl; P.vl = a.vl; P.error_flag = a.error_flag;
   P.B = a.B; P.Hq = a.Hq; P.Hkv = a.Hkv; P.G = a.Hq / a.Hkv; P.max_pages = a.max_pages;
   P.num_pages = a.num_pages; P.splits = a.splits; P.chunk = a.chunk;
-  if (mf) {
-    kern::MmaTables T;
-    for (int i = 0; i < 4; ++i) {
-      T.klo[i] = a.tab[i]; T.khi[i] = a.tab[4 + i]; T.vlo[i] = a.tab[8 + i]; T.vhi[i] = a.tab[12 + i];
-    }
-    mf<<<dim3((a.splits + 3) / 4, a.Hkv, a.B), 128, 0, st>>>(P, T);
-  } else {
-    k.fn<<<dim3(a.splits, a.Hkv, a.B), kern::kThreads, k.smem, st>>>(P);
-  }
+  k.fn<<<dim3(a.splits, a.Hkv, a.B), kern::kThreads, k.smem, st>>>(P);
   if ((e = cudaGetLastError()) != cudaSuccess) return int(e);
   switch (a.head_dim) {
     case 64: e = launch_merge<64>(a, st); break;

@@ -1,4 +1,5 @@
-// src/cuda/decode_launch.h — host-side entry points of the decode kernels (plain C++, no CUDA
+// src/cuda/decode_launch.h — host-side entry points of the v1 decode kernels (CUDA cores; kept as an
+// independent GPU reference, forced with TQ_CUDA_DECODE_V1=1) (plain C++, no CUDA
 // headers, so g++-compiled code can call them). Each returns a cudaError_t as int.
 #pragma once
 #include <cstdint>
@@ -17,8 +18,6 @@ struct DecodeLaunch {
   const int32_t* page_table; const int32_t* seq_lens;
   const float* k_signs; const float* v_signs;          // [3][D] device, or null
   const float* k_centroids; const float* v_centroids;  // device
-  uint32_t tab[16];  // v2 (tensor-core) kernel: fp16 centroid bytes, K lo/hi then V lo/hi (4 words each)
-  int use_mma;       // 1: v2 kernel (head_dim 128, TurboQuant K and V)
   float* q_rot; float* part_o; float* part_ml; int* error_flag;  // workspace
   KvPageLayout kl, vl;
   int B, Hq, Hkv, max_pages, num_pages, splits, chunk;
@@ -33,8 +32,5 @@ int blocks_per_sm(int head_dim, int k_bits, int v_bits, int max_group);
 int sm_count();
 int run_decode(const DecodeLaunch& a);  // the three launches; returns cudaError_t
 int tile_tokens();                      // tokens per tile (page_tokens must be a multiple)
-// v2 tensor-core kernel: available combinations and resident warps (= split units) per SM.
-bool has_mma_kernel(int head_dim, int k_bits, int v_bits);
-int mma_units_per_sm(int k_bits, int v_bits);
 
 }  // namespace tq::cuda::launch

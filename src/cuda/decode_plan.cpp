@@ -1,6 +1,6 @@
-// src/cuda/decode_plan.cpp — DecodePlan (validation, occupancy-driven split-KV schedule, device
-// constants) and the C ABI of turboquant_cuda.h. Compiled by the host compiler; kernels live in
-// decode_launch.cu.
+// src/cuda/decode_plan.cpp — DecodePlan (validation, the persistent v3 schedule from occupancy, the
+// kernel constants; v1 split-KV on request) and the C ABI of turboquant_cuda.h. Compiled by the host
+// compiler; kernels live in decode_v3_d*.cu (v3) and decode_launch.cu (v1).
 #if defined(TQ_HAVE_CUDA)
 #include <cuda_runtime_api.h>
 
@@ -9,7 +9,9 @@
 #include <cmath>
 #include <vector>
 
+#include "cuda/decode_frag.h"
 #include "cuda/decode_launch.h"
+#include "cuda/decode_v3_params.h"
 #include "turboquant/capi_common.h"
 #include "turboquant/cuda/decode.h"
 #include "turboquant/error.h"
@@ -54,45 +56,97 @@ struct DeviceBuffer {
   const float* f() const { return static_cast<const float*>(p); }
 };
 
+size_t align256(size_t x) { return (x + 255) & ~size_t(255); }
+constexpr float kLog2e = 1.4426950408889634f;
+
 }  // namespace
 
 struct DecodePlan::Impl {
   DecodeShape shape;
   std::shared_ptr<const Codec> kc, vc;
-  int kb = 0, vb = 0, max_group = 4, splits = 1, chunk = 0;
-  bool use_mma = false;
-  uint32_t tab[16] = {};
+  int kb = 0, vb = 0, version = 3;
   KvPageLayout kl{}, vl{};
+  size_t ws_bytes = 0, off_err = 0;
+  // v3: one persistent launch
+  const void* fn = nullptr;
+  int grid = 0;
+  size_t smem = 0;
+  v3::Params params{};  // everything but the per-run pointers
+  size_t off_po = 0, off_pml = 0, off_cnt = 0;
+  mutable const void* initialized_ws = nullptr;  // workspace zeroed by the last first use
+  // v1 (TQ_CUDA_DECODE_V1=1): rotate / split / merge launches
+  int max_group = 4, splits = 1, chunk = 0;
   DeviceBuffer k_signs, v_signs, k_cent, v_cent;
-  size_t off_q = 0, off_po = 0, off_pml = 0, off_err = 0, ws_bytes = 0;
+  size_t v1_off_po = 0, v1_off_pml = 0;
 };
 
-DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const CodecSpec& vspec)
-    : impl_(std::make_unique<Impl>()) {
-  Impl& I = *impl_;
-  I.shape = s;
-  TQ_CHECK_ARG(s.batch >= 1 && s.heads_kv >= 1 && s.heads_q >= 1, "CUDA decode: batch and heads must be >= 1");
-  TQ_CHECK_ARG(s.heads_q % s.heads_kv == 0, "CUDA decode: heads_q {} is not a multiple of heads_kv {}", s.heads_q, s.heads_kv);
+namespace {
+
+void plan_v3(DecodePlan::Impl& I) {
+  const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
-  TQ_CHECK(G <= 8, kUnsupported, "CUDA decode: GQA group {} > 8 has no kernel", G);
-  TQ_CHECK(s.head_dim == 64 || s.head_dim == 128 || s.head_dim == 256, kUnsupported,
-           "CUDA decode: head_dim {} has no kernel (64, 128, 256)", s.head_dim);
-  TQ_CHECK_ARG(s.page_tokens > 0 && s.page_tokens % launch::tile_tokens() == 0,
-               "CUDA decode: page_tokens {} must be a positive multiple of {}", s.page_tokens, launch::tile_tokens());
-  TQ_CHECK_ARG(s.max_pages_per_seq >= 1 && s.num_pages >= 1, "CUDA decode: page table / pool sizes must be >= 1");
-  TQ_CHECK_ARG(s.max_seq_len >= 1 && s.max_seq_len <= s.max_pages_per_seq * s.page_tokens,
-               "CUDA decode: max_seq_len {} must be in [1, max_pages_per_seq * page_tokens]", s.max_seq_len);
-  I.kb = kernel_bits(kspec, s.head_dim, "K");
-  I.vb = kernel_bits(vspec, s.head_dim, "V");
+  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb);
+  TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)",
+           I.kb, I.vb);
+  TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
+  TQ_CHECK(int(I.kl.codes_bytes) == v3::codes_bytes(s.head_dim, I.kb) && int(I.kl.scalar_bytes) == v3::norm_bytes(I.kb) &&
+               int(I.vl.codes_bytes) == v3::codes_bytes(s.head_dim, I.vb) && int(I.vl.scalar_bytes) == v3::norm_bytes(I.vb),
+           kInternal, "CUDA decode: codec layout does not match the kernel's");
+  const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb);
+  // Ring depth: ~40 KB of chunks in flight per CTA (several CTAs per SM), at least double buffering.
+  const int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
+  const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G);
+  I.smem = L.total;
+  TQ_CUDA_CHECK(cudaFuncSetAttribute(I.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(I.smem)));
+  int per_sm = 0;
+  TQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, I.fn, v3::kThreads, I.smem));
+  const int sms = launch::sm_count();
+  TQ_CHECK(per_sm > 0 && sms > 0, kInternal, "CUDA decode: occupancy query failed ({} CTAs/SM, {} SMs)", per_sm, sms);
+  I.grid = per_sm * sms;  // one persistent wave; the kernel splits the work evenly over it
+
+  v3::Params& P = I.params;
+  P.kl = I.kl; P.vl = I.vl;
+  P.q_dtype = int(s.q_dtype); P.out_dtype = int(s.out_dtype);
+  P.B = s.batch; P.Hq = s.heads_q; P.Hkv = s.heads_kv; P.G = G;
+  P.max_pages = s.max_pages_per_seq; P.num_pages = s.num_pages; P.max_seq_len = s.max_seq_len; P.stages = stages;
+  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(float(s.head_dim));
+  const float rs = 1.0f / std::sqrt(float(s.head_dim));
+  P.q_scale = scale * kLog2e * (I.kb ? rs : 1.0f);
+  P.out_scale = I.vb ? rs : 1.0f;
+  auto tables = [&](const Codec& c, uint32_t* tab, uint32_t (*sign)[8]) {
+    const auto* t = dynamic_cast<const TqCodec*>(&c);
+    if (!t) return;
+    const auto& part = t->parts()[0];
+    std::vector<uint16_t> h;
+    for (double x : part.cb->centroids()) h.push_back(float_to_half(float(x * std::sqrt(double(s.head_dim)))));
+    // The 4-bit lookup keeps 8 entries and negates (the Lloyd-Max codebook of a symmetric law is
+    // symmetric; checked here rather than assumed).
+    if (h.size() == 16)
+      for (int i = 0; i < 8; ++i)
+        TQ_CHECK(h[15 - i] == uint16_t(h[i] ^ 0x8000u), kInternal,
+                 "CUDA decode: {}-bit codebook of dim {} is not symmetric in fp16 at entry {}", 4, s.head_dim, i);
+    frag::make_table(h.data(), int(h.size()), tab);
+    for (int r = 0; r < v3::kRounds; ++r)
+      for (int i = 0; i < s.head_dim; ++i)
+        if (part.rot->signs(r)[i] < 0) sign[r][i / 32] |= 1u << (i % 32);
+  };
+  tables(*I.kc, P.ktab, P.ksign);
+  tables(*I.vc, P.vtab, P.vsign);
+
+  const size_t slots = size_t(I.grid) + size_t(s.batch) * s.heads_kv;  // slot = CTA + segment: unique
+  I.off_po = 0;
+  I.off_pml = align256(slots * G * s.head_dim * 4);
+  I.off_cnt = I.off_pml + align256(slots * G * 2 * 4);
+  I.off_err = I.off_cnt + align256(size_t(s.batch) * s.heads_kv * 4);
+  I.ws_bytes = I.off_err + 256;
+}
+
+void plan_v1(DecodePlan::Impl& I) {
+  const DecodeShape& s = I.shape;
+  const int G = s.heads_q / s.heads_kv;
   I.max_group = G <= 4 ? 4 : 8;
   TQ_CHECK(launch::has_kernel(s.head_dim, I.kb, I.vb, I.max_group), kUnsupported,
-           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)", kspec.name(), vspec.name());
-  TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
-  I.kc = Codec::create(kspec, s.head_dim);
-  I.vc = Codec::create(vspec, s.head_dim);
-  I.kl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.kc->codes_bytes()), uint32_t(I.kc->scalar_bytes())};
-  I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes())};
-
+           "CUDA decode v1: no kernel for K bits {} with V bits {}", I.kb, I.vb);
   auto upload_codec = [&](const Codec& c, DeviceBuffer& signs, DeviceBuffer& cent) {
     std::vector<float> sg(size_t(Rotation::kHadamardRounds) * s.head_dim, 1.f), ce(1, 0.f);
     if (const auto* t = dynamic_cast<const TqCodec*>(&c)) {
@@ -106,47 +160,60 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   };
   upload_codec(*I.kc, I.k_signs, I.k_cent);
   upload_codec(*I.vc, I.v_signs, I.v_cent);
-
-  // The tensor-core kernel (v2) serves head_dim 128 with TurboQuant K and V; v1 the rest.
-  I.use_mma = launch::has_mma_kernel(s.head_dim, I.kb, I.vb) && std::getenv("TQ_CUDA_DECODE_V1") == nullptr;
-  if (I.use_mma) {  // fp16 centroid bytes for the prmt lookups: K lo, K hi, V lo, V hi
-    auto bytes = [&](const Codec& c, uint32_t* lo, uint32_t* hi) {
-      const auto& ce = dynamic_cast<const TqCodec&>(c).parts()[0].cb->centroids_f32();
-      for (size_t i = 0; i < ce.size() && i < 16; ++i) {
-        const uint16_t h = float_to_half(ce[i]);
-        lo[i / 4] |= uint32_t(h & 0xff) << (8 * (i % 4));
-        hi[i / 4] |= uint32_t(h >> 8) << (8 * (i % 4));
-      }
-    };
-    bytes(*I.kc, I.tab, I.tab + 4);
-    bytes(*I.vc, I.tab + 8, I.tab + 12);
-  }
-  // Split-KV schedule from occupancy: enough blocks for two full waves of the device, but no split
-  // shorter than one tile.
-  const int per_sm = I.use_mma ? launch::mma_units_per_sm(I.kb, I.vb)
-                               : launch::blocks_per_sm(s.head_dim, I.kb, I.vb, I.max_group);
+  // Split-KV schedule from occupancy: two full waves, no split shorter than one tile.
+  const int per_sm = launch::blocks_per_sm(s.head_dim, I.kb, I.vb, I.max_group);
   const int sms = launch::sm_count();
   TQ_CHECK(per_sm > 0 && sms > 0, kInternal, "CUDA decode: occupancy query failed");
   const int tile = launch::tile_tokens();
   const int max_tiles = (s.max_seq_len + tile - 1) / tile;
   const int want = (2 * per_sm * sms + s.batch * s.heads_kv - 1) / (s.batch * s.heads_kv);
-  int splits = std::clamp(want, 1, max_tiles);
+  const int splits = std::clamp(want, 1, max_tiles);
   I.chunk = ((max_tiles + splits - 1) / splits) * tile;
   I.splits = (s.max_seq_len + I.chunk - 1) / I.chunk;
-
   const size_t rows = size_t(s.batch) * s.heads_q;
-  auto align = [](size_t x) { return (x + 255) & ~size_t(255); };
-  I.off_q = 0;
-  I.off_po = align(rows * s.head_dim * 4);
-  I.off_pml = I.off_po + align(rows * I.splits * s.head_dim * 4);
-  I.off_err = I.off_pml + align(rows * I.splits * 2 * 4);
+  I.v1_off_po = align256(rows * s.head_dim * 4);
+  I.v1_off_pml = I.v1_off_po + align256(rows * I.splits * s.head_dim * 4);
+  I.off_err = I.v1_off_pml + align256(rows * I.splits * 2 * 4);
   I.ws_bytes = I.off_err + 256;
+}
+
+}  // namespace
+
+DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const CodecSpec& vspec)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& I = *impl_;
+  I.shape = s;
+  TQ_CHECK_ARG(s.batch >= 1 && s.heads_kv >= 1 && s.heads_q >= 1, "CUDA decode: batch and heads must be >= 1");
+  TQ_CHECK_ARG(s.heads_q % s.heads_kv == 0, "CUDA decode: heads_q {} is not a multiple of heads_kv {}", s.heads_q, s.heads_kv);
+  const int G = s.heads_q / s.heads_kv;
+  TQ_CHECK(G <= 8, kUnsupported, "CUDA decode: GQA group {} > 8 has no kernel", G);
+  TQ_CHECK(s.head_dim == 64 || s.head_dim == 128 || s.head_dim == 256, kUnsupported,
+           "CUDA decode: head_dim {} has no kernel (64, 128, 256)", s.head_dim);
+  TQ_CHECK_ARG(s.page_tokens > 0 && s.page_tokens % v3::kChunk == 0,
+               "CUDA decode: page_tokens {} must be a positive multiple of {}", s.page_tokens, v3::kChunk);
+  TQ_CHECK_ARG(s.max_pages_per_seq >= 1 && s.num_pages >= 1, "CUDA decode: page table / pool sizes must be >= 1");
+  TQ_CHECK_ARG(s.max_seq_len >= 1 && s.max_seq_len <= s.max_pages_per_seq * s.page_tokens,
+               "CUDA decode: max_seq_len {} must be in [1, max_pages_per_seq * page_tokens]", s.max_seq_len);
+  TQ_CHECK_ARG(int(s.q_dtype) >= 0 && int(s.q_dtype) <= 2 && int(s.out_dtype) >= 0 && int(s.out_dtype) <= 2,
+               "CUDA decode: dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
+  I.kb = kernel_bits(kspec, s.head_dim, "K");
+  I.vb = kernel_bits(vspec, s.head_dim, "V");
+  TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb) != nullptr, kUnsupported,
+           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)", kspec.name(), vspec.name());
+  TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
+  I.kc = Codec::create(kspec, s.head_dim);
+  I.vc = Codec::create(vspec, s.head_dim);
+  I.kl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.kc->codes_bytes()), uint32_t(I.kc->scalar_bytes())};
+  I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes())};
+  I.version = std::getenv("TQ_CUDA_DECODE_V1") != nullptr ? 1 : 3;
+  if (I.version == 3) plan_v3(I); else plan_v1(I);
 }
 
 DecodePlan::~DecodePlan() = default;
 size_t DecodePlan::workspace_bytes() const { return impl_->ws_bytes; }
-int DecodePlan::splits() const { return impl_->splits; }
-bool DecodePlan::uses_tensor_cores() const { return impl_->use_mma; }
+int DecodePlan::splits() const { return impl_->version == 3 ? impl_->grid : impl_->splits; }
+bool DecodePlan::uses_tensor_cores() const { return impl_->version == 3; }
+int DecodePlan::version() const { return impl_->version; }
 KvPageLayout DecodePlan::k_layout() const { return impl_->kl; }
 KvPageLayout DecodePlan::v_layout() const { return impl_->vl; }
 const Codec& DecodePlan::k_codec() const { return *impl_->kc; }
@@ -156,16 +223,40 @@ void DecodePlan::run(const DecodeArgs& a) const {
   const Impl& I = *impl_;
   TQ_CHECK_ARG(a.q && a.k_pool && a.v_pool && a.page_table && a.seq_lens && a.out && a.workspace,
                "CUDA decode: null pointer argument");
+  // Bulk copies need 16-byte aligned sources (page and head-block sizes are multiples of 16).
+  TQ_CHECK_ARG((reinterpret_cast<uintptr_t>(a.k_pool) | reinterpret_cast<uintptr_t>(a.v_pool)) % 16 == 0,
+               "CUDA decode: K and V pools must be 16-byte aligned");
+  TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(a.workspace) % 256 == 0, "CUDA decode: workspace must be 256-byte aligned");
+  cudaStream_t st = static_cast<cudaStream_t>(a.stream);
+  char* ws = static_cast<char*>(a.workspace);
+  if (I.version == 3) {
+    // The kernel leaves its segment counters at zero; a workspace seen for the first time is zeroed
+    // once (stream-ordered, no host sync; inside a graph capture it becomes a memset node).
+    if (I.initialized_ws != a.workspace) {
+      TQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, I.ws_bytes, st));
+      I.initialized_ws = a.workspace;
+    }
+    v3::Params P = I.params;
+    P.q = a.q; P.out = a.out; P.k_pool = a.k_pool; P.v_pool = a.v_pool;
+    P.page_table = a.page_table; P.seq_lens = a.seq_lens;
+    P.part_o = reinterpret_cast<float*>(ws + I.off_po);
+    P.part_ml = reinterpret_cast<float*>(ws + I.off_pml);
+    P.counters = reinterpret_cast<int*>(ws + I.off_cnt);
+    P.error_flag = reinterpret_cast<int*>(ws + I.off_err);
+    void* args[] = {&P};
+    const cudaError_t e = cudaLaunchKernel(I.fn, dim3(I.grid), dim3(v3::kThreads), args, I.smem, st);
+    TQ_CHECK(e == cudaSuccess, kInternal, "CUDA decode: launch failed: {}", cudaGetErrorString(e));
+    return;
+  }
   launch::DecodeLaunch L{};
   L.head_dim = I.shape.head_dim; L.k_bits = I.kb; L.v_bits = I.vb; L.max_group = I.max_group;
   L.q_dtype = int(I.shape.q_dtype); L.out_dtype = int(I.shape.out_dtype);
   L.q = a.q; L.out = a.out; L.k_pool = a.k_pool; L.v_pool = a.v_pool;
   L.page_table = a.page_table; L.seq_lens = a.seq_lens;
   L.k_signs = I.k_signs.f(); L.v_signs = I.v_signs.f(); L.k_centroids = I.k_cent.f(); L.v_centroids = I.v_cent.f();
-  char* ws = static_cast<char*>(a.workspace);
-  L.q_rot = reinterpret_cast<float*>(ws + I.off_q);
-  L.part_o = reinterpret_cast<float*>(ws + I.off_po);
-  L.part_ml = reinterpret_cast<float*>(ws + I.off_pml);
+  L.q_rot = reinterpret_cast<float*>(ws);
+  L.part_o = reinterpret_cast<float*>(ws + I.v1_off_po);
+  L.part_ml = reinterpret_cast<float*>(ws + I.v1_off_pml);
   L.error_flag = reinterpret_cast<int*>(ws + I.off_err);
   L.kl = I.kl; L.vl = I.vl;
   L.B = I.shape.batch; L.Hq = I.shape.heads_q; L.Hkv = I.shape.heads_kv;
@@ -173,15 +264,15 @@ void DecodePlan::run(const DecodeArgs& a) const {
   L.splits = I.splits; L.chunk = I.chunk;
   L.scale = I.shape.scale > 0 ? I.shape.scale : 1.0f / std::sqrt(float(I.shape.head_dim));
   L.stream = a.stream;
-  L.use_mma = I.use_mma ? 1 : 0;
-  std::copy(I.tab, I.tab + 16, L.tab);
   const int e = launch::run_decode(L);
   TQ_CHECK(e == 0, kInternal, "CUDA decode: launch failed: {}", cudaGetErrorString(cudaError_t(e)));
 }
 
 int DecodePlan::read_error_flag(const void* workspace) const {
   int flag = 0;
-  TQ_CUDA_CHECK(cudaMemcpy(&flag, static_cast<const char*>(workspace) + impl_->off_err, sizeof(int), cudaMemcpyDeviceToHost));
+  char* p = static_cast<char*>(const_cast<void*>(workspace)) + impl_->off_err;
+  TQ_CUDA_CHECK(cudaMemcpy(&flag, p, sizeof(int), cudaMemcpyDeviceToHost));
+  TQ_CUDA_CHECK(cudaMemset(p, 0, sizeof(int)));  // read and clear: the next read reports later runs
   return flag;
 }
 

@@ -50,20 +50,36 @@ struct Stored {
 };
 
 // Tokens [0, n) quantized for a query at position p (KIVI: whole groups outside the window).
-inline int quantized_prefix(const Stored& s, int p, const KiviOptions& ko) {
+inline int quantized_prefix(const Stored& s, int p, const AttnOptions& ko) {
   if (!s.kivi) return p + 1;
   const int m = std::max(p + 1 - ko.window, 0);
   return (m / ko.group) * ko.group;
 }
 
-Stored store_side(const float* x, int T, int D, const CodecSpec& spec, const Codec* codec, bool is_key,
-                  const KiviOptions& ko) {
+Stored store_side(const float* x_in, int T, int D, const CodecSpec& spec, const Codec* codec, bool is_key,
+                  const AttnOptions& ko) {
   Stored s;
   s.quant.assign(size_t(T) * D, 0.f);
+  // Centering: encode x - μ (μ from the first `center` tokens), add μ back after decoding.
+  const int center = std::min(is_key ? ko.center_k : ko.center_v, T);
+  std::vector<double> mu(center > 0 ? D : 0, 0.0);
+  std::vector<float> centered;
+  const float* x = x_in;
+  if (center > 0) {
+    // Token 0 (the attention sink) is an outlier of its own: left out of the mean when possible.
+    const int first = center > 1 ? 1 : 0;
+    for (int j = first; j < center; ++j)
+      for (int t = 0; t < D; ++t) mu[t] += x_in[size_t(j) * D + t];
+    for (auto& m : mu) m /= (center - first);
+    centered.resize(size_t(T) * D);
+    for (int j = 0; j < T; ++j)
+      for (int t = 0; t < D; ++t) centered[size_t(j) * D + t] = float(x_in[size_t(j) * D + t] - mu[t]);
+    x = centered.data();
+  }
   if (spec.id == CodecId::kKivi2) {
     s.kivi = true;
     s.fp16.resize(size_t(T) * D);
-    for (size_t i = 0; i < s.fp16.size(); ++i) s.fp16[i] = half_to_float(float_to_half(x[i]));
+    for (size_t i = 0; i < s.fp16.size(); ++i) s.fp16[i] = half_to_float(float_to_half(x_in[i]));
     const int full = (T / ko.group) * ko.group;  // only whole groups are ever quantized
     if (full > 0) {
       if (is_key) {
@@ -84,6 +100,11 @@ Stored store_side(const float* x, int T, int D, const CodecSpec& spec, const Cod
     codec->decode(codes.data(), size_t(T), s.quant.data(), size_t(D));
     s.bits = double(T) * double(codec->code_size()) * 8;
   }
+  if (center > 0) {
+    for (int j = 0; j < T; ++j)
+      for (int t = 0; t < D; ++t) s.quant[size_t(j) * D + t] = float(s.quant[size_t(j) * D + t] + mu[t]);
+    s.bits += double(D) * 32;  // the stored fp32 mean
+  }
   return s;
 }
 
@@ -91,9 +112,11 @@ inline const float* row(const Stored& s, int j, int nq, int D) {
   return (j < nq ? s.quant.data() : s.fp16.data()) + size_t(j) * D;
 }
 
-std::string method(const CodecSpec& spec, bool is_key, const KiviOptions& ko) {
-  if (spec.id != CodecId::kKivi2) return "per-vector";
-  return fmt::format("{} G={} + fp16 window R={}", is_key ? "per-channel" : "per-token", ko.group, ko.window);
+std::string method(const CodecSpec& spec, bool is_key, const AttnOptions& ko) {
+  const int center = is_key ? ko.center_k : ko.center_v;
+  const std::string c = center > 0 ? fmt::format(", centered (mean of first {} tokens)", center) : "";
+  if (spec.id != CodecId::kKivi2) return "per-vector" + c;
+  return fmt::format("{} G={} + fp16 window R={}{}", is_key ? "per-channel" : "per-token", ko.group, ko.window, c);
 }
 
 // Indices of the k largest values (ties: lower index first).
@@ -111,8 +134,9 @@ std::vector<int> top_k(const std::vector<double>& v, int n, int k) {
 }  // namespace
 
 AttnResult eval_attention(const float* q, const float* k, const float* v, const AttnShape& s, const CodecChoice& c,
-                          const KiviOptions& ko, uint64_t seed, const Progress& progress) {
+                          const AttnOptions& ko, uint64_t seed, const Progress& progress) {
   TQ_CHECK_ARG(ko.group >= 1 && ko.window >= 0, "KIVI group {} must be >= 1 and window {} >= 0", ko.group, ko.window);
+  TQ_CHECK_ARG(ko.center_k >= 0 && ko.center_v >= 0, "centering prefixes must be >= 0 (0 = off)");
   const int B = s.B, Hq = s.Hq, Hkv = s.Hkv, Tq = s.Tq, T = s.T, D = s.D, G = Hq / Hkv;
   const auto t0 = std::chrono::steady_clock::now();
   AttnResult r;

@@ -85,6 +85,14 @@ std::string pareto_svg(const std::vector<PlotPoint>& all, const std::string& tit
   for (double e = y0; e <= y1; e += 1) {
     s += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>", L, Y(e), W - R);
     s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">1e{}</text>\n", L - 6, Y(e) + 4, int(e));
+    // Narrow ranges (<= 2 decades) also get 2x and 5x ticks, so that the points can be read off.
+    for (double m : {2.0, 5.0}) {
+      const double le = e + std::log10(m);
+      if (y1 - y0 > 2 || le >= y1) continue;
+      s += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#eee\"/>", L, Y(le), W - R);
+      s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" fill=\"#666\">{}e{}</text>\n", L - 6,
+                       Y(le) + 4, int(m), int(e));
+    }
   }
   s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (L + W - R) / 2, H - 18, esc(xlabel));
   s += fmt::format("<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">{1}</text>\n",
@@ -95,12 +103,31 @@ std::string pareto_svg(const std::vector<PlotPoint>& all, const std::string& tit
   for (size_t i : front) poly += fmt::format("{:.1f},{:.1f} ", X(pts[i].x), Y(std::log10(pts[i].y)));
   if (front.size() >= 2)
     s += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"#c33\" stroke-width=\"1.5\"/>\n", poly);
+  // Labels: the first of a few positions around the point whose box overlaps no label placed so far
+  // (boxes estimated at 6.2 px per character, 11 px high).
+  struct Box { double x0, y0, x1, y1; };
+  std::vector<Box> placed;
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const double px = X(pts[i].x), py = Y(std::log10(pts[i].y));
+    placed.push_back({px - 4, py - 4, px + 4, py + 4});  // the markers themselves
+  }
   for (size_t i = 0; i < pts.size(); ++i) {
     const bool on = std::find(front.begin(), front.end(), i) != front.end();
     const double px = X(pts[i].x), py = Y(std::log10(pts[i].y));
     s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"{}\" stroke=\"#333\"/>", px, py,
                      on ? "#c33" : "white");
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\">{}</text>\n", px + 6, py - 5, esc(pts[i].label));
+    const double w = 6.2 * double(pts[i].label.size()), h = 11;
+    const double cand[][2] = {{6, -5}, {6, 13}, {-6 - w, -5}, {-6 - w, 13}, {6, -17}, {-6 - w, -17}, {6, 25}, {-6 - w, 25}};
+    double lx = px + 6, ly = py - 5;
+    for (const auto& c : cand) {
+      const Box b{px + c[0], py + c[1] - h + 2, px + c[0] + w, py + c[1] + 2};
+      const bool clash = std::any_of(placed.begin(), placed.end(), [&](const Box& o) {
+        return b.x0 < o.x1 && o.x0 < b.x1 && b.y0 < o.y1 && o.y0 < b.y1;
+      });
+      if (!clash) { lx = px + c[0]; ly = py + c[1]; break; }
+    }
+    placed.push_back({lx, ly - h + 2, lx + w, ly + 2});
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\">{}</text>\n", lx, ly, esc(pts[i].label));
   }
   s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#555\">red: Pareto frontier (no codec has both "
                    "fewer bits and less error){}</text>\n",

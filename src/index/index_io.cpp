@@ -225,7 +225,7 @@ FlatIndex FlatIndex::load(const std::string& path) {
   std::vector<uint8_t> codes(size_t(n) * d);
   std::vector<float> norms(size_t(n) * np), x;
   std::vector<int64_t> ids(n);
-  std::memcpy(ids.data(), idp, size_t(n) * 8);
+  if (n > 0) std::memcpy(ids.data(), idp, size_t(n) * 8);  // (memcpy to an empty vector's null data is UB)
   if (xp) {
     x.resize(size_t(n) * d);
     std::memcpy(x.data(), xp, x.size() * 4);

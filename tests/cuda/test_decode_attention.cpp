@@ -11,6 +11,7 @@
 #include <numeric>
 #include <random>
 #include <cstdlib>
+#include <cstring>
 
 #include "turboquant/cuda/decode.h"
 #include "turboquant/error.h"
@@ -25,7 +26,26 @@ struct Case {
   int hq, hkv, d;
   const char* kv;
   tq::cuda::DType out_dtype;
+  tq::cuda::DType q_dtype = tq::cuda::DType::kF32;
+  int repeats = 1;  // > 1: run again on the same workspace, outputs must be bit-identical
 };
+
+// q as the kernel reads it: rounded to the dtype (the reference uses the rounded values too).
+std::vector<uint8_t> to_dtype(std::vector<float>& q, tq::cuda::DType dt) {
+  std::vector<uint8_t> raw;
+  if (dt == tq::cuda::DType::kF32) {
+    raw.resize(q.size() * 4);
+    std::memcpy(raw.data(), q.data(), raw.size());
+    return raw;
+  }
+  raw.resize(q.size() * 2);
+  for (size_t i = 0; i < q.size(); ++i) {
+    const uint16_t h = dt == tq::cuda::DType::kF16 ? tq::float_to_half(q[i]) : tq::float_to_bf16(q[i]);
+    q[i] = dt == tq::cuda::DType::kF16 ? tq::half_to_float(h) : tq::bf16_to_float(h);
+    std::memcpy(raw.data() + 2 * i, &h, 2);
+  }
+  return raw;
+}
 
 void run_case(const Case& c, std::mt19937& rng) {
   SCOPED_TRACE(testing::Message() << "kv=" << c.kv << " d=" << c.d << " hq=" << c.hq << " hkv=" << c.hkv
@@ -37,7 +57,7 @@ void run_case(const Case& c, std::mt19937& rng) {
   tq::cuda::DecodeShape s;
   s.batch = B; s.heads_q = c.hq; s.heads_kv = c.hkv; s.head_dim = D; s.page_tokens = PT;
   s.max_pages_per_seq = max_pages; s.num_pages = num_pages; s.max_seq_len = max_len;
-  s.q_dtype = tq::cuda::DType::kF32; s.out_dtype = c.out_dtype;
+  s.q_dtype = c.q_dtype; s.out_dtype = c.out_dtype;
   const auto kv = tq::parse_kv_codec(c.kv);
   tq::cuda::DecodePlan plan(s, kv.k, kv.v);
   const auto kl = plan.k_layout(), vl = plan.v_layout();
@@ -46,6 +66,7 @@ void run_case(const Case& c, std::mt19937& rng) {
   std::normal_distribution<float> nd;
   std::vector<float> q(size_t(B) * c.hq * D);
   for (auto& x : q) x = nd(rng);
+  const std::vector<uint8_t> q_raw = to_dtype(q, c.q_dtype);
   // Pages in a shuffled order: page_table[b][i] = perm[b * max_pages + i].
   std::vector<int> perm(num_pages);
   std::iota(perm.begin(), perm.end(), 0);
@@ -101,14 +122,14 @@ void run_case(const Case& c, std::mt19937& rng) {
   // Device buffers.
   const size_t out_elt = c.out_dtype == tq::cuda::DType::kF32 ? 4 : 2;
   void *dq, *dk, *dv, *dt, *dl, *dout, *dws;
-  CK(cudaMalloc(&dq, q.size() * 4));
+  CK(cudaMalloc(&dq, q_raw.size()));
   CK(cudaMalloc(&dk, kpool.size()));
   CK(cudaMalloc(&dv, vpool.size()));
   CK(cudaMalloc(&dt, table.size() * 4));
   CK(cudaMalloc(&dl, B * 4));
   CK(cudaMalloc(&dout, ref.size() * out_elt));
   CK(cudaMalloc(&dws, plan.workspace_bytes()));
-  CK(cudaMemcpy(dq, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dq, q_raw.data(), q_raw.size(), cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dk, kpool.data(), kpool.size(), cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dv, vpool.data(), vpool.size(), cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dt, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
@@ -120,8 +141,19 @@ void run_case(const Case& c, std::mt19937& rng) {
   a.q = dq; a.k_pool = static_cast<uint8_t*>(dk); a.v_pool = static_cast<uint8_t*>(dv);
   a.page_table = static_cast<int32_t*>(dt); a.seq_lens = static_cast<int32_t*>(dl); a.out = dout; a.workspace = dws;
   plan.run(a);
+  CK(cudaGetLastError());
   CK(cudaDeviceSynchronize());
   EXPECT_EQ(plan.read_error_flag(dws), 0);
+  std::vector<uint8_t> first(ref.size() * out_elt);
+  CK(cudaMemcpy(first.data(), dout, first.size(), cudaMemcpyDeviceToHost));
+  for (int rep = 1; rep < c.repeats; ++rep) {  // same workspace: counters must be back at zero
+    CK(cudaMemset(dout, 0xFF, ref.size() * out_elt));
+    plan.run(a);
+    CK(cudaDeviceSynchronize());
+    std::vector<uint8_t> again(first.size());
+    CK(cudaMemcpy(again.data(), dout, again.size(), cudaMemcpyDeviceToHost));
+    EXPECT_TRUE(again == first) << "run " << rep << " on the same workspace differs from the first";
+  }
   std::vector<float> out(ref.size());
   if (out_elt == 4) {
     CK(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost));
@@ -140,9 +172,10 @@ void run_case(const Case& c, std::mt19937& rng) {
   }
   EXPECT_EQ(bad, 0u) << "unwritten or non-finite outputs";
   // v1: fp32 arithmetic over the same decoded values (~1e-6); fp16 / bf16 output rounding 2^-11 /
-  // 2^-8. v2 (tensor cores) rounds q, the centroids and p to fp16 (2^-11 each): a few 1e-4.
+  // 2^-8. v3 (tensor cores) rounds q, the centroid tables and p*|v| to fp16 (2^-11 each): a numpy
+  // emulation of that arithmetic on these shapes gives 2e-4 (T = 1) to 1e-3 (T = 4097); 3x margin.
   double tol = c.out_dtype == tq::cuda::DType::kF32 ? 1e-4 : (c.out_dtype == tq::cuda::DType::kF16 ? 2e-3 : 1e-2);
-  if (plan.uses_tensor_cores()) tol = std::max(tol, 2e-3);
+  if (plan.uses_tensor_cores()) tol = std::max(tol, 3e-3);
   EXPECT_LT(std::sqrt(num / den), tol);
   for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
 }
@@ -155,19 +188,47 @@ TEST(CudaDecode, MatchesCpuReference) {
   using tq::cuda::DType;
   const Case cases[] = {
       {{1}, 32, 8, 128, "tq3", DType::kF32},
-      {{7}, 8, 8, 128, "tq4", DType::kF32},
-      {{113}, 28, 4, 128, "k4v3", DType::kF32},       // GQA 7
-      {{4097}, 32, 8, 128, "tq3", DType::kF16},
-      {{113, 1, 4097}, 32, 8, 128, "tq2", DType::kF32},  // unequal lengths
+      {{7}, 8, 8, 128, "tq4", DType::kF32},                              // GQA 1
+      {{113}, 28, 4, 128, "k4v3", DType::kF32, DType::kF16},             // GQA 7, fp16 q
+      {{4097}, 32, 8, 128, "tq3", DType::kF16, DType::kBF16},            // bf16 q
+      {{113, 1, 4097}, 32, 8, 128, "tq2", DType::kF32, DType::kF32, 2},  // unequal lengths, rerun
       {{1000, 70}, 16, 4, 128, "fp16", DType::kF32},
+      {{4097}, 32, 8, 128, "k4v4", DType::kF32},
       {{300}, 8, 2, 64, "k3v2", DType::kBF16},
       {{257, 64}, 8, 1, 256, "tq4", DType::kF32},
       {{129}, 4, 4, 64, "fp16", DType::kF16},
+      {{200, 7}, 16, 2, 256, "fp16", DType::kF32},                       // GQA 8, fp16 tails
+      {{65}, 8, 8, 64, "tq2", DType::kF32},
   };
-  for (const auto& c : cases) run_case(c, rng);  // head_dim 128 TurboQuant: v2 (tensor cores)
-  setenv("TQ_CUDA_DECODE_V1", "1", 1);           // and the same cases through the v1 kernel
+  for (const auto& c : cases) run_case(c, rng);  // v3 (tensor cores, persistent)
+  setenv("TQ_CUDA_DECODE_V1", "1", 1);           // and the same cases through the v1 kernels
   for (const auto& c : cases) run_case(c, rng);
   unsetenv("TQ_CUDA_DECODE_V1");
+}
+
+// Many sequences of random lengths: segments that span several CTAs (partials merged by the last
+// one), CTAs that span several segments, lengths that end anywhere inside a chunk.
+TEST(CudaDecode, PersistentScheduleManySequences) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  using tq::cuda::DType;
+  std::vector<int> lens(37);
+  for (auto& l : lens) l = 1 + int(rng() % 1500);
+  lens[5] = 20000;  // one long sequence among short ones
+  run_case({lens, 32, 8, 128, "tq3", DType::kF16, DType::kF16, 3}, rng);
+  run_case({{lens.begin(), lens.begin() + 9}, 8, 8, 128, "fp16", DType::kF32, DType::kF32, 2}, rng);
+}
+
+// Small shapes for compute-sanitizer (memcheck / racecheck run this one: bench/cuda/run_on_box.sh).
+TEST(CudaDecode, SmallShapes) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  std::mt19937 rng(std::random_device{}());
+  using tq::cuda::DType;
+  run_case({{113, 1, 70}, 32, 8, 128, "tq3", DType::kF16, DType::kF16, 2}, rng);
+  run_case({{65, 130}, 28, 4, 128, "k4v3", DType::kF32}, rng);
+  run_case({{129}, 4, 4, 64, "fp16", DType::kF16}, rng);
 }
 
 TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {

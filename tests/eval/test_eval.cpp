@@ -110,7 +110,7 @@ Kv random_kv(int B, int Hq, int Hkv, int Tq, int T, int D, uint64_t seed) {
   return o;
 }
 
-tq::eval::AttnResult attn(const Kv& kv, const std::string& c, tq::eval::KiviOptions ko = {}) {
+tq::eval::AttnResult attn(const Kv& kv, const std::string& c, tq::eval::AttnOptions ko = {}) {
   return tq::eval::eval_attention(kv.q.data(), kv.k.data(), kv.v.data(), kv.s, choice(c), ko, 5);
 }
 
@@ -161,15 +161,44 @@ TEST(EvalAttention, KiviWindowBitsFromTheDefinition) {
   EXPECT_DOUBLE_EQ(r.v_bits, (224.0 * 3 + 32.0 * 16) / 256);
   EXPECT_NE(r.k_method.find("per-channel"), std::string::npos);
   // A window covering everything stores fp16 only: fp16-level error, 16 bits.
-  tq::eval::KiviOptions all{32, 256};
+  tq::eval::AttnOptions all{32, 256, 0, 0};
   const auto w = attn(kv, "kivi2", all);
   EXPECT_DOUBLE_EQ(w.bits_per_value, 16.0);
   EXPECT_LT(w.k_rel_mse, std::ldexp(1.0, -22));
   // No window: everything quantized that forms whole groups.
-  tq::eval::KiviOptions none{32, 0};
+  tq::eval::AttnOptions none{32, 0, 0, 0};
   const auto z = attn(kv, "kivi2", none);
   EXPECT_DOUBLE_EQ(z.k_bits, 3.0);
   EXPECT_GT(z.kld, r.kld);  // the window only removes error
+}
+
+TEST(EvalAttention, CenteringIsExactForSoftmax) {
+  // Adding one vector c to every key changes no attention weight (each query's scores shift by q·c).
+  // With centering over all tokens the codec then sees the same input (up to float rounding), so
+  // every attention metric must match the unshifted run; without centering the shift, which holds
+  // most of the key energy, costs accuracy. The fp32 mean costs 32 D bits per (sequence, head).
+  auto kv = random_kv(2, 4, 2, 8, 96, 64, fresh_seed());
+  auto shifted = kv;
+  tq::Rng r(fresh_seed() + 9);
+  std::vector<float> c(64);
+  for (auto& e : c) e = float(8.0 * r.normal());
+  for (size_t i = 0; i < shifted.k.size(); ++i) shifted.k[i] += c[i % 64];
+  tq::eval::AttnOptions centered{32, 32, 96, 0};
+  const auto a = attn(kv, "tq3", centered), b = attn(shifted, "tq3", centered), plain = attn(shifted, "tq3");
+  EXPECT_NEAR(b.kld / a.kld, 1.0, 1e-3);
+  EXPECT_NEAR(b.attn_rel_l2 / a.attn_rel_l2, 1.0, 1e-3);
+  EXPECT_EQ(b.top1_agree, a.top1_agree);
+  EXPECT_GT(plain.kld, 2 * b.kld);
+  EXPECT_DOUBLE_EQ(b.k_bits, 3.0 + 16.0 / 64 + 32.0 / 96);
+  // Values: Σ p_j (v_j - μ) + μ = o, so with centering the shifted values are coded exactly like the
+  // unshifted ones: the same absolute reconstruction error (the relative one divides by more energy).
+  auto vshift = kv;
+  for (size_t i = 0; i < vshift.v.size(); ++i) vshift.v[i] += c[i % 64];
+  auto energy = [](const std::vector<float>& x) { double e = 0; for (float v : x) e += double(v) * v; return e; };
+  tq::eval::AttnOptions cv{32, 32, 0, 96};
+  const auto va = attn(kv, "k=fp32,v=tq3", cv), vb = attn(vshift, "k=fp32,v=tq3", cv);
+  EXPECT_NEAR(vb.v_rel_mse * energy(vshift.v) / (va.v_rel_mse * energy(kv.v)), 1.0, 1e-3);
+  EXPECT_EQ(vb.kld, 0.0);
 }
 
 TEST(EvalAttention, CausalMaskAndGqaMapping) {

@@ -26,11 +26,11 @@ constexpr const char* kDefaultKvCodecs = "fp16,fp8,q8,q8r,q4,q4r,kivi2,tq4,tq3.5
 constexpr const char* kDefaultVecCodecs = "fp16,fp8,q8,q8r,q4,q4r,kivi2,tq1,tq2,tq3,tq4,tq2.5,tq3.5,tq2p,tq3p,tq4p";
 
 struct Opts {
-  std::string q, k, v, qkv, vectors, queries, codecs, csv, plot, plot_metric, title;
+  std::string q, k, v, qkv, vectors, queries, codecs, csv, plot, plot_metric, plot_x = "bits_per_value", title;
   long long random_n = 0, limit = 0;
   int dim = 0;
   bool normalize = false, json = false, no_progress = false;
-  int kivi_group = 32, kivi_window = 32;
+  int kivi_group = 32, kivi_window = 32, center_k = 0, center_v = 0;
   uint64_t seed = 1;
 };
 
@@ -104,13 +104,27 @@ void write_csv(const std::string& path, const nlohmann::ordered_json& rows) {
 void write_plot(const Opts& o, const nlohmann::ordered_json& rows, const std::string& metric, const std::string& title) {
   std::vector<tq::eval::PlotPoint> pts;
   TQ_CHECK_ARG(rows[0].contains(metric), "--plot-metric '{}' is not a result column", metric);
+  TQ_CHECK_ARG(rows[0].contains(o.plot_x) && rows[0][o.plot_x].is_number(), "--plot-x '{}' is not a numeric result column",
+               o.plot_x);
+  // Short labels when one side is the same codec on every row (key-only / value-only sweeps).
+  bool same_k = rows[0].contains("k_codec"), same_v = same_k;
+  for (const auto& r : rows) {
+    if (!same_k) break;
+    same_k = same_k && r["k_codec"] == rows[0]["k_codec"];
+    same_v = same_v && r["v_codec"] == rows[0]["v_codec"];
+  }
+  const char* label_key = rows.size() > 1 && same_v && !same_k ? "k_codec" : rows.size() > 1 && same_k && !same_v ? "v_codec" : "codec";
   for (const auto& r : rows) {
     const auto& y = r[metric];
-    pts.push_back({r["codec"].get<std::string>(), r["bits_per_value"].get<double>(), y.is_number() ? y.get<double>() : NAN});
+    pts.push_back({r[label_key].get<std::string>(), r[o.plot_x].get<double>(), y.is_number() ? y.get<double>() : NAN});
   }
   std::ofstream f(o.plot);
   TQ_CHECK(f.good(), kIoError, "cannot write '{}'", o.plot);
-  f << tq::eval::pareto_svg(pts, o.title.empty() ? title : o.title, "bits per value (all overhead counted)", metric);
+  const std::string xlabel = o.plot_x == "bits_per_value" ? "bits per value (all overhead counted)"
+                             : o.plot_x == "k_bits"       ? "key bits per value (all overhead counted)"
+                             : o.plot_x == "v_bits"       ? "value bits per value (all overhead counted)"
+                                                          : o.plot_x;
+  f << tq::eval::pareto_svg(pts, o.title.empty() ? title : o.title, xlabel, metric);
   TQ_CHECK(f.good(), kIoError, "write to '{}' failed", o.plot);
 }
 
@@ -152,9 +166,11 @@ int run_attention(const Opts& o) {
   check_finite(k, "K");
   check_finite(v, "V");
   const auto choices = tq::eval::parse_codec_list(o.codecs.empty() ? kDefaultKvCodecs : o.codecs);
-  tq::eval::KiviOptions ko;
+  tq::eval::AttnOptions ko;
   ko.group = o.kivi_group;
   ko.window = o.kivi_window;
+  ko.center_k = o.center_k;
+  ko.center_v = o.center_v;
   ProgressBar bar(!o.no_progress);
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   const size_t units = size_t(s.B) * s.Hkv;
@@ -166,7 +182,8 @@ int run_attention(const Opts& o) {
   bar.done();
   nlohmann::ordered_json data = {{"mode", "attention"}, {"q", qp}, {"k", kp}, {"v", vp}, {"B", s.B}, {"Hq", s.Hq},
                                  {"Hkv", s.Hkv}, {"Tq", s.Tq}, {"T", s.T}, {"D", s.D}, {"kivi_group", ko.group},
-                                 {"kivi_window", ko.window}, {"seed", o.seed}};
+                                 {"kivi_window", ko.window}, {"center_k", ko.center_k}, {"center_v", ko.center_v},
+                                 {"seed", o.seed}};
   const std::string title = fmt::format("attention B={} Hq={} Hkv={} Tq={} T={} D={}", s.B, s.Hq, s.Hkv, s.Tq, s.T, s.D);
   emit(o, data, rows,
        {{"codec", "codec"}, {"bits_per_value", "bits/value"}, {"kld", "KLD"}, {"attn_rel_l2", "attn relL2"},
@@ -273,11 +290,15 @@ tq::cli::Registrar reg("eval", "Compare codecs on KV tensors (attention error, K
                  + std::string(kDefaultKvCodecs));
   app.add_option("--kivi-group", o->kivi_group, "KIVI: tokens per per-channel key group G (default 32)");
   app.add_option("--kivi-window", o->kivi_window, "KIVI: recent tokens kept in fp16 R (default 32)");
+  app.add_option("--center-keys", o->center_k,
+                 "Subtract the mean of the first N tokens from keys before encoding (exact for softmax; 0 = off)");
+  app.add_option("--center-values", o->center_v, "Same for values (exact since attention weights sum to 1)");
   app.add_option("--seed", o->seed, "Seed of random directions / random data (codec seeds are in the codec strings)");
   app.add_flag("--json", o->json, "Print JSON {data, results: [...]} instead of a table");
   app.add_option("--csv", o->csv, "Also write the results as CSV");
   app.add_option("--plot", o->plot, "Also write a Pareto plot (error vs bits per value) as SVG");
   app.add_option("--plot-metric", o->plot_metric, "Plotted error column (default: kld, or rel_mse for vectors)");
+  app.add_option("--plot-x", o->plot_x, "Plot x column: bits_per_value (default), k_bits or v_bits");
   app.add_option("--title", o->title, "Plot title");
   app.add_flag("--no-progress", o->no_progress, "No progress bar on stderr");
   return [o] { return run(*o); };

@@ -1,15 +1,16 @@
 // turboquant/cuda/decode.h — fused decode attention over the compressed paged KV cache on CUDA.
 //
-// Plan once (validates shapes/codecs, picks the split-KV count from the device's occupancy, sizes
-// the workspace), then run any number of times: run() does no allocation and no host
-// synchronization, so a decode step can be captured in a CUDA graph.
+// Plan once (validates shapes/codecs, sizes one persistent wave of CTAs from the device's occupancy,
+// sizes the workspace), then run any number of times: run() does no allocation and no host
+// synchronization (one kernel launch), so a decode step can be captured in a CUDA graph.
 //
 //   out[b, h, :] = softmax(scale · q[b,h,:] · K[b, g(h), :t]ᵀ) · V[b, g(h), :t],  t = seq_lens[b]
 //
 // K and V are read from page pools in the layout of turboquant/layout.h (KvPageLayout): page p of
 // a pool holds page_tokens tokens of every KV head. TurboQuant codecs are scored in the rotated
 // domain: q is rotated once (randomized Hadamard, 3 rounds), V is accumulated in the rotated domain
-// and inverse-rotated once per output row.
+// and inverse-rotated once per output row. docs/CUDA.md describes the kernel (v3: bulk copies into
+// a shared-memory ring, QK and PV on tensor cores, codes decoded by prmt lookups).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,7 +40,9 @@ struct DecodeArgs {
   const int32_t* page_table = nullptr;  // [B, max_pages_per_seq]
   const int32_t* seq_lens = nullptr;    // [B], each in [1, max_seq_len]
   void* out = nullptr;                  // [B, Hq, D] out_dtype
-  void* workspace = nullptr;            // workspace_bytes() bytes, caller-owned
+  void* workspace = nullptr;            // workspace_bytes() bytes, 256-byte aligned, caller-owned;
+                                        // zeroed by run() the first time this plan sees it. Runs
+                                        // sharing a workspace must be stream-ordered.
   void* stream = nullptr;               // cudaStream_t
 };
 
@@ -52,16 +55,20 @@ class DecodePlan {
   DecodePlan& operator=(const DecodePlan&) = delete;
 
   size_t workspace_bytes() const;
-  int splits() const;
+  int splits() const;  // v3: CTAs of the persistent wave; v1: KV splits per sequence
   // True when the tensor-core kernel (fp16 operands: q, centroids, p) serves this plan.
   bool uses_tensor_cores() const;
+  // 3 (default) or 1 (CUDA-core reference kernels, forced with TQ_CUDA_DECODE_V1=1 at plan time).
+  int version() const;
   KvPageLayout k_layout() const;  // page layout the pools must follow
   KvPageLayout v_layout() const;
   // Codec objects whose encode() produces the bytes the pools must hold (same seeds).
   const Codec& k_codec() const;
   const Codec& v_codec() const;
   void run(const DecodeArgs& args) const;
-  // Synchronously reads the device error flag (bit 0: seq_len out of range, bit 1: bad page id).
+  // Synchronously reads and clears the device error flag accumulated by the runs since the last
+  // read (bit 0: a seq_len < 0 or > max_seq_len, bit 1: a page id outside the pool); the rows
+  // concerned attend to nothing (zeros) instead of reading out of bounds.
   int read_error_flag(const void* workspace) const;
 
   struct Impl;

@@ -1,0 +1,1 @@
+tq eval --vectors data/glove100.npy

@@ -1,0 +1,1 @@
+tq eval --qkv data/kv/stories_L3.safetensors --codecs q8r,q4,q4r,kivi2,tq4,tq3,tq2.5,tq4p,tq3p

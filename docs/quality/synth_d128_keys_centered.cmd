@@ -1,0 +1,1 @@
+tq eval --qkv data/kv/synth_d128.safetensors --codecs k=q8r,v=fp16,k=q4r,v=fp16,k=tq5,v=fp16,k=tq4,v=fp16,k=tq3.5,v=fp16,k=tq3,v=fp16,k=tq2.5,v=fp16,k=tq4p,v=fp16,k=tq3p,v=fp16 --plot-x k_bits --center-keys 128

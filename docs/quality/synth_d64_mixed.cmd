@@ -1,0 +1,1 @@
+tq eval --qkv data/kv/synth_d64.safetensors --codecs k=tq4,v=tq4,k=tq4,v=tq3,k=tq3,v=tq4,k=tq3,v=tq3,k=tq4,v=tq2.5,k=tq5,v=tq3,k=q4r,v=tq3,k=q4r,v=q4r,k=kivi2,v=tq3,k=q8r,v=tq3 --plot-metric attn_rel_l2

@@ -1,0 +1,1 @@
+tq eval --qkv data/kv/synth_d64.safetensors --codecs k=fp16,v=fp8,k=fp16,v=q8r,k=fp16,v=q4,k=fp16,v=q4r,k=fp16,v=kivi2,k=fp16,v=tq4,k=fp16,v=tq3.5,k=fp16,v=tq3,k=fp16,v=tq2.5,k=fp16,v=tq2,k=fp16,v=tq4p,k=fp16,v=tq3p --plot-x v_bits --plot-metric attn_rel_l2

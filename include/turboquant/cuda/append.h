@@ -1,0 +1,43 @@
+// turboquant/cuda/append.h — append (encode) new K or V vectors into the compressed paged cache on
+// CUDA. The codes are bit-identical to TqCodec::encode on the CPU for the same codec spec (seed),
+// placed in the page layout that DecodePlan reads (KvPageLayout of layout.h).
+//
+//   pool[slot_mapping[i] / page_tokens][head][slot_mapping[i] % page_tokens] = encode(x[i, head, :])
+//
+// Plan once (validates, builds the kernel constants), run per step: no allocation, no host sync.
+// One plan per pool (K and V pools may use different codecs).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "turboquant/codec.h"
+#include "turboquant/cuda/decode.h"
+#include "turboquant/layout.h"
+
+namespace tq::cuda {
+
+class AppendPlan {
+ public:
+  // codec: fp16 or single-part TurboQuant-mse tq2/tq3/tq4 (Hadamard rotation, fp16 norms);
+  // head_dim 64, 128 or 256. Throws tq::Error(kUnsupported) otherwise.
+  AppendPlan(const CodecSpec& codec, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype);
+  ~AppendPlan();
+  AppendPlan(const AppendPlan&) = delete;
+  AppendPlan& operator=(const AppendPlan&) = delete;
+
+  KvPageLayout layout() const;
+  const Codec& codec() const;
+  // x [n_tokens, heads_kv, head_dim] (in_dtype, device), slot_mapping int32 [n_tokens] (device;
+  // page * page_tokens + offset, negative = skip), pool: the K or V page pool (device).
+  void run(const void* x, const int32_t* slot_mapping, int n_tokens, uint8_t* pool, void* stream) const;
+  // Synchronously reads and clears the device error flag (bit 0: a slot beyond the pool, not
+  // written; bit 1: a vector norm beyond the fp16 range).
+  int read_error_flag() const;
+
+  struct Impl;
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tq::cuda

@@ -1,0 +1,93 @@
+// turboquant/model/kv_store.h — the KV cache seen by the forward pass, as an interface so that
+// any cache (exact, codec-compressed, the project's paged cache, a fused attention engine) plugs in.
+//
+// Per layer, a store holds K (after RoPE) and V rows of every position so far, and computes causal
+// attention of new queries over them. The model calls, per layer and per batch of n new tokens:
+//   append(layer, k, v, n);  attend(layer, q, n, out);
+// so a store may compress on append and attend on whatever it kept (decode-then-attend here; a
+// fused kernel scoring the codes later: see CodecKvStore::attend).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "turboquant/codec.h"
+
+namespace tq::model {
+
+struct KvShape {
+  int n_layer = 0;
+  int n_head = 0;      // query heads (Hq)
+  int n_kv_head = 0;   // KV heads (Hkv); Hq % Hkv == 0, query head h reads KV head h / (Hq / Hkv)
+  int head_dim = 0;
+  float scale = 0;     // attention score scale, 1/sqrt(head_dim) for llama
+  void validate() const;  // throws kInvalidArgument on inconsistent values
+};
+
+class KvStore {
+ public:
+  explicit KvStore(const KvShape& s);
+  virtual ~KvStore() = default;
+  const KvShape& shape() const { return shape_; }
+
+  // Appends n positions to `layer`: k, v [n, Hkv, head_dim] (keys after RoPE).
+  virtual void append(int layer, const float* k, const float* v, int n) = 0;
+  // Causal attention of the queries of the last n appended positions of `layer` over all stored
+  // positions: q [n, Hq, head_dim] -> out [n, Hq, head_dim]; query i sees positions
+  // [0, length - n + i]. n = 1 is a decode step.
+  virtual void attend(int layer, const float* q, int n, float* out) const = 0;
+  virtual int length(int layer) const = 0;  // positions stored in `layer`
+  virtual void clear() = 0;                 // forget every position (a new sequence)
+  // Bytes stored per position, all layers, K and V together.
+  virtual size_t bytes_per_token() const = 0;
+  virtual std::string name() const = 0;
+
+ protected:
+  void check_layer(int layer) const;
+  KvShape shape_;
+};
+
+// The reference: fp32 rows, attention_ref.
+class ExactKvStore final : public KvStore {
+ public:
+  explicit ExactKvStore(const KvShape& s);
+  void append(int layer, const float* k, const float* v, int n) override;
+  void attend(int layer, const float* q, int n, float* out) const override;
+  int length(int layer) const override;
+  void clear() override;
+  size_t bytes_per_token() const override;
+  std::string name() const override { return "fp32 (exact)"; }
+
+ private:
+  std::vector<std::vector<float>> k_, v_;  // per layer: [len, Hkv, hd]
+};
+
+// Every K and V row of one token and head is encoded with a tq::Codec (dimension head_dim) on
+// append; attention decodes the stored codes and runs attention_ref on them. That is the reference
+// quality of a compressed cache; a fused engine that scores codes directly replaces attend().
+class CodecKvStore final : public KvStore {
+ public:
+  CodecKvStore(const KvShape& s, const KvCodecSpec& spec);
+  void append(int layer, const float* k, const float* v, int n) override;
+  void attend(int layer, const float* q, int n, float* out) const override;
+  int length(int layer) const override;
+  void clear() override;
+  size_t bytes_per_token() const override;
+  std::string name() const override { return spec_.name(); }
+
+  const Codec& k_codec() const { return *kc_; }
+  const Codec& v_codec() const { return *vc_; }
+  // Decoded rows of `layer` (what attention sees), [len, Hkv, hd] each; for tests and tools.
+  void decode_layer(int layer, std::vector<float>& k, std::vector<float>& v) const;
+
+ private:
+  KvCodecSpec spec_;
+  std::shared_ptr<const Codec> kc_, vc_;
+  std::vector<std::vector<uint8_t>> kcodes_, vcodes_;  // per layer: [len, Hkv, code_size]
+};
+
+// "fp32" / "exact" -> ExactKvStore; any other KV codec string (tq::parse_kv_codec) -> CodecKvStore.
+std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_codec);
+
+}  // namespace tq::model

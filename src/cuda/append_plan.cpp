@@ -1,0 +1,146 @@
+// src/cuda/append_plan.cpp — AppendPlan (validation, kernel constants) and its C ABI.
+#if defined(TQ_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+
+#include "cuda/append_params.h"
+#include "turboquant/capi_common.h"
+#include "turboquant/cuda/append.h"
+#include "turboquant/error.h"
+#include "turboquant/rotation.h"
+#include "turboquant/tq_codec.h"
+#include "turboquant/turboquant_cuda.h"
+
+namespace tq::cuda {
+
+#define TQ_CUDA_CHECK_A(expr)                                                                 \
+  do {                                                                                        \
+    const cudaError_t e_ = (expr);                                                            \
+    TQ_CHECK(e_ == cudaSuccess, kInternal, "CUDA error {} ({}) in {}", int(e_), cudaGetErrorString(e_), #expr); \
+  } while (0)
+
+struct AppendPlan::Impl {
+  std::shared_ptr<const Codec> codec;
+  const void* fn = nullptr;
+  append::Params params{};
+  int* flag = nullptr;
+  int sms = 132;
+  ~Impl() { if (flag) cudaFree(flag); }
+};
+
+AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& I = *impl_;
+  TQ_CHECK_ARG(heads_kv >= 1 && page_tokens >= 1 && num_pages >= 1, "CUDA append: heads, page_tokens, pages must be >= 1");
+  TQ_CHECK_ARG(int(in_dtype) >= 0 && int(in_dtype) <= 2, "CUDA append: dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
+  int bits = 0;
+  if (s.id != CodecId::kFp16) {
+    TQ_CHECK(s.id == CodecId::kTqMse && !s.fractional && s.bits >= 2 && s.bits <= 4 && s.norm == NormType::kFp16 &&
+                 (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
+             kUnsupported, "CUDA append: codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4)", s.name());
+    bits = s.bits;
+  }
+  I.fn = append::append_kernel_for(head_dim, bits);
+  TQ_CHECK(I.fn, kUnsupported, "CUDA append: head_dim {} has no kernel (64, 128, 256)", head_dim);
+  TQ_CHECK(device_available(), kUnsupported, "CUDA append: no CUDA device");
+  I.codec = Codec::create(s, head_dim);
+  append::Params& P = I.params;
+  P.layout = KvPageLayout{uint32_t(page_tokens), uint32_t(heads_kv), uint32_t(I.codec->codes_bytes()),
+                          uint32_t(I.codec->scalar_bytes())};
+  P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
+  if (const auto* t = dynamic_cast<const TqCodec*>(I.codec.get())) {
+    const auto& part = t->parts()[0];
+    const auto& b = part.cb->boundaries();
+    for (size_t i = 0; i < b.size() && i < 15; ++i) P.bound[i] = float(b[i]);  // = Codebook's float boundaries
+    for (int r = 0; r < append::kRounds; ++r)
+      for (int i = 0; i < head_dim; ++i)
+        if (part.rot->signs(r)[i] < 0) P.sign[r][i / 32] |= 1u << (i % 32);
+  }
+  int dev = 0;
+  TQ_CUDA_CHECK_A(cudaGetDevice(&dev));
+  TQ_CUDA_CHECK_A(cudaDeviceGetAttribute(&I.sms, cudaDevAttrMultiProcessorCount, dev));
+  TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(&I.flag), sizeof(int)));
+  TQ_CUDA_CHECK_A(cudaMemset(I.flag, 0, sizeof(int)));
+}
+
+AppendPlan::~AppendPlan() = default;
+KvPageLayout AppendPlan::layout() const { return impl_->params.layout; }
+const Codec& AppendPlan::codec() const { return *impl_->codec; }
+
+void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, uint8_t* pool, void* stream) const {
+  TQ_CHECK_ARG(n_tokens >= 0, "CUDA append: n_tokens {} < 0", n_tokens);
+  if (n_tokens == 0) return;
+  TQ_CHECK_ARG(x && slot_mapping && pool, "CUDA append: null pointer argument");
+  append::Params P = impl_->params;
+  P.x = x; P.slot_mapping = slot_mapping; P.pool = pool; P.error_flag = impl_->flag; P.n_tokens = n_tokens;
+  TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "CUDA append: x must be 16-byte aligned");
+  const long long vectors = (long long)n_tokens * P.Hkv;
+  // Vectors per warp: one per lane once every SM has ~64 warps of work, fewer for small appends
+  // (a decode step's few tokens: one vector per warp, spread over the SMs).
+  const long long warps_full = (long long)impl_->sms * 64;
+  P.vpw = int(std::clamp<long long>((vectors + warps_full - 1) / warps_full, 1, 32));
+  const int per_block = append::kThreads / 32;
+  const long long warps = (vectors + P.vpw - 1) / P.vpw;
+  const long long blocks = (warps + per_block - 1) / per_block;
+  TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
+  void* args[] = {&P};
+  const cudaError_t e = cudaLaunchKernel(impl_->fn, dim3(unsigned(blocks)), dim3(append::kThreads), args, 0,
+                                         static_cast<cudaStream_t>(stream));
+  TQ_CHECK(e == cudaSuccess, kInternal, "CUDA append: launch failed: {}", cudaGetErrorString(e));
+}
+
+int AppendPlan::read_error_flag() const {
+  int f = 0;
+  TQ_CUDA_CHECK_A(cudaMemcpy(&f, impl_->flag, sizeof(int), cudaMemcpyDeviceToHost));
+  TQ_CUDA_CHECK_A(cudaMemset(impl_->flag, 0, sizeof(int)));
+  return f;
+}
+
+}  // namespace tq::cuda
+
+struct tq_cuda_append_plan {
+  std::unique_ptr<tq::cuda::AppendPlan> plan;
+};
+
+extern "C" {
+
+tq_status tq_cuda_append_plan_create(const char* codec, int heads_kv, int head_dim, int page_tokens, int num_pages,
+                                     int in_dtype, tq_cuda_append_plan** out) {
+  return tq::capi::guard([&] {
+    TQ_CHECK_ARG(codec && out, "null argument");
+    auto p = std::make_unique<tq_cuda_append_plan>();
+    p->plan = std::make_unique<tq::cuda::AppendPlan>(tq::parse_codec(codec), heads_kv, head_dim, page_tokens, num_pages,
+                                                     tq::cuda::DType(in_dtype));
+    *out = p.release();
+  });
+}
+
+tq_status tq_cuda_append_plan_info(const tq_cuda_append_plan* p, tq_kv_page_info* info) {
+  return tq::capi::guard([&] {
+    TQ_CHECK_ARG(p && p->plan && info, "null argument");
+    const tq::KvPageLayout l = p->plan->layout();
+    info->page_tokens = l.page_tokens; info->codes_bytes = l.codes_bytes; info->scalar_bytes = l.scalar_bytes;
+    info->head_block_bytes = l.head_block_bytes(); info->page_bytes = l.page_bytes();
+  });
+}
+
+tq_status tq_cuda_append_run(const tq_cuda_append_plan* p, const void* x, const int32_t* slot_mapping, int n_tokens,
+                             void* pool, void* stream) {
+  return tq::capi::guard([&] {
+    TQ_CHECK_ARG(p && p->plan, "null plan");
+    p->plan->run(x, slot_mapping, n_tokens, static_cast<uint8_t*>(pool), stream);
+  });
+}
+
+tq_status tq_cuda_append_check(const tq_cuda_append_plan* p, int* flag) {
+  return tq::capi::guard([&] {
+    TQ_CHECK_ARG(p && p->plan && flag, "null argument");
+    *flag = p->plan->read_error_flag();
+  });
+}
+
+void tq_cuda_append_plan_destroy(tq_cuda_append_plan* p) { delete p; }
+
+}  // extern "C"
+#endif  // TQ_HAVE_CUDA

@@ -1,0 +1,162 @@
+// src/cuda/decode_frag.h — how the v3 decode kernel (decode_v3.cuh) turns packed codes into
+// tensor-core fragments. Host + device (g++ and nvcc): the CPU tests (tests/cuda/test_decode_frag.cpp)
+// check every mapping here against layout.h's reference unpacking, without a GPU.
+//
+// Roles (mma.sync m16n8k16, f16 in, f32 accumulate; lane = 4g + t, g = lane / 4, t = lane % 4):
+//   S^T[16 tok x 8 head] = K[16 tok x 16 dim] · Q^T[16 dim x 8 head]     D/16 k-chunks per 16 tokens
+//   O^T[16 dim x 8 head] += V^T[16 dim x 16 tok] · P^T[16 tok x 8 head]  D/16 m-tiles per 16 tokens
+// A fragment (16x16): a0 = (row g, k 2t..2t+1), a1 = (row g+8, k 2t..), a2 = (row g, k 2t+8..),
+// a3 = (row g+8, k 2t+8..), each a half2. The rotated coordinates may be visited in any fixed order
+// (scores are dot products, V is accumulated and un-rotated once), so each lane decodes whole
+// 8-code "selector words" and q / the output follow the order the lookups produce (kdim / vdim).
+//
+// Selector word s of a row: 8 nibbles, nibble m = the 4-bit prmt selector of code code_of(s, m)
+// (bit 3 clear for b < 4). Built from group-plane words with 0 (b = 4), 2 (b = 2) or ~3 (b = 3)
+// integer ops; a prmt lookup of 4 nibbles gives 4 fp16 centroids as low / high byte words, and two
+// more prmt interleave them into two half2 registers: ~1.4 integer ops per code at 3 bits.
+#pragma once
+#include <cstdint>
+
+#include "turboquant/layout.h"
+
+namespace tq::cuda::frag {
+
+// PTX prmt.b32 (default mode): byte i of the result = byte (nibble i & 7) of {b, a}, or its sign
+// replicated when nibble bit 3 is set; only the low 16 bits of s are used. (__byte_perm masks the
+// nibbles with 7, which costs an extra instruction; the kernel never sets bit 3 on a lookup.)
+TQ_HD uint32_t prmt(uint32_t a, uint32_t b, uint32_t s) {
+#if defined(__CUDA_ARCH__)
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(s));
+  return r;
+#else
+  const uint64_t x = (uint64_t(b) << 32) | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t n = (s >> (4 * i)) & 0xFu;
+    uint32_t byte = uint32_t(x >> (8 * (n & 7u))) & 0xFFu;
+    if (n & 8u) byte = (byte & 0x80u) ? 0xFFu : 0u;
+    r |= byte << (8 * i);
+  }
+  return r;
+#endif
+}
+
+// Shifts as multiplications: x << k = x * 2^k (IMAD), x >> k = mulhi(x, 2^(32-k)) (IMAD.HI). IMAD
+// runs on the FMA pipe, SHF / LOP3 / PRMT share the half-rate ALU pipe that the lookups saturate;
+// the kernel passes these powers of two as run-time parameters so that the compiler cannot turn
+// the products back into shifts (host code uses the defaults).
+struct Shifts {
+  uint32_t shl1 = 2u, shl2 = 4u, shl4 = 16u;
+  uint32_t shr1 = 1u << 31, shr2 = 1u << 30, shr3 = 1u << 29, shr4 = 1u << 28, shr16 = 1u << 16;
+};
+TQ_HD uint32_t mulhi(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __umulhi(a, b);
+#else
+  return uint32_t((uint64_t(a) * b) >> 32);
+#endif
+}
+
+// Code index (coordinate within the part) of nibble m of selector word s.
+template <int BITS>
+TQ_HD constexpr int code_of(int s, int m) {
+  const int group = s >> 2, i = s & 3;
+  if (BITS == 4) return 32 * group + 8 * i + m;  // 4-bit plane: word i holds codes 8i..8i+7
+  return 32 * group + 16 * (i >> 1) + 2 * m + (i & 1);  // i = 2k + h: codes 16k + 2m + h
+}
+
+// Selector word s of one row whose packed codes are the 32-bit words `row` (group-plane layout).
+template <int BITS>
+TQ_HD uint32_t sel_word(const uint32_t* row, int s, const Shifts& S) {
+  const uint32_t* gw = row + (s >> 2) * BITS;
+  const int i = s & 3;
+  if constexpr (BITS == 4) {
+    return gw[i];
+  } else {
+    const int k = i >> 1, h = i & 1;
+    uint32_t w = (h ? mulhi(gw[k], S.shr2) : gw[k]) & 0x33333333u;  // code 16k+2m+h at bits 4m+2h
+    if constexpr (BITS == 3) {
+      // 1-bit plane: the code's bit 2 sits at 4m + 2k + h, wanted at 4m + 2.
+      const uint32_t hw = gw[2];
+      const int a = 2 * k + h - 2;
+      const uint32_t x = a == -2 ? hw * S.shl2 : a == -1 ? hw * S.shl1 : a == 0 ? hw : mulhi(hw, S.shr1);
+      w |= x & 0x44444444u;
+    }
+    return w;
+  }
+}
+
+// A selector word ready for lookups: 8 nibble indices (bit 3 clear) and, for 4 bits, the codes'
+// bit 3 as nibble flags (codebook symmetry: c[15 - i] = -c[i], so code i >= 8 is entry (i ^ 7)
+// negated and a table of 8 entries suffices).
+struct Sel {
+  uint32_t idx, neg;
+};
+template <int BITS>
+TQ_HD Sel prep(uint32_t s, const Shifts& S) {
+  if constexpr (BITS == 4) {
+    const uint32_t b = mulhi(s, S.shr3) & 0x11111111u;
+    return {(s ^ (b * 7u)) & 0x77777777u, b};
+  } else {
+    return {s, 0u};
+  }
+}
+TQ_HD Sel upper(Sel x, const Shifts& S) { return {mulhi(x.idx, S.shr16), mulhi(x.neg, S.shr16)}; }
+
+// 4 selectors (low 16 bits of x) -> two half2 of their fp16 table entries: r0 = (n0, n1),
+// r1 = (n2, n3). tab = {lo0, lo1, -, -, hi0, hi1, -, -}: entry i's low byte is byte i%4 of lo[i/4].
+template <int BITS>
+TQ_HD void lookup_half2(const uint32_t* tab, Sel x, uint32_t& r0, uint32_t& r1) {
+  const uint32_t lo = prmt(tab[0], tab[1], x.idx);
+  uint32_t hi = prmt(tab[4], tab[5], x.idx);
+  if constexpr (BITS == 4) hi ^= prmt(0x00008000u, 0u, x.neg);  // sign bit of negated entries
+  r0 = prmt(lo, hi, 0x5140u);
+  r1 = prmt(lo, hi, 0x7362u);
+}
+
+// V: interleave the selector words of two tokens A, B (same dims): e = 0 -> nibbles
+// [A0 B0 A2 B2 A4 B4 A6 B6], e = 1 -> [A1 B1 A3 B3 A5 B5 A7 B7], so that one lookup yields
+// half2(A, B) of one dim: the V^T fragment pairs two tokens of the same dim in a register.
+TQ_HD uint32_t merge_sel(uint32_t a, uint32_t b, int e, const Shifts& S) {
+  return e == 0 ? (a & 0x0F0F0F0Fu) | ((b * S.shl4) & 0xF0F0F0F0u) : (mulhi(a, S.shr4) & 0x0F0F0F0Fu) | (b & 0xF0F0F0F0u);
+}
+
+// ---- coordinate orders -------------------------------------------------------------------------
+// K (QK^T): lane t, k-chunk kc, slot jj (0, 1: k = 2t + jj; 2, 3: k = 2t + 8 + jj - 2).
+//   TurboQuant: lane t owns selector words [t * D/32, (t+1) * D/32); chunk kc uses word kc/2, half
+//   kc%2. fp16: lane t owns dims [t*D/4, (t+1)*D/4) read as 16-byte chunks, rotated by t/2 to keep
+//   the four lanes of a row in distinct banks.
+template <int D, int BITS>
+TQ_HD constexpr int kdim(int t, int kc, int jj) {
+  if (BITS == 0) {
+    const int u = ((kc >> 1) + (t >> 1)) % (D / 32);
+    return (D / 4) * t + 8 * u + 4 * (kc & 1) + jj;
+  }
+  return code_of<BITS>(t * (D / 32) + (kc >> 1), 4 * (kc & 1) + jj);
+}
+// V (PV): lane g, m-tile mt, r = 0 (row g) / 1 (row g + 8).
+//   TurboQuant: lane g owns selector words [g * D/64, (g+1) * D/64); m-tile mt = 4j + 2e + half uses
+//   word j, merge e, 16-bit half `half`. fp16: the rows come from movmatrix of 16-byte loads made
+//   by lane t' = g/2 (same chunk order as K), word 2(mt%2) + r, element g%2.
+template <int D, int BITS>
+TQ_HD constexpr int vdim(int g, int mt, int r) {
+  if (BITS == 0) {
+    const int tt = g >> 1;
+    const int u = ((mt >> 1) + (tt >> 1)) % (D / 32);
+    return (D / 4) * tt + 8 * u + 2 * (2 * (mt & 1) + r) + (g & 1);
+  }
+  return code_of<BITS>(g * (D / 64) + (mt >> 2), 4 * (mt & 1) + ((mt >> 1) & 1) + 2 * r);
+}
+
+// fp16 table of a codebook (entries c_i * sqrt(dim), ascending), in the lookup_half2 format: the
+// first 8 entries (a 16-entry codebook must be symmetric: h[15 - i] == h[i] ^ 0x8000).
+TQ_HD void make_table(const uint16_t* h, int n, uint32_t tab[8]) {
+  for (int i = 0; i < 8; ++i) tab[i] = 0;
+  for (int i = 0; i < n && i < 8; ++i) {
+    tab[i / 4] |= uint32_t(h[i] & 0xFFu) << (8 * (i % 4));
+    tab[4 + i / 4] |= uint32_t(h[i] >> 8) << (8 * (i % 4));
+  }
+}
+
+}  // namespace tq::cuda::frag

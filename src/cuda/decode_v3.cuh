@@ -1,0 +1,564 @@
+// src/cuda/decode_v3.cuh — v3 paged decode attention over TurboQuant / fp16 KV (sm_90), one launch.
+//
+// Grid: one persistent wave (occupancy x SMs) of 160-thread CTAs: 4 consumer warps + 1 producer
+// warp. The work, sum over sequences b and KV heads of ceil(len_b / 64) chunks of 64 tokens, is cut
+// into equal contiguous ranges, one per CTA, in (b, head, chunk) order: every CTA moves the same
+// bytes whatever the lengths. A (b, head) "segment" spread over several CTAs leaves one partial
+// state per CTA; the CTA that finishes a segment last (atomic counter) merges them.
+//
+// Producer warp: per chunk, one bulk copy (cp.async.bulk, completes on an mbarrier) each for the K
+// codes, K norms, V codes, V norms of the chunk's head block — contiguous in the layout of layout.h
+// — into a ring of `stages` shared-memory stages. No registers, no address math per token.
+// Consumer warp w: tokens [16w, 16w+16) of each chunk, GQA group (G <= 8 heads) as the N = 8 side:
+//   S^T[16 tok x 8 head] = K · Q^T   (K codes decoded to fp16 A fragments by prmt lookups)
+//   online softmax in exp2 (log2(e) and the scale folded into q), P^T by movmatrix.trans
+//   O^T[D x 8 head] += V^T · P^T   (V codes of two tokens merged so one lookup gives half2(tok, tok))
+// Norms: K norm multiplies the scores, V norm multiplies p (before fp16 rounding). Tables hold
+// c * sqrt(D) (no fp16 subnormals); 1/sqrt(D) is folded into q and into the output scale.
+// Per segment: q rows rotated in the prologue (randomized Hadamard, warp shuffles), the 4 warps'
+// states merged in shared memory, and the final row inverse-rotated and written in the out dtype.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "cuda/decode_frag.h"
+#include "cuda/decode_v3_params.h"
+#include "turboquant/layout.h"
+
+namespace tq::cuda::v3 {
+
+// ---- PTX wrappers -------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n .reg .pred p;\n"
+      "WAIT:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra WAIT;\n}\n" ::"r"(smem_u32(bar)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   smem_u32(dst)),
+               "l"(src), "r"(bytes), "r"(smem_u32(bar))
+               : "memory");
+}
+__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(32 * kConsumers) : "memory"); }
+__device__ __forceinline__ uint32_t movm(uint32_t x) {
+  uint32_t r;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(x));
+  return r;
+}
+__device__ __forceinline__ void mma(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                    uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ float ex2(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+}
+__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
+  const __half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ float load_elem(const void* p, int dtype, size_t i) {
+  if (dtype == 0) return static_cast<const float*>(p)[i];
+  if (dtype == 1) return __half2float(static_cast<const __half*>(p)[i]);
+  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+}
+__device__ __forceinline__ void store_elem(void* p, int dtype, size_t i, float v) {
+  if (dtype == 0) static_cast<float*>(p)[i] = v;
+  else if (dtype == 1) static_cast<__half*>(p)[i] = __float2half_rn(v);
+  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+}
+
+// Orthonormal Walsh-Hadamard transform of a D-vector held by a warp, lane l owning elements
+// [l*E, l*E + E). Same butterfly order as the CPU fwht (stage h = 1, 2, ..., D/2), so fp32 results
+// match it bit for bit.
+template <int D>
+__device__ __forceinline__ void warp_fwht(float (&x)[D / 32], int lane) {
+  constexpr int E = D / 32;
+#pragma unroll
+  for (int h = 1; h < E; h <<= 1)
+#pragma unroll
+    for (int e = 0; e < E; ++e)
+      if (!(e & h)) {
+        const float a = x[e], b = x[e + h];
+        x[e] = a + b;
+        x[e + h] = a - b;
+      }
+#pragma unroll
+  for (int m = 1; m < 32; m <<= 1)
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const float y = __shfl_xor_sync(0xffffffffu, x[e], m);
+      x[e] = (lane & m) ? y - x[e] : x[e] + y;
+    }
+  const float s = 1.0f / sqrtf(float(D));
+#pragma unroll
+  for (int e = 0; e < E; ++e) x[e] *= s;
+}
+// Multiplies lane l's elements by the signs of one round: `bits` holds them from bit 0 (the lane's
+// E elements lie in one 32-bit word of the sign mask: E divides 32).
+template <int D>
+__device__ __forceinline__ void apply_signs(float (&x)[D / 32], uint32_t bits) {
+#pragma unroll
+  for (int e = 0; e < D / 32; ++e) x[e] = __int_as_float(__float_as_int(x[e]) ^ int(((bits >> e) & 1u) << 31));
+}
+template <int D>
+__device__ __forceinline__ uint32_t lane_signs(const uint32_t (&mask)[8], int lane) {
+  const int n = lane * (D / 32);
+  return mask[n >> 5] >> (n & 31);
+}
+
+// (b, head, chunk) position of the CTA's walk through the work.
+struct Cursor {
+  int b, hk, ch, nb;  // sequence, KV head, chunk within the segment, chunks of the segment
+};
+__device__ __forceinline__ Cursor locate(const int* prefix, int B, int Hkv, int c) {
+  int lo = 0, hi = B - 1;  // last b with prefix[b] <= c
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (prefix[mid] <= c) lo = mid; else hi = mid - 1;
+  }
+  Cursor k;
+  k.b = lo;
+  k.nb = (prefix[lo + 1] - prefix[lo]) / Hkv;
+  const int r = c - prefix[lo];
+  k.hk = r / k.nb;
+  k.ch = r - k.hk * k.nb;
+  return k;
+}
+__device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int Hkv) {
+  k.ch = 0;
+  if (++k.hk == Hkv) {
+    k.hk = 0;
+    ++k.b;
+    k.nb = (prefix[k.b + 1] - prefix[k.b]) / Hkv;
+  }
+}
+
+// CTAs per SM the register budget is capped for: 4 (<= 102 registers) where the kernel fits without
+// spills, fewer for the wider 4-bit decode and head_dim 256.
+constexpr int min_ctas(int d, int kb, int vb) { return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0) ? 3 : 4; }
+
+template <int D, int KB, int VB>
+__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(const __grid_constant__ Params P) {
+  constexpr int E = D / 32;       // row elements per lane (rotations)
+  constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
+  constexpr int KCB = codes_bytes(D, KB), KSB = norm_bytes(KB);
+  constexpr int VCB = codes_bytes(D, VB);
+  constexpr int VOFF = kChunk * (KCB + KSB);  // V section of a stage
+  constexpr int SB = stage_bytes(D, KB, VB);
+  constexpr uint32_t TX = stage_tx(D, KB, VB);
+
+  extern __shared__ __align__(128) uint8_t smem[];
+  const Smem L = smem_layout(D, SB, P.stages, P.B, P.G);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + L.bars);
+  uint64_t* empty = full + kMaxStages;
+  int* stage_ok = reinterpret_cast<int*>(smem + L.ok);
+  float* misc = reinterpret_cast<float*>(smem + L.misc);  // [kMaxG][2] merge stats, [2*kMaxG] flags
+  int* prefix = reinterpret_cast<int*>(smem + L.prefix);  // [B + 1] first work chunk of sequence b
+  int* lens = reinterpret_cast<int*>(smem + L.lens);      // [B] validated lengths
+  float* q_s = reinterpret_cast<float*>(smem + L.q);      // [kMaxG][D] q rows, later the final rows
+  float* scr = reinterpret_cast<float*>(smem + L.scr);    // [kConsumers][G][D] warp states
+  float* scr_ml = reinterpret_cast<float*>(smem + L.scr_ml);
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int B = P.B, Hkv = P.Hkv, G = P.G, PT = int(P.kl.page_tokens);
+  uint32_t ktab[8], vtab[8];  // lookup tables in registers (prmt operands)
+#pragma unroll
+  for (int i = 0; i < 8; ++i) { ktab[i] = P.ktab[i]; vtab[i] = P.vtab[i]; }
+
+  // ---- setup: barriers, validated lengths, work prefix (warp 0) ----
+  if (tid == 0) {
+    for (int s = 0; s < P.stages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], kConsumers);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  if (warp == 0) {
+    const int per = (B + 31) / 32, b0 = min(B, lane * per), b1 = min(B, b0 + per);
+    int sum = 0;
+    for (int b = b0; b < b1; ++b) {
+      int len = P.seq_lens[b];
+      if (len < 0 || len > P.max_seq_len) {  // out of range: flag it, attend to nothing
+        if (blockIdx.x == 0) atomicOr(P.error_flag, 1);
+        len = 0;
+      }
+      lens[b] = len;
+      sum += max(1, (len + kChunk - 1) / kChunk) * Hkv;
+    }
+    int incl = sum;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += y;
+    }
+    int run = incl - sum;
+    for (int b = b0; b < b1; ++b) {
+      prefix[b] = run;
+      run += max(1, (lens[b] + kChunk - 1) / kChunk) * Hkv;
+    }
+    if (lane == 31) prefix[B] = incl;
+  }
+  __syncthreads();
+  const int total = prefix[B];
+  const int W = (total + int(gridDim.x) - 1) / int(gridDim.x);
+  const int start = int(blockIdx.x) * W, end = min(total, start + W);
+  if (start >= end) return;
+
+  if (warp == kConsumers) {
+    // ===================== producer warp =====================
+    Cursor cur = locate(prefix, B, Hkv, start);
+    const uint32_t kpage = P.kl.page_bytes(), vpage = P.vl.page_bytes();
+    int s = 0;
+    uint32_t ph = 0;
+    for (int c = start; c < end;) {
+      const int cnt = min(end - c, cur.nb - cur.ch);
+      const int len = lens[cur.b];
+      for (int j = 0; j < cnt; ++j) {
+        mbar_wait(&empty[s], ph ^ 1u);
+        if (lane == 0) {
+          const int tok = (cur.ch + j) * kChunk;
+          const int page = len > 0 ? P.page_table[size_t(cur.b) * P.max_pages + tok / PT] : -1;
+          if (page >= 0 && page < P.num_pages) {
+            const int off = tok % PT;
+            uint8_t* st = smem + s * SB;
+            const uint8_t* kp = P.k_pool + size_t(page) * kpage;
+            const uint8_t* vp = P.v_pool + size_t(page) * vpage;
+            stage_ok[s] = 1;
+            mbar_arrive_tx(&full[s], TX);
+            bulk_load(st, kp + P.kl.codes_offset(cur.hk, off), kChunk * KCB, &full[s]);
+            if (KSB) bulk_load(st + kChunk * KCB, kp + P.kl.scalars_offset(cur.hk, off), kChunk * KSB, &full[s]);
+            bulk_load(st + VOFF, vp + P.vl.codes_offset(cur.hk, off), kChunk * VCB, &full[s]);
+            if (VB) bulk_load(st + VOFF + kChunk * VCB, vp + P.vl.scalars_offset(cur.hk, off), kChunk * 2, &full[s]);
+          } else {
+            if (len > 0) atomicOr(P.error_flag, 2);  // bad page id: flag it, skip the chunk
+            stage_ok[s] = 0;
+            mbar_arrive(&full[s]);
+          }
+        }
+        __syncwarp();
+        if (++s == P.stages) { s = 0; ph ^= 1u; }
+      }
+      c += cnt;
+      if (c < end) next_segment(cur, prefix, Hkv);
+    }
+    return;
+  }
+
+  // ===================== consumer warps =====================
+  Cursor cur = locate(prefix, B, Hkv, start);
+  int s = 0;
+  uint32_t ph = 0;
+  for (int c = start; c < end;) {
+    const int cnt = min(end - c, cur.nb - cur.ch);
+    const int len = lens[cur.b];
+    const int sid = cur.b * Hkv + cur.hk;
+    const int seg_start = prefix[cur.b] + cur.hk * cur.nb;
+    const int first = seg_start / W, last = (seg_start + cur.nb - 1) / W;
+    const int count = last - first + 1;  // CTAs sharing this segment
+
+    // ---- q rows of the group: rotate (TurboQuant K), scale, then this lane's B fragments ----
+    for (int h = warp; h < G; h += kConsumers) {
+      const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
+      float x[E];
+#pragma unroll
+      for (int e = 0; e < E; ++e) x[e] = load_elem(P.q, P.q_dtype, row + lane * E + e);
+      if constexpr (KB != 0) {
+#pragma unroll
+        for (int r = 0; r < kRounds; ++r) {
+          apply_signs<D>(x, lane_signs<D>(P.ksign[r], lane));
+          warp_fwht<D>(x, lane);
+        }
+      }
+#pragma unroll
+      for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e] * P.q_scale;
+    }
+    consumers_sync();
+    uint32_t qb[NKC][2];
+#pragma unroll
+    for (int kc = 0; kc < NKC; ++kc) {
+      const float* qr = q_s + g * D;
+      const bool on = g < G;
+      qb[kc][0] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 0)], qr[frag::kdim<D, KB>(t, kc, 1)]) : 0u;
+      qb[kc][1] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 2)], qr[frag::kdim<D, KB>(t, kc, 3)]) : 0u;
+    }
+
+    float o[NKC][4];
+#pragma unroll
+    for (int mt = 0; mt < NKC; ++mt) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // heads 2t, 2t+1
+
+    for (int j = 0; j < cnt; ++j) {
+      mbar_wait(&full[s], ph);
+      const int tok0 = (cur.ch + j) * kChunk + 16 * warp;  // token of row 0 of this warp
+      if (stage_ok[s] && tok0 < len) {
+        const uint8_t* st = smem + s * SB;
+        const int r0 = 16 * warp + g, r1 = r0 + 8;  // stage rows of this lane's K tokens
+        // ---- S^T = K · Q^T ----
+        // Two accumulators (even / odd k-chunks): two independent HMMA chains of D/32 instead of
+        // one of D/16 (the chain latency, not the pipes, bounds a warp's step).
+        float sc[4] = {0.f, 0.f, 0.f, 0.f}, sd[4] = {0.f, 0.f, 0.f, 0.f};
+        if constexpr (KB == 0) {
+          const uint8_t* k0 = st + r0 * KCB + (D / 2) * t;
+#pragma unroll
+          for (int i = 0; i < D / 32; ++i) {
+            const int u = (i + (t >> 1)) % (D / 32);
+            const uint4 a = *reinterpret_cast<const uint4*>(k0 + 16 * u);
+            const uint4 b = *reinterpret_cast<const uint4*>(k0 + 8 * KCB + 16 * u);
+            mma(sc, a.x, b.x, a.y, b.y, qb[2 * i][0], qb[2 * i][1]);
+            mma(sd, a.z, b.z, a.w, b.w, qb[2 * i + 1][0], qb[2 * i + 1][1]);
+          }
+        } else {
+          const uint32_t* k0 = reinterpret_cast<const uint32_t*>(st + r0 * KCB);
+          const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
+#pragma unroll
+          for (int w = 0; w < D / 32; ++w) {
+            const frag::Sel s0 = frag::prep<KB>(frag::sel_word<KB>(k0, t * (D / 32) + w, P.shifts), P.shifts);
+            const frag::Sel s1 = frag::prep<KB>(frag::sel_word<KB>(k1, t * (D / 32) + w, P.shifts), P.shifts);
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+              uint32_t a0, a1, a2, a3;
+              frag::lookup_half2<KB>(ktab, hf ? frag::upper(s0, P.shifts) : s0, a0, a2);
+              frag::lookup_half2<KB>(ktab, hf ? frag::upper(s1, P.shifts) : s1, a1, a3);
+              mma(hf ? sd : sc, a0, a1, a2, a3, qb[2 * w + hf][0], qb[2 * w + hf][1]);
+            }
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sc[i] += sd[i];
+        // ---- online softmax (log2 domain); masked tokens get -inf, their p and V weight 0 ----
+        const bool whole = tok0 + 16 <= len;  // warp-uniform: no masking needed
+        const bool v0 = whole || tok0 + g < len, v1 = whole || tok0 + g + 8 < len;
+        float nk0 = 1.f, nk1 = 1.f, nv0 = 1.f, nv1 = 1.f;
+        if constexpr (KB != 0) {
+          const __half* kn = reinterpret_cast<const __half*>(st + kChunk * KCB);
+          nk0 = __half2float(kn[r0]);
+          nk1 = __half2float(kn[r1]);
+        }
+        if constexpr (VB != 0) {
+          const __half* vn = reinterpret_cast<const __half*>(st + VOFF + kChunk * VCB);
+          nv0 = __half2float(vn[r0]);
+          nv1 = __half2float(vn[r1]);
+        }
+        float x0 = sc[0] * nk0, x1 = sc[1] * nk0, x2 = sc[2] * nk1, x3 = sc[3] * nk1;
+        if (!whole) {
+          if (!v0) x0 = x1 = -INFINITY;
+          if (!v1) x2 = x3 = -INFINITY;
+        }
+        float mx0 = fmaxf(x0, x2), mx1 = fmaxf(x1, x3);
+        // The running max only moves when some lane sees a larger score (rare after the first
+        // steps): the shuffle reduction and the rescale run only then.
+        if (__any_sync(0xffffffffu, mx0 > m0 || mx1 > m1)) {
+#pragma unroll
+          for (int off = 4; off < 32; off <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+          }
+          const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);  // finite: row 0 is a valid token
+          const float al0 = ex2(m0 - mn0), al1 = ex2(m1 - mn1);
+          l0 *= al0;
+          l1 *= al1;
+#pragma unroll
+          for (int mt = 0; mt < NKC; ++mt) {
+            o[mt][0] *= al0; o[mt][2] *= al0;
+            o[mt][1] *= al1; o[mt][3] *= al1;
+          }
+          m0 = mn0;
+          m1 = mn1;
+        }
+        const float p0 = ex2(x0 - m0), p1 = ex2(x1 - m1), p2 = ex2(x2 - m0), p3 = ex2(x3 - m1);
+        l0 += p0 + p2;
+        l1 += p1 + p3;
+        float w0 = p0 * nv0, w1 = p1 * nv0, w2 = p2 * nv1, w3 = p3 * nv1;
+        if (!whole) {  // norms past the end may be anything (0 * inf = NaN)
+          if (!v0) w0 = w1 = 0.f;
+          if (!v1) w2 = w3 = 0.f;
+        }
+        const uint32_t pb0 = movm(pack_half2(w0, w1));
+        const uint32_t pb1 = movm(pack_half2(w2, w3));
+
+        // ---- O^T += V^T · P^T ----
+        if constexpr (VB == 0) {
+          // fp16 V: rows of tokens g and g+8 transposed by movmatrix. Tokens past the end may hold
+          // anything (NaN * 0 = NaN on the tensor cores): zero them in the last partial step.
+          uint32_t mk01 = 0xFFFFFFFFu, mk89 = 0xFFFFFFFFu;
+          if (tok0 + 16 > len) {
+            mk01 = (tok0 + 2 * t < len ? 0xFFFFu : 0u) | (tok0 + 2 * t + 1 < len ? 0xFFFF0000u : 0u);
+            mk89 = (tok0 + 2 * t + 8 < len ? 0xFFFFu : 0u) | (tok0 + 2 * t + 9 < len ? 0xFFFF0000u : 0u);
+          }
+          const uint8_t* vr = st + VOFF + r0 * VCB + (D / 2) * t;
+#pragma unroll
+          for (int i = 0; i < D / 32; ++i) {
+            const int u = (i + (t >> 1)) % (D / 32);
+            const uint4 a = *reinterpret_cast<const uint4*>(vr + 16 * u);
+            const uint4 b = *reinterpret_cast<const uint4*>(vr + 8 * VCB + 16 * u);
+            mma(o[2 * i], movm(a.x) & mk01, movm(a.y) & mk01, movm(b.x) & mk89, movm(b.y) & mk89, pb0, pb1);
+            mma(o[2 * i + 1], movm(a.z) & mk01, movm(a.w) & mk01, movm(b.z) & mk89, movm(b.w) & mk89, pb0, pb1);
+          }
+        } else {
+          // TurboQuant V: tokens A, B = 2t, 2t+1 and C, D = 2t+8, 2t+9 of the warp's 16.
+          const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
+          const uint32_t* rB = rA + VCB / 4;
+          const uint32_t* rC = rA + 8 * VCB / 4;
+          const uint32_t* rD = rC + VCB / 4;
+#pragma unroll
+          for (int w = 0; w < D / 64; ++w) {
+            const int sw = g * (D / 64) + w;
+            const uint32_t sA = frag::sel_word<VB>(rA, sw, P.shifts), sB = frag::sel_word<VB>(rB, sw, P.shifts);
+            const uint32_t sC = frag::sel_word<VB>(rC, sw, P.shifts), sD = frag::sel_word<VB>(rD, sw, P.shifts);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const frag::Sel ab = frag::prep<VB>(frag::merge_sel(sA, sB, e, P.shifts), P.shifts);
+              const frag::Sel cd = frag::prep<VB>(frag::merge_sel(sC, sD, e, P.shifts), P.shifts);
+#pragma unroll
+              for (int hf = 0; hf < 2; ++hf) {
+                uint32_t a0, a1, a2, a3;
+                frag::lookup_half2<VB>(vtab, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
+                frag::lookup_half2<VB>(vtab, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
+                mma(o[4 * w + 2 * e + hf], a0, a1, a2, a3, pb0, pb1);
+              }
+            }
+          }
+        }
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[s]);
+      if (++s == P.stages) { s = 0; ph ^= 1u; }
+    }
+
+    // ---- segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write ----
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) {
+      l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+      l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+    }
+    {
+      float* sw = scr + warp * G * D;
+      const int h0 = 2 * t, h1 = 2 * t + 1;
+#pragma unroll
+      for (int mt = 0; mt < NKC; ++mt) {
+        const int d0 = frag::vdim<D, VB>(g, mt, 0), d1 = frag::vdim<D, VB>(g, mt, 1);
+        if (h0 < G) { sw[h0 * D + d0] = o[mt][0]; sw[h0 * D + d1] = o[mt][2]; }
+        if (h1 < G) { sw[h1 * D + d0] = o[mt][1]; sw[h1 * D + d1] = o[mt][3]; }
+      }
+      if (g == 0) {
+        scr_ml[(warp * kMaxG + h0) * 2] = m0; scr_ml[(warp * kMaxG + h0) * 2 + 1] = l0;
+        scr_ml[(warp * kMaxG + h1) * 2] = m1; scr_ml[(warp * kMaxG + h1) * 2 + 1] = l1;
+      }
+    }
+    consumers_sync();
+    const int slot = int(blockIdx.x) + sid;  // unique per (CTA, segment): see the plan
+    for (int e = tid; e < G * D; e += 32 * kConsumers) {
+      const int h = e / D;
+      float M = -INFINITY;
+#pragma unroll
+      for (int w = 0; w < kConsumers; ++w) M = fmaxf(M, scr_ml[(w * kMaxG + h) * 2]);
+      float O = 0.f, Ls = 0.f;
+      if (M != -INFINITY) {
+#pragma unroll
+        for (int w = 0; w < kConsumers; ++w) {
+          const float f = ex2(scr_ml[(w * kMaxG + h) * 2] - M);
+          O += f * scr[w * G * D + e];
+          Ls += f * scr_ml[(w * kMaxG + h) * 2 + 1];
+        }
+      }
+      if (count == 1) {
+        q_s[e] = Ls > 0.f ? O / Ls * P.out_scale : 0.f;
+      } else {
+        P.part_o[size_t(slot) * G * D + e] = O;
+        if (e % D == 0) {
+          P.part_ml[(size_t(slot) * G + h) * 2] = M;
+          P.part_ml[(size_t(slot) * G + h) * 2 + 1] = Ls;
+        }
+      }
+    }
+    bool write = true;
+    if (count > 1) {
+      __threadfence();
+      consumers_sync();
+      int* last_flag = reinterpret_cast<int*>(misc + 2 * kMaxG);
+      if (tid == 0) {
+        const int prev = atomicAdd(&P.counters[sid], 1);
+        *last_flag = prev == count - 1;
+        if (prev == count - 1) P.counters[sid] = 0;  // ready for the next run
+      }
+      consumers_sync();
+      write = *last_flag != 0;
+      if (write) {
+        __threadfence();
+        for (int h = warp; h < G; h += kConsumers) {  // per head: max and sum over the partials
+          float M = -INFINITY;
+          for (int i = lane; i < count; i += 32) M = fmaxf(M, __ldcg(&P.part_ml[(size_t(first + i + sid) * G + h) * 2]));
+#pragma unroll
+          for (int off = 1; off < 32; off <<= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+          float Ls = 0.f;
+          for (int i = lane; i < count; i += 32) {
+            const float2 ml = __ldcg(reinterpret_cast<const float2*>(&P.part_ml[(size_t(first + i + sid) * G + h) * 2]));
+            Ls += ml.x == -INFINITY ? 0.f : ex2(ml.x - M) * ml.y;
+          }
+#pragma unroll
+          for (int off = 1; off < 32; off <<= 1) Ls += __shfl_xor_sync(0xffffffffu, Ls, off);
+          if (lane == 0) { misc[2 * h] = M; misc[2 * h + 1] = Ls; }
+        }
+        consumers_sync();
+        for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
+          const int h = (4 * e4) / D;
+          const float M = misc[2 * h], Ls = misc[2 * h + 1];
+          float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+          for (int i = 0; i < count; ++i) {
+            const size_t sl = size_t(first + i + sid);
+            const float mi = __ldcg(&P.part_ml[(sl * G + h) * 2]);
+            const float4 v = __ldcg(reinterpret_cast<const float4*>(P.part_o + sl * G * D) + e4);
+            const float f = mi == -INFINITY ? 0.f : ex2(mi - M);
+            acc.x += f * v.x; acc.y += f * v.y; acc.z += f * v.z; acc.w += f * v.w;
+          }
+          const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
+          reinterpret_cast<float4*>(q_s)[e4] = make_float4(acc.x * sc, acc.y * sc, acc.z * sc, acc.w * sc);
+        }
+      }
+    }
+    if (write) {
+      consumers_sync();
+      for (int h = warp; h < G; h += kConsumers) {  // inverse rotation, output row in its dtype
+        float x[E];
+#pragma unroll
+        for (int e = 0; e < E; ++e) x[e] = q_s[h * D + lane * E + e];
+        if constexpr (VB != 0) {
+#pragma unroll
+          for (int r = kRounds - 1; r >= 0; --r) {
+            warp_fwht<D>(x, lane);
+            apply_signs<D>(x, lane_signs<D>(P.vsign[r], lane));
+          }
+        }
+        const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
+#pragma unroll
+        for (int e = 0; e < E; ++e) store_elem(P.out, P.out_dtype, row + lane * E + e, x[e]);
+      }
+    }
+    consumers_sync();  // q_s / scr are rewritten by the next segment
+    c += cnt;
+    if (c < end) next_segment(cur, prefix, Hkv);
+  }
+}
+
+}  // namespace tq::cuda::v3

@@ -1,0 +1,14 @@
+// src/cuda/decode_v3_d64.cu — v3 decode kernels for head_dim 64 (one file per head_dim: parallel builds).
+#include "cuda/decode_v3.cuh"
+
+namespace tq::cuda::v3 {
+
+const void* kernel_d64(int kb, int vb) {
+#define TQ_CASE(K, V) \
+  if (kb == K && vb == V) return reinterpret_cast<const void*>(&decode_kernel<64, K, V>);
+  TQ_CASE(0, 0) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3)
+#undef TQ_CASE
+  return nullptr;
+}
+
+}  // namespace tq::cuda::v3

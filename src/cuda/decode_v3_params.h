@@ -1,0 +1,81 @@
+// src/cuda/decode_v3_params.h — parameters, constants and shared-memory layout of the v3 decode
+// kernel (decode_v3.cuh), in plain C++ so that the plan (decode_plan.cpp, g++) sizes and fills them.
+#pragma once
+#include <cstdint>
+
+#include "cuda/decode_frag.h"
+#include "turboquant/layout.h"
+
+namespace tq::cuda::v3 {
+
+constexpr int kChunk = 64;      // tokens per pipeline stage (page_tokens must be a multiple)
+constexpr int kConsumers = 4;   // consumer warps, 16 tokens of each chunk each
+constexpr int kThreads = 32 * (kConsumers + 1);
+constexpr int kMaxStages = 8;
+constexpr int kMaxG = 8;        // GQA group = the N = 8 side of the mma
+constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
+
+// Bytes per token of the compile-time codec pair (single-part TurboQuant, fp16 norms; 0 = fp16).
+constexpr int codes_bytes(int d, int bits) { return bits ? d * bits / 8 : 2 * d; }
+constexpr int norm_bytes(int bits) { return bits ? 2 : 0; }
+constexpr int stage_tx(int d, int kb, int vb) {
+  return kChunk * (codes_bytes(d, kb) + norm_bytes(kb) + codes_bytes(d, vb) + norm_bytes(vb));
+}
+constexpr int stage_bytes(int d, int kb, int vb) { return (stage_tx(d, kb, vb) + 127) & ~127; }
+
+struct Params {
+  const void* q;                 // [B, Hq, D] q_dtype
+  void* out;                     // [B, Hq, D] out_dtype
+  const uint8_t* k_pool;
+  const uint8_t* v_pool;
+  const int32_t* page_table;     // [B, max_pages]
+  const int32_t* seq_lens;       // [B]
+  float* part_o;                 // [grid + B*Hkv][G][D] partial outputs (rotated domain)
+  float* part_ml;                // [grid + B*Hkv][G][2] partial (max, sum), log2 domain
+  int* counters;                 // [B*Hkv], zero between runs (the merging CTA resets its own)
+  int* error_flag;               // bit 0: a seq_len out of range, bit 1: a page id out of range
+  KvPageLayout kl, vl;
+  int q_dtype, out_dtype;        // 0 f32, 1 f16, 2 bf16
+  int B, Hq, Hkv, G, max_pages, num_pages, max_seq_len, stages;
+  float q_scale;                 // softmax scale * log2(e) (/ sqrt(D) for TurboQuant K)
+  float out_scale;               // 1 / sqrt(D) for TurboQuant V, 1 for fp16
+  uint32_t ktab[8], vtab[8];     // fp16 centroid tables (frag::make_table)
+  frag::Shifts shifts;           // powers of two, read as run-time values (see frag::Shifts)
+  uint32_t ksign[kRounds][8], vsign[kRounds][8];  // Hadamard sign bits (bit set = -1), D <= 256
+};
+
+// Shared memory carve-up, shared by the launcher (size) and the kernel.
+struct Smem {
+  uint32_t bars, ok, misc, prefix, lens, q, scr, scr_ml, total;
+};
+TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
+  Smem s{};
+  uint32_t off = uint32_t(stages * sbytes);
+  s.bars = off; off += 2 * kMaxStages * 8;
+  s.ok = off; off += kMaxStages * 4;
+  s.misc = off; off += 4 * kMaxG * 4;
+  s.prefix = off; off += uint32_t(B + 1) * 4;
+  s.lens = off; off += uint32_t(B) * 4;
+  off = (off + 15u) & ~15u;
+  s.q = off; off += kMaxG * d * 4;
+  s.scr = off; off += kConsumers * G * d * 4;
+  s.scr_ml = off; off += kConsumers * kMaxG * 2 * 4;
+  s.total = off;
+  return s;
+}
+
+// Kernel entry points per head_dim (decode_v3_d*.cu), nullptr for a (k_bits, v_bits) pair without a
+// kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 2/2, 3/3, 4/4, 3/2, 4/3.
+const void* kernel_d64(int k_bits, int v_bits);
+const void* kernel_d128(int k_bits, int v_bits);
+const void* kernel_d256(int k_bits, int v_bits);
+inline const void* find_kernel(int d, int k_bits, int v_bits) {
+  switch (d) {
+    case 64: return kernel_d64(k_bits, v_bits);
+    case 128: return kernel_d128(k_bits, v_bits);
+    case 256: return kernel_d256(k_bits, v_bits);
+    default: return nullptr;
+  }
+}
+
+}  // namespace tq::cuda::v3

@@ -1,0 +1,124 @@
+// KV stores: the codec store with fp32 equals the exact store bit for bit; batched appends equal
+// one-at-a-time; compressed stores' attention error falls as bits rise; sizes match the layouts;
+// bad calls are errors that leave the store unchanged.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "turboquant/error.h"
+#include "turboquant/model/kv_store.h"
+#include "turboquant/model/ops.h"
+
+namespace {
+
+using namespace tq::model;
+
+std::vector<float> randn(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = g(rng);
+  return v;
+}
+
+KvShape shape(int hd = 16) { return {2, 4, 2, hd, float(1 / std::sqrt(double(hd)))}; }
+
+// Appends len positions to each layer in batches of `batch` and returns the attention output of
+// every position, [len, Hq, hd] per layer, concatenated.
+std::vector<float> run(KvStore& s, const std::vector<float>& k, const std::vector<float>& v,
+                       const std::vector<float>& q, int len, int batch) {
+  const KvShape& sh = s.shape();
+  const size_t kvrow = size_t(sh.n_kv_head) * sh.head_dim, qrow = size_t(sh.n_head) * sh.head_dim;
+  std::vector<float> out(size_t(sh.n_layer) * len * qrow);
+  for (int l = 0; l < sh.n_layer; ++l)
+    for (int p = 0; p < len; p += batch) {
+      const int n = std::min(batch, len - p);
+      s.append(l, &k[p * kvrow], &v[p * kvrow], n);
+      s.attend(l, &q[p * qrow], n, &out[(size_t(l) * len + p) * qrow]);
+    }
+  return out;
+}
+
+TEST(KvStore, CodecFp32EqualsExactAndBatchingIsInvisible) {
+  std::mt19937 rng(1);
+  const KvShape sh = shape();
+  const int len = 23;
+  const auto k = randn(size_t(len) * 2 * 16, rng), v = randn(k.size(), rng), q = randn(size_t(len) * 4 * 16, rng);
+  ExactKvStore exact(sh);
+  const auto ref = run(exact, k, v, q, len, 1);
+  EXPECT_EQ(exact.length(0), len);
+  exact.clear();
+  EXPECT_EQ(exact.length(1), 0);
+  EXPECT_EQ(run(exact, k, v, q, len, 5), ref);
+  CodecKvStore fp32(sh, tq::parse_kv_codec("fp32"));
+  EXPECT_EQ(run(fp32, k, v, q, len, 7), ref);
+  // A compressed store, batched or not, gives the same outputs too (encoding is per row).
+  CodecKvStore a(sh, tq::parse_kv_codec("k4v3")), b(sh, tq::parse_kv_codec("k4v3"));
+  EXPECT_EQ(run(a, k, v, q, len, 1), run(b, k, v, q, len, len));
+}
+
+// Relative error of the attention output against the exact store.
+double attn_error(const std::string& codec, int hd, std::mt19937& rng) {
+  const KvShape sh = shape(hd);
+  const int len = 64;
+  const auto k = randn(size_t(len) * 2 * hd, rng), v = randn(k.size(), rng), q = randn(size_t(len) * 4 * hd, rng);
+  ExactKvStore exact(sh);
+  auto test = make_kv_store(sh, codec);
+  const auto a = run(exact, k, v, q, len, len), b = run(*test, k, v, q, len, len);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(a[i]) * a[i];
+  }
+  return std::sqrt(num / den);
+}
+
+TEST(KvStore, CompressedErrorFallsWithBits) {
+  std::mt19937 rng(2);
+  for (int hd : {8, 64, 128}) {
+    double prev = 1e9;
+    for (const char* c : {"tq2", "tq3", "tq4", "tq5", "tq6", "tq8"}) {
+      const double e = attn_error(c, hd, rng);
+      EXPECT_LT(e, prev) << c << " hd " << hd;
+      prev = e;
+    }
+    EXPECT_LT(attn_error("fp16", hd, rng), 1e-3);
+    EXPECT_EQ(attn_error("fp32", hd, rng), 0.0);
+  }
+}
+
+TEST(KvStore, BytesPerTokenFollowTheLayouts) {
+  const KvShape sh{3, 8, 2, 128, 0.1f};
+  EXPECT_EQ(ExactKvStore(sh).bytes_per_token(), 3u * 2 * 128 * 2 * 4);
+  EXPECT_EQ(make_kv_store(sh, "fp16")->bytes_per_token(), 3u * 2 * 128 * 2 * 2);
+  // ANCHORS.md: at D = 128 a token's K4V4 per KV head is 132 bytes (codes + one fp16 norm each),
+  // K3V3 100 bytes.
+  EXPECT_EQ(make_kv_store(sh, "k4v4")->bytes_per_token(), 3u * 2 * 132);
+  EXPECT_EQ(make_kv_store(sh, "k3v3")->bytes_per_token(), 3u * 2 * 100);
+  EXPECT_EQ(make_kv_store(sh, "k=tq4,v=fp16")->bytes_per_token(), 3u * 2 * (66 + 256));
+  EXPECT_EQ(make_kv_store(sh, "k4v3")->name(), tq::parse_kv_codec("k4v3").name());
+}
+
+TEST(KvStore, BadCallsAreErrorsAndLeaveTheStoreUnchanged) {
+  EXPECT_THROW(ExactKvStore(KvShape{1, 3, 2, 8, 1.0f}), tq::Error);  // 3 heads over 2 KV heads
+  EXPECT_THROW(ExactKvStore(KvShape{0, 2, 2, 8, 1.0f}), tq::Error);
+  EXPECT_THROW(make_kv_store(shape(), "tq99"), tq::Error);
+  for (const char* c : {"fp32", "k4v3"}) {
+    auto s = make_kv_store(shape(8), c);
+    std::vector<float> k(2 * 8, 1.0f), v(2 * 8, 1.0f), q(4 * 8, 1.0f), out(4 * 8);
+    s->append(0, k.data(), v.data(), 1);
+    EXPECT_THROW(s->append(2, k.data(), v.data(), 1), tq::Error) << c;
+    EXPECT_THROW(s->attend(-1, q.data(), 1, out.data()), tq::Error) << c;
+    EXPECT_THROW(s->attend(0, q.data(), 2, out.data()), tq::Error) << c;  // 2 queries, 1 position
+    EXPECT_THROW(s->attend(1, q.data(), 1, out.data()), tq::Error) << c;  // layer 1 is empty
+    EXPECT_EQ(s->length(0), 1);
+  }
+  // The codec rejects NaN input; nothing is stored then.
+  CodecKvStore s(shape(8), tq::parse_kv_codec("k4v3"));
+  std::vector<float> k(2 * 8, 1.0f), v(2 * 8, 1.0f);
+  k[3] = NAN;
+  EXPECT_THROW(s.append(0, k.data(), v.data(), 1), tq::Error);
+  EXPECT_EQ(s.length(0), 0);
+}
+
+}  // namespace
