@@ -12,6 +12,11 @@
 //   TQ3.5          fractional: a quarter.. half of the channels (outliers from the first batch) at 4 bits
 //   TQ2,rerank64   2-bit codes; the best 64 by code score re-ranked with stored fp32 vectors
 //   TQ4:rot=dense  codec options as in parse_codec (rot=, norm=, seed=)
+//   TQ4,nc         norm correction: each part's scale is stored as ||x_p|| / <ĉ_p, u_p> instead of
+//                  ||x_p|| (u_p the unit rotated part, ĉ_p its centroids), so that the code score
+//                  n·<Rq, ĉ> estimates <q, x> without the per-vector shrinkage of the mse
+//                  reconstruction (the estimator RaBitQ uses); same bytes, better inner-product
+//                  ranking. The decoded vector is then x̂ / <ĉ, u>. L2 indexes also keep ||x||^2.
 // Distances: Metric::kInnerProduct returns inner products (larger first), kL2 squared L2 distances
 // (smaller first), both of the query with the decoded vector — or with the stored vector for the
 // re-ranked results.
@@ -36,6 +41,7 @@ Metric parse_metric(std::string_view s);    // throws kInvalidArgument
 struct IndexSpec {
   CodecSpec codec;  // a TurboQuant-mse codec
   int rerank = 0;   // 0: no stored vectors
+  bool nc = false;  // norm correction (see above)
   std::string name() const;  // canonical; parse_index_spec(name()) round-trips
 };
 // Throws tq::Error(kInvalidArgument) naming the offending text.

@@ -38,10 +38,13 @@ class TqCodec final : public Codec {
   //          rotated domain: parts concatenated, part p at layout.part[p].first)
   //   norms: n * parts().size() floats; the norm of part p exactly as decode reads it back (after
   //          rounding to the codec's NormType)
+  //   dots:  optional, n * parts().size() floats: <ĉ_p, u_p>, the inner product of the unit rotated
+  //          part with its centroids (in (0, 1] for nonzero parts; 0 for zero parts). Indexes use
+  //          n_p / dots_p as the scale that makes n·<Rq, ĉ> an unbiased inner-product estimate.
   // threads: 0 = the OpenMP default. Output is identical for any thread count. Throws on NaN/Inf or
   // an fp16-overflowing norm (nothing written); throws for prod codecs.
   void encode_unpacked(const float* x, size_t n, size_t stride, uint8_t* codes, float* norms,
-                       int threads = 0) const;
+                       int threads = 0, float* dots = nullptr) const;
   void decode(const uint8_t* codes, size_t n, float* y, size_t stride) const override;
   const TqLayout* tq_layout() const override { return &layout_; }
 
@@ -72,7 +75,7 @@ class TqCodec final : public Codec {
   std::vector<double> checked_norms(const float* x, size_t n, size_t stride) const;
   // Pass 2: rows [0, n) with their norms from pass 1 -> unpacked codes + stored norms.
   void encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
-                   float* norms_out, int threads) const;
+                   float* norms_out, int threads, float* dots = nullptr) const;
 
   TqLayout layout_{};
   std::vector<TqPart> parts_;

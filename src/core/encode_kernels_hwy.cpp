@@ -75,6 +75,26 @@ void Quantize(const float* HWY_RESTRICT x, size_t n, const float* HWY_RESTRICT b
   const hn::Rebind<uint8_t, decltype(di)> du8;
   const size_t N = hn::Lanes(df);
   size_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  if (n_bounds <= 15 && hn::Lanes(df) == 16) {
+    // 16 lanes (AVX-512): the bounds fit one register; binary search with in-register lookups
+    // (log2 levels steps of permute + compare + select instead of n_bounds compares).
+    HWY_ALIGN float tb[16];
+    for (int t = 0; t < 16; ++t) tb[t] = t < n_bounds ? bounds[t] : HWY_MAX(bounds[n_bounds - 1], 0.f) * 2 + 1;
+    const auto table = hn::Load(df, tb);
+    const int levels = n_bounds + 1;
+    for (; i + N <= n; i += N) {
+      const auto v = hn::LoadU(df, x + i);
+      auto idx = hn::Zero(di);
+      for (int step = levels / 2; step >= 1; step >>= 1) {
+        const auto cand = hn::Add(idx, hn::Set(di, step));
+        const auto t = hn::TableLookupLanes(table, hn::IndicesFromVec(df, hn::Sub(cand, hn::Set(di, 1))));
+        idx = hn::IfThenElse(hn::RebindMask(di, hn::Gt(v, t)), cand, idx);
+      }
+      hn::StoreU(hn::DemoteTo(du8, idx), du8, codes + i);
+    }
+  }
+#endif
   if (n_bounds <= 15) {
     for (; i + N <= n; i += N) {
       const auto v = hn::LoadU(df, x + i);

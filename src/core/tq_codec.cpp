@@ -216,7 +216,7 @@ std::vector<double> TqCodec::checked_norms(const float* x, size_t n, size_t stri
 }
 
 void TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
-                          float* norms_out, int threads) const {
+                          float* norms_out, int threads, float* dots) const {
   // Blocks of kRows vectors; per block and part: gather + normalize (u = x_S * float(1/||x_S||), as
   // in encode_reference), rotate (dense: one matrix product for the block), quantize.
   constexpr size_t kRows = 64;
@@ -266,16 +266,24 @@ void TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double*
         kernels::quantize(rotated, rows * ys, bounds_[p].data(), int(bounds_[p].size()), q.data());
         for (size_t r = 0; r < rows; ++r)
           std::memcpy(codes + (r0 + r) * size_t(d_) + first, &q[r * ys], size_t(m));
+        if (dots) {
+          const std::vector<float>& c = part.cb->centroids_f32();
+          for (size_t r = 0; r < rows; ++r) {
+            double acc = 0;
+            for (int j = 0; j < m; ++j) acc += double(c[q[r * ys + j]]) * rotated[r * ys + j];
+            dots[(r0 + r) * np + p] = float(acc);
+          }
+        }
       }
     }
   }
 }
 
 void TqCodec::encode_unpacked(const float* x, size_t n, size_t stride, uint8_t* codes, float* norms,
-                              int threads) const {
+                              int threads, float* dots) const {
   TQ_CHECK_ARG(!prod(), "encode_unpacked: codec '{}' has a QJL stage (mse codecs only)", spec_.name());
   const std::vector<double> nrm = checked_norms(x, n, stride);
-  encode_rows(x, n, stride, nrm.data(), codes, norms, threads);
+  encode_rows(x, n, stride, nrm.data(), codes, norms, threads, dots);
 }
 
 void TqCodec::encode(const float* x, size_t n, size_t stride, uint8_t* codes) const {

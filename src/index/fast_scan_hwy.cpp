@@ -23,6 +23,21 @@ namespace tq::index {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+#if HWY_TARGET != HWY_SCALAR
+// Sums the 128-bit blocks of v: lane j of the result = sum over blocks L of lane L*8 + j.
+template <class D, class V>
+HWY_INLINE auto FoldBlocks(D d, V v) {
+  if constexpr (hn::MaxLanes(D()) * sizeof(hn::TFromD<D>) > 16) {
+    const hn::Half<D> dh;
+    return FoldBlocks(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  } else {
+    (void)d;
+    return v;
+  }
+}
+
+#endif
+
 void ScanNibbles(const uint8_t* HWY_RESTRICT blocks, size_t n_blocks, size_t block_bytes, int c0, int c1,
                  const uint8_t* HWY_RESTRICT lut, uint32_t* HWY_RESTRICT acc) {
 #if HWY_TARGET == HWY_SCALAR
@@ -37,42 +52,44 @@ void ScanNibbles(const uint8_t* HWY_RESTRICT blocks, size_t n_blocks, size_t blo
     return;
   }
   const auto lo_mask = hn::Set(d8, uint8_t(0x0F));
-  const auto byte_mask = hn::Set(d16, uint16_t(0x00FF));
-  HWY_ALIGN uint16_t tmp[4][64];  // 4 accumulators of up to 32 u16 lanes (512 bits)
-  const size_t N16 = hn::Lanes(d16);
   for (size_t b = 0; b < n_blocks; ++b) {
     const uint8_t* blk = blocks + b * block_bytes;
     uint32_t* out = acc + b * kBlock;
     for (int cs = c0; cs < c1; cs += 256) {
       const int ce = cs + 256 < c1 ? cs + 256 : c1;
-      auto le = hn::Zero(d16), lo = hn::Zero(d16), he = hn::Zero(d16), ho = hn::Zero(d16);
+      // Per u16 lane: a = sum of (even + 256 * odd) mod 2^16, b = sum of odd (faiss's trick: one
+      // op less per result than masking the even bytes).
+      auto la = hn::Zero(d16), lb = hn::Zero(d16), ha = hn::Zero(d16), hb = hn::Zero(d16);
       for (int c = cs; c < ce; c += B) {
         const auto codes = hn::LoadU(d8, blk + size_t(c) * 16);
         const auto table = hn::LoadU(d8, lut + size_t(c) * 16);
         const auto rl = hn::BitCast(d16, hn::TableLookupBytes(table, hn::And(codes, lo_mask)));
-        const auto rh = hn::BitCast(d16, hn::TableLookupBytes(table, hn::ShiftRight<4>(codes)));
-        le = hn::Add(le, hn::And(rl, byte_mask));
-        lo = hn::Add(lo, hn::ShiftRight<8>(rl));
-        he = hn::Add(he, hn::And(rh, byte_mask));
-        ho = hn::Add(ho, hn::ShiftRight<8>(rh));
+        const auto rh = hn::BitCast(d16, hn::TableLookupBytes(table, hn::And(hn::ShiftRight<4>(codes), lo_mask)));
+        la = hn::Add(la, rl);
+        lb = hn::Add(lb, hn::ShiftRight<8>(rl));
+        ha = hn::Add(ha, rh);
+        hb = hn::Add(hb, hn::ShiftRight<8>(rh));
       }
-      hn::Store(le, d16, tmp[0]);
-      hn::Store(lo, d16, tmp[1]);
-      hn::Store(he, d16, tmp[2]);
-      hn::Store(ho, d16, tmp[3]);
-      // Lane layout: u16 lane L*8 + j of block (column slot) L holds vector 2j (even) / 2j+1 (odd).
-      for (int j = 0; j < 8; ++j) {
-        uint32_t se = 0, so = 0, he32 = 0, ho32 = 0;
-        for (size_t L = 0; L < N16 / 8; ++L) {
-          se += tmp[0][L * 8 + j];
-          so += tmp[1][L * 8 + j];
-          he32 += tmp[2][L * 8 + j];
-          ho32 += tmp[3][L * 8 + j];
+      // Even lanes: acc_a - 256 * acc_b (mod 2^16; exact, as the true sums fit 16 bits).
+      const auto le = hn::Sub(la, hn::ShiftLeft<8>(lb)), he = hn::Sub(ha, hn::ShiftLeft<8>(hb));
+      // Fold the B column slots, interleave even/odd vectors into vector order, widen to u32 in
+      // registers (a store + wide reload of the u16 results stalls on store forwarding).
+      const auto fe = FoldBlocks(d16, le), fo = FoldBlocks(d16, lb);
+      const auto ge = FoldBlocks(d16, he), go = FoldBlocks(d16, hb);
+      const hn::DFromV<decltype(fe)> d128;
+      const hn::Half<decltype(d128)> d64;
+      const hn::Rebind<uint32_t, decltype(d64)> d32;
+      const decltype(fe) parts[4] = {hn::InterleaveLower(d128, fe, fo), hn::InterleaveUpper(d128, fe, fo),
+                                     hn::InterleaveLower(d128, ge, go), hn::InterleaveUpper(d128, ge, go)};
+      for (int k = 0; k < 4; ++k) {
+        auto a0 = hn::PromoteTo(d32, hn::LowerHalf(d64, parts[k]));
+        auto a1 = hn::PromoteTo(d32, hn::UpperHalf(d64, parts[k]));
+        if (cs != c0) {
+          a0 = hn::Add(a0, hn::LoadU(d32, out + 8 * k));
+          a1 = hn::Add(a1, hn::LoadU(d32, out + 8 * k + 4));
         }
-        out[2 * j] += se;
-        out[2 * j + 1] += so;
-        out[16 + 2 * j] += he32;
-        out[16 + 2 * j + 1] += ho32;
+        hn::StoreU(a0, d32, out + 8 * k);
+        hn::StoreU(a1, d32, out + 8 * k + 4);
       }
     }
   }

@@ -8,6 +8,7 @@
 
 #include "index/flat_index_impl.h"
 #include "turboquant/error.h"
+#include "turboquant/half.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -48,7 +49,7 @@ double FlatIndex::Impl::decoded_sqnorm(const uint8_t* codes, const float* part_n
 }
 
 void FlatIndex::Impl::append(const uint8_t* codes, const float* part_norms, const float* x, const int64_t* new_ids,
-                             size_t count, int threads) {
+                             size_t count, int threads, const float* sq) {
   const size_t np = n_parts(), bb = geo.block_bytes(), total = n + count;
   const size_t nb = (total + index::kBlock - 1) / index::kBlock;
   // Reserve everything first (may throw); after that nothing below allocates.
@@ -76,7 +77,9 @@ void FlatIndex::Impl::append(const uint8_t* codes, const float* part_norms, cons
     index::pack_into_blocks(geo, codes + i0 * size_t(d), cnt, n + i0, blocks.data());
   }
   norms.insert(norms.end(), part_norms, part_norms + count * np);
-  if (metric == Metric::kL2) {
+  if (metric == Metric::kL2 && sq) {
+    sqnorm.insert(sqnorm.end(), sq, sq + count);
+  } else if (metric == Metric::kL2) {
     const size_t s0 = sqnorm.size();
     sqnorm.resize(s0 + count);
 #pragma omp parallel for num_threads(nt) schedule(static) if (count > 4096)
@@ -138,10 +141,29 @@ void FlatIndex::add(const float* x, size_t n, int d, const int64_t* new_ids, int
   }
   const size_t np = codec->parts().size();
   std::vector<uint8_t> codes(n * size_t(d));
-  std::vector<float> norms(n * np);
-  codec->encode_unpacked(x, n, size_t(d), codes.data(), norms.data(), threads);
+  std::vector<float> norms(n * np), dots, sq;
+  if (p_->spec.nc) dots.resize(n * np);
+  codec->encode_unpacked(x, n, size_t(d), codes.data(), norms.data(), threads, p_->spec.nc ? dots.data() : nullptr);
+  if (p_->spec.nc) {
+    // Norm correction: scale n_p / <ĉ_p, u_p>, rounded like the codec rounds norms.
+    const NormType nt = codec->tq_layout()->norm_type;
+    if (p_->metric == Metric::kL2) sq.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      double s2 = 0;
+      for (size_t p = 0; p < np; ++p) {
+        float& nr = norms[i * np + p];
+        s2 += double(nr) * nr;
+        const float dt = dots[i * np + p];
+        const float v = dt > 0 ? nr / dt : nr;
+        TQ_CHECK_ARG(nt == NormType::kFp32 || v < 65504.f,
+                     "add: vector {}: corrected norm {:.4g} exceeds fp16 (use :norm=fp32)", i, v);
+        nr = nt == NormType::kFp32 ? v : half_to_float(float_to_half(v));
+      }
+      if (!sq.empty()) sq[i] = float(s2);
+    }
+  }
   if (!p_->codec) p_->set_codec(codec);
-  p_->append(codes.data(), norms.data(), x, new_ids, n, threads);
+  p_->append(codes.data(), norms.data(), x, new_ids, n, threads, sq.empty() ? nullptr : sq.data());
 }
 
 void FlatIndex::reset() {
@@ -171,11 +193,15 @@ size_t FlatIndex::remove_ids(const int64_t* rm, size_t count) {
   std::vector<uint8_t> codes(keep.size() * d);
   std::vector<float> norms(keep.size() * np), vecs;
   std::vector<int64_t> ids(keep.size());
+  std::vector<float> sq;
+  const bool keep_sq = s.spec.nc && s.metric == Metric::kL2;
+  if (keep_sq) sq.resize(keep.size());
   if (s.spec.rerank > 0) vecs.resize(keep.size() * d);
   for (size_t j = 0; j < keep.size(); ++j) {
     index::unpack_slot(s.geo, s.blocks.data(), keep[j], &codes[j * d]);
     std::copy_n(&s.norms[keep[j] * np], np, &norms[j * np]);
     ids[j] = s.ids[keep[j]];
+    if (keep_sq) sq[j] = s.sqnorm[keep[j]];
     if (s.spec.rerank > 0) std::copy_n(&s.vectors[keep[j] * d], d, &vecs[j * d]);
   }
   auto fresh = std::make_unique<Impl>();
@@ -183,7 +209,7 @@ size_t FlatIndex::remove_ids(const int64_t* rm, size_t count) {
   fresh->metric = s.metric;
   fresh->spec = s.spec;
   fresh->set_codec(s.codec);
-  fresh->append(codes.data(), norms.data(), vecs.data(), ids.data(), keep.size(), 0);
+  fresh->append(codes.data(), norms.data(), vecs.data(), ids.data(), keep.size(), 0, keep_sq ? sq.data() : nullptr);
   fresh->next_id = std::max(fresh->next_id, s.next_id);
   p_ = std::move(fresh);
   return removed;
@@ -216,9 +242,18 @@ void FlatIndex::search_reference(const float* q, size_t nq, int d, int k, float*
     const float* qq = q + qi * d;
     for (size_t i = 0; i < s.n; ++i) {
       double v = 0;
-      for (int j = 0; j < d; ++j) {
-        const double a = qq[j], b = x[i * d + j];
-        v += s.metric == Metric::kL2 ? (a - b) * (a - b) : a * b;
+      if (s.metric == Metric::kL2 && s.spec.nc) {  // ||q||^2 - 2 <q, x̂> + ||x||^2 (stored)
+        double ip = 0, q2 = 0;
+        for (int j = 0; j < d; ++j) {
+          ip += double(qq[j]) * x[i * d + j];
+          q2 += double(qq[j]) * qq[j];
+        }
+        v = q2 - 2 * ip + s.sqnorm[i];
+      } else {
+        for (int j = 0; j < d; ++j) {
+          const double a = qq[j], b = x[i * d + j];
+          v += s.metric == Metric::kL2 ? (a - b) * (a - b) : a * b;
+        }
       }
       sc[i] = {s.metric == Metric::kL2 ? -v : v, i};
     }

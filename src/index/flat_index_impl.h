@@ -23,7 +23,7 @@ struct FlatIndex::Impl {
   int64_t next_id = 0;
   std::vector<uint8_t> blocks;  // ceil(n / 32) * geo.block_bytes()
   std::vector<float> norms;     // n * parts: part norms as decode reads them
-  std::vector<float> sqnorm;    // n: ||decoded||^2 (L2 only)
+  std::vector<float> sqnorm;    // n (L2 only): ||decoded||^2, or with norm correction ||x||^2
   std::vector<int64_t> ids;     // n
   std::vector<float> vectors;   // n * d when spec.rerank > 0
 
@@ -33,8 +33,9 @@ struct FlatIndex::Impl {
   void set_codec(std::shared_ptr<const TqCodec> c);
   // Appends n vectors given as unpacked codes + part norms (+ fp32 copies when reranking).
   // All allocation happens before anything changes: on failure the index is unchanged.
+  // sq: ||x||^2 per vector (norm correction, L2) or nullptr to compute ||decoded||^2.
   void append(const uint8_t* codes, const float* part_norms, const float* x, const int64_t* new_ids, size_t count,
-              int threads);
+              int threads, const float* sq = nullptr);
   double decoded_sqnorm(const uint8_t* codes, const float* part_norms) const;
 };
 

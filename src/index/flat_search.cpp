@@ -156,25 +156,34 @@ void scan_range(const FlatIndex::Impl& s, const QueryTables& t, size_t b0, size_
   const float alpha = l2 ? 2.f : 1.f;
   constexpr size_t kChunk = 32;  // blocks per pass: accumulators stay in L1
   std::vector<uint32_t> acc(kMaxParts * kChunk * kBlock);
-  std::vector<float> score(kChunk * kBlock), margin(kChunk * kBlock);
+  std::vector<float> score(kChunk * kBlock), margin(kChunk * kBlock), ub(kChunk * kBlock);
   for (size_t c0 = b0; c0 < b1; c0 += kChunk) {
     const size_t nb = std::min(kChunk, b1 - c0);
     const size_t v0 = c0 * kBlock, nv = std::min(nb * kBlock, s.n - v0);
     if (g.nibble) {
-      std::fill(acc.begin(), acc.end(), 0u);
       for (size_t p = 0; p < np; ++p)
         index::scan_nibbles(s.blocks.data() + c0 * bb, nb, bb, g.part[p].col0, g.part[p].col0 + g.part[p].ncols_pad,
                             t.qlut.data(), &acc[p * kChunk * kBlock]);
-      for (size_t v = 0; v < nv; ++v) {
-        const float* nr = &s.norms[(v0 + v) * np];
-        float ip = 0, m = 0;
-        for (size_t p = 0; p < np; ++p) {
-          ip += nr[p] * float(t.bias[p] + t.delta[p] * double(acc[p * kChunk * kBlock + v]));
-          m += nr[p] * float(t.margin[p]);
+      // Plain loops over v in fp32 (they vectorize): score = sum_p n_p (bias_p + delta_p acc_p),
+      // margin = alpha sum_p n_p E_p; one loop per part count so the strides are constants.
+      const float* nr = &s.norms[v0 * np];
+      const float b0 = float(t.bias[0]), d0 = float(t.delta[0]), m0 = float(t.margin[0]) * alpha * 1.0001f;
+      const uint32_t* a0 = &acc[0];
+      if (np == 1) {
+        for (size_t v = 0; v < nv; ++v) {
+          score[v] = nr[v] * (b0 + d0 * float(a0[v]));
+          margin[v] = nr[v] * m0;
         }
-        score[v] = l2 ? 2.f * ip - s.sqnorm[v0 + v] : ip;
-        margin[v] = alpha * m * 1.0001f;
+      } else {
+        const float b1 = float(t.bias[1]), d1 = float(t.delta[1]), m1 = float(t.margin[1]) * alpha * 1.0001f;
+        const uint32_t* a1 = &acc[kChunk * kBlock];
+        for (size_t v = 0; v < nv; ++v) {
+          score[v] = nr[2 * v] * (b0 + d0 * float(a0[v])) + nr[2 * v + 1] * (b1 + d1 * float(a1[v]));
+          margin[v] = nr[2 * v] * m0 + nr[2 * v + 1] * m1;
+        }
       }
+      if (l2)
+        for (size_t v = 0; v < nv; ++v) score[v] = 2.f * score[v] - s.sqnorm[v0 + v];
     } else {
       for (size_t v = 0; v < nv; ++v) {
         const uint8_t* code = s.blocks.data() + (v0 + v) / kBlock * bb + ((v0 + v) % kBlock) * size_t(s.d);
@@ -190,7 +199,14 @@ void scan_range(const FlatIndex::Impl& s, const QueryTables& t, size_t b0, size_
         margin[v] = 0.f;
       }
     }
-    for (size_t v = 0; v < nv; ++v) col.offer(score[v], margin[v], uint32_t(v0 + v));
+    // The bound test first (most vectors stop here), with tau in a register: it only changes in offer.
+    for (size_t v = 0; v < nv; ++v) ub[v] = score[v] + margin[v];
+    float tau = col.tau;
+    for (size_t v = 0; v < nv; ++v)
+      if (ub[v] >= tau) {
+        col.offer(score[v], margin[v], uint32_t(v0 + v));
+        tau = col.tau;
+      }
     col.scanned += nv;
   }
 }

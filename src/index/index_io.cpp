@@ -4,7 +4,9 @@
 //   magic "TQFLATIX" | u32 version | u32 d | u32 metric | u32 description length | description
 //   | u64 n | i64 next_id | u32 parts | per part: u32 channel count, u32 channels...
 //   | u32 code_size | n codec-encoded vectors (layout.h bytes: codes + norms, code_size each)
-//   | n i64 labels | u8 has_vectors | (n * d f32 vectors) | u64 FNV-1a of every byte before it
+//   | n i64 labels | u8 has_vectors | (n * d f32 vectors) | u8 has_sqnorm | (n f32 ||x||^2)
+//   | u64 FNV-1a of every byte before it
+// (||x||^2 is kept for norm-corrected L2 indexes, whose stored scales are not the norms.)
 // Vectors are stored as the codec's canonical bytes (not the scan blocks), so a file does not
 // depend on the SIMD layout; load rebuilds the blocks. Loading checks the size and the checksum
 // before interpreting anything, then every field; a file that fails any check is refused.
@@ -113,6 +115,9 @@ void FlatIndex::save(const std::string& path) const {
   const uint8_t has_vectors = s.spec.rerank > 0 && s.n > 0 ? 1 : 0;
   w.put(has_vectors);
   if (has_vectors) w.bytes(s.vectors.data(), s.n * size_t(s.d) * sizeof(float));
+  const uint8_t has_sq = s.spec.nc && s.metric == Metric::kL2 && s.n > 0 ? 1 : 0;
+  w.put(has_sq);
+  if (has_sq) w.bytes(s.sqnorm.data(), s.n * sizeof(float));
   w.put(fnv1a(w.buf.data(), w.buf.size()));
 
   const std::string tmp = path + ".tmp";
@@ -208,6 +213,12 @@ FlatIndex FlatIndex::load(const std::string& path) {
   TQ_CHECK(has_vectors == (s->spec.rerank > 0 && n > 0 ? 1 : 0), kIoError,
            "{}: vector flag {} does not match the description", path, has_vectors);
   const uint8_t* xp = has_vectors ? r.take(size_t(n) * d * 4, "vectors") : nullptr;
+  const uint8_t has_sq = r.get<uint8_t>("squared norm flag");
+  TQ_CHECK(has_sq == (s->spec.nc && s->metric == Metric::kL2 && n > 0 ? 1 : 0), kIoError,
+           "{}: squared norm flag {} does not match the description", path, has_sq);
+  std::vector<float> sq(has_sq ? size_t(n) : 0);
+  if (has_sq) std::memcpy(sq.data(), r.take(size_t(n) * 4, "squared norms"), size_t(n) * 4);
+  for (float v : sq) TQ_CHECK(std::isfinite(v) && v >= 0, kIoError, "{}: bad squared norm", path);
   TQ_CHECK(r.off == r.n, kIoError, "{}: {} unexpected bytes before the checksum", path, r.n - r.off);
 
   // Unpack the canonical codes and append them like an add would.
@@ -230,7 +241,7 @@ FlatIndex FlatIndex::load(const std::string& path) {
         norms[i * np + p] = nr;
       }
     }
-    s->append(codes.data(), norms.data(), x.data(), ids.data(), size_t(n), 0);
+    s->append(codes.data(), norms.data(), x.data(), ids.data(), size_t(n), 0, has_sq ? sq.data() : nullptr);
   }
   s->next_id = std::max(s->next_id, next_id);
   return FlatIndex(std::move(s));

@@ -18,6 +18,7 @@ Metric parse_metric(std::string_view s) {
 
 std::string IndexSpec::name() const {
   std::string n = "TQ" + codec.name().substr(2);
+  if (nc) n += ",nc";
   if (rerank > 0) n += ",rerank" + std::to_string(rerank);
   return n;
 }
@@ -38,6 +39,10 @@ IndexSpec parse_index_spec(std::string_view desc) {
     const size_t c = rest.find(',');
     const std::string_view tok = rest.substr(0, c);
     rest = c == std::string_view::npos ? std::string_view() : rest.substr(c + 1);
+    if (tok == "nc") {
+      spec.nc = true;
+      continue;
+    }
     constexpr std::string_view kRerank = "rerank";
     TQ_CHECK_ARG(tok.substr(0, kRerank.size()) == kRerank, "index description '{}': unknown component '{}'", full, tok);
     const std::string_view num = tok.substr(kRerank.size());

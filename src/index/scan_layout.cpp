@@ -115,7 +115,7 @@ void scan_nibbles_ref(const uint8_t* blocks, size_t n_blocks, size_t block_bytes
         const uint8_t byte = blk[size_t(c) * 16 + (t % 16)];
         s += lut[size_t(c) * 16 + (t < 16 ? (byte & 15) : (byte >> 4))];
       }
-      acc[b * kBlock + t] += s;
+      acc[b * kBlock + t] = s;
     }
   }
 }

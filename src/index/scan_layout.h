@@ -50,7 +50,7 @@ inline uint32_t slot_column(const ScanGeometry& g, const uint8_t* blocks, size_t
   return (slot % kBlock) < 16 ? (byte & 15u) : (byte >> 4);
 }
 
-// acc[b * 32 + t] += sum over columns c in [c0, c1) of lut[c * 16 + column value of vector t of
+// acc[b * 32 + t] = sum over columns c in [c0, c1) of lut[c * 16 + column value of vector t of
 // block b], for blocks [0, n_blocks). Scalar reference of scan_nibbles (fast_scan.h).
 void scan_nibbles_ref(const uint8_t* blocks, size_t n_blocks, size_t block_bytes, int c0, int c1,
                       const uint8_t* lut, uint32_t* acc);
