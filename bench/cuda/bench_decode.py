@@ -18,54 +18,10 @@ ap.add_argument("--context", default="1024,4096,16384,65536,131072")
 ap.add_argument("--codecs", default="fp16,k4v4,k4v3,tq3,tq2,tq2.5")
 ap.add_argument("--out", default=".")
 a = ap.parse_args()
-Hq, Hkv, D, PT = 32, 8, 128, 64
-dev = torch.device("cuda")
-lib = ctypes.CDLL(a.lib)
-
-class PageInfo(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint32) for n in ("page_tokens", "codes_bytes", "scalar_bytes", "head_block_bytes", "page_bytes")]
-
-lib.tq_last_error.restype = ctypes.c_char_p
-def check(st):
-    if st != 0:
-        raise RuntimeError(lib.tq_last_error().decode())
-
-def make_plan(codec, B, T, npages):
-    p = ctypes.c_void_p()
-    check(lib.tq_cuda_decode_plan_create(codec.encode(), B, Hq, Hkv, D, PT, T // PT, npages, T, 1, 1,
-                                         ctypes.c_float(0.0), ctypes.byref(p)))
-    ws, sp, ki, vi = ctypes.c_size_t(), ctypes.c_int(), PageInfo(), PageInfo()
-    check(lib.tq_cuda_decode_plan_info(p, ctypes.byref(ws), ctypes.byref(sp), ctypes.byref(ki), ctypes.byref(vi)))
-    return p, ws.value, sp.value, ki, vi
-
-def random_pool(info, npages, fp16):
-    if fp16:  # pass-through: random fp16 values
-        return torch.randn(npages * info.page_bytes // 2, device=dev, dtype=torch.float16).view(torch.uint8)
-    pool = torch.randint(0, 256, (npages * info.page_bytes,), device=dev, dtype=torch.uint8)
-    hb = pool.view(npages, Hkv, info.head_block_bytes)
-    s0 = PT * info.codes_bytes
-    norms = hb[:, :, s0:s0 + PT * info.scalar_bytes].contiguous().view(torch.float16)
-    norms.copy_(torch.rand_like(norms) * 4 + 8)  # norms ~ |k| of LLM keys; codes: any bits are valid
-    hb[:, :, s0:s0 + PT * info.scalar_bytes] = norms.view(torch.uint8)
-    return pool
-
-def graph_of(fn):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return g
-
-def run_ours(p, ws, q, kp, vp, table, lens, out):
-    return lambda: check(lib.tq_cuda_decode_run(p, ctypes.c_void_p(q.data_ptr()), ctypes.c_void_p(kp.data_ptr()),
-        ctypes.c_void_p(vp.data_ptr()), ctypes.c_void_p(table.data_ptr()), ctypes.c_void_p(lens.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()), ctypes.c_void_p(ws.data_ptr()),
-        ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tqcuda import Hq, Hkv, D, PT, dev, PageInfo, check, make_plan, random_pool, graph_of, run_ours, error_flag
+import tqcuda
+lib = tqcuda.load(a.lib)
 
 # ---- reference check: our fp16 path vs SDPA on identical K/V ----
 B, T = 3, 4096
@@ -110,9 +66,7 @@ def cross_check(codec, B=4, T=8192):
         for _ in range(2):  # twice on one workspace: the second run must not differ
             run_ours(p, ws, q, kp, vp, table, lens, out)()
         torch.cuda.synchronize()
-        flag = ctypes.c_int()
-        check(lib.tq_cuda_decode_check(p, ctypes.c_void_p(ws.data_ptr()), ctypes.byref(flag)))
-        assert flag.value == 0, (codec, flag.value)
+        assert error_flag(p, ws) == 0, codec
         outs.append(out.float())
         lib.tq_cuda_decode_plan_destroy(p)
     return ((outs[0] - outs[1]).norm() / outs[1].norm()).item()
@@ -158,9 +112,7 @@ for B in map(int, a.batch.split(",")):
             g = graph_of(fn)
             us = do_bench(g.replay, warmup=25, rep=100, return_mode="median") * 1e3
             assert torch.isfinite(out).all(), codec
-            flag = ctypes.c_int()
-            check(lib.tq_cuda_decode_check(p, ctypes.c_void_p(ws.data_ptr()), ctypes.byref(flag)))
-            assert flag.value == 0
+            assert error_flag(p, ws) == 0
             nbytes = B * T * Hkv * (ki.codes_bytes + ki.scalar_bytes + vi.codes_bytes + vi.scalar_bytes)
             rows.append(dict(batch=B, context=T, codec=codec, us=us, us_no_graph=None, speedup=sdpa / us,
                              bytes=nbytes, tbps=nbytes / us / 1e6, splits=splits))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One decode shape, run a few times without graphs: the target for ncu (bench/cuda/run_on_box.sh).
   python3 profile_one.py --lib build/box/libturboquant.so --codec tq3 --batch 32 --context 16384"""
-import argparse, ctypes
+import argparse, ctypes, os, sys
 import torch
 
 ap = argparse.ArgumentParser()
@@ -11,17 +11,10 @@ ap.add_argument("--batch", type=int, default=32)
 ap.add_argument("--context", type=int, default=16384)
 ap.add_argument("--iters", type=int, default=8)
 a = ap.parse_args()
-Hq, Hkv, D, PT = 32, 8, 128, 64
-dev = torch.device("cuda")
-lib = ctypes.CDLL(a.lib)
-lib.tq_last_error.restype = ctypes.c_char_p
-
-class PageInfo(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint32) for n in ("page_tokens", "codes_bytes", "scalar_bytes", "head_block_bytes", "page_bytes")]
-
-def check(st):
-    if st != 0:
-        raise RuntimeError(lib.tq_last_error().decode())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tqcuda
+from tqcuda import Hq, Hkv, D, PT, dev, PageInfo, check
+lib = tqcuda.load(a.lib)
 
 B, T = a.batch, a.context
 npg = T // PT

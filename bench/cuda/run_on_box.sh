@@ -3,12 +3,16 @@
 # on small shapes, SASS of the hot kernel, ncu on two shapes, then the decode benchmark against SDPA.
 # Logs and results go to $OUT (8 files at most come back):
 #   build.log test.log (tests + sanitizers) sass.txt ncu.txt bench.log bench_decode.{csv,json,svg}
-#   bash bench/cuda/run_on_box.sh [all|test|bench]
+#   bash bench/cuda/run_on_box.sh [all|test|bench|sweep]   (sweep: split policy)
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 t0=$SECONDS
-cmake -S . -B build/box -G Ninja -DCMAKE_BUILD_TYPE=Release -DTQ_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+# Highway is not installed on the box: Debian's libhwy-dev unpacked into .hwy/ travels with `carry`
+# (apt-get download libhwy-dev libhwy1 && dpkg -x each into .hwy).
+hwy=(); [[ -d .hwy ]] && hwy=(-Dhwy_DIR="$PWD/.hwy/usr/lib/x86_64-linux-gnu/cmake/hwy") \
+  && export LD_LIBRARY_PATH="$PWD/.hwy/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+cmake -S . -B build/box "${hwy[@]}" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTQ_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
   -DTQ_BUILD_BENCH=OFF -DTQ_WITH_FAISS=OFF > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 cmake --build build/box -j 16 --target turboquant_shared tq_test_cuda >> "$OUT/build.log" 2>&1 \
   || { grep -E "error" -A5 "$OUT/build.log" | head -60; exit 1; }
@@ -44,4 +48,9 @@ if [[ $what == all || $what == bench ]]; then
     > "$OUT/bench.log" 2>&1
   echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error" "$OUT/bench.log" | head -12
   sed -n '/^| B |/,$p' "$OUT/bench.log"
+fi
+if [[ $what == sweep ]]; then
+  PYTHONUNBUFFERED=1 timeout 200 python3 bench/cuda/sweep_split.py --lib build/box/libturboquant.so ${SWEEP_ARGS:-} \
+    > "$OUT/sweep.log" 2>&1
+  echo "sweep: exit $? ($((SECONDS - t0)) s)"; cat "$OUT/sweep.log" | grep -v "^$" | tail -40
 fi

@@ -109,6 +109,12 @@ void plan_v3(DecodePlan::Impl& I) {
   P.q_dtype = int(s.q_dtype); P.out_dtype = int(s.out_dtype);
   P.B = s.batch; P.Hq = s.heads_q; P.Hkv = s.heads_kv; P.G = G;
   P.max_pages = s.max_pages_per_seq; P.num_pages = s.num_pages; P.max_seq_len = s.max_seq_len; P.stages = stages;
+  // Split policy: the kernel spreads the work evenly over the wave (occupancy x SMs), but gives a CTA
+  // at least two chunks: at small B a chunk costs one warp step (~1-2 us of dependent latency), and
+  // halving the partials to merge measured 1-3 us faster at B = 1-4, T <= 4K and equal beyond
+  // (bench/cuda/sweep_split.py, docs/CUDA.md). TQ_CUDA_MIN_CHUNKS overrides it for that sweep.
+  P.min_chunks = 2;
+  if (const char* e = std::getenv("TQ_CUDA_MIN_CHUNKS")) P.min_chunks = std::max(1, std::atoi(e));
   const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(float(s.head_dim));
   const float rs = 1.0f / std::sqrt(float(s.head_dim));
   P.q_scale = scale * kLog2e * (I.kb ? rs : 1.0f);

@@ -220,7 +220,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
   }
   __syncthreads();
   const int total = prefix[B];
-  const int W = (total + int(gridDim.x) - 1) / int(gridDim.x);
+  // Chunks per CTA: spread over the whole wave, but no fewer than the plan's floor (small problems:
+  // fewer partials to merge beats more parallel CTAs; see DecodePlan's split policy).
+  const int W = max(P.min_chunks, (total + int(gridDim.x) - 1) / int(gridDim.x));
   const int start = int(blockIdx.x) * W, end = min(total, start + W);
   if (start >= end) return;
 
@@ -505,32 +507,48 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
       write = *last_flag != 0;
       if (write) {
         __threadfence();
-        for (int h = warp; h < G; h += kConsumers) {  // per head: max and sum over the partials
-          float M = -INFINITY;
-          for (int i = lane; i < count; i += 32) M = fmaxf(M, __ldcg(&P.part_ml[(size_t(first + i + sid) * G + h) * 2]));
-#pragma unroll
-          for (int off = 1; off < 32; off <<= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-          float Ls = 0.f;
+        // Per head: max and sum over the partials in one pass (each lane folds its share online,
+        // then a warp reduction), so one L2 round trip instead of two.
+        for (int h = warp; h < G; h += kConsumers) {
+          float M = -INFINITY, Ls = 0.f;
           for (int i = lane; i < count; i += 32) {
             const float2 ml = __ldcg(reinterpret_cast<const float2*>(&P.part_ml[(size_t(first + i + sid) * G + h) * 2]));
-            Ls += ml.x == -INFINITY ? 0.f : ex2(ml.x - M) * ml.y;
+            if (ml.x == -INFINITY) continue;
+            const float Mn = fmaxf(M, ml.x);
+            Ls = Ls * ex2(M - Mn) + ml.y * ex2(ml.x - Mn);
+            M = Mn;
           }
 #pragma unroll
-          for (int off = 1; off < 32; off <<= 1) Ls += __shfl_xor_sync(0xffffffffu, Ls, off);
+          for (int off = 1; off < 32; off <<= 1) {
+            const float Mo = __shfl_xor_sync(0xffffffffu, M, off), Lo = __shfl_xor_sync(0xffffffffu, Ls, off);
+            const float Mn = fmaxf(M, Mo);
+            Ls = (M == -INFINITY ? 0.f : Ls * ex2(M - Mn)) + (Mo == -INFINITY ? 0.f : Lo * ex2(Mo - Mn));
+            M = Mn;
+          }
           if (lane == 0) { misc[2 * h] = M; misc[2 * h + 1] = Ls; }
         }
         consumers_sync();
+        // Weighted sum of the partial rows: batches of kMergeBatch partials whose loads are all
+        // issued before any is used (the merge is a chain of L2 round trips otherwise).
+        constexpr int kMergeBatch = 8;
         for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
           const int h = (4 * e4) / D;
           const float M = misc[2 * h], Ls = misc[2 * h + 1];
           float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
-          for (int i = 0; i < count; ++i) {
-            const size_t sl = size_t(first + i + sid);
-            const float mi = __ldcg(&P.part_ml[(sl * G + h) * 2]);
-            const float4 v = __ldcg(reinterpret_cast<const float4*>(P.part_o + sl * G * D) + e4);
-            const float f = mi == -INFINITY ? 0.f : ex2(mi - M);
-            acc.x += f * v.x; acc.y += f * v.y; acc.z += f * v.z; acc.w += f * v.w;
+          for (int i0 = 0; i0 < count; i0 += kMergeBatch) {
+            float mi[kMergeBatch];
+            float4 v[kMergeBatch];
+#pragma unroll
+            for (int u = 0; u < kMergeBatch; ++u) {
+              const size_t sl = size_t(first + min(i0 + u, count - 1) + sid);
+              mi[u] = __ldcg(&P.part_ml[(sl * G + h) * 2]);
+              v[u] = __ldcg(reinterpret_cast<const float4*>(P.part_o + sl * G * D) + e4);
+            }
+#pragma unroll
+            for (int u = 0; u < kMergeBatch; ++u) {
+              const float f = (i0 + u >= count || mi[u] == -INFINITY) ? 0.f : ex2(mi[u] - M);
+              acc.x += f * v[u].x; acc.y += f * v[u].y; acc.z += f * v[u].z; acc.w += f * v[u].w;
+            }
           }
           const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
           reinterpret_cast<float4*>(q_s)[e4] = make_float4(acc.x * sc, acc.y * sc, acc.z * sc, acc.w * sc);

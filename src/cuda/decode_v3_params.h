@@ -37,6 +37,7 @@ struct Params {
   KvPageLayout kl, vl;
   int q_dtype, out_dtype;        // 0 f32, 1 f16, 2 bf16
   int B, Hq, Hkv, G, max_pages, num_pages, max_seq_len, stages;
+  int min_chunks;                // floor of chunks per CTA (split policy of the plan)
   float q_scale;                 // softmax scale * log2(e) (/ sqrt(D) for TurboQuant K)
   float out_scale;               // 1 / sqrt(D) for TurboQuant V, 1 for fp16
   uint32_t ktab[8], vtab[8];     // fp16 centroid tables (frag::make_table)
