@@ -26,10 +26,14 @@ T* need(T* p, const char* what) {
   return p;
 }
 
-tq::DType dtype_of(tq_dtype t, const char* what) {
+// Takes the enum's address and reads its bytes as an int: a C caller may pass any value, and loading
+// an out-of-range value as the C++ enum type is undefined behaviour (UBSan flags it).
+tq::DType dtype_of(const tq_dtype* p, const char* what) {
+  int t = 0;
+  std::memcpy(&t, p, sizeof t);
   TQ_CHECK_ARG(t == TQ_F32 || t == TQ_F16 || t == TQ_BF16, "{}: dtype must be TQ_F32, TQ_F16 or TQ_BF16, got {}", what,
-               int(t));
-  return static_cast<tq::DType>(int(t));
+               t);
+  return static_cast<tq::DType>(t);
 }
 
 tq::AttendQuery to_query(const tq_attend_args* a) {
@@ -40,11 +44,11 @@ tq::AttendQuery to_query(const tq_attend_args* a) {
   q.batch = a->batch;
   q.heads_q = a->heads_q;
   q.q = a->q;
-  q.q_dtype = dtype_of(a->q_dtype, "q");
+  q.q_dtype = dtype_of(&a->q_dtype, "q");
   q.q_token_stride = a->q_token_stride;
   q.q_head_stride = a->q_head_stride;
   q.out = a->out;
-  q.out_dtype = dtype_of(a->out_dtype, "out");
+  q.out_dtype = dtype_of(&a->out_dtype, "out");
   q.out_token_stride = a->out_token_stride;
   q.out_head_stride = a->out_head_stride;
   q.scale = a->scale;
@@ -163,7 +167,7 @@ tq_status tq_kv_cache_seq_len(const tq_kv_cache* c, int layer, int seq, int* len
 tq_status tq_kv_cache_append(tq_kv_cache* c, int layer, int seq, int n, const void* k, const void* v, tq_dtype dtype,
                              int64_t token_stride, int64_t head_stride) {
   return tq::capi::guard([&] {
-    const tq::DType dt = dtype_of(dtype, "append");
+    const tq::DType dt = dtype_of(&dtype, "append");
     need(c, "cache")->c->append(layer, seq, n, {k, dt, token_stride, head_stride}, {v, dt, token_stride, head_stride});
   });
 }

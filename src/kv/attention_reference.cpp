@@ -38,6 +38,24 @@ int64_t check_attend_query(const KvCache& cache, int layer, const AttendQuery& q
                  q.seqs[b], len);
     rows += ql;
   }
+  // Output rows must not overlap (q may: a read-only view such as one row for every head is fine).
+  const int D = cache.head_dim();
+  const int64_t ohs = q.out_head_stride ? q.out_head_stride : D;
+  const int64_t ots = q.out_token_stride ? q.out_token_stride : int64_t(q.heads_q) * D;
+  TQ_CHECK_ARG((q.heads_q == 1 || ohs >= D) && (rows == 1 || ots >= (q.heads_q - 1) * ohs + D),
+               "attend: out strides (token {}, head {}) make output rows overlap (head_dim {}, heads_q {})", ots, ohs, D,
+               q.heads_q);
+  // A non-finite query has no meaningful attention (softmax of NaN): refuse it as encode refuses
+  // non-finite keys, before anything is written.
+  const int64_t qhs = q.q_head_stride ? q.q_head_stride : D;
+  const int64_t qts = q.q_token_stride ? q.q_token_stride : int64_t(q.heads_q) * D;
+  std::vector<float> row(size_t(D), 0.f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int h = 0; h < q.heads_q; ++h) {
+      kv::load_row(q.q, q.q_dtype, r * qts + h * qhs, D, row.data());
+      for (int i = 0; i < D; ++i)
+        TQ_CHECK_ARG(std::isfinite(row[size_t(i)]), "attend: q row {} head {} has a non-finite value at {}", r, h, i);
+    }
   return rows;
 }
 
