@@ -27,7 +27,7 @@ if [[ $what == all || $what == test ]]; then
     echo "tests $f: exit $? ($((SECONDS - t0)) s)"
   done
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|rel|seed|differing" "$OUT/test.log" | head -30
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck initcheck; do
     timeout 100 compute-sanitizer --tool $tool --error-exitcode 9 ./build/box/tests/tq_test_cuda \
       --gtest_filter='CudaDecode.SmallShapes:CudaDecode.Bad*:CudaAppend.Bit*' >> "$OUT/test.log" 2>&1
     echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/test.log" | tail -1
