@@ -13,7 +13,9 @@ CXX=clang++ cmake -S fuzz -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebIn
 cmake --build build/fuzz -j "$(nproc)"
 status=0
 for bin in build/fuzz/fuzz_*; do
-  name=$(basename "$bin"); corpus="fuzz/corpus/${name#fuzz_}"
+  name=$(basename "$bin"); short=${name#fuzz_}
+  case $short in index_load) short=index ;; esac  # seeds: build/fuzz/make_index_seeds fuzz/corpus/index
+  corpus="fuzz/corpus/$short"
   mkdir -p "$corpus"
   work=$(mktemp -d)
   if "$bin" -artifact_prefix="$work/" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$work" "$corpus" >"$work.log" 2>&1; then

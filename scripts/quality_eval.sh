@@ -9,7 +9,7 @@ TQ=${TQ:-build/cpu/tq}
 out=docs/quality
 mkdir -p "$out"
 
-bash scripts/fetch_glove_eval.sh >/dev/null
+bash scripts/fetch_glove.sh >/dev/null
 [ -f data/kv/stories_all.safetensors ] || /usr/bin/python3 scripts/dump_kv_stories.py
 for D in 64 128; do
   [ -f "data/kv/synth_d$D.safetensors" ] || /usr/bin/python3 scripts/gen_synthetic_kv.py --D "$D"

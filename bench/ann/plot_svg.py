@@ -111,13 +111,21 @@ def main(d):
                 "TQ1,nc", "TQ2"}
         curve_plot([r for r in rows if r["index"] in keep], desc, os.path.join(d, name + "_curve.svg"))
         print(f"\n{desc}\n")
-        print("| library | index | bytes/vector | build s (train s) | QPS | R@1@1 | R@1@10 | R@1@64 | 10-recall@10 |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| library | index | bytes/vector | threads | build s (train s) | QPS | R@1@1 | R@1@10 | R@1@64 | 10-recall@10 |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        notes = []
         for r in rows:
             c = r["recall_at_1_at_k"]
             tr = f' ({r["train_s"]:.3g})' if r["lib"] == "faiss" and r["train_s"] > 0 else ""
-            print(f'| {r["lib"]} | {r["index"]} | {label_bytes(r)} | {r["build_s"]:.3g}{tr} | {r["qps"]:.0f} | '
-                  f'{c[0]:.3f} | {c[min(9, len(c)-1)]:.3f} | {c[-1]:.3f} | {r["recall_at_k"]:.3f} |')
+            mark = ""
+            if r.get("note"):  # e.g. a row carried over from an earlier run
+                if r["note"] not in notes:
+                    notes.append(r["note"])
+                mark = " " + "*" * (notes.index(r["note"]) + 1)
+            print(f'| {r["lib"]} | {r["index"]}{mark} | {label_bytes(r)} | {r["threads"]} | {r["build_s"]:.3g}{tr} | '
+                  f'{r["qps"]:.0f} | {c[0]:.3f} | {c[min(9, len(c)-1)]:.3f} | {c[-1]:.3f} | {r["recall_at_k"]:.3f} |')
+        for i, n in enumerate(notes):
+            print(f'\n{"*" * (i + 1)} {n}')
 
 
 if __name__ == "__main__":

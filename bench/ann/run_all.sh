@@ -12,7 +12,7 @@ bash scripts/fetch_glove.sh
 [ -f data/ann/glove100_base.npy ] || /usr/bin/python3 bench/ann/make_sets.py
 out=bench/ann/results
 mkdir -p "$out"
-meta() { echo "{\"machine\": \"$(lscpu | sed -n 's/^Model name: *//p') x $(nproc)\", \"commit\": \"$(git rev-parse --short HEAD)\", \"date\": \"$(date -u +%FT%TZ)\", \"threads\": $threads}"; }
+meta() { echo "{\"machine\": \"$(lscpu | sed -n 's/^Model name: *//p') x $(nproc)\", \"commit\": \"$(git rev-parse --short HEAD)\", \"date\": \"$(date -u +%FT%TZ)\", \"threads\": $threads, \"load_average\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"; }
 
 meta > "$out/glove100.meta.json"
 "$bin" --base data/ann/glove100_base.npy --queries data/ann/glove100_queries.npy --metric ip --k 10 \
@@ -27,3 +27,4 @@ meta > "$out/gauss1536.meta.json"
   --faiss "Flat;SQ4;SQ8;PQ384x4fs;PQ768x4fs" > "$out/gauss1536.jsonl"
 
 /usr/bin/python3 bench/ann/plot_svg.py "$out"
+# Indexing time, the issue-6 target (separate processes, wall and CPU time, load): bash bench/ann/add_time.sh

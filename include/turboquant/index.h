@@ -100,6 +100,10 @@ class FlatIndex {
   // corrupted, or unknown-version file with tq::Error(kIoError) and a message.
   void save(const std::string& path) const;
   static FlatIndex load(const std::string& path);
+  // The same from a whole file's bytes in memory (size bytes at data; not kept); `name` stands for
+  // the path in error messages. Cost: the codec is rebuilt from the description (a dense rotation
+  // is O(d^3) time, d^2 memory), then O(size).
+  static FlatIndex load_from_memory(const uint8_t* data, size_t size, const std::string& name = "<memory>");
 
   // Decoded vector of slot i (0 <= i < size()), original domain.
   void reconstruct(size_t i, float* out) const;

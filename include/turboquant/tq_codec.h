@@ -42,7 +42,8 @@ class TqCodec final : public Codec {
   //          part with its centroids (in (0, 1] for nonzero parts; 0 for zero parts). Indexes use
   //          n_p / dots_p as the scale that makes n·<Rq, ĉ> an unbiased inner-product estimate.
   // threads: 0 = the OpenMP default. Output is identical for any thread count. Throws on NaN/Inf or
-  // an fp16-overflowing norm (nothing written); throws for prod codecs.
+  // an fp16-overflowing norm (codes/norms/dots may then be partly written: pass scratch buffers);
+  // throws for prod codecs.
   void encode_unpacked(const float* x, size_t n, size_t stride, uint8_t* codes, float* norms,
                        int threads = 0, float* dots = nullptr) const;
   void decode(const uint8_t* codes, size_t n, float* y, size_t stride) const override;
@@ -71,10 +72,15 @@ class TqCodec final : public Codec {
   static std::vector<int> pick_outliers(const float* calib, size_t n, int d, int n_hi);
 
  private:
-  // Pass 1 of the batched encoder: checks every vector, returns the part norms (n x parts, double).
+  // Sums of squares of part p of nv <= 8 rows (x: row 0, stride apart) in double, channel order.
+  void part_sqnorms(const float* x, size_t nv, size_t stride, size_t p, double* s) const;
+  bool norm_ok(double sqnorm) const;  // finite, and within fp16 for fp16 norms
+  // Checks every vector (throws naming the first bad one), returns the part norms (n x parts).
   std::vector<double> checked_norms(const float* x, size_t n, size_t stride) const;
-  // Pass 2: rows [0, n) with their norms from pass 1 -> unpacked codes + stored norms.
-  void encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
+  // Rows [0, n) -> unpacked codes + stored norms. norms: from checked_norms, or nullptr to compute
+  // them per block (one pass over x); returns false if some vector failed norm_ok (outputs then
+  // partly written, the caller throws).
+  bool encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
                    float* norms_out, int threads, float* dots = nullptr) const;
 
   TqLayout layout_{};

@@ -157,47 +157,58 @@ TqCodec::TqCodec(const CodecSpec& spec, int d, const float* calib, size_t n_cali
   }
 }
 
+void TqCodec::part_sqnorms(const float* x, size_t nv, size_t stride, size_t p, double* s) const {
+  // Squared norms in double, summed in channel order exactly like encode_reference (so the stored
+  // norms are the same bytes); eight vectors at a time so the eight dependency chains overlap.
+  constexpr size_t kV = 8;
+  const std::vector<int>& ch = parts_[p].channels;
+  const int m = int(ch.size());
+  if (nv == kV) {
+    // Eight named chains the compiler keeps in registers; rows read in step.
+    const float* r[kV];
+    for (size_t v = 0; v < kV; ++v) r[v] = x + v * stride;
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    auto sq = [](float f) { const double e = f; return e * e; };
+    if (identity_[p]) {
+      for (int j = 0; j < m; ++j) {
+        s0 += sq(r[0][j]); s1 += sq(r[1][j]); s2 += sq(r[2][j]); s3 += sq(r[3][j]);
+        s4 += sq(r[4][j]); s5 += sq(r[5][j]); s6 += sq(r[6][j]); s7 += sq(r[7][j]);
+      }
+    } else {
+      for (int j = 0; j < m; ++j) {
+        const int c = ch[j];
+        s0 += sq(r[0][c]); s1 += sq(r[1][c]); s2 += sq(r[2][c]); s3 += sq(r[3][c]);
+        s4 += sq(r[4][c]); s5 += sq(r[5][c]); s6 += sq(r[6][c]); s7 += sq(r[7][c]);
+      }
+    }
+    s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
+  } else {
+    for (size_t v = 0; v < nv; ++v) {
+      s[v] = 0;
+      for (int c : ch) {
+        const double e = x[v * stride + c];
+        s[v] += e * e;
+      }
+    }
+  }
+}
+
+bool TqCodec::norm_ok(double sqnorm) const {
+  // A sum of float squares in double cannot overflow for d <= 65536, so a non-finite sum means a
+  // non-finite input value.
+  return std::isfinite(sqnorm) && (spec_.norm != NormType::kFp16 || std::sqrt(sqnorm) < 65504.0);
+}
+
 std::vector<double> TqCodec::checked_norms(const float* x, size_t n, size_t stride) const {
   TQ_CHECK_ARG(stride >= size_t(d_), "encode: stride {} < dimension {}", stride, d_);
   const size_t np = parts_.size();
   std::vector<double> norms(n * np);
-  // Squared norms in double, summed in channel order exactly like encode_reference (so the stored
-  // norms are the same bytes); eight vectors at a time so the eight dependency chains overlap.
-  // A sum of float squares in double cannot overflow for d <= 65536, so a non-finite sum means a
-  // non-finite input value, found and named below.
   constexpr size_t kV = 8;
   for (size_t i0 = 0; i0 < n; i0 += kV) {
     const size_t nv = std::min(kV, n - i0);
     for (size_t p = 0; p < np; ++p) {
-      double s[kV] = {0, 0, 0, 0, 0, 0, 0, 0};
-      const std::vector<int>& ch = parts_[p].channels;
-      const int m = int(ch.size());
-      if (nv == kV) {
-        // Eight named chains the compiler keeps in registers; rows read in step.
-        const float* r[kV];
-        for (size_t v = 0; v < kV; ++v) r[v] = x + (i0 + v) * stride;
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-        auto sq = [](float f) { const double e = f; return e * e; };
-        if (identity_[p]) {
-          for (int j = 0; j < m; ++j) {
-            s0 += sq(r[0][j]); s1 += sq(r[1][j]); s2 += sq(r[2][j]); s3 += sq(r[3][j]);
-            s4 += sq(r[4][j]); s5 += sq(r[5][j]); s6 += sq(r[6][j]); s7 += sq(r[7][j]);
-          }
-        } else {
-          for (int j = 0; j < m; ++j) {
-            const int c = ch[j];
-            s0 += sq(r[0][c]); s1 += sq(r[1][c]); s2 += sq(r[2][c]); s3 += sq(r[3][c]);
-            s4 += sq(r[4][c]); s5 += sq(r[5][c]); s6 += sq(r[6][c]); s7 += sq(r[7][c]);
-          }
-        }
-        s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
-      } else {
-        for (size_t v = 0; v < nv; ++v)
-          for (int c : ch) {
-            const double e = x[(i0 + v) * stride + c];
-            s[v] += e * e;
-          }
-      }
+      double s[kV];
+      part_sqnorms(x + i0 * stride, nv, stride, p, s);
       for (size_t v = 0; v < nv; ++v) {
         const size_t i = i0 + v;
         if (!std::isfinite(s[v])) {
@@ -215,7 +226,7 @@ std::vector<double> TqCodec::checked_norms(const float* x, size_t n, size_t stri
   return norms;
 }
 
-void TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
+bool TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double* norms, uint8_t* codes,
                           float* norms_out, int threads, float* dots) const {
   // Blocks of kRows vectors; per block and part: gather + normalize (u = x_S * float(1/||x_S||), as
   // in encode_reference), rotate (dense: one matrix product for the block), quantize.
@@ -228,13 +239,31 @@ void TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double*
   if (n < 2 * kRows) nt = 1;
 #endif
   (void)threads;
-#pragma omp parallel num_threads(nt)
+  bool ok = true;
+#pragma omp parallel num_threads(nt) reduction(&& : ok)
   {
     std::vector<float> u(kRows * size_t(d_)), y(kRows * size_t(kernels::padded_cols(d_)));
     std::vector<uint8_t> q(y.size());
+    std::vector<double> own(norms ? 0 : kRows * np);  // this block's norms when not given
 #pragma omp for schedule(static)
     for (size_t b = 0; b < n_blocks; ++b) {
       const size_t r0 = b * kRows, rows = std::min(kRows, n - r0);
+      const double* bn = norms ? norms + r0 * np : own.data();  // bn[r * np + p]
+      if (!norms) {
+        // Norms of the block while its rows are in cache: one pass over the input, not two.
+        constexpr size_t kV = 8;
+        double s[kV];
+        for (size_t v0 = 0; v0 < rows; v0 += kV) {
+          const size_t nv = std::min(kV, rows - v0);
+          for (size_t p = 0; p < np; ++p) {
+            part_sqnorms(x + (r0 + v0) * stride, nv, stride, p, s);
+            for (size_t v = 0; v < nv; ++v) {
+              ok = ok && norm_ok(s[v]);
+              own[(v0 + v) * np + p] = norm_ok(s[v]) ? std::sqrt(s[v]) : 0.0;
+            }
+          }
+        }
+      }
       for (size_t p = 0; p < np; ++p) {
         const TqPart& part = parts_[p];
         const int m = int(layout_.part[p].dim);
@@ -243,7 +272,7 @@ void TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double*
           const size_t i = r0 + r;
           const float* xi = x + i * stride;
           float* ur = &u[r * m];
-          const double nrm = norms[i * np + p];
+          const double nrm = bn[r * np + p];
           const float inv = nrm > 0 ? float(1.0 / nrm) : 1.0f;  // x * 1.0f == x: the zero vector
           if (identity_[p]) {
             for (int j = 0; j < m; ++j) ur[j] = xi[j] * inv;
@@ -267,23 +296,39 @@ void TqCodec::encode_rows(const float* x, size_t n, size_t stride, const double*
         for (size_t r = 0; r < rows; ++r)
           std::memcpy(codes + (r0 + r) * size_t(d_) + first, &q[r * ys], size_t(m));
         if (dots) {
-          const std::vector<float>& c = part.cb->centroids_f32();
+          // Four chains: one chain of dependent double adds was a sixth of the indexing time.
+          const float* c = part.cb->centroids_f32().data();
           for (size_t r = 0; r < rows; ++r) {
-            double acc = 0;
-            for (int j = 0; j < m; ++j) acc += double(c[q[r * ys + j]]) * rotated[r * ys + j];
-            dots[(r0 + r) * np + p] = float(acc);
+            const uint8_t* qr = &q[r * ys];
+            const float* yr = rotated + r * ys;
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            int j = 0;
+            for (; j + 4 <= m; j += 4) {
+              a0 += double(c[qr[j]]) * yr[j];
+              a1 += double(c[qr[j + 1]]) * yr[j + 1];
+              a2 += double(c[qr[j + 2]]) * yr[j + 2];
+              a3 += double(c[qr[j + 3]]) * yr[j + 3];
+            }
+            for (; j < m; ++j) a0 += double(c[qr[j]]) * yr[j];
+            dots[(r0 + r) * np + p] = float((a0 + a1) + (a2 + a3));
           }
         }
       }
     }
   }
+  return ok;
 }
 
 void TqCodec::encode_unpacked(const float* x, size_t n, size_t stride, uint8_t* codes, float* norms,
                               int threads, float* dots) const {
   TQ_CHECK_ARG(!prod(), "encode_unpacked: codec '{}' has a QJL stage (mse codecs only)", spec_.name());
-  const std::vector<double> nrm = checked_norms(x, n, stride);
-  encode_rows(x, n, stride, nrm.data(), codes, norms, threads, dots);
+  TQ_CHECK_ARG(stride >= size_t(d_), "encode: stride {} < dimension {}", stride, d_);
+  // One pass: norms are computed per block inside encode_rows. On a bad vector, checked_norms
+  // finds the first one and throws with its index (the outputs are partly written then).
+  if (!encode_rows(x, n, stride, nullptr, codes, norms, threads, dots)) {
+    (void)checked_norms(x, n, stride);
+    TQ_FAIL(kInternal, "encode: a vector failed the norm check but checked_norms found none");
+  }
 }
 
 void TqCodec::encode(const float* x, size_t n, size_t stride, uint8_t* codes) const {

@@ -140,15 +140,20 @@ FlatIndex FlatIndex::load(const std::string& path) {
   f.seekg(0);
   f.read(reinterpret_cast<char*>(buf.data()), size);
   TQ_CHECK(f.good(), kIoError, "{}: read failed", path);
-  TQ_CHECK(std::memcmp(buf.data(), kMagic, 8) == 0, kIoError, "{}: not a turboquant flat index (bad magic)", path);
+  return load_from_memory(buf.data(), buf.size(), path);
+}
+
+FlatIndex FlatIndex::load_from_memory(const uint8_t* data, size_t size, const std::string& path) {
+  TQ_CHECK(data != nullptr || size == 0, kIoError, "{}: null data", path);
+  TQ_CHECK(size >= 8 + 4 + 8, kIoError, "{}: too short ({} bytes) for an index file", path, size);
+  TQ_CHECK(std::memcmp(data, kMagic, 8) == 0, kIoError, "{}: not a turboquant flat index (bad magic)", path);
   uint64_t stored;
-  std::memcpy(&stored, buf.data() + buf.size() - 8, 8);
-  Reader r{buf.data(), buf.size() - 8, 8, path};
+  std::memcpy(&stored, data + size - 8, 8);
+  Reader r{data, size - 8, 8, path};
   const uint32_t version = r.get<uint32_t>("version");
   TQ_CHECK(version == kVersion, kIoError, "{}: index file version {} is not supported (this build reads {})", path,
            version, kVersion);
-  TQ_CHECK(fnv1a(buf.data(), buf.size() - 8) == stored, kIoError, "{}: checksum mismatch (corrupted or truncated)",
-           path);
+  TQ_CHECK(fnv1a(data, size - 8) == stored, kIoError, "{}: checksum mismatch (corrupted or truncated)", path);
 
   auto s = std::make_unique<Impl>();
   const uint32_t d = r.get<uint32_t>("dimension");

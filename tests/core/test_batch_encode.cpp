@@ -122,20 +122,32 @@ TEST(BatchEncode, SameBytesForAnyThreadCountAndSplit) {
 }
 
 TEST(BatchEncode, BadInputWritesNothing) {
+  // encode (packed): validates everything before writing. encode_unpacked computes norms in the
+  // same pass as encoding (its outputs are scratch), so it may write, but must name the vector.
   const int d = 100;
   auto c = make("tq4", d);
   auto x = rows(300, d, 5);
   x[250 * d + 17] = NAN;
-  std::vector<uint8_t> codes(300 * d, 0xAB);
-  std::vector<float> norms(300, -1.f);
+  std::vector<uint8_t> packed(300 * c->code_size(), 0xAB);
   try {
-    c->encode_unpacked(x.data(), 300, d, codes.data(), norms.data());
+    c->encode(x.data(), 300, d, packed.data());
     FAIL() << "NaN accepted";
   } catch (const tq::Error& e) {
     EXPECT_NE(std::string(e.what()).find("vector 250"), std::string::npos) << e.what();
   }
-  for (auto v : codes) ASSERT_EQ(v, 0xAB);
-  for (auto v : norms) ASSERT_EQ(v, -1.f);
+  for (auto v : packed) ASSERT_EQ(v, 0xAB);
+  std::vector<uint8_t> codes(300 * d, 0xAB);
+  std::vector<float> norms(300, -1.f);
+  for (int threads : {1, 2}) {
+    try {
+      c->encode_unpacked(x.data(), 300, d, codes.data(), norms.data(), threads);
+      FAIL() << "NaN accepted";
+    } catch (const tq::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("vector 250"), std::string::npos) << e.what();
+    }
+  }
+  x[250 * d + 17] = 1e5f;  // finite, but the norm overflows fp16
+  EXPECT_THROW(c->encode_unpacked(x.data(), 300, d, codes.data(), norms.data()), tq::Error);
   EXPECT_THROW(c->encode_unpacked(x.data(), 300, d - 1, codes.data(), norms.data()), tq::Error);
   EXPECT_THROW(make("tq3p", d)->encode_unpacked(x.data(), 1, d, codes.data(), norms.data()), tq::Error);
 }

@@ -393,6 +393,16 @@ TEST(FlatIndexIo, SaveLoadRoundTripsAndRefusesDamage) {
 
     std::ifstream f(path, std::ios::binary);
     std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    {  // The same bytes from memory load the same index; damaged bytes are refused the same way.
+      const auto* u = reinterpret_cast<const uint8_t*>(bytes.data());
+      tq::FlatIndex mem = tq::FlatIndex::load_from_memory(u, bytes.size());
+      mem.search(q.data(), 5, d, 10, Db.data(), Lb.data());
+      EXPECT_EQ(L, Lb) << desc;
+      EXPECT_EQ(D, Db) << desc;
+      EXPECT_THROW(tq::FlatIndex::load_from_memory(u, bytes.size() - 1), tq::Error) << desc;
+      EXPECT_THROW(tq::FlatIndex::load_from_memory(u, 7), tq::Error) << desc;
+      EXPECT_THROW(tq::FlatIndex::load_from_memory(nullptr, 0), tq::Error) << desc;
+    }
     auto write = [&](const std::vector<char>& b) {
       std::ofstream o(path, std::ios::binary | std::ios::trunc);
       o.write(b.data(), std::streamsize(b.size()));
