@@ -162,8 +162,15 @@ void KvCacheStore::attend(int layer, const float* q, int n, float* out) const {
   a.q = q;
   a.out = out;
   a.scale = shape_.scale;
-  // The fused engine runs on the OpenMP threads that set_threads chose, like the matmuls.
-  if (attn_ == KvAttention::kFused) tq::attend(*cache_, layer, a);
+  // The fused engine on the OpenMP threads that set_threads chose, but, like the matmuls
+  // (ops.cpp), on the calling thread below ~4M multiply-adds: a decode step is far below, and a
+  // fork/join per layer there made `tq generate` 8x slower on a busy 2-core machine (the idle
+  // worker spins in libgomp between the steps' serial matmuls; 3.8 vs 30 tokens/s on the proxy
+  // model, 28 tokens/s with one thread or OMP_WAIT_POLICY=passive).
+  AttentionOptions opts;
+  const int64_t work = int64_t(n) * shape_.n_head * length(layer) * shape_.head_dim;
+  opts.threads = work > (int64_t(1) << 22) ? 0 : 1;
+  if (attn_ == KvAttention::kFused) tq::attend(*cache_, layer, a, opts);
   else tq::attend_reference(*cache_, layer, a);
 }
 
