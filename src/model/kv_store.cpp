@@ -88,9 +88,9 @@ void CodecKvStore::decode_layer(int layer, std::vector<float>& k, std::vector<fl
   vc_->decode(vcodes_[size_t(layer)].data(), rows, v.data(), size_t(shape_.head_dim));
 }
 
-// The seam for a fused engine: this decodes every stored row and attends on the decoded values,
-// O(length) decodes per call. A kernel that scores queries against the codes (lookup tables in
-// the rotated domain) replaces these lines and must match them (tests/model/test_kv_store.cpp).
+// The reference: decodes every stored row and attends on the decoded values, O(length) decodes
+// per call. KvCacheStore with fused attention must match it (tests/model/test_kv_store.cpp,
+// tests/model/test_llama.cpp).
 void CodecKvStore::attend(int layer, const float* q, int n, float* out) const {
   check_layer(layer);
   const int len = length(layer);
@@ -131,8 +131,16 @@ KvCacheConfig cache_config(const KvShape& s, KvCacheConfig cfg, int capacity) {
 }
 }  // namespace
 
-KvCacheStore::KvCacheStore(const KvShape& s, const KvCacheConfig& cfg, int capacity)
-    : KvStore(s), cache_(std::make_unique<KvCache>(cache_config(s, cfg, capacity))) {
+KvAttention parse_kv_attention(const std::string& s) {
+  if (s == "fused") return KvAttention::kFused;
+  TQ_CHECK_ARG(s == "reference", "kv attention '{}' (fused or reference)", s);
+  return KvAttention::kReference;
+}
+
+const char* kv_attention_name(KvAttention a) { return a == KvAttention::kFused ? "fused" : "reference"; }
+
+KvCacheStore::KvCacheStore(const KvShape& s, const KvCacheConfig& cfg, int capacity, KvAttention attn)
+    : KvStore(s), cache_(std::make_unique<KvCache>(cache_config(s, cfg, capacity))), attn_(attn) {
   seq_ = cache_->add_sequence();
 }
 
@@ -154,7 +162,16 @@ void KvCacheStore::attend(int layer, const float* q, int n, float* out) const {
   a.q = q;
   a.out = out;
   a.scale = shape_.scale;
-  attend_reference(*cache_, layer, a);  // the seam: tq::attend (fused) once the engine is built
+  // The fused engine on the OpenMP threads that set_threads chose, but, like the matmuls
+  // (ops.cpp), on the calling thread below ~4M multiply-adds: a decode step is far below, and a
+  // fork/join per layer there made `tq generate` 8x slower on a busy 2-core machine (the idle
+  // worker spins in libgomp between the steps' serial matmuls; 3.8 vs 30 tokens/s on the proxy
+  // model, 28 tokens/s with one thread or OMP_WAIT_POLICY=passive).
+  AttentionOptions opts;
+  const int64_t work = int64_t(n) * shape_.n_head * length(layer) * shape_.head_dim;
+  opts.threads = work > (int64_t(1) << 22) ? 0 : 1;
+  if (attn_ == KvAttention::kFused) tq::attend(*cache_, layer, a, opts);
+  else tq::attend_reference(*cache_, layer, a);
 }
 
 int KvCacheStore::length(int layer) const {
@@ -178,23 +195,30 @@ std::string KvCacheStore::name() const {
   std::string n = parse_kv_codec(c.codec).name();
   if (c.edge_layers > 0) n += fmt::format(" (edge {}: {})", c.edge_layers, parse_kv_codec(c.edge_codec).name());
   if (c.window > 0) n += fmt::format(" (window {})", c.window);
+  if (attn_ == KvAttention::kReference) n += " (reference attention)";
   return n;
 }
 
 std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_codec, const KvStoreOptions& opt) {
+  const KvAttention attn = parse_kv_attention(opt.attn);
   if (kv_codec == "fp32" || kv_codec == "exact") return std::make_unique<ExactKvStore>(s);
-  if (opt.kind == "codec") {
+  TQ_CHECK_ARG(opt.kind == "auto" || opt.kind == "codec" || opt.kind == "cache", "kv store kind '{}' (auto, codec or cache)",
+               opt.kind);
+  const bool codec_store =
+      opt.kind == "codec" || (opt.kind == "auto" && attn == KvAttention::kReference && opt.edge_layers == 0 && opt.window == 0);
+  if (codec_store) {
     TQ_CHECK_ARG(opt.edge_layers == 0 && opt.window == 0,
                  "kv store 'codec' has no edge layers or window (use the 'cache' store)");
+    TQ_CHECK_ARG(attn == KvAttention::kReference,
+                 "kv store 'codec' decodes rows and has only reference attention (use the 'cache' store for fused)");
     return std::make_unique<CodecKvStore>(s, parse_kv_codec(kv_codec));
   }
-  TQ_CHECK_ARG(opt.kind == "cache", "kv store kind '{}' (codec or cache)", opt.kind);
   KvCacheConfig cfg;
   cfg.codec = kv_codec;
   cfg.edge_layers = opt.edge_layers;
   cfg.edge_codec = opt.edge_codec;
   cfg.window = opt.window;
-  return std::make_unique<KvCacheStore>(s, cfg, opt.capacity);
+  return std::make_unique<KvCacheStore>(s, cfg, opt.capacity, attn);
 }
 
 }  // namespace tq::model

@@ -28,7 +28,10 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
   KvStoreOptions so = opt.store;
   so.capacity = opt.ctx;
   auto test = make_kv_store(shape, opt.kv, so);
-  auto ref = make_kv_store(shape, opt.kv_ref);
+  KvStoreOptions ro;  // the reference cache: plain, same attention path as the test cache
+  ro.capacity = opt.ctx;
+  ro.attn = opt.store.attn;
+  auto ref = make_kv_store(shape, opt.kv_ref, ro);
   PerplexityResult r;
   r.kv = test->name();
   r.kv_ref = ref->name();

@@ -141,16 +141,42 @@ TEST(KvCacheStore, MatchesTheCodecStore) {
   const KvShape sh = shape3();
   const int len = 37;
   const auto k = randn(size_t(len) * 2 * 16, rng), v = randn(k.size(), rng), q = randn(size_t(len) * 4 * 16, rng);
-  for (const char* codec : {"k4v3", "fp16", "k=tq5,v=q8"}) {
+  for (const char* codec : {"k4v3", "fp16", "k=tq5,v=q8", "tq3p", "kivi2", "bf16"}) {
     CodecKvStore a(sh, tq::parse_kv_codec(codec));
-    auto b = make_kv_store(sh, codec, KvStoreOptions{"cache", 64});
-    EXPECT_EQ(a.bytes_per_token(), b->bytes_per_token()) << codec;
-    // the same codes decode to the same values; only the order of double sums may differ
-    EXPECT_LT(max_rel_diff(run(a, k, v, q, len, 5), run(*b, k, v, q, len, 5)), 1e-6) << codec;
-    EXPECT_EQ(b->length(2), len);
-    b->clear();
-    EXPECT_EQ(b->length(0), 0);
+    const auto want = run(a, k, v, q, len, 5);
+    for (const char* attn : {"reference", "fused"}) {
+      auto b = make_kv_store(sh, codec, KvStoreOptions{"cache", 64, 0, "fp16", 0, attn});
+      EXPECT_EQ(a.bytes_per_token(), b->bytes_per_token()) << codec;
+      // The same codes decode to the same values. The reference differs only in the order of
+      // double sums (1e-6); the fused engine works in float32 on the codes (rotated q, float
+      // softmax and sums over 16 dims x 37 tokens: ~1e-6 relative round-off), 2e-5 is the
+      // engine's own tolerance (tests/kv/test_attention_fused.cpp) and still catches a wrong
+      // token, mask or scale (errors >= 1e-2).
+      const double tol = std::string(attn) == "fused" ? 2e-5 : 1e-6;
+      EXPECT_LT(max_rel_diff(want, run(*b, k, v, q, len, 5)), tol) << codec << " " << attn;
+      EXPECT_EQ(b->length(2), len);
+      b->clear();
+      EXPECT_EQ(b->length(0), 0);
+    }
   }
+}
+
+TEST(KvStore, AttentionChoice) {
+  const KvShape sh = shape3();
+  EXPECT_NE(dynamic_cast<KvCacheStore*>(make_kv_store(sh, "tq3").get()), nullptr);  // auto + fused: the cache
+  KvStoreOptions ref;
+  ref.attn = "reference";
+  EXPECT_NE(dynamic_cast<CodecKvStore*>(make_kv_store(sh, "tq3", ref).get()), nullptr);
+  ref.window = 4;  // auto + reference + window: the cache, attended by the reference
+  auto c = make_kv_store(sh, "tq3", ref);
+  ASSERT_NE(dynamic_cast<KvCacheStore*>(c.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<KvCacheStore*>(c.get())->attention(), KvAttention::kReference);
+  KvStoreOptions bad;
+  bad.kind = "codec";  // the codec store has no fused path: an error, not a silent fallback
+  EXPECT_THROW(make_kv_store(sh, "tq3", bad), tq::Error);
+  bad.kind = "cache";
+  bad.attn = "flash";
+  EXPECT_THROW(make_kv_store(sh, "tq3", bad), tq::Error);
 }
 
 TEST(KvCacheStore, EdgeLayersAndWindow) {
@@ -162,7 +188,7 @@ TEST(KvCacheStore, EdgeLayersAndWindow) {
   const auto ref = run(exact, k, v, q, len, len);
   // A float window as long as the sequence: nothing is ever quantized.
   auto win = make_kv_store(sh, "k2v2", KvStoreOptions{"cache", 64, 0, "fp16", len});
-  EXPECT_LT(max_rel_diff(ref, run(*win, k, v, q, len, 1)), 1e-6);
+  EXPECT_LT(max_rel_diff(ref, run(*win, k, v, q, len, 1)), 2e-5);  // fused, float32: see above
   // Edge layers 0 and 2 in fp16: their outputs are fp16-accurate, layer 1's are 2-bit.
   auto edge = make_kv_store(sh, "k2v2", KvStoreOptions{"cache", 64, 1, "fp16", 0});
   const auto e = run(*edge, k, v, q, len, len);
@@ -177,7 +203,7 @@ TEST(KvCacheStore, EdgeLayersAndWindow) {
   EXPECT_EQ(edge->bytes_per_token(), 2 * fp16_layer + k2v2_layer);
   EXPECT_NE(edge->name().find("edge 1"), std::string::npos);
   // Options the codec store does not have are errors, not silently ignored.
-  EXPECT_THROW(make_kv_store(sh, "k2v2", KvStoreOptions{"codec", 64, 1}), tq::Error);
+  EXPECT_THROW(make_kv_store(sh, "k2v2", KvStoreOptions{"codec", 64, 1, "fp16", 0, "reference"}), tq::Error);
   EXPECT_THROW(make_kv_store(sh, "k2v2", KvStoreOptions{"paged"}), tq::Error);
 }
 

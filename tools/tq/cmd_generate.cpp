@@ -1,7 +1,8 @@
 // tools/tq/cmd_generate.cpp — `tq generate`: text from a GGUF llama model with a compressed KV cache,
 // streamed to stdout token by token.
 //   tq generate --model M.gguf [--prompt "..."] [-n 64] [--kv tq3] [--temp 0] [--seed S] [--threads N]
-//               [--kv-store codec|cache [--edge-layers N --edge-codec C --window R]]
+//               [--kv-store auto|codec|cache [--edge-layers N --edge-codec C --window R]]
+//               [--attn fused|reference]
 // stdout: the prompt, then each new token's text as it is produced (greedy at temp 0). An empty
 // prompt starts from BOS alone. Generation stops after n tokens or at EOS. stderr: tokens/s and
 // KV bytes per token.
@@ -85,8 +86,12 @@ tq::cli::Registrar reg("generate", "Generate text with a GGUF llama model on a c
                              ->check(CLI::Range(0.0, 100.0));
                          app.add_option("--seed", o->seed, "sampling seed");
                          app.add_option("--kv-store", o->store.kind,
-                                        "codec: encode rows with tq::Codec; cache: the paged KvCache")
-                             ->check(CLI::IsMember({"codec", "cache"}));
+                                        "cache: the paged KvCache; codec: rows encoded with tq::Codec, decoded "
+                                        "to attend (reference only); auto: cache, or codec for --attn reference")
+                             ->check(CLI::IsMember({"auto", "codec", "cache"}));
+                         app.add_option("--attn", o->store.attn,
+                                        "fused: tq::attend on the codes; reference: decode every row, double sums")
+                             ->check(CLI::IsMember({"fused", "reference"}));
                          app.add_option("--edge-layers", o->store.edge_layers,
                                         "cache: first/last N layers use --edge-codec")
                              ->check(CLI::NonNegativeNumber);

@@ -1,7 +1,8 @@
 // tools/tq/cmd_perplexity.cpp — `tq perplexity`: a GGUF llama model's perplexity on a text with a
 // compressed KV cache and, in the same run, with a reference cache.
 //   tq perplexity --model M.gguf --text F.txt --ctx 256 --kv k4v3 [--kv-ref fp32] [--max-tokens N]
-//                 [--kv-store codec|cache [--edge-layers N --edge-codec C --window R]]
+//                 [--kv-store auto|codec|cache [--edge-layers N --edge-codec C --window R]]
+//                 [--attn fused|reference]
 //                 [--threads N] [--json] [--no-progress]
 // Windows, scoring and metrics: include/turboquant/model/perplexity.h. Results: docs/MODEL.md.
 #include <unistd.h>
@@ -73,6 +74,7 @@ int run(const Opts& o) {
                         {"text_tokens", tokens.size()},
                         {"kv", r.kv},
                         {"kv_ref", r.kv_ref},
+                        {"attn", o.store.attn},
                         {"ppl", r.ppl},
                         {"ppl_ref", r.ppl_ref},
                         {"ppl_ratio", r.ppl / r.ppl_ref},
@@ -118,8 +120,12 @@ tq::cli::Registrar reg("perplexity", "Perplexity of a GGUF llama model on a text
                          app.add_option("--max-tokens", o->max_tokens, "score at most N text tokens (0: all)")
                              ->check(CLI::NonNegativeNumber);
                          app.add_option("--kv-store", o->store.kind,
-                                        "codec: encode rows with tq::Codec; cache: the paged KvCache")
-                             ->check(CLI::IsMember({"codec", "cache"}));
+                                        "cache: the paged KvCache; codec: rows encoded with tq::Codec, decoded "
+                                        "to attend (reference only); auto: cache, or codec for --attn reference")
+                             ->check(CLI::IsMember({"auto", "codec", "cache"}));
+                         app.add_option("--attn", o->store.attn,
+                                        "fused: tq::attend on the codes; reference: decode every row, double sums")
+                             ->check(CLI::IsMember({"fused", "reference"}));
                          app.add_option("--edge-layers", o->store.edge_layers,
                                         "cache: first/last N layers use --edge-codec")
                              ->check(CLI::NonNegativeNumber);

@@ -4,8 +4,9 @@
 // Per layer, a store holds K (after RoPE) and V rows of every position so far, and computes causal
 // attention of new queries over them. The model calls, per layer and per batch of n new tokens:
 //   append(layer, k, v, n);  attend(layer, q, n, out);
-// so a store may compress on append and attend on whatever it kept (decode-then-attend here; a
-// fused kernel scoring the codes later: see CodecKvStore::attend).
+// so a store may compress on append and attend on whatever it kept: CodecKvStore decodes every row
+// and runs attention_ref (the reference), KvCacheStore attends on the codes with the fused engine
+// tq::attend (turboquant/attention.h) or, selectably, with tq::attend_reference.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -65,8 +66,9 @@ class ExactKvStore final : public KvStore {
 };
 
 // Every K and V row of one token and head is encoded with a tq::Codec (dimension head_dim) on
-// append; attention decodes the stored codes and runs attention_ref on them. That is the reference
-// quality of a compressed cache; a fused engine that scores codes directly replaces attend().
+// append; attention decodes the stored codes and runs attention_ref on them (O(length) decodes per
+// call). That is the reference quality of a compressed cache, kept as the definition the fused
+// path (KvCacheStore with KvAttention::kFused) is tested against.
 class CodecKvStore final : public KvStore {
  public:
   CodecKvStore(const KvShape& s, const KvCodecSpec& spec);
@@ -88,14 +90,20 @@ class CodecKvStore final : public KvStore {
   std::vector<std::vector<uint8_t>> kcodes_, vcodes_;  // per layer: [len, Hkv, code_size]
 };
 
+// How KvCacheStore attends: the fused engine tq::attend (scores the codes, float32, SIMD, threads)
+// or tq::attend_reference (decodes every stored token, double accumulation).
+enum class KvAttention : uint8_t { kFused = 0, kReference = 1 };
+KvAttention parse_kv_attention(const std::string& s);  // "fused" | "reference"; else kInvalidArgument
+const char* kv_attention_name(KvAttention a);
+
 // The project's cache (turboquant/kv_cache.h: pages, per-layer codecs, float window) holding one
-// sequence, attended with tq::attend_reference (decode + double softmax). `cfg` supplies codec,
-// edge_layers / edge_codec, layer_codecs, window and page_tokens; the shape fields come from `s`,
-// and the page pool is sized for `capacity` tokens. The fused engine (tq::attend) drops in at
-// attend() once it is built.
+// sequence. `cfg` supplies codec, edge_layers / edge_codec, layer_codecs, window and page_tokens;
+// the shape fields come from `s`, and the page pool is sized for `capacity` tokens (appending more
+// throws kOutOfMemory and leaves the store unchanged).
 class KvCacheStore final : public KvStore {
  public:
-  KvCacheStore(const KvShape& s, const KvCacheConfig& cfg, int capacity);
+  KvCacheStore(const KvShape& s, const KvCacheConfig& cfg, int capacity,
+               KvAttention attn = KvAttention::kFused);
   void append(int layer, const float* k, const float* v, int n) override;
   void attend(int layer, const float* q, int n, float* out) const override;
   int length(int layer) const override;
@@ -103,20 +111,25 @@ class KvCacheStore final : public KvStore {
   size_t bytes_per_token() const override;
   std::string name() const override;
   const KvCache& cache() const { return *cache_; }
+  KvAttention attention() const { return attn_; }
 
  private:
   std::unique_ptr<KvCache> cache_;
   int seq_ = -1;
+  KvAttention attn_;
 };
 
-// How make_kv_store builds a store: "codec" (CodecKvStore) or "cache" (KvCacheStore, where the
-// edge layers, window and capacity apply). "fp32" / "exact" is always the ExactKvStore.
+// How make_kv_store builds a store: "codec" (CodecKvStore, reference attention only), "cache"
+// (KvCacheStore, where the edge layers, window, capacity and attn apply), or "auto": the cache,
+// except the codec store for attn "reference" without edge layers or window. "fp32" / "exact" is
+// always the ExactKvStore.
 struct KvStoreOptions {
-  std::string kind = "codec";
+  std::string kind = "auto";
   int capacity = 4096;           // cache: tokens the page pool holds
   int edge_layers = 0;           // cache: first/last layers kept in edge_codec
   std::string edge_codec = "fp16";
   int window = 0;                // cache: most recent tokens kept in float32
+  std::string attn = "fused";    // "fused" (tq::attend) or "reference"; "codec" + "fused" is an error
 };
 
 // "fp32" / "exact" -> ExactKvStore; any other KV codec string (tq::parse_kv_codec) -> the store
