@@ -42,7 +42,17 @@ if [[ $what == all || $what == bench ]]; then
   timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --metrics \
     sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fmaheavy.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,sm__inst_executed.sum \
     python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 >> "$OUT/ncu.txt" 2>&1
-  echo "ncu done ($((SECONDS - t0)) s)"; grep -E "pipe_|inst_executed.sum" "$OUT/ncu.txt" | head
+  # Stall reasons (warp cycles per issued instruction, by reason) of the tq3 kernel at B=32, T=16K.
+  stalls=$(for r in long_scoreboard short_scoreboard barrier membar wait math_pipe_throttle mio_throttle lg_throttle \
+    not_selected selected dispatch_stall no_instruction branch_resolving sleeping drain misc tex_throttle; do
+    printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' $r; done)
+  timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --metrics "${stalls%,}" \
+    python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 >> "$OUT/ncu.txt" 2>&1
+  for shape in "--batch 1 --context 1024" "--batch 1 --context 16384"; do  # small batches: kernel time alone
+    timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --section SpeedOfLight \
+      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 $shape >> "$OUT/ncu.txt" 2>&1
+  done
+  echo "ncu done ($((SECONDS - t0)) s)"; grep -E "pipe_|inst_executed.sum|issue_stalled" "$OUT/ncu.txt" | sort -k3 -n -r | head -24
   grep -E "decode_kernel<|DRAM Throughput|Duration|Compute \(SM\)|Issue Slots Busy|Issued Warp|Achieved Occupancy|No Eligible" "$OUT/ncu.txt" | head -24
   PYTHONUNBUFFERED=1 timeout 330 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
     > "$OUT/bench.log" 2>&1
