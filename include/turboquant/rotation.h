@@ -43,6 +43,7 @@ class Rotation {
   // rounds give binomial lattice values (spacing 2/d, comparable to a 4-bit cell), still 12% worse
   // than optimum at 4 bits, d=128; the third round makes the coordinates look continuous Gaussian.
   static constexpr int kHadamardRounds = 3;
+  static constexpr int kMaxDenseDim = 4096;  // dense (Haar) rotations: d^2 memory, O(d^3) to build
   const std::vector<float>& signs(int round) const { return signs_[round]; }  // ±1, d each
   const std::vector<float>& matrix() const { return m_; }                     // dense: d*d row-major
 

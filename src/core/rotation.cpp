@@ -106,6 +106,11 @@ std::shared_ptr<const Rotation> Rotation::create(RotationKind kind, int d, uint6
   if (kind == RotationKind::kAuto) kind = is_pow2(d) ? RotationKind::kHadamard : RotationKind::kDense;
   TQ_CHECK_ARG(kind != RotationKind::kHadamard || is_pow2(d),
                "Hadamard rotation needs a power-of-two dimension, got {} (use rot=dense)", d);
+  // A dense rotation costs d^2 doubles + floats and an O(d^3) QR: 4096 is ~200 MB and seconds; beyond
+  // that a file or a caller could make us allocate gigabytes and compute for minutes. Refuse it.
+  TQ_CHECK_ARG(kind != RotationKind::kDense || d <= kMaxDenseDim,
+               "dense rotation of dimension {} is too large (max {}; power-of-two dimensions use Hadamard)", d,
+               kMaxDenseDim);
   static std::mutex mu;
   static std::map<std::tuple<int, int, uint64_t>, std::shared_ptr<const Rotation>> cache;
   const auto key = std::make_tuple(int(kind), d, seed);

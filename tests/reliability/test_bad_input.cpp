@@ -46,6 +46,10 @@ TEST(BadInput, CodecStringsDimensionsAndBits) {
   EXPECT_NE(tq_codec_create("fp16", 0, &c), TQ_OK);
   EXPECT_NE(tq_codec_create("tq3", std::numeric_limits<int>::max(), &c), TQ_OK) << "huge dimension";
   EXPECT_NE(last_error().find("dim"), std::string::npos) << last_error();
+  EXPECT_NE(tq_codec_create("tq3", 40000, &c), TQ_OK) << "dense rotation of d = 40000: 13 GB and an O(d^3) QR";
+  EXPECT_NE(last_error().find("too large"), std::string::npos) << last_error();
+  ASSERT_EQ(tq_codec_create("tq3", 65536, &c), TQ_OK) << "Hadamard: any power of two up to the limit";
+  tq_codec_destroy(c);
   ASSERT_EQ(tq_codec_create("fp16", 1, &c), TQ_OK) << last_error();  // pass-through takes d = 1
   tq_codec_destroy(c);
 }
