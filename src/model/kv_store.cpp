@@ -210,7 +210,7 @@ std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_c
     TQ_CHECK_ARG(opt.edge_layers == 0 && opt.window == 0,
                  "kv store 'codec' has no edge layers or window (use the 'cache' store)");
     TQ_CHECK_ARG(attn == KvAttention::kReference,
-                 "kv store 'codec' decodes rows and has only reference attention (use the 'cache' store for fused)");
+                 "kv store 'codec' decodes rows and has only reference attention (--attn reference, or the 'cache' store for fused)");
     return std::make_unique<CodecKvStore>(s, parse_kv_codec(kv_codec));
   }
   KvCacheConfig cfg;

@@ -80,6 +80,16 @@ TEST_F(ModelCli, PerplexityJson) {
   // 5 layers x 4 KV heads x (K + V), each 8 values at 4 bits + an fp16 norm = 6 bytes
   EXPECT_EQ(j["kv_bytes_per_token"].get<int>(), 5 * 4 * 2 * 6);
   EXPECT_EQ(j["kv_ref_bytes_per_token"].get<int>(), 5 * 4 * 2 * 8 * 4);
+  EXPECT_EQ(j["attn"].get<std::string>(), "fused");
+  // The reference attention: same cache bytes; perplexity equal up to round-off and the rare code
+  // that lands in another cell because layer 0's output differs in the 7th digit (measured 3e-7).
+  const CliRun rr = tq("perplexity --model " + model + " --text " + text +
+                       " --ctx 128 --kv k4v4 --max-tokens 600 --json --attn reference");
+  ASSERT_EQ(rr.status, 0) << rr.out;
+  const auto jr = nlohmann::json::parse(rr.out);
+  EXPECT_EQ(jr["attn"].get<std::string>(), "reference");
+  EXPECT_EQ(jr["kv_bytes_per_token"], j["kv_bytes_per_token"]);
+  EXPECT_NEAR(jr["ppl"].get<double>() / j["ppl"].get<double>(), 1.0, 1e-3);
 }
 
 TEST_F(ModelCli, BadInputIsOneErrorLine) {
@@ -87,7 +97,8 @@ TEST_F(ModelCli, BadInputIsOneErrorLine) {
        {"perplexity --model /nonexistent.gguf --text " + text, "perplexity --model " + text + " --text " + text,
         "perplexity --model " + model + " --text /nonexistent.txt", "perplexity --model " + model + " --text " + text +
         " --kv k9v3", "perplexity --model " + model + " --text " + shared("data/README.md") + " --ctx 100000",
-        "generate --model " + model + " --kv nonsense", "generate --model " + text}) {
+        "generate --model " + model + " --kv nonsense", "generate --model " + text,
+        "generate --model " + model + " --kv tq3 --kv-store codec --attn fused"}) {
     const CliRun r = tq(args, true);
     EXPECT_EQ(r.status, 1) << args;
     EXPECT_EQ(r.out.rfind("tq ", 0), 0u) << args << ": " << r.out;
