@@ -10,19 +10,14 @@
 #include <sys/wait.h>
 #include <vector>
 
+#include "test_util.h"
 #include "turboquant/codec.h"
 #include "turboquant/turboquant.h"
 #include "turboquant/turboquant.hpp"
 
 namespace {
 
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(n);
-  for (auto& v : x) v = nd(g);
-  return x;
-}
+using tq::testing::randn;
 
 TEST(CApiCodec, EncodeDecodeMatchesTheCppCodec) {
   tq_codec* c = nullptr;

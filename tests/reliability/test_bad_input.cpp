@@ -5,8 +5,6 @@
 // corrupted files. Each area's own tests go deeper; this file is the one checklist over all of them.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -17,18 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "turboquant/turboquant.h"
 #include "turboquant/turboquant_index.h"
 
 namespace {
 
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> d;
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using tq::testing::randn;
 
 std::string last_error() { return tq_last_error(); }
 
@@ -266,20 +259,6 @@ TEST(BadInput, IndexFilesAndQueries) {
 }
 
 // ---- CLI: exit status 1 and a one-line message, never an abort or a stack trace ----
-struct CliResult {
-  int status;
-  std::string out;
-};
-CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(TQ_CLI_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 512> buf{};
-  while (fgets(buf.data(), int(buf.size()), p)) out += buf.data();
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
-}
-
 TEST(BadInput, CliFailsWithOneLine) {
   const std::string dir = ::testing::TempDir();
   { std::ofstream(dir + "/junk.npy") << "not a numpy file"; }
@@ -299,7 +278,7 @@ TEST(BadInput, CliFailsWithOneLine) {
       "bench decode --device cuda9 --batch 1 --heads-q 4 --heads-kv 2 --head-dim 64 --context 16 --codecs fp16",
   };
   for (const auto& c : cases) {
-    const CliResult r = run_cli(c);
+    const auto r = tq::testing::run_cli(c);
     EXPECT_EQ(r.status, 1) << c << "\n" << r.out;
     EXPECT_NE(r.out.find("tq "), std::string::npos) << c << "\n" << r.out;
     EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << c;

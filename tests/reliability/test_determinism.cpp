@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "turboquant/codec.h"
 #include "turboquant/index.h"
 #include "turboquant/kv_cache.h"
@@ -19,13 +20,7 @@
 
 namespace {
 
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> d;
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using tq::testing::randn;
 
 std::vector<uint8_t> encode(const std::string& spec, int d, const std::vector<float>& x) {
   const auto c = tq::Codec::create(tq::parse_codec(spec), d);

@@ -1,0 +1,42 @@
+// tests/test_util.h — helpers shared by the test folders (each tests/<area> includes it as
+// "test_util.h"): seeded Gaussian vectors and running the `tq` CLI.
+#pragma once
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace tq::testing {
+
+// n i.i.d. N(0, sd^2) floats from a seeded mt19937_64 (the same seed gives the same vector).
+inline std::vector<float> randn(size_t n, uint64_t seed, float sd = 1.0f) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> nd(0.f, sd);
+  std::vector<float> x(n);
+  for (auto& v : x) v = nd(g);
+  return x;
+}
+
+struct CliResult {
+  int status;       // exit status; 128 + signal when killed (an abort shows as 134)
+  std::string out;  // stdout, plus stderr when merged
+};
+
+// Runs the tq CLI (TQ_CLI_PATH) with `args` in shell syntax.
+inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
+  const std::string cmd = std::string(TQ_CLI_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : (WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1), out};
+}
+
+}  // namespace tq::testing
