@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "command.h"
+#include "model_options.h"
 #include "turboquant/error.h"
 #include "turboquant/model/llama.h"
 
@@ -85,19 +86,7 @@ tq::cli::Registrar reg("generate", "Generate text with a GGUF llama model on a c
                          app.add_option("--temp", o->temp, "sampling temperature (0: greedy)")
                              ->check(CLI::Range(0.0, 100.0));
                          app.add_option("--seed", o->seed, "sampling seed");
-                         app.add_option("--kv-store", o->store.kind,
-                                        "cache: the paged KvCache; codec: rows encoded with tq::Codec, decoded "
-                                        "to attend (reference only); auto: cache, or codec for --attn reference")
-                             ->check(CLI::IsMember({"auto", "codec", "cache"}));
-                         app.add_option("--attn", o->store.attn,
-                                        "fused: tq::attend on the codes; reference: decode every row, double sums")
-                             ->check(CLI::IsMember({"fused", "reference"}));
-                         app.add_option("--edge-layers", o->store.edge_layers,
-                                        "cache: first/last N layers use --edge-codec")
-                             ->check(CLI::NonNegativeNumber);
-                         app.add_option("--edge-codec", o->store.edge_codec, "cache: codec of the edge layers");
-                         app.add_option("--window", o->store.window, "cache: most recent tokens kept in float32")
-                             ->check(CLI::NonNegativeNumber);
+                         tq::cli::add_kv_store_options(app, o->store);
                          app.add_option("--threads", o->threads, "threads (0: all cores)");
                          return [o]() { return run(*o); };
                        });

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "model_options.h"
 #include "turboquant/error.h"
 #include "turboquant/model/llama.h"
 #include "turboquant/model/perplexity.h"
@@ -119,19 +120,7 @@ tq::cli::Registrar reg("perplexity", "Perplexity of a GGUF llama model on a text
                          app.add_option("--kv-ref", o->kv_ref, "reference KV cache codec");
                          app.add_option("--max-tokens", o->max_tokens, "score at most N text tokens (0: all)")
                              ->check(CLI::NonNegativeNumber);
-                         app.add_option("--kv-store", o->store.kind,
-                                        "cache: the paged KvCache; codec: rows encoded with tq::Codec, decoded "
-                                        "to attend (reference only); auto: cache, or codec for --attn reference")
-                             ->check(CLI::IsMember({"auto", "codec", "cache"}));
-                         app.add_option("--attn", o->store.attn,
-                                        "fused: tq::attend on the codes; reference: decode every row, double sums")
-                             ->check(CLI::IsMember({"fused", "reference"}));
-                         app.add_option("--edge-layers", o->store.edge_layers,
-                                        "cache: first/last N layers use --edge-codec")
-                             ->check(CLI::NonNegativeNumber);
-                         app.add_option("--edge-codec", o->store.edge_codec, "cache: codec of the edge layers");
-                         app.add_option("--window", o->store.window, "cache: most recent tokens kept in float32")
-                             ->check(CLI::NonNegativeNumber);
+                         tq::cli::add_kv_store_options(app, o->store);
                          app.add_option("--threads", o->threads, "threads (0: all cores)");
                          app.add_flag("--json", o->json, "print one JSON object");
                          app.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");
