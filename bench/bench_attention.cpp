@@ -78,6 +78,25 @@ void BM_DotCodesI8(benchmark::State& st) {
   st.SetItemsProcessed(int64_t(st.iterations()) * tokens);
 }
 
+void BM_AccCodesBf16(benchmark::State& st) {
+  const int tokens = int(st.range(1));
+  const CodeBlock cb(int(st.range(0)), 128, tokens);
+  if (!tq::kv::bf16_values_available()) {
+    st.SkipWithError("no AVX-512 BF16 + VBMI on this CPU");
+    return;
+  }
+  const auto w = randn(kRows * kBlock, 2);
+  const tq::kv::Bf16Table tab = tq::kv::make_bf16_table(cb.bits, cb.table.data());
+  std::vector<float> acc(kRows * 128);
+  for (auto _ : st) {
+    for (int t = 0; t < tokens; t += kBlock)
+      tq::kv::acc_codes_bf16(cb.bits, cb.m, tq::kv::OneSegment{cb.codes.data() + size_t(t) * cb.stride, kBlock, cb.stride}.run(), 0,
+                             tab, w.data(), kBlock, kRows, acc.data(), 128);
+    benchmark::DoNotOptimize(acc.data());
+  }
+  st.SetItemsProcessed(int64_t(st.iterations()) * tokens);
+}
+
 void BM_AccCodes(benchmark::State& st) {
   const int tokens = int(st.range(1));
   const CodeBlock cb(int(st.range(0)), 128, tokens);
@@ -186,6 +205,7 @@ void BM_Attend(benchmark::State& st) {
 
 BENCHMARK(BM_DotCodes)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
 BENCHMARK(BM_DotCodesI8)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
+BENCHMARK(BM_AccCodesBf16)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
 BENCHMARK(BM_AccCodes)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
 BENCHMARK(BM_DotCodesLutGather)->DenseRange(2, 4);
 BENCHMARK(BM_AccCodesHistogram)->DenseRange(2, 4);

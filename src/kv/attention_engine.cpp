@@ -54,6 +54,8 @@ struct Stream {
   std::vector<int> order;     // kernel position -> coordinate within the part
   bool i8 = false;            // K: scored by the int8 kernel (natural order, attn_int8.h)
   kv::Int8Table i8tab{};
+  bool bf = false;            // V: accumulated by the bf16 kernel (natural order, attn_int8.h)
+  kv::Bf16Table bftab{};
 };
 
 // How one side (K or V) of a layer is read.
@@ -69,7 +71,8 @@ struct Side {
   int width = 0;  // prepared q row (K) / accumulator row (V) width
 };
 
-Side make_side(const Codec& c, const KvPageLayout& lay, const uint8_t* pool, int D, bool int8 = false) {
+Side make_side(const Codec& c, const KvPageLayout& lay, const uint8_t* pool, int D, bool int8 = false,
+               bool bf16 = false) {
   Side s;
   s.codec = &c;
   s.lay = lay;
@@ -110,6 +113,11 @@ Side make_side(const Codec& c, const KvPageLayout& lay, const uint8_t* pool, int
       if (int8 && kv::int8_scores_fit(st.bits, st.m)) {
         st.i8 = true;
         st.i8tab = kv::make_int8_table(st.bits, st.table.data());
+      }
+      if (bf16 && kv::int8_scores_fit(st.bits, st.m)) {
+        st.bf = true;
+        st.bftab = kv::make_bf16_table(st.bits, st.table.data());
+        for (int j = 0; j < st.m; ++j) st.order[size_t(j)] = j;  // the bf16 kernel's accumulators are in natural order
       }
       off += pad16(st.m);
       s.streams.push_back(std::move(st));
@@ -267,7 +275,8 @@ void accumulate_encoded(const Ctx& C, const KvSeqView& sv, int g, int pos, int n
   for (const Stream& st : V.streams) {
     stream_coef(V, st, S.v.s, S.coef.data(), S.coef2.data());
     for (int r = 0; r < R; ++r) kv::mul_rows(p + r * BT, S.coef.data(), n, w + r * BT);
-    kv::acc_codes(st.bits, st.m, S.v.c, st.codes_off, st.table.data(), w, BT, R, acc + st.off, A);
+    if (st.bf) kv::acc_codes_bf16(st.bits, st.m, S.v.c, st.codes_off, st.bftab, w, BT, R, acc + st.off, A);
+    else kv::acc_codes(st.bits, st.m, S.v.c, st.codes_off, st.table.data(), w, BT, R, acc + st.off, A);
   }
 }
 
@@ -435,7 +444,7 @@ void attend(const KvCache& cache, int layer, const AttendQuery& q, const Attenti
   C.BT = opts.block_tokens;
   C.scale = q.scale > 0 ? q.scale : float(1.0 / std::sqrt(double(C.D)));
   C.k = make_side(*L.k_codec, L.k_layout, L.k_pool, C.D, opts.int8_scores && kv::int8_scores_available());
-  C.v = make_side(*L.v_codec, L.v_layout, L.v_pool, C.D);
+  C.v = make_side(*L.v_codec, L.v_layout, L.v_pool, C.D, false, opts.bf16_values && kv::bf16_values_available());
   C.q = &q;
   C.qts = q.q_token_stride ? q.q_token_stride : int64_t(q.heads_q) * C.D;
   C.qhs = q.q_head_stride ? q.q_head_stride : C.D;

@@ -17,6 +17,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
+
+#include "turboquant/half.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -42,6 +45,27 @@ bool int8_scores_available() {
 #else
   return false;
 #endif
+}
+
+bool bf16_values_available() {
+#if TQ_INT8_X86
+  static const bool ok = [] {
+    const char* e = std::getenv("TQ_KV_NO_INT8");
+    if (e && *e && *e != '0') return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+Bf16Table make_bf16_table(int bits, const float* table) {
+  Bf16Table t{};
+  for (int i = 0; i < 32; ++i) t.lut[i] = float_to_bf16(table[i & ((1 << bits) - 1)]);
+  return t;
 }
 
 Int8Table make_int8_table(int bits, const float* table) {
@@ -241,6 +265,153 @@ void dot_codes_i8(int bits, int m, const TokenRun& tr, size_t off, const Int8Tab
   }
 #endif
   (void)bits, (void)m, (void)off, (void)tab, (void)q, (void)s, (void)ld_s;
+}
+
+}  // namespace tq::kv
+
+// ---- bf16 value accumulation --------------------------------------------------------------------
+//
+// Register layout for 16 coordinates c0..c0+15 of a group and a token pair (A, B): dword lane L is
+// coordinate c0 + L, its byte 0 A's code and byte 2 B's code (vpermw reads the low 5 bits of each
+// word: word 2L = A's centroid, 2L+1 = B's, the pair vdpbf16ps multiplies with (w_A, w_B)). Qword
+// Q (coordinates cc = c0 + 2Q, cc + 1) gets from vpermi2b the bytes holding both codes' bits:
+//   byte 0: A's low plane byte, 1: A's 1-bit plane byte (3 bits), 2 and 3: the same of B.
+namespace tq::kv {
+namespace {
+#if TQ_INT8_X86
+#define TQ_BF16_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vbmi")))
+
+// Byte (within the group) and bit of code c's low-plane bits, and of its 1-bit plane bit.
+void code_pos(int bits, int c, int& lo_byte, int& lo_bit, int& hi_byte, int& hi_bit) {
+  const int p = 4 * ((c >> 1) & 7) + 2 * (c >> 4) + (c & 1);  // 1-bit plane position
+  hi_byte = hi_bit = 0;
+  if (bits == 4) {
+    lo_byte = c >> 1;  // nibble c of 16 bytes: byte 4(c>>3) + ((c&7)>>1) = c >> 1
+    lo_bit = 4 * (c & 1);
+  } else if (bits == 1) {
+    lo_byte = p >> 3;
+    lo_bit = p & 7;
+  } else {
+    lo_byte = c >> 2;
+    lo_bit = 2 * (c & 3);
+    hi_byte = 8 + (p >> 3);
+    hi_bit = p & 7;
+  }
+}
+
+template <int B>
+struct Bf16Ctl {
+  static constexpr int GB = 4 * B, CG = 64 / GB < 16 ? 64 / GB : 16;
+  // idx[gi][h]: vpermi2b index for group gi of the loaded chunk, half h (c0 = 16h);
+  // lo[h] / hi[h]: vpmultishiftqb controls.
+  alignas(64) uint8_t idx[CG][2][64], lo[2][64], hi[2][64];
+  Bf16Ctl() {
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < 64; ++i) {
+        const int Q = i >> 3, ob = i & 7;
+        const int cc = 16 * h + 2 * Q;
+        int lb, lbit, hb, hbit;
+        // source bytes of the qword: 0 A lo, 1 A hi, 2 B lo, 3 B hi (the rest repeat byte 0)
+        const int slot = ob < 4 ? ob : 0;
+        code_pos(B, cc, lb, lbit, hb, hbit);
+        for (int gi = 0; gi < CG; ++gi) idx[gi][h][i] = uint8_t(64 * (slot >> 1) + GB * gi + ((slot & 1) ? hb : lb));
+        // output byte ob: token (ob>>1)&1, coordinate cc + (ob>>2); odd bytes are ignored
+        const int tok = (ob >> 1) & 1, d = ob >> 2;
+        code_pos(B, cc + d, lb, lbit, hb, hbit);
+        lo[h][i] = uint8_t(16 * tok + lbit);
+        hi[h][i] = uint8_t((8 * (2 * tok + 1) + hbit - 2) & 63);
+      }
+  }
+};
+
+template <int B, int RT, int P>
+TQ_BF16_ATTR void acc_pass_bf16(const TokenRun& tr, size_t off, __m512i lut, const uint32_t* wp, size_t ld_p,
+                                float* acc, size_t ld_a, int c0) {
+  // P columns of 16 coordinates from coordinate c0 (a multiple of 16; P*16 coordinates lie in
+  // at most CG consecutive groups starting at group c0/32).
+  static const Bf16Ctl<B> ctl;
+  constexpr int GB = 4 * B;
+  const int g0 = c0 / 32, h0 = (c0 / 16) & 1;
+  const int ngroups = (h0 + P + 1) / 2;
+  const __mmask64 lm = ngroups * GB >= 64 ? ~__mmask64(0) : (__mmask64(1) << (ngroups * GB)) - 1;
+  const __m512i mask3 = _mm512_set1_epi8(3);
+  __m512 a[RT][P];
+  for (int r = 0; r < RT; ++r)
+    for (int p = 0; p < P; ++p) a[r][p] = _mm512_loadu_ps(acc + r * ld_a + c0 + 16 * p);
+  Cur cur(tr, off + size_t(GB) * g0);
+  const int n = tr.n;
+  for (int t = 0; t < n; t += 2) {
+    const bool two = t + 1 < n;
+    const uint8_t* ca = cur.next();
+    const uint8_t* cb = two ? cur.next() : ca;
+    const __m512i xa = _mm512_maskz_loadu_epi8(lm, ca), xb = _mm512_maskz_loadu_epi8(lm, cb);
+    __m512i wv[RT];
+    for (int r = 0; r < RT; ++r) wv[r] = _mm512_set1_epi32(int(wp[r * ld_p + size_t(t / 2)]));
+    for (int p = 0; p < P; ++p) {
+      const int h = (h0 + p) & 1, gi = (h0 + p) >> 1;
+      const __m512i x = _mm512_permutex2var_epi8(xa, _mm512_load_si512(ctl.idx[gi][h]), xb);
+      __m512i v = _mm512_multishift_epi64_epi8(_mm512_load_si512(ctl.lo[h]), x);
+      if constexpr (B == 3)
+        v = _mm512_ternarylogic_epi32(mask3, v, _mm512_multishift_epi64_epi8(_mm512_load_si512(ctl.hi[h]), x), 0xCA);
+      const __m512i c = _mm512_permutexvar_epi16(v, lut);
+      for (int r = 0; r < RT; ++r) a[r][p] = _mm512_dpbf16_ps(a[r][p], (__m512bh)c, (__m512bh)wv[r]);
+    }
+  }
+  for (int r = 0; r < RT; ++r)
+    for (int p = 0; p < P; ++p) _mm512_storeu_ps(acc + r * ld_a + c0 + 16 * p, a[r][p]);
+}
+
+template <int B, int RT>
+TQ_BF16_ATTR void acc_rows_bf16(int m, const TokenRun& tr, size_t off, const Bf16Table& tab, const float* w,
+                                size_t ld_w, float* acc, size_t ld_a) {
+  constexpr int P = RT == 4 ? 4 : 8;  // 16 accumulators; a pass's groups fit one 64-byte load
+  constexpr int PM = (64 / (4 * B)) * 2 < P ? (64 / (4 * B)) * 2 : P;
+  const __m512i lut = _mm512_loadu_si512(tab.lut);
+  // The weights as bf16 pairs (w_t, w_t+1) per dword, once per call (an odd count pairs the last
+  // token with a zero weight).
+  const int n = tr.n, np = (n + 1) / 2;
+  const size_t ld_p = size_t(np + 15) / 16 * 16;
+  alignas(64) uint32_t wp[RT * 160];  // n <= 256 per call in the engine; larger runs use the heap
+  std::vector<uint32_t> heap;
+  uint32_t* p = wp;
+  if (size_t(RT) * ld_p > sizeof(wp) / 4) {
+    heap.resize(size_t(RT) * ld_p);
+    p = heap.data();
+  }
+  for (int r = 0; r < RT; ++r)
+    for (int t = 0; t < n; t += 32) {
+      const int k = std::min(32, n - t);
+      const __mmask16 m0 = __mmask16(k >= 16 ? 0xFFFF : (1u << k) - 1), m1 = __mmask16(k >= 32 ? 0xFFFF : k > 16 ? (1u << (k - 16)) - 1 : 0);
+      const __m512 lo = _mm512_maskz_loadu_ps(m0, w + r * ld_w + t), hi = _mm512_maskz_loadu_ps(m1, w + r * ld_w + t + 16);
+      _mm512_storeu_si512(p + r * ld_p + size_t(t / 2), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  int c0 = 0;
+  for (; c0 + 16 * PM <= m; c0 += 16 * PM) acc_pass_bf16<B, RT, PM>(tr, off, lut, p, ld_p, acc, ld_a, c0);
+  for (; c0 < m; c0 += 16) acc_pass_bf16<B, RT, 1>(tr, off, lut, p, ld_p, acc, ld_a, c0);
+}
+#endif
+}  // namespace
+
+void acc_codes_bf16(int bits, int m, const TokenRun& tr, size_t off, const Bf16Table& tab, const float* w, size_t ld_w,
+                    int R, float* acc, size_t ld_a) {
+  if (tr.n <= 0) return;
+#if TQ_INT8_X86
+  auto rows = [&](auto bc) {
+    constexpr int B = decltype(bc)::value;
+    int r = 0;
+    for (; R - r >= 4; r += 4) acc_rows_bf16<B, 4>(m, tr, off, tab, w + r * ld_w, ld_w, acc + r * ld_a, ld_a);
+    for (; R - r >= 2; r += 2) acc_rows_bf16<B, 2>(m, tr, off, tab, w + r * ld_w, ld_w, acc + r * ld_a, ld_a);
+    for (; r < R; ++r) acc_rows_bf16<B, 1>(m, tr, off, tab, w + r * ld_w, ld_w, acc + r * ld_a, ld_a);
+  };
+  switch (bits) {
+    case 1: return rows(std::integral_constant<int, 1>{});
+    case 2: return rows(std::integral_constant<int, 2>{});
+    case 3: return rows(std::integral_constant<int, 3>{});
+    case 4: return rows(std::integral_constant<int, 4>{});
+    default: break;
+  }
+#endif
+  (void)bits, (void)m, (void)off, (void)tab, (void)w, (void)ld_w, (void)R, (void)acc, (void)ld_a;
 }
 
 }  // namespace tq::kv

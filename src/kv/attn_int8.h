@@ -47,4 +47,21 @@ void quantize_query(const float* q, size_t ld_q, int R, int m, Int8Query& out);
 void dot_codes_i8(int bits, int m, const TokenRun& tr, size_t off, const Int8Table& tab, const Int8Query& q,
                   float* s, size_t ld_s);
 
+// ---- bf16 value accumulation (AVX-512 BF16 + VBMI) ------------------------------------------------
+//
+//   acc[r*ld_a + j] += Σ_t w[r*ld_w + t] · table[code_{t,j}]   (natural order, m % 32 == 0)
+//
+// with the centroids and the weights rounded to bfloat16 (8-bit mantissa: 2^-9 relative) and fp32
+// accumulation: one vdpbf16ps adds two tokens' products for 16 coordinates, twice the fp32 FMA
+// rate. The two tokens' codes of 16 coordinates are gathered by one vpermi2b, moved to the low
+// bits of alternate 16-bit words by vpmultishiftqb (+ vpternlogd for 3 bits) and looked up by
+// vpermw in a 32-entry bf16 table.
+bool bf16_values_available();  // AVX-512 F/BW/BF16/VBMI and TQ_KV_NO_INT8 unset
+struct Bf16Table {
+  alignas(64) uint16_t lut[32];
+};
+Bf16Table make_bf16_table(int bits, const float* table);
+void acc_codes_bf16(int bits, int m, const TokenRun& tr, size_t off, const Bf16Table& tab, const float* w, size_t ld_w,
+                    int R, float* acc, size_t ld_a);
+
 }  // namespace tq::kv

@@ -124,7 +124,7 @@ nlohmann::ordered_json bench_one(const Opts& o, const std::string& codec, int T,
   a.out = out.data();
   tq::AttentionOptions opt;
   opt.threads = threads;
-  opt.int8_scores = !o.fp32_scores;
+  opt.int8_scores = opt.bf16_values = !o.fp32_scores;
   for (int i = 0; i < o.warmup; ++i) tq::attend(cache, 0, a, opt);
   std::vector<double> us;
   for (int i = 0; i < o.reps; ++i) {
@@ -238,7 +238,7 @@ int run(const Opts& o) {
   doc["threads"] = threads;
   doc["simd_target"] = tq::attention_simd_target();
   doc["cache"] = o.warm ? "warm" : "cold (2x L3 streamed between steps)";
-  doc["scores"] = o.fp32_scores ? "fp32" : "int8 for TurboQuant keys where the CPU has AVX-512 VNNI + VBMI";
+  doc["scores"] = o.fp32_scores ? "fp32" : "int8 K scores, bf16 V sums for TurboQuant codes where the CPU has AVX-512 VNNI/BF16 + VBMI";
   doc["read_gbps"] = read_bandwidth_gbps(threads);
   doc["results"] = nlohmann::ordered_json::array();
   if (!o.json)
@@ -276,7 +276,7 @@ tq::cli::Registrar reg("bench", "Benchmarks (decode: attention over a filled KV 
   dec->add_option("--page-tokens", o->page_tokens, "Tokens per KV page");
   dec->add_option("--seed", o->seed, "Random data seed");
   dec->add_flag("--warm", o->warm, "Keep the KV cache-resident between steps (default: cold)");
-  dec->add_flag("--fp32-scores", o->fp32_scores, "Score TurboQuant keys in fp32 instead of int8 (VNNI CPUs)");
+  dec->add_flag("--fp32-scores", o->fp32_scores, "fp32 TurboQuant kernels instead of int8 K scores / bf16 V sums (AVX-512 VNNI/BF16 CPUs)");
   dec->add_flag("--no-check", o->no_check, "Skip the accuracy checks");
   dec->add_flag("--json", o->json, "JSON output");
   return [o] { return run(*o); };
