@@ -26,6 +26,7 @@
 #include "kv/attn_kernels.h"
 #include "kv/dtype_io.h"
 #include "kv/kv_read.h"
+#include "kv/work_pool.h"
 #include "turboquant/attention.h"
 #include "turboquant/error.h"
 #include "turboquant/tq_codec.h"
@@ -495,12 +496,13 @@ void attend(const KvCache& cache, int layer, const AttendQuery& q, const Attenti
     }
   };
   const int n_items = int(items.size()), n_groups = int(groups.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int i = 0; i < n_items; ++i) guarded([&] { run_item(C, items[size_t(i)], workspace.data() + items[size_t(i)].ws); });
+  kv::run_items(n_items, threads, [&](int i) {
+    guarded([&] { run_item(C, items[size_t(i)], workspace.data() + items[size_t(i)].ws); });
+  });
   if (err) std::rethrow_exception(err);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int i = 0; i < n_groups; ++i)
+  kv::run_items(n_groups, threads, [&](int i) {
     guarded([&] { finalize(C, &items[size_t(groups[size_t(i)].first)], groups[size_t(i)].second, workspace.data()); });
+  });
   if (err) std::rethrow_exception(err);
 }
 
