@@ -73,7 +73,22 @@ Int8Table make_int8_table(int bits, const float* table) {
   const int k = 1 << bits;
   float mx = 0;
   for (int i = 0; i < k; ++i) mx = std::max(mx, std::fabs(table[i]));
+  // The smallest step (max|c|/127) is not always the best: a slightly larger one can put every
+  // centroid closer to a multiple of it. Pick the step with the least squared rounding error.
   t.cs = mx > 0 ? mx / 127.f : 1.f;
+  double best = 1e300;
+  for (int k2 = 0; mx > 0 && k2 <= 400; ++k2) {
+    const float cs = mx / (127.f - 0.1f * float(k2));  // 127 .. 87 steps for the largest
+    double e = 0;
+    for (int i = 0; i < k; ++i) {
+      const double d = table[i] - cs * std::nearbyint(table[i] / cs);
+      e += d * d;
+    }
+    if (e < best) {
+      best = e;
+      t.cs = cs;
+    }
+  }
   for (int i = 0; i < 64; ++i) {
     const long v = std::lround(table[i & (k - 1)] / t.cs);
     t.lut[i] = uint8_t(128 + std::clamp<long>(v, -127, 127));
