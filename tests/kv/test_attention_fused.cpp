@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <thread>
 
 #include <hwy/targets.h>
 
@@ -576,4 +577,25 @@ TEST(AttentionInt8, EveryCodecAndOddShapeMatchTheReferenceWithinTheRounding) {
         // block's running max, which depends on the split: 2^-9 relative per weight.
         EXPECT_LT(fused_error(s, f, first, o), 1e-3) << " threads " << threads << " splits " << splits << " block " << bt;
       }
+}
+
+// attend() from several threads at once: the helper pool serves one call at a time, the others
+// run on their callers (work_pool.h); every result must still match.
+TEST(AttentionFused, ConcurrentCallsGiveTheSameResults) {
+  Case s;
+  s.lens = {1000, 113, 7};
+  s.qlens = {1, 2, 1};
+  Filled f = fill(s);
+  const auto ref = reference(s, f);
+  std::vector<std::vector<float>> outs(4, std::vector<float>(ref.size(), NAN));
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; ++i)
+    ts.emplace_back([&, i] {
+      AttentionOptions o = fp32_scores();
+      o.threads = 2;
+      o.kv_splits = 3;
+      for (int rep = 0; rep < 5; ++rep) tq::attend(*f.cache, 0, query(s, f, outs[size_t(i)].data()), o);
+    });
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < 4; ++i) EXPECT_LT(tqtest::rel_l2(outs[size_t(i)].data(), ref.data(), ref.size()), kTolF32) << i;
 }
