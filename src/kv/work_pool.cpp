@@ -59,8 +59,12 @@ class Pool {
     }
     cv_.notify_all();
     work(*job);
-    // Items claimed by helpers that are still running: short, so spin.
-    while (job->done.load(std::memory_order_acquire) < n) TQ_PAUSE();
+    // Items claimed by helpers that are still running: spin, then yield the core (a helper that
+    // was preempted mid-item needs it more than we do).
+    for (int k = 0; job->done.load(std::memory_order_acquire) < n; ++k) {
+      if (k < 4000) TQ_PAUSE();
+      else std::this_thread::yield();
+    }
     std::lock_guard<std::mutex> lk(mu_);
     if (job_ == job) job_.reset();
   }
