@@ -22,8 +22,10 @@
 extern "C" {
 #endif
 
-/* Element types of caller buffers (same values as tq::DType). */
-typedef enum tq_dtype { TQ_F32 = 0, TQ_F16 = 1, TQ_BF16 = 2 } tq_dtype;
+/* Element types of caller buffers (same values as tq::DType). The last enumerator makes the enum
+ * 32 bits wide, so a bad value from a caller (rejected with TQ_INVALID_ARGUMENT) is not undefined
+ * behaviour in the C++ implementation. */
+typedef enum tq_dtype { TQ_F32 = 0, TQ_F16 = 1, TQ_BF16 = 2, TQ_DTYPE_MAX_ENUM_ = 0x7FFFFFFF } tq_dtype;
 
 /* ---- codecs ------------------------------------------------------------------------------------ */
 typedef struct tq_codec tq_codec;

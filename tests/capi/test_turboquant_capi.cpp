@@ -212,7 +212,8 @@ TEST(CppWrapper, RaiiAndExceptions) {
   }
   turboquant::KvCache cache(turboquant::KvCache::Config{}.layers(2).kv_heads(1).head_dim(64).codec("tq3").pages(4, 4).window(2));
   const int s = cache.add_sequence();
-  cache.append(1, s, 5, x.data(), x.data());
+  const auto kv = randn(100 * 64, 10);  // enough rows for every append below (x has only 3)
+  cache.append(1, s, 5, kv.data(), kv.data());
   EXPECT_EQ(cache.seq_len(1, s), 5);
   std::vector<float> q(2 * 64, 0.5f), out(q.size()), ref(q.size());
   cache.attend(1, {s}, 2, q.data(), out.data(), {}, 0, false, /*fp32_scores=*/true);
@@ -220,7 +221,7 @@ TEST(CppWrapper, RaiiAndExceptions) {
   for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], ref[i], 1e-5);
   turboquant::KvCache moved = std::move(cache);
   EXPECT_EQ(moved.seq_len(1, s), 5);
-  EXPECT_THROW(moved.append(0, s, 100, x.data(), x.data()), turboquant::Error);  // 4 pages of 4
+  EXPECT_THROW(moved.append(0, s, 100, kv.data(), kv.data()), turboquant::Error);  // 4 pages of 4
   EXPECT_THROW(moved.seq_len(0, 3), turboquant::Error);
 }
 
