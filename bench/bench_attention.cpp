@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kv/attn_alt_kernels.h"
+#include "kv/attn_int8.h"
 #include "kv/attn_kernels.h"
 #include "turboquant/attention.h"
 #include "turboquant/layout.h"
@@ -53,6 +54,47 @@ void BM_DotCodes(benchmark::State& st) {
   }
   st.SetItemsProcessed(int64_t(st.iterations()) * tokens);
   st.SetLabel(tq::kv::kernel_target());
+}
+
+// The int8 score kernel (attn_int8.h) on the same data.
+void BM_DotCodesI8(benchmark::State& st) {
+  const int tokens = int(st.range(1));
+  const CodeBlock cb(int(st.range(0)), 128, tokens);
+  if (!tq::kv::int8_scores_available()) {
+    st.SkipWithError("no AVX-512 VNNI + VBMI on this CPU");
+    return;
+  }
+  const auto q = randn(kRows * 128, 1);
+  tq::kv::Int8Query q8;
+  tq::kv::quantize_query(q.data(), 128, kRows, 128, q8);
+  const tq::kv::Int8Table tab = tq::kv::make_int8_table(cb.bits, cb.table.data());
+  std::vector<float> s(size_t(kRows) * kBlock);
+  for (auto _ : st) {
+    for (int t = 0; t < tokens; t += kBlock)
+      tq::kv::dot_codes_i8(cb.bits, cb.m, tq::kv::OneSegment{cb.codes.data() + size_t(t) * cb.stride, kBlock, cb.stride}.run(), 0, tab,
+                           q8, s.data(), kBlock);
+    benchmark::DoNotOptimize(s.data());
+  }
+  st.SetItemsProcessed(int64_t(st.iterations()) * tokens);
+}
+
+void BM_AccCodesBf16(benchmark::State& st) {
+  const int tokens = int(st.range(1));
+  const CodeBlock cb(int(st.range(0)), 128, tokens);
+  if (!tq::kv::bf16_values_available()) {
+    st.SkipWithError("no AVX-512 BF16 + VBMI on this CPU");
+    return;
+  }
+  const auto w = randn(kRows * kBlock, 2);
+  const tq::kv::Bf16Table tab = tq::kv::make_bf16_table(cb.bits, cb.table.data());
+  std::vector<float> acc(kRows * 128);
+  for (auto _ : st) {
+    for (int t = 0; t < tokens; t += kBlock)
+      tq::kv::acc_codes_bf16(cb.bits, cb.m, tq::kv::OneSegment{cb.codes.data() + size_t(t) * cb.stride, kBlock, cb.stride}.run(), 0,
+                             tab, w.data(), kBlock, kRows, acc.data(), 128);
+    benchmark::DoNotOptimize(acc.data());
+  }
+  st.SetItemsProcessed(int64_t(st.iterations()) * tokens);
 }
 
 void BM_AccCodes(benchmark::State& st) {
@@ -162,6 +204,8 @@ void BM_Attend(benchmark::State& st) {
 }
 
 BENCHMARK(BM_DotCodes)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
+BENCHMARK(BM_DotCodesI8)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
+BENCHMARK(BM_AccCodesBf16)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
 BENCHMARK(BM_AccCodes)->ArgsProduct({{1, 2, 3, 4}, {kTokens}})->Args({3, 1 << 18});
 BENCHMARK(BM_DotCodesLutGather)->DenseRange(2, 4);
 BENCHMARK(BM_AccCodesHistogram)->DenseRange(2, 4);

@@ -133,7 +133,8 @@ class KvCache {
   }
   // Dense float32 q / out [rows, Hq, D]; q_lens empty: one new token per sequence.
   void attend(int layer, const std::vector<int>& seqs, int heads_q, const float* q, float* out,
-              const std::vector<int>& q_lens = {}, float scale = 0, bool reference = false) const {
+              const std::vector<int>& q_lens = {}, float scale = 0, bool reference = false,
+              bool fp32_scores = false) const {
     tq_attend_args a;
     tq_attend_args_init(&a);
     a.seqs = seqs.data();
@@ -143,6 +144,7 @@ class KvCache {
     a.q = q;
     a.out = out;
     a.scale = scale;
+    a.fp32_scores = fp32_scores ? 1 : 0;
     check(reference ? tq_kv_cache_attend_reference(h_, layer, &a) : tq_kv_cache_attend(h_, layer, &a));
   }
   // Full control (dtypes, strides, threads).

@@ -199,6 +199,7 @@ tq_status tq_kv_cache_attend(const tq_kv_cache* c, int layer, const tq_attend_ar
     tq::AttentionOptions o;
     TQ_CHECK_ARG(need(a, "attend args")->threads >= 0, "threads must be >= 0, got {}", a->threads);
     o.threads = a->threads;
+    o.int8_scores = o.bf16_values = a->fp32_scores == 0;
     tq::attend(*need(c, "cache")->c, layer, to_query(a), o);
   });
 }

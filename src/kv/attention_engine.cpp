@@ -22,9 +22,11 @@
 
 #include <hwy/cache_control.h>
 
+#include "kv/attn_int8.h"
 #include "kv/attn_kernels.h"
 #include "kv/dtype_io.h"
 #include "kv/kv_read.h"
+#include "kv/work_pool.h"
 #include "turboquant/attention.h"
 #include "turboquant/error.h"
 #include "turboquant/tq_codec.h"
@@ -51,6 +53,10 @@ struct Stream {
   int off = 0;                // segment offset in a prepared row / accumulator row (kernel order)
   int first = 0;              // offset of the part in the rotated domain
   std::vector<int> order;     // kernel position -> coordinate within the part
+  bool i8 = false;            // K: scored by the int8 kernel (natural order, attn_int8.h)
+  kv::Int8Table i8tab{};
+  bool bf = false;            // V: accumulated by the bf16 kernel (natural order, attn_int8.h)
+  kv::Bf16Table bftab{};
 };
 
 // How one side (K or V) of a layer is read.
@@ -66,7 +72,8 @@ struct Side {
   int width = 0;  // prepared q row (K) / accumulator row (V) width
 };
 
-Side make_side(const Codec& c, const KvPageLayout& lay, const uint8_t* pool, int D) {
+Side make_side(const Codec& c, const KvPageLayout& lay, const uint8_t* pool, int D, bool int8 = false,
+               bool bf16 = false) {
   Side s;
   s.codec = &c;
   s.lay = lay;
@@ -104,6 +111,15 @@ Side make_side(const Codec& c, const KvPageLayout& lay, const uint8_t* pool, int
       st.off = off;
       st.first = int(pl.first);
       st.order = kv::kernel_order(st.bits, st.m);
+      if (int8 && kv::int8_scores_fit(st.bits, st.m)) {
+        st.i8 = true;
+        st.i8tab = kv::make_int8_table(st.bits, st.table.data());
+      }
+      if (bf16 && kv::int8_scores_fit(st.bits, st.m)) {
+        st.bf = true;
+        st.bftab = kv::make_bf16_table(st.bits, st.table.data());
+        for (int j = 0; j < st.m; ++j) st.order[size_t(j)] = j;  // the bf16 kernel's accumulators are in natural order
+      }
       off += pad16(st.m);
       s.streams.push_back(std::move(st));
     }
@@ -189,6 +205,7 @@ void stream_coef(const Side& sd, const Stream& st, const kv::TokenRun& scalars, 
 
 struct Scratch {
   std::vector<float> s, tmp, w, coef, coef2, x;
+  std::vector<kv::Int8Query> q8;  // per K stream (int8-scored streams only)
   std::vector<uint8_t> codes;
   Runs k, v;
 };
@@ -228,7 +245,8 @@ void score_encoded(const Ctx& C, const KvSeqView& sv, int g, int pos, int n, con
   for (size_t i = 0; i < K.streams.size(); ++i) {
     const Stream& st = K.streams[i];
     float* dst = i == 0 ? s : S.tmp.data();
-    kv::dot_codes(st.bits, st.m, S.k.c, st.codes_off, st.table.data(), qk + st.off, size_t(K.width), R, dst, BT);
+    if (st.i8) kv::dot_codes_i8(st.bits, st.m, S.k.c, st.codes_off, st.i8tab, S.q8[i], dst, BT);
+    else kv::dot_codes(st.bits, st.m, S.k.c, st.codes_off, st.table.data(), qk + st.off, size_t(K.width), R, dst, BT);
     stream_coef(K, st, S.k.s, S.coef.data(), S.coef2.data());
     for (int r = 0; r < R; ++r) {
       if (i == 0) kv::mul_rows(dst + r * BT, S.coef.data(), n, s + r * BT);
@@ -258,13 +276,19 @@ void accumulate_encoded(const Ctx& C, const KvSeqView& sv, int g, int pos, int n
   for (const Stream& st : V.streams) {
     stream_coef(V, st, S.v.s, S.coef.data(), S.coef2.data());
     for (int r = 0; r < R; ++r) kv::mul_rows(p + r * BT, S.coef.data(), n, w + r * BT);
-    kv::acc_codes(st.bits, st.m, S.v.c, st.codes_off, st.table.data(), w, BT, R, acc + st.off, A);
+    if (st.bf) kv::acc_codes_bf16(st.bits, st.m, S.v.c, st.codes_off, st.bftab, w, BT, R, acc + st.off, A);
+    else kv::acc_codes(st.bits, st.m, S.v.c, st.codes_off, st.table.data(), w, BT, R, acc + st.off, A);
   }
 }
 
 // Query rows of an item, scaled, in the K side's domain (qk [R][K.width]) and plain (qw [R][Dp]).
-void prepare_queries(const Ctx& C, const Item& it, int R, std::vector<float>& qk, std::vector<float>& qw) {
+void prepare_queries(const Ctx& C, const Item& it, int R, std::vector<float>& qk, std::vector<float>& qw,
+                     std::vector<kv::Int8Query>& q8) {
   const int D = C.D, Dp = pad16(D);
+  const size_t ns = C.k.streams.size();
+  std::vector<std::vector<float>> nat(ns);  // int8 streams: natural-order rows [R][m]
+  for (size_t i = 0; i < ns; ++i)
+    if (C.k.streams[i].i8) nat[i].assign(size_t(R) * C.k.streams[i].m, 0.f);
   qk.assign(size_t(R) * C.k.width, 0.f);
   qw.assign(size_t(R) * Dp, 0.f);
   std::vector<float> rot(static_cast<size_t>(D)), sk(static_cast<size_t>(D));
@@ -280,11 +304,16 @@ void prepare_queries(const Ctx& C, const Item& it, int R, std::vector<float>& qk
     }
     C.k.tq->rotate(w, rot.data());
     if (C.k.tq->prod()) C.k.tq->sketch(rot.data(), sk.data());
-    for (const Stream& st : C.k.streams) {
+    for (size_t i = 0; i < ns; ++i) {
+      const Stream& st = C.k.streams[i];
       const float* src = (st.qjl ? sk.data() : rot.data()) + st.first;
       for (int j = 0; j < st.m; ++j) k[st.off + j] = src[st.order[size_t(j)]];
+      if (st.i8) std::copy(src, src + st.m, nat[i].begin() + ptrdiff_t(r) * st.m);
     }
   }
+  q8.assign(ns, {});
+  for (size_t i = 0; i < ns; ++i)
+    if (C.k.streams[i].i8) kv::quantize_query(nat[i].data(), size_t(C.k.streams[i].m), R, C.k.streams[i].m, q8[i]);
 }
 
 void run_item(const Ctx& C, const Item& it, float* ws) {
@@ -296,8 +325,8 @@ void run_item(const Ctx& C, const Item& it, float* ws) {
   std::fill(st.acc, st.acc + size_t(R) * C.v.width, 0.f);
   std::fill(st.win, st.win + size_t(R) * Dp, 0.f);
   std::vector<float> qk, qw;
-  prepare_queries(C, it, R, qk, qw);
   Scratch S;
+  prepare_queries(C, it, R, qk, qw, S.q8);
   S.s.assign(size_t(R) * BT, 0.f);
   S.tmp.assign(size_t(R) * BT, 0.f);
   S.w.assign(size_t(R) * BT, 0.f);
@@ -415,8 +444,8 @@ void attend(const KvCache& cache, int layer, const AttendQuery& q, const Attenti
   C.window = std::max(cache.window(), 1);
   C.BT = opts.block_tokens;
   C.scale = q.scale > 0 ? q.scale : float(1.0 / std::sqrt(double(C.D)));
-  C.k = make_side(*L.k_codec, L.k_layout, L.k_pool, C.D);
-  C.v = make_side(*L.v_codec, L.v_layout, L.v_pool, C.D);
+  C.k = make_side(*L.k_codec, L.k_layout, L.k_pool, C.D, opts.int8_scores && kv::int8_scores_available());
+  C.v = make_side(*L.v_codec, L.v_layout, L.v_pool, C.D, false, opts.bf16_values && kv::bf16_values_available());
   C.q = &q;
   C.qts = q.q_token_stride ? q.q_token_stride : int64_t(q.heads_q) * C.D;
   C.qhs = q.q_head_stride ? q.q_head_stride : C.D;
@@ -467,12 +496,13 @@ void attend(const KvCache& cache, int layer, const AttendQuery& q, const Attenti
     }
   };
   const int n_items = int(items.size()), n_groups = int(groups.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int i = 0; i < n_items; ++i) guarded([&] { run_item(C, items[size_t(i)], workspace.data() + items[size_t(i)].ws); });
+  kv::run_items(n_items, threads, [&](int i) {
+    guarded([&] { run_item(C, items[size_t(i)], workspace.data() + items[size_t(i)].ws); });
+  });
   if (err) std::rethrow_exception(err);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int i = 0; i < n_groups; ++i)
+  kv::run_items(n_groups, threads, [&](int i) {
     guarded([&] { finalize(C, &items[size_t(groups[size_t(i)].first)], groups[size_t(i)].second, workspace.data()); });
+  });
   if (err) std::rethrow_exception(err);
 }
 

@@ -37,7 +37,7 @@ class AttendArgs(C.Structure):
                 ("heads_q", C.c_int), ("q", C.c_void_p), ("q_dtype", C.c_int), ("q_token_stride", C.c_int64),
                 ("q_head_stride", C.c_int64), ("out", C.c_void_p), ("out_dtype", C.c_int),
                 ("out_token_stride", C.c_int64), ("out_head_stride", C.c_int64), ("scale", C.c_float),
-                ("threads", C.c_int)]
+                ("threads", C.c_int), ("fp32_scores", C.c_int)]
 
 
 class Memory(C.Structure):
@@ -142,6 +142,7 @@ def main(lib_path):
     seq_arr, ql_arr = (C.c_int * 2)(*seqs), (C.c_int * 2)(*qlens)
     a.seqs, a.q_lens, a.batch, a.heads_q = seq_arr, ql_arr, 2, Hq
     a.q, a.out = ptr(q), ptr(out)
+    a.fp32_scores = 1  # the int8 score path rounds at ~3e-3; this check is for the fp32 path
     expect(L.tq_kv_cache_attend(cache, 0, C.byref(a)) == TQ_OK, "attend: %s" % L.tq_last_error())
 
     # numpy float64 attention over what the cache stores (decoded with the same codec specs).

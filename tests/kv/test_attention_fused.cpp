@@ -10,10 +10,12 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <thread>
 
 #include <hwy/targets.h>
 
 #include "kv/attn_alt_kernels.h"
+#include "kv/attn_int8.h"
 #include "kv/attn_kernels.h"
 #include "kv_test_util.h"
 #include "turboquant/attention.h"
@@ -29,6 +31,15 @@ using tq::KvCache;
 using tq::KvCacheConfig;
 
 constexpr double kTolF32 = 2e-5;
+
+// The comparisons at kTolF32 run the engine with fp32 scores; the int8 score path (default on
+// VNNI + VBMI CPUs) has its own tests below.
+AttentionOptions fp32_scores() {
+  AttentionOptions o;
+  o.int8_scores = false;
+  o.bf16_values = false;
+  return o;
+}
 
 struct Case {
   std::string codec = "tq3";
@@ -101,7 +112,7 @@ std::vector<float> reference(const Case& s, Filled& f) {
 }
 
 // Fused output vs a reference output: relative L2 error over all rows (inf if anything is not finite).
-double fused_error(const Case& s, Filled& f, const std::vector<float>& ref, const AttentionOptions& o = {}) {
+double fused_error(const Case& s, Filled& f, const std::vector<float>& ref, const AttentionOptions& o = fp32_scores()) {
   std::vector<float> got(ref.size(), NAN);
   tq::attend(*f.cache, 0, query(s, f, got.data()), o);
   for (float x : got)
@@ -109,7 +120,7 @@ double fused_error(const Case& s, Filled& f, const std::vector<float>& ref, cons
   return tqtest::rel_l2(got.data(), ref.data(), ref.size());
 }
 
-double fused_vs_reference(const Case& s, const AttentionOptions& o = {}) {
+double fused_vs_reference(const Case& s, const AttentionOptions& o = fp32_scores()) {
   Filled f = fill(s);
   return fused_error(s, f, reference(s, f), o);
 }
@@ -164,7 +175,7 @@ TEST(AttentionFused, SplitsThreadsAndBlockSizesDoNotChangeTheResult) {
       for (int splits : {0, 1, 2, 7, 100})
         for (int bt : {1, 17, 64, 256}) {
           if (bt == 1 && splits > 2) continue;  // slow and adds nothing
-          AttentionOptions o;
+          AttentionOptions o = fp32_scores();
           o.threads = threads;
           o.kv_splits = splits;
           o.block_tokens = bt;
@@ -241,7 +252,7 @@ TEST(AttentionFused, HalfPrecisionQueriesAndOutputsAndStrides) {
     a.q_dtype = dt;
     a.out = o16.data();
     a.out_dtype = dt;
-    tq::attend(*f.cache, 0, a);
+    tq::attend(*f.cache, 0, a, fp32_scores());
     for (size_t i = 0; i < n; ++i) got[i] = dt == DType::kF16 ? tq::half_to_float(o16[i]) : tq::bf16_to_float(o16[i]);
     // Output rounding: half 2^-11, bfloat16 2^-8 relative per element.
     EXPECT_LT(tqtest::rel_l2(got.data(), want.data(), n), dt == DType::kF16 ? 1e-3 : 8e-3) << tq::dtype_name(dt);
@@ -256,7 +267,7 @@ TEST(AttentionFused, HalfPrecisionQueriesAndOutputsAndStrides) {
   a.q = qs.data();
   a.q_token_stride = a.out_token_stride = ts;
   a.q_head_stride = a.out_head_stride = hs;
-  tq::attend(*f.cache, 0, a);
+  tq::attend(*f.cache, 0, a, fp32_scores());
   std::vector<float> dense(n);
   for (int r = 0; r < f.rows; ++r)
     for (int h = 0; h < Hq; ++h)
@@ -398,3 +409,193 @@ TEST(AttentionKernels, LookupTableAlternativesMatch) {
 }
 
 }  // namespace
+
+// ---- int8 scores (attn_int8.h) -------------------------------------------------------------------
+
+// The int8 kernel alone against exact integer sums of the same quantized q and centroid bytes:
+// every bit width it takes, m over several 64-byte load chunks, odd token counts (pairs with a
+// lone token), runs split into pages, row tiles 4/2/1.
+TEST(AttentionInt8, KernelMatchesIntegerSums) {
+  if (!tq::kv::int8_scores_available()) GTEST_SKIP() << "no AVX-512 VNNI + VBMI on this CPU";
+  std::mt19937_64 g(11);
+  for (int bits = 1; bits <= 4; ++bits)
+    for (int m : {32, 64, 96, 128, 256, 544})
+      for (int n : {1, 7, 37}) {
+        const int L = 1 << bits;
+        const size_t off = 3, stride = tq::packed_bytes(uint32_t(m), uint32_t(bits)) + off + 2;
+        std::vector<int> counts;
+        for (int left = n, c = 5; left > 0; c = c * 7 % 17 + 1) {
+          counts.push_back(std::min(c, left));
+          left -= counts.back();
+        }
+        std::vector<uint8_t> buf(stride * size_t(2 * n + 8) + 64), raw(static_cast<size_t>(m));
+        std::vector<const uint8_t*> base, tok;
+        size_t slot = 1;
+        for (int c : counts) {  // segments in reverse-ish order with gaps
+          base.push_back(&buf[slot * stride]);
+          for (int k = 0; k < c; ++k) tok.push_back(&buf[(slot + size_t(k)) * stride + off]);
+          slot += size_t(c) + 1;
+        }
+        std::vector<std::vector<uint8_t>> codes;
+        for (const uint8_t* p : tok) {
+          for (auto& c : raw) c = uint8_t(g() % uint64_t(L));
+          tq::pack_codes_ref(raw.data(), uint32_t(m), bits, const_cast<uint8_t*>(p));
+          codes.push_back(raw);
+        }
+        const tq::kv::TokenRun tr{base.data(), counts.data(), int(counts.size()), stride, n};
+        const auto table = tqtest::randn(size_t(L), uint64_t(bits * 100 + m));
+        const tq::kv::Int8Table tab = tq::kv::make_int8_table(bits, table.data());
+        for (int R : {1, 3, 4, 7}) {
+          const auto q = tqtest::randn(size_t(R) * m, uint64_t(R + 17 * m));
+          tq::kv::Int8Query q8;
+          tq::kv::quantize_query(q.data(), size_t(m), R, m, q8);
+          const size_t lds = size_t(n) + 3;
+          std::vector<float> s(size_t(R) * lds, -7.f);
+          tq::kv::dot_codes_i8(bits, m, tr, off, tab, q8, s.data(), lds);
+          for (int r = 0; r < R; ++r) {
+            for (int t = 0; t < n; ++t) {
+              int64_t d = 0;
+              for (int j = 0; j < m; ++j)
+                d += int64_t(q8.q8[size_t(r) * m + j]) * (int(tab.lut[codes[size_t(t)][size_t(j)]]) - 128);
+              const float want = float(d) * (q8.qs[size_t(r)] * tab.cs);
+              ASSERT_NEAR(s[r * lds + t], want, 1e-6f * std::max(1.f, std::fabs(want)))
+                  << bits << " bits, m " << m << ", n " << n << ", R " << R << ", row " << r << ", token " << t;
+            }
+            for (size_t t = size_t(n); t < lds; ++t) ASSERT_EQ(s[r * lds + t], -7.f) << "wrote past the tokens";
+          }
+          // The quantization itself: centroid bytes within half a step, q within half a step.
+          for (int i = 0; i < L; ++i) EXPECT_LE(std::fabs((int(tab.lut[i]) - 128) * tab.cs - table[size_t(i)]), 0.5f * tab.cs + 1e-7f);
+          for (int r = 0; r < R; ++r)
+            for (int j = 0; j < m; ++j)
+              EXPECT_LE(std::fabs(q8.q8[size_t(r) * m + j] * q8.qs[size_t(r)] - q[size_t(r) * m + j]), 0.5f * q8.qs[size_t(r)] * 1.0001f);
+        }
+      }
+}
+
+// The bf16 value kernel against double sums of the bf16-rounded centroids and weights (fp32
+// accumulation: ~1e-6 relative), same shapes as the int8 kernel test; accumulators start non-zero.
+TEST(AttentionInt8, Bf16ValueKernelMatchesRoundedSums) {
+  if (!tq::kv::bf16_values_available()) GTEST_SKIP() << "no AVX-512 BF16 + VBMI on this CPU";
+  std::mt19937_64 g(13);
+  for (int bits = 1; bits <= 4; ++bits)
+    for (int m : {32, 64, 96, 128, 256, 544})
+      for (int n : {1, 7, 37}) {
+        const int L = 1 << bits;
+        const size_t off = 5, stride = tq::packed_bytes(uint32_t(m), uint32_t(bits)) + off + 1;
+        std::vector<int> counts;
+        for (int left = n, c = 3; left > 0; c = c * 5 % 13 + 1) {
+          counts.push_back(std::min(c, left));
+          left -= counts.back();
+        }
+        std::vector<uint8_t> buf(stride * size_t(2 * n + 8) + 64), raw(static_cast<size_t>(m));
+        std::vector<const uint8_t*> base, tok;
+        size_t slot = 2;
+        for (int c : counts) {
+          base.push_back(&buf[slot * stride]);
+          for (int k = 0; k < c; ++k) tok.push_back(&buf[(slot + size_t(k)) * stride + off]);
+          slot += size_t(c) + 1;
+        }
+        std::vector<std::vector<uint8_t>> codes;
+        for (const uint8_t* p : tok) {
+          for (auto& c : raw) c = uint8_t(g() % uint64_t(L));
+          tq::pack_codes_ref(raw.data(), uint32_t(m), bits, const_cast<uint8_t*>(p));
+          codes.push_back(raw);
+        }
+        const tq::kv::TokenRun tr{base.data(), counts.data(), int(counts.size()), stride, n};
+        const auto table = tqtest::randn(size_t(L), uint64_t(bits * 100 + m + 1));
+        const tq::kv::Bf16Table tab = tq::kv::make_bf16_table(bits, table.data());
+        for (int R : {1, 3, 4, 7}) {
+          const size_t ldw = size_t(n) + 2, lda = size_t(m) + 3;
+          const auto w = tqtest::randn(size_t(R) * ldw, uint64_t(R + 31 * m));
+          std::vector<float> acc(size_t(R) * lda, 0.25f);
+          std::vector<double> want(acc.begin(), acc.end());
+          tq::kv::acc_codes_bf16(bits, m, tr, off, tab, w.data(), ldw, R, acc.data(), lda);
+          for (int r = 0; r < R; ++r)
+            for (int t = 0; t < n; ++t) {
+              const double wt = tq::bf16_to_float(tq::float_to_bf16(w[r * ldw + t]));
+              for (int j = 0; j < m; ++j)
+                want[r * lda + j] += wt * tq::bf16_to_float(tab.lut[codes[size_t(t)][size_t(j)]]);
+            }
+          for (size_t i = 0; i < acc.size(); ++i) {
+            const bool col = i % lda < size_t(m);
+            ASSERT_NEAR(acc[i], want[i], col ? 1e-5 * (1 + std::fabs(want[i])) : 0.0)
+                << bits << " bits, m " << m << ", n " << n << ", R " << R << ", at " << i;
+          }
+        }
+      }
+}
+
+// End to end with int8 scores: every codec and the odd shapes against the reference. The scores
+// carry the rounding of q (half a step of max|q|/127 per coordinate) and of the centroids (half a
+// step of max|c|/127): ~0.5% of the score spread, 2-4e-3 relative error of the outputs with these
+// peaked rows (K scaled 1.5x): the codecs' own error is 10-30x larger (err_vs_exact of `tq bench
+// decode`). The bf16 value path (also default) adds ~2^-9 relative per product.
+constexpr double kTolI8 = 1.5e-2;
+
+TEST(AttentionInt8, EveryCodecAndOddShapeMatchTheReferenceWithinTheRounding) {
+  if (!tq::kv::int8_scores_available()) GTEST_SKIP() << "no AVX-512 VNNI + VBMI on this CPU";
+  const AttentionOptions i8;
+  for (const char* c : {"tq1", "tq2", "tq3", "tq4", "tq5", "tq2.5", "tq3.5", "tq3p", "tq1p", "tq3:norm=fp32",
+                        "k=tq4,v=tq3", "k=fp16,v=tq3", "k=tq3,v=fp32", "fp16", "q8"}) {
+    Case s;
+    s.codec = c;
+    const double e = fused_vs_reference(s, i8);
+    EXPECT_LT(e, kTolI8) << c;
+    std::printf("  %-16s int8 scores: rel err %.2e\n", c, e);
+  }
+  struct Shape { int D, Hkv, G; std::vector<int> lens, qlens; };
+  const Shape shapes[] = {
+      {128, 1, 7, {7}, {1}}, {64, 3, 1, {4097, 1, 113}, {2, 1, 113}}, {100, 2, 4, {1000, 7, 64}, {1, 7, 5}},
+      {256, 2, 4, {113, 1000, 1}, {1, 2, 1}}, {48, 1, 4, {300}, {9}}, {96, 2, 4, {200}, {3}},
+  };
+  for (const char* c : {"tq3", "tq4", "tq2.5", "tq3p"})
+    for (const Shape& sh : shapes) {
+      Case s;
+      s.codec = c;
+      s.D = sh.D;
+      s.Hkv = sh.Hkv;
+      s.G = sh.G;
+      s.lens = sh.lens;
+      s.qlens = sh.qlens;
+      s.page_tokens = 32;
+      EXPECT_LT(fused_vs_reference(s, i8), kTolI8) << c << " D=" << sh.D << " Hkv=" << sh.Hkv << " G=" << sh.G;
+    }
+  Case s;
+  s.lens = {4097, 1000, 7};
+  s.qlens = {1, 4, 7};
+  Filled f = fill(s);
+  std::vector<float> first(size_t(f.rows) * s.Hkv * s.G * s.D, NAN);
+  tq::attend(*f.cache, 0, query(s, f, first.data()), i8);
+  for (int threads : {1, 2, 3})
+    for (int splits : {0, 1, 7, 100})
+      for (int bt : {17, 64, 256}) {
+        AttentionOptions o;
+        o.threads = threads;
+        o.kv_splits = splits;
+        o.block_tokens = bt;
+        // Same int8 scores whatever the split; the bf16 weights p·norm are rounded after the
+        // block's running max, which depends on the split: 2^-9 relative per weight.
+        EXPECT_LT(fused_error(s, f, first, o), 1e-3) << " threads " << threads << " splits " << splits << " block " << bt;
+      }
+}
+
+// attend() from several threads at once: the helper pool serves one call at a time, the others
+// run on their callers (work_pool.h); every result must still match.
+TEST(AttentionFused, ConcurrentCallsGiveTheSameResults) {
+  Case s;
+  s.lens = {1000, 113, 7};
+  s.qlens = {1, 2, 1};
+  Filled f = fill(s);
+  const auto ref = reference(s, f);
+  std::vector<std::vector<float>> outs(4, std::vector<float>(ref.size(), NAN));
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; ++i)
+    ts.emplace_back([&, i] {
+      AttentionOptions o = fp32_scores();
+      o.threads = 2;
+      o.kv_splits = 3;
+      for (int rep = 0; rep < 5; ++rep) tq::attend(*f.cache, 0, query(s, f, outs[size_t(i)].data()), o);
+    });
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < 4; ++i) EXPECT_LT(tqtest::rel_l2(outs[size_t(i)].data(), ref.data(), ref.size()), kTolF32) << i;
+}

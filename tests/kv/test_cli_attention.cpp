@@ -39,7 +39,8 @@ TEST(CliAttention, MatchesTheLibraryOnNpyFiles) {
   tq::npy_save_f32(dir + "/v.npy", v.data(), {B, Hkv, T, D});
   const std::string base = std::string(TQ_CLI_PATH) + " attention --q " + dir + "/q.npy --k " + dir + "/k.npy --v " +
                            dir + "/v.npy --out " + dir + "/o.npy";
-  for (const char* codecs : {"--codec-k tq4 --codec-v tq3", "--codec-k fp16 --codec-v tq2.5 --scale 0.3"}) {
+  for (const char* codecs : {"--codec-k tq4 --codec-v tq3 --fp32-scores", "--codec-k tq4 --codec-v tq3",
+                             "--codec-k fp16 --codec-v tq2.5 --scale 0.3"}) {
     const Result r = run(base + " " + codecs);
     ASSERT_EQ(r.status, 0) << r.out;
     const tq::NpyArray o = tq::npy_load(dir + "/o.npy");
@@ -49,7 +50,9 @@ TEST(CliAttention, MatchesTheLibraryOnNpyFiles) {
     const bool first = std::string(codecs).find("tq4") != std::string::npos;
     tq::attention_dense(q.data(), k.data(), v.data(), B, Hq, Hkv, T, D, first ? "tq4" : "fp16", first ? "tq3" : "tq2.5",
                         first ? 0.f : 0.3f, want.data(), /*reference=*/true);
-    EXPECT_LT(tqtest::rel_l2(got.data(), want.data(), got.size()), 2e-5) << codecs;
+    // int8 scores of TurboQuant keys (the default on VNNI CPUs) round at ~3e-3 (attn_int8.h).
+    const bool i8 = first && std::string(codecs).find("fp32-scores") == std::string::npos;
+    EXPECT_LT(tqtest::rel_l2(got.data(), want.data(), got.size()), i8 ? 1.5e-2 : 2e-5) << codecs;
   }
 }
 
@@ -90,8 +93,9 @@ TEST(CliBench, DecodeJsonHasARowPerCodecWithAccuracy) {
     EXPECT_GT(row["us"].get<double>(), 0) << row;
     EXPECT_GT(row["append_tokens_per_s"].get<double>(), 0) << row;
     EXPECT_GT(row["gbps"].get<double>(), 0) << row;
-    EXPECT_LT(row["err_vs_reference"].get<double>(), 2e-5) << row;  // the fast path's own error
     const std::string c = row["codec"];
+    // the fast path's own error: int8 scores of TurboQuant keys round at ~3e-3 (attn_int8.h)
+    EXPECT_LT(row["err_vs_reference"].get<double>(), c == "fp32" || c == "fp16" ? 2e-5 : 1.5e-2) << row;
     if (c == "fp32") EXPECT_LT(row["err_vs_exact"].get<double>(), 1e-5);
     if (c == "tq3") EXPECT_GT(row["err_vs_exact"].get<double>(), 1e-3) << "a 3-bit cache is not exact";
     const size_t bpt = row["bytes_per_token"];

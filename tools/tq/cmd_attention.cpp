@@ -16,7 +16,7 @@ struct Opts {
   std::string q, k, v, out, codec_k = "fp32", codec_v = "fp32";
   float scale = 0;
   int threads = 0;
-  bool reference = false;
+  bool reference = false, fp32_scores = false;
 };
 
 tq::NpyArray load(const std::string& path, size_t dims, const char* what) {
@@ -39,6 +39,7 @@ int run(const Opts& o) {
   std::vector<float> out(qf.size());
   tq::AttentionOptions opt;
   opt.threads = o.threads;
+  opt.int8_scores = opt.bf16_values = !o.fp32_scores;
   tq::attention_dense(qf.data(), kf.data(), vf.data(), int(B), int(Hq), int(Hkv), int(T), int(D), o.codec_k, o.codec_v,
                       o.scale, out.data(), o.reference, opt);
   tq::npy_save_f32(o.out, out.data(), {B, Hq, D});
@@ -56,6 +57,7 @@ tq::cli::Registrar reg("attention", "Decode attention of .npy Q [B,Hq,D], K/V [B
   app.add_option("--codec-v", o->codec_v, "Value codec");
   app.add_option("--scale", o->scale, "Softmax scale (default 1/sqrt(D))");
   app.add_option("--threads", o->threads, "Threads (0: all)");
+  app.add_flag("--fp32-scores", o->fp32_scores, "fp32 TurboQuant kernels instead of int8 K scores / bf16 V sums (AVX-512 VNNI/BF16 CPUs)");
   app.add_flag("--reference", o->reference, "Use the decode + float64 reference instead of the fused kernels");
   return [o] { return run(*o); };
 });
