@@ -20,7 +20,6 @@
 #include <omp.h>
 #endif
 
-#include <hwy/cache_control.h>
 
 #include "kv/attn_int8.h"
 #include "kv/attn_kernels.h"
@@ -189,8 +188,8 @@ void prefetch_pages(const Side& sd, const KvSeqView& sv, int g, int pos, int n) 
     const kv::TokenBytes tb = kv::token_bytes(sd.pool, sd.lay, sv, g, t);
     const int cnt = std::min(pos + n, (t / pt + 1) * pt) - t;
     const uint8_t* end_c = tb.codes + size_t(cnt) * sd.lay.codes_bytes;
-    for (const uint8_t* p = tb.codes; p < end_c; p += 64) hwy::Prefetch(p);
-    if (sd.lay.scalar_bytes) hwy::Prefetch(tb.scalars);
+    for (const uint8_t* p = tb.codes; p < end_c; p += 64) __builtin_prefetch(p);
+    if (sd.lay.scalar_bytes) __builtin_prefetch(tb.scalars);
   }
 }
 

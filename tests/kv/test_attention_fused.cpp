@@ -12,7 +12,9 @@
 #include <numeric>
 #include <thread>
 
+#ifdef TQ_HAVE_HWY
 #include <hwy/targets.h>
+#endif
 
 #include "kv/attn_alt_kernels.h"
 #include "kv/attn_int8.h"
@@ -188,6 +190,9 @@ TEST(AttentionFused, SplitsThreadsAndBlockSizesDoNotChangeTheResult) {
 // The kernels of the other SIMD targets this CPU can run (e.g. AVX2, SSE4 on an AVX-512 machine:
 // the portable code paths), forced through Highway's target mock.
 TEST(AttentionFused, OtherSimdTargetsMatchTheReference) {
+#ifndef TQ_HAVE_HWY
+  GTEST_SKIP() << "built without Highway: the scalar kernels are the only target";
+#else
   const int64_t all = hwy::SupportedTargets();
   int tested = 0;
   for (int64_t target : {int64_t(HWY_AVX2), int64_t(HWY_SSE4), int64_t(HWY_EMU128), int64_t(HWY_SCALAR)}) {
@@ -206,6 +211,7 @@ TEST(AttentionFused, OtherSimdTargetsMatchTheReference) {
   }
   hwy::SetSupportedTargetsForTest(0);
   if (tested == 0) GTEST_SKIP() << "no other SIMD target is available on this CPU";
+#endif
 }
 
 TEST(AttentionFused, WindowAndContiguousStorage) {
