@@ -6,17 +6,12 @@
 #include <vector>
 
 #include "kv/kv_read.h"
+#include "test_util.h"
 #include "turboquant/kv_cache.h"
 
 namespace tqtest {
 
-inline std::vector<float> randn(size_t n, uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> nd(0.f, sd);
-  std::vector<float> x(n);
-  for (auto& v : x) v = nd(g);
-  return x;
-}
+using tq::testing::randn;  // tests/test_util.h
 
 // ||a - b|| / ||b|| over n values.
 inline double rel_l2(const float* a, const float* b, size_t n) {

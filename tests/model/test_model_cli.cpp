@@ -12,27 +12,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
+
 namespace {
 
 std::string shared(const std::string& rel) { return std::string(TQ_SHARED_DIR) + "/" + rel; }
 
-struct CliRun {
-  int status;
-  std::string out;
-};
-
 // Runs the CLI with `args` (shell syntax); stdout, or stdout + stderr when `merge`.
-CliRun tq(const std::string& args, bool merge = false) {
-  const std::string cmd = std::string(TQ_CLI_PATH) + " " + args + (merge ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+tq::testing::CliResult tq(const std::string& args, bool merge = false) { return tq::testing::run_cli(args, merge); }
 
 class ModelCli : public ::testing::Test {
  protected:
@@ -44,11 +31,11 @@ class ModelCli : public ::testing::Test {
 };
 
 TEST_F(ModelCli, GenerateGreedyFromBos) {
-  const CliRun r = tq("generate --model " + model + " -n 24 --kv fp32 --temp 0");
+  const auto r = tq("generate --model " + model + " -n 24 --kv fp32 --temp 0");
   ASSERT_EQ(r.status, 0);
   EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
   // The prompt is echoed and continued; -n 0 prints just the prompt.
-  const CliRun p = tq("generate --model " + model + " -n 5 --kv tq4 --prompt 'Once upon a time'");
+  const auto p = tq("generate --model " + model + " -n 5 --kv tq4 --prompt 'Once upon a time'");
   ASSERT_EQ(p.status, 0);
   EXPECT_EQ(p.out.rfind("Once upon a time", 0), 0u);
   EXPECT_GT(p.out.size(), std::string("Once upon a time\n").size());
@@ -56,13 +43,13 @@ TEST_F(ModelCli, GenerateGreedyFromBos) {
   // Sampling is reproducible from the seed.
   const std::string s = "generate --model " + model + " -n 30 --kv k4v3 --temp 1 --seed 9";
   EXPECT_EQ(tq(s).out, tq(s).out);
-  const CliRun info = tq("generate --model " + model + " -n 8 --kv k4v3", true);
+  const auto info = tq("generate --model " + model + " -n 8 --kv k4v3", true);
   EXPECT_NE(info.out.find("tokens/s"), std::string::npos);
   EXPECT_NE(info.out.find("bytes/token"), std::string::npos);
 }
 
 TEST_F(ModelCli, PerplexityJson) {
-  const CliRun r = tq("perplexity --model " + model + " --text " + text + " --ctx 128 --kv k4v4 --max-tokens 600 --json");
+  const auto r = tq("perplexity --model " + model + " --text " + text + " --ctx 128 --kv k4v4 --max-tokens 600 --json");
   ASSERT_EQ(r.status, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   for (const char* k : {"ppl", "ppl_ref", "kld_mean", "kld_max", "top1_agree", "tokens", "kv", "kv_ref",
@@ -83,7 +70,7 @@ TEST_F(ModelCli, PerplexityJson) {
   EXPECT_EQ(j["attn"].get<std::string>(), "fused");
   // The reference attention: same cache bytes; perplexity equal up to round-off and the rare code
   // that lands in another cell because layer 0's output differs in the 7th digit (measured 3e-7).
-  const CliRun rr = tq("perplexity --model " + model + " --text " + text +
+  const auto rr = tq("perplexity --model " + model + " --text " + text +
                        " --ctx 128 --kv k4v4 --max-tokens 600 --json --attn reference");
   ASSERT_EQ(rr.status, 0) << rr.out;
   const auto jr = nlohmann::json::parse(rr.out);
@@ -99,7 +86,7 @@ TEST_F(ModelCli, BadInputIsOneErrorLine) {
         " --kv k9v3", "perplexity --model " + model + " --text " + shared("data/README.md") + " --ctx 100000",
         "generate --model " + model + " --kv nonsense", "generate --model " + text,
         "generate --model " + model + " --kv tq3 --kv-store codec --attn fused"}) {
-    const CliRun r = tq(args, true);
+    const auto r = tq(args, true);
     EXPECT_EQ(r.status, 1) << args;
     EXPECT_EQ(r.out.rfind("tq ", 0), 0u) << args << ": " << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << ": " << r.out;
