@@ -1,6 +1,8 @@
 // src/model/kv_store.cpp — exact and codec-compressed KV stores (contract: turboquant/model/kv_store.h).
 #include "turboquant/model/kv_store.h"
 
+#include "turboquant/model/cuda_kv_store.h"
+
 #include <cmath>
 
 #include "turboquant/attention.h"
@@ -202,8 +204,13 @@ std::string KvCacheStore::name() const {
 std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_codec, const KvStoreOptions& opt) {
   const KvAttention attn = parse_kv_attention(opt.attn);
   if (kv_codec == "fp32" || kv_codec == "exact") return std::make_unique<ExactKvStore>(s);
-  TQ_CHECK_ARG(opt.kind == "auto" || opt.kind == "codec" || opt.kind == "cache", "kv store kind '{}' (auto, codec or cache)",
-               opt.kind);
+  TQ_CHECK_ARG(opt.kind == "auto" || opt.kind == "codec" || opt.kind == "cache" || opt.kind == "cuda",
+               "kv store kind '{}' (auto, codec, cache or cuda)", opt.kind);
+  if (opt.kind == "cuda") {
+    TQ_CHECK_ARG(opt.edge_layers == 0 && opt.window == 0 && attn == KvAttention::kFused,
+                 "kv store 'cuda' has no edge layers, window or reference attention");
+    return make_cuda_kv_store(s, kv_codec, opt.capacity);
+  }
   const bool codec_store =
       opt.kind == "codec" || (opt.kind == "auto" && attn == KvAttention::kReference && opt.edge_layers == 0 && opt.window == 0);
   if (codec_store) {

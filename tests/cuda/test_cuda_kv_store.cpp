@@ -1,0 +1,72 @@
+// The model's CUDA KV store (pages on the GPU, CUDA append + decode) against the CPU paged cache
+// with the same codec and reference attention (decode every row, double sums): the codes are
+// byte-identical (append), so outputs differ only by the decode kernel's fp16 operands (q, centroids
+// and p rounded to fp16, 2^-11 relative each; the v3-vs-v1 cross-check measures ~5e-4 at unit-scale
+// logits): 5e-3 leaves a 10x margin and is far below any codec's own error (>= 1e-2 at 4 bits).
+// Causal multi-query batches (the forward's prefill) and single steps.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "test_util.h"
+#include "turboquant/error.h"
+#include "turboquant/model/cuda_kv_store.h"
+#include "turboquant/model/kv_store.h"
+
+#if defined(TQ_HAVE_CUDA)
+#include "turboquant/cuda/decode.h"
+
+namespace {
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  for (const char* codec : {"fp16", "tq3", "k4v3", "tq4"}) {
+    for (int D : {64, 128}) {
+      tq::model::KvShape s{2, 8, 2, D, float(1 / std::sqrt(double(D)))};
+      auto gpu = tq::model::make_cuda_kv_store(s, codec, 1000);
+      tq::model::KvStoreOptions o;
+      o.kind = "cache";
+      o.attn = "reference";
+      o.capacity = 1000;
+      auto cpu = tq::model::make_kv_store(s, codec, o);
+      uint64_t seed = 1;
+      for (int n : {113, 1, 1, 7, 1}) {  // a prefill, decode steps, a 7-token speculative batch
+        for (int layer = 0; layer < 2; ++layer) {
+          const auto k = tq::testing::randn(size_t(n) * 2 * D, seed++);
+          const auto v = tq::testing::randn(size_t(n) * 2 * D, seed++);
+          const auto q = tq::testing::randn(size_t(n) * 8 * D, seed++);
+          gpu->append(layer, k.data(), v.data(), n);
+          cpu->append(layer, k.data(), v.data(), n);
+          std::vector<float> og(q.size(), NAN), oc(q.size(), NAN);
+          gpu->attend(layer, q.data(), n, og.data());
+          cpu->attend(layer, q.data(), n, oc.data());
+          const double r = rel_l2(og, oc);
+          EXPECT_LT(r, 5e-3) << codec << " D " << D << " n " << n << " layer " << layer;
+        }
+      }
+      EXPECT_EQ(gpu->length(0), cpu->length(0));
+      EXPECT_EQ(gpu->bytes_per_token(), cpu->bytes_per_token()) << codec;
+    }
+  }
+}
+
+TEST(CudaKvStore, UnsupportedCodecFailsAtConstruction) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  tq::model::KvShape s{1, 4, 2, 128, 0.088f};
+  EXPECT_THROW(tq::model::make_cuda_kv_store(s, "tq2.5", 64), tq::Error);
+  EXPECT_THROW(tq::model::make_cuda_kv_store(s, "q4", 64), tq::Error);
+}
+
+}  // namespace
+#else
+TEST(CudaKvStore, SkippedWithoutCuda) { GTEST_SKIP() << "built without CUDA (TQ_ENABLE_CUDA=OFF)"; }
+#endif
