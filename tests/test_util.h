@@ -26,10 +26,9 @@ struct CliResult {
   std::string out;  // stdout, plus stderr when merged
 };
 
-// Runs the tq CLI (TQ_CLI_PATH) with `args` in shell syntax.
-inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-  const std::string cmd = std::string(TQ_CLI_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
+// Runs a shell command line; stdout, plus stderr when merged.
+inline CliResult run_shell(const std::string& cmd, bool merge_stderr = true) {
+  FILE* p = popen((cmd + (merge_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
   if (!p) return {-1, ""};
   std::string out;
   std::array<char, 4096> buf{};
@@ -37,6 +36,11 @@ inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
   while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
   const int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : (WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1), out};
+}
+
+// Runs the tq CLI (TQ_CLI_PATH) with `args` in shell syntax.
+inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
+  return run_shell(std::string(TQ_CLI_PATH) + " " + args, merge_stderr);
 }
 
 }  // namespace tq::testing

@@ -13,20 +13,12 @@
 #include <string>
 #include <sys/wait.h>
 
+#include "test_util.h"
+
 namespace {
 
-struct Result { int status; std::string out; };
-
-Result run(const std::string& cmd) {
-  Result r{-1, ""};
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  while (fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+using Result = tq::testing::CliResult;
+Result run(const std::string& cmd, bool merge_stderr = true) { return tq::testing::run_shell(cmd, merge_stderr); }
 
 TEST(Cli, RoundtripReproducesTheoryOnNumpyVectors) {
   // Debian's python3 (with python3-numpy from scripts/setup_deps.sh) first, then whatever is on PATH.

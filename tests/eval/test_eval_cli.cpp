@@ -17,20 +17,12 @@
 #include "turboquant/rotation.h"
 #include "turboquant/safetensors.h"
 
+#include "test_util.h"
+
 namespace {
 
-struct Result { int status; std::string out; };
-
-Result run(const std::string& cmd, bool with_stderr = true) {
-  Result r{-1, ""};
-  FILE* p = popen((cmd + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  while (fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+using Result = tq::testing::CliResult;
+Result run(const std::string& cmd, bool merge_stderr = true) { return tq::testing::run_shell(cmd, merge_stderr); }
 
 tq::NpyArray f32(const std::vector<int64_t>& shape, uint64_t seed) {
   tq::NpyArray a;
