@@ -16,18 +16,12 @@
 #include <unordered_set>
 #include <vector>
 
+#include "index/checksum.h"
 #include "turboquant/error.h"
 #include "turboquant/index.h"
 
 namespace {
-uint64_t fnv1a(const uint8_t* p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+using tq::index_file::fnv1a;
 
 // The first `count` labels must be labels the index holds.
 void check_labels(const tq::FlatIndex& idx, const std::vector<int64_t>& labels, size_t count) {

@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "index/flat_index_impl.h"
+#include "index/checksum.h"
 #include "turboquant/error.h"
 #include "turboquant/half.h"
 #include "turboquant/pack.h"
@@ -26,14 +27,7 @@ namespace {
 constexpr char kMagic[8] = {'T', 'Q', 'F', 'L', 'A', 'T', 'I', 'X'};
 constexpr uint32_t kVersion = 1;
 
-uint64_t fnv1a(const uint8_t* p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+using tq::index_file::fnv1a;
 
 struct Writer {
   std::vector<uint8_t> buf;
