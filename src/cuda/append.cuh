@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "cuda/append_params.h"
+#include "cuda/hadamard.cuh"
 #include "turboquant/layout.h"
 
 namespace tq::cuda::append {
@@ -105,32 +106,11 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
 #pragma unroll
         for (int e = 0; e < E; ++e) x[e] = __fmul_rn(x[e], inv);
       }
-      // ---- rotation (exactly the CPU's float operations) ----
+      // ---- rotation (exactly the CPU's float operations: hadamard.cuh) ----
 #pragma unroll
       for (int r = 0; r < kRounds; ++r) {
-        const int n0 = lane * E;
-        const uint32_t bits = P.sign[r][n0 >> 5] >> (n0 & 31);
-#pragma unroll
-        for (int e = 0; e < E; ++e) x[e] = __int_as_float(__float_as_int(x[e]) ^ int(((bits >> e) & 1u) << 31));
-#pragma unroll
-        for (int h = 1; h < E; h <<= 1)
-#pragma unroll
-          for (int e = 0; e < E; ++e)
-            if (!(e & h)) {
-              const float a = x[e], b = x[e + h];
-              x[e] = __fadd_rn(a, b);
-              x[e + h] = __fsub_rn(a, b);
-            }
-#pragma unroll
-        for (int m = 1; m < 32; m <<= 1)
-#pragma unroll
-          for (int e = 0; e < E; ++e) {
-            const float y = __shfl_xor_sync(0xffffffffu, x[e], m);
-            x[e] = (lane & m) ? __fsub_rn(y, x[e]) : __fadd_rn(x[e], y);
-          }
-        const float s = 1.0f / sqrtf(float(D));
-#pragma unroll
-        for (int e = 0; e < E; ++e) x[e] = __fmul_rn(x[e], s);
+        apply_signs<D>(x, lane_signs<D>(P.sign[r], lane));
+        warp_fwht<D>(x, lane);
       }
       // ---- quantize + pack: this lane's codes into the BITS words of its group ----
       uint32_t w[BITS];

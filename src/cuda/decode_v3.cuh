@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "cuda/decode_frag.h"
+#include "cuda/hadamard.cuh"
 #include "cuda/decode_v3_params.h"
 #include "turboquant/layout.h"
 
@@ -84,45 +85,6 @@ __device__ __forceinline__ void store_elem(void* p, int dtype, size_t i, float v
   if (dtype == 0) static_cast<float*>(p)[i] = v;
   else if (dtype == 1) static_cast<__half*>(p)[i] = __float2half_rn(v);
   else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-
-// Orthonormal Walsh-Hadamard transform of a D-vector held by a warp, lane l owning elements
-// [l*E, l*E + E). Same butterfly order as the CPU fwht (stage h = 1, 2, ..., D/2), so fp32 results
-// match it bit for bit.
-template <int D>
-__device__ __forceinline__ void warp_fwht(float (&x)[D / 32], int lane) {
-  constexpr int E = D / 32;
-#pragma unroll
-  for (int h = 1; h < E; h <<= 1)
-#pragma unroll
-    for (int e = 0; e < E; ++e)
-      if (!(e & h)) {
-        const float a = x[e], b = x[e + h];
-        x[e] = a + b;
-        x[e + h] = a - b;
-      }
-#pragma unroll
-  for (int m = 1; m < 32; m <<= 1)
-#pragma unroll
-    for (int e = 0; e < E; ++e) {
-      const float y = __shfl_xor_sync(0xffffffffu, x[e], m);
-      x[e] = (lane & m) ? y - x[e] : x[e] + y;
-    }
-  const float s = 1.0f / sqrtf(float(D));
-#pragma unroll
-  for (int e = 0; e < E; ++e) x[e] *= s;
-}
-// Multiplies lane l's elements by the signs of one round: `bits` holds them from bit 0 (the lane's
-// E elements lie in one 32-bit word of the sign mask: E divides 32).
-template <int D>
-__device__ __forceinline__ void apply_signs(float (&x)[D / 32], uint32_t bits) {
-#pragma unroll
-  for (int e = 0; e < D / 32; ++e) x[e] = __int_as_float(__float_as_int(x[e]) ^ int(((bits >> e) & 1u) << 31));
-}
-template <int D>
-__device__ __forceinline__ uint32_t lane_signs(const uint32_t (&mask)[8], int lane) {
-  const int n = lane * (D / 32);
-  return mask[n >> 5] >> (n & 31);
 }
 
 // (b, head, chunk) position of the CTA's walk through the work.
