@@ -3,7 +3,8 @@
 # on small shapes, SASS of the hot kernel, ncu on two shapes, then the decode benchmark against SDPA.
 # Logs and results go to $OUT (8 files at most come back):
 #   build.log test.log (tests + sanitizers) sass.txt ncu.txt bench.log bench_decode.{csv,json,svg}
-#   bash bench/cuda/run_on_box.sh [all|test|bench|sweep]   (sweep: split policy)
+#   bash bench/cuda/run_on_box.sh [all|test|bench|sweep|quick]   (sweep: split policy; quick: decode
+#   tests without sanitizers, then the benchmark without ncu)
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -21,6 +22,15 @@ obj=build/box/CMakeFiles/tq_objects.dir/src/cuda/decode_v3_d128.cu.o
 cuobjdump -sass -fun '_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3EEEvNS1_6ParamsE' "$obj" > "$OUT/sass.txt" 2>&1
 echo "SASS tq3 D=128: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions," \
   "$(grep -c 'HMMA' "$OUT/sass.txt") HMMA, $(grep -c 'PRMT' "$OUT/sass.txt") PRMT, $(grep -cE 'LDL|STL' "$OUT/sass.txt") local"
+if [[ $what == quick ]]; then
+  timeout 200 ./build/box/tests/tq_test_cuda --gtest_filter='CudaDecodeFrag*:CudaDecode.*' > "$OUT/test.log" 2>&1
+  echo "tests: exit $? ($((SECONDS - t0)) s)"
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|rel\. L2|seed" "$OUT/test.log" | head -40
+  PYTHONUNBUFFERED=1 timeout 300 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
+    > "$OUT/bench.log" 2>&1
+  echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error" "$OUT/bench.log" | head -12
+  sed -n '/^| B |/,$p' "$OUT/bench.log"
+fi
 if [[ $what == all || $what == test ]]; then
   for f in 'CudaDecodeFrag*:CudaDecode.*' 'CudaAppend.*'; do  # separate processes: a fault stays local
     timeout 200 ./build/box/tests/tq_test_cuda --gtest_filter="$f" >> "$OUT/test.log" 2>&1

@@ -66,23 +66,29 @@ TQ_HD constexpr int code_of(int s, int m) {
   return 32 * group + 16 * (i >> 1) + 2 * m + (i & 1);  // i = 2k + h: codes 16k + 2m + h
 }
 
+// Rotate right (any amount mod 32): one funnel shift on the device, with a run-time amount too.
+TQ_HD uint32_t rotr(uint32_t x, int n) {
+#if defined(__CUDA_ARCH__)
+  return __funnelshift_r(x, x, uint32_t(n));
+#else
+  n &= 31;
+  return n ? (x >> n) | (x << (32 - n)) : x;
+#endif
+}
+
 // Selector word s of one row whose packed codes are the 32-bit words `row` (group-plane layout).
+// s may be a run-time value (V: it depends on the lane): the plane shifts are rotations, whose
+// wrapped bits always land outside the masks, so no branch depends on s.
 template <int BITS>
-TQ_HD uint32_t sel_word(const uint32_t* row, int s, const Shifts& S) {
+TQ_HD uint32_t sel_word(const uint32_t* row, int s) {
   const uint32_t* gw = row + (s >> 2) * BITS;
   const int i = s & 3;
   if constexpr (BITS == 4) {
     return gw[i];
   } else {
     const int k = i >> 1, h = i & 1;
-    uint32_t w = (h ? mulhi(gw[k], S.shr2) : gw[k]) & 0x33333333u;  // code 16k+2m+h at bits 4m+2h
-    if constexpr (BITS == 3) {
-      // 1-bit plane: the code's bit 2 sits at 4m + 2k + h, wanted at 4m + 2.
-      const uint32_t hw = gw[2];
-      const int a = 2 * k + h - 2;
-      const uint32_t x = a == -2 ? hw * S.shl2 : a == -1 ? hw * S.shl1 : a == 0 ? hw : mulhi(hw, S.shr1);
-      w |= x & 0x44444444u;
-    }
+    uint32_t w = rotr(gw[k], 2 * h) & 0x33333333u;  // code 16k+2m+h at bits 4m+2h
+    if constexpr (BITS == 3) w |= rotr(gw[2], 2 * k + h - 2) & 0x44444444u;  // bit 2 at 4m+2k+h -> 4m+2
     return w;
   }
 }
@@ -120,6 +126,43 @@ TQ_HD void lookup_half2(const uint32_t* tab, Sel x, uint32_t& r0, uint32_t& r1) 
 // half2(A, B) of one dim: the V^T fragment pairs two tokens of the same dim in a register.
 TQ_HD uint32_t merge_sel(uint32_t a, uint32_t b, int e, const Shifts& S) {
   return e == 0 ? (a & 0x0F0F0F0Fu) | ((b * S.shl4) & 0xF0F0F0F0u) : (mulhi(a, S.shr4) & 0x0F0F0F0Fu) | (b & 0xF0F0F0F0u);
+}
+
+// ---- K as int8 (QK^T on mma.m16n8k32.s8) ------------------------------------------------------
+// The K centroids become int8 (round(c * sqrt(D) * 127 / max|c * sqrt(D)|), table tab8 = 16 bytes,
+// entry i = byte i % 4 of tab8[i / 4]) and q is rounded to int8 per row: one prmt turns 4 selector
+// nibbles into 4 int8 codes, a quarter of the fp16 lookup's work, and the int8 mma does twice the
+// k per instruction. 4 bits: entries 0-7 and 8-15 are looked up separately and picked per byte by
+// a third prmt whose selector comes from the codes' bit 3.
+template <int BITS>
+TQ_HD uint32_t lookup_i8(const uint32_t* tab8, uint32_t s) {
+  if constexpr (BITS == 4) {
+    const uint32_t idx = s & 0x7777u;
+    const uint32_t pick = ((s >> 1) & 0x4444u) | 0x3210u;  // byte j of lo, or of hi when bit 3 set
+    return prmt(prmt(tab8[0], tab8[1], idx), prmt(tab8[2], tab8[3], idx), pick);
+  } else {
+    return prmt(tab8[0], tab8[1], s);
+  }
+}
+// K fragments of k32-chunk kc for lane t: selector word t * D/32 + kc of the row; nibbles 0-3 are
+// A-fragment k = 4t..4t+3, nibbles 4-7 are k = 16+4t..16+4t+3. q follows: kdim8(t, kc, j), j < 8.
+template <int D, int BITS>
+TQ_HD constexpr int kdim8(int t, int kc, int j) {
+  return code_of<BITS>(t * (D / 32) + kc, j);
+}
+// int8 table of fp16-free centroids c_i * sqrt(D) (n entries, ascending): returns the scale s with
+// entry_i * s ~= c_i * sqrt(D).
+inline float make_table_i8(const double* c_sqrtd, int n, uint32_t tab8[4]) {
+  double mx = 0;
+  for (int i = 0; i < n; ++i) mx = c_sqrtd[i] < 0 ? (-c_sqrtd[i] > mx ? -c_sqrtd[i] : mx) : (c_sqrtd[i] > mx ? c_sqrtd[i] : mx);
+  for (int i = 0; i < 4; ++i) tab8[i] = 0;
+  if (mx == 0) return 0.f;
+  for (int i = 0; i < n && i < 16; ++i) {
+    const double r = c_sqrtd[i] * 127.0 / mx;
+    const int v = int(r < 0 ? r - 0.5 : r + 0.5);
+    tab8[i / 4] |= uint32_t(uint8_t(int8_t(v))) << (8 * (i % 4));
+  }
+  return float(mx / 127.0);
 }
 
 // ---- coordinate orders -------------------------------------------------------------------------

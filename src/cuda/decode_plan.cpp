@@ -119,25 +119,31 @@ void plan_v3(DecodePlan::Impl& I) {
   const float rs = 1.0f / std::sqrt(float(s.head_dim));
   P.q_scale = scale * kLog2e * (I.kb ? rs : 1.0f);
   P.out_scale = I.vb ? rs : 1.0f;
-  auto tables = [&](const Codec& c, uint32_t* tab, uint32_t (*sign)[8]) {
+  auto tables = [&](const Codec& c, uint32_t (*sign)[8]) -> const TqCodec* {
     const auto* t = dynamic_cast<const TqCodec*>(&c);
-    if (!t) return;
+    if (!t) return nullptr;
     const auto& part = t->parts()[0];
+    for (int r = 0; r < v3::kRounds; ++r)
+      for (int i = 0; i < s.head_dim; ++i)
+        if (part.rot->signs(r)[i] < 0) sign[r][i / 32] |= 1u << (i % 32);
+    return t;
+  };
+  if (const TqCodec* t = tables(*I.kc, P.ksign)) {  // K: int8 centroids c * sqrt(D) (QK^T in int8)
+    std::vector<double> c;
+    for (double x : t->parts()[0].cb->centroids()) c.push_back(x * std::sqrt(double(s.head_dim)));
+    P.kdeq = frag::make_table_i8(c.data(), int(c.size()), P.ktab8);
+  }
+  if (const TqCodec* t = tables(*I.vc, P.vsign)) {  // V: fp16 centroids c * sqrt(D)
     std::vector<uint16_t> h;
-    for (double x : part.cb->centroids()) h.push_back(float_to_half(float(x * std::sqrt(double(s.head_dim)))));
+    for (double x : t->parts()[0].cb->centroids()) h.push_back(float_to_half(float(x * std::sqrt(double(s.head_dim)))));
     // The 4-bit lookup keeps 8 entries and negates (the Lloyd-Max codebook of a symmetric law is
     // symmetric; checked here rather than assumed).
     if (h.size() == 16)
       for (int i = 0; i < 8; ++i)
         TQ_CHECK(h[15 - i] == uint16_t(h[i] ^ 0x8000u), kInternal,
                  "CUDA decode: {}-bit codebook of dim {} is not symmetric in fp16 at entry {}", 4, s.head_dim, i);
-    frag::make_table(h.data(), int(h.size()), tab);
-    for (int r = 0; r < v3::kRounds; ++r)
-      for (int i = 0; i < s.head_dim; ++i)
-        if (part.rot->signs(r)[i] < 0) sign[r][i / 32] |= 1u << (i % 32);
-  };
-  tables(*I.kc, P.ktab, P.ksign);
-  tables(*I.vc, P.vtab, P.vsign);
+    frag::make_table(h.data(), int(h.size()), P.vtab);
+  }
 
   const size_t slots = size_t(I.grid) + size_t(s.batch) * s.heads_kv;  // slot = CTA + segment: unique
   I.off_po = 0;
@@ -219,6 +225,7 @@ DecodePlan::~DecodePlan() = default;
 size_t DecodePlan::workspace_bytes() const { return impl_->ws_bytes; }
 int DecodePlan::splits() const { return impl_->version == 3 ? impl_->grid : impl_->splits; }
 bool DecodePlan::uses_tensor_cores() const { return impl_->version == 3; }
+bool DecodePlan::int8_scores() const { return impl_->version == 3 && impl_->kb != 0; }
 int DecodePlan::version() const { return impl_->version; }
 KvPageLayout DecodePlan::k_layout() const { return impl_->kl; }
 KvPageLayout DecodePlan::v_layout() const { return impl_->vl; }

@@ -10,7 +10,8 @@
 // codes, K norms, V codes, V norms of the chunk's head block — contiguous in the layout of layout.h
 // — into a ring of `stages` shared-memory stages. No registers, no address math per token.
 // Consumer warp w: tokens [16w, 16w+16) of each chunk, GQA group (G <= 8 heads) as the N = 8 side:
-//   S^T[16 tok x 8 head] = K · Q^T   (K codes decoded to fp16 A fragments by prmt lookups)
+//   S^T[16 tok x 8 head] = K · Q^T   (TurboQuant K: int8 centroids by one prmt per 4 codes, q
+//                                     rounded to int8 per row, mma.m16n8k32.s8; fp16 K: f16 mma)
 //   online softmax in exp2 (log2(e) and the scale folded into q), P^T by movmatrix.trans
 //   O^T[D x 8 head] += V^T · P^T   (V codes of two tokens merged so one lookup gives half2(tok, tok))
 // Norms: K norm multiplies the scores, V norm multiplies p (before fp16 rounding). Tables hold
@@ -64,6 +65,14 @@ __device__ __forceinline__ void mma(float* c, uint32_t a0, uint32_t a1, uint32_t
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// S[16 x 8] += A[16 x 32] * B[32 x 8], int8 in, int32 accumulate (exact).
+__device__ __forceinline__ void mma_s8(int* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                       uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 __device__ __forceinline__ float ex2(float x) {
@@ -134,6 +143,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
   uint64_t* empty = full + kMaxStages;
   int* stage_ok = reinterpret_cast<int*>(smem + L.ok);
   float* misc = reinterpret_cast<float*>(smem + L.misc);  // [kMaxG][2] merge stats, [2*kMaxG] flags
+  float* qsc = reinterpret_cast<float*>(smem + L.qsc);    // [kMaxG] int8 q row scale * kdeq
   int* prefix = reinterpret_cast<int*>(smem + L.prefix);  // [B + 1] first work chunk of sequence b
   int* lens = reinterpret_cast<int*>(smem + L.lens);      // [B] validated lengths
   float* q_s = reinterpret_cast<float*>(smem + L.q);      // [kMaxG][D] q rows, later the final rows
@@ -143,9 +153,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
   const int B = P.B, Hkv = P.Hkv, G = P.G, PT = int(P.kl.page_tokens);
-  uint32_t ktab[8], vtab[8];  // lookup tables in registers (prmt operands)
+  // Lookup tables in registers (prmt operands); the empty asm keeps the compiler from re-reading
+  // them from the parameter bank inside the loop (a MOV per lookup otherwise).
+  uint32_t ktab8[4], vtab[8];
 #pragma unroll
-  for (int i = 0; i < 8; ++i) { ktab[i] = P.ktab[i]; vtab[i] = P.vtab[i]; }
+  for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
 
   // ---- setup: barriers, validated lengths, work prefix (warp 0) ----
   // Small batches wait on a chain of dependent global loads (lengths -> page table -> copies, and the
@@ -266,17 +280,52 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
           warp_fwht<D>(x, lane);
         }
       }
+      float amax = 0.f;
 #pragma unroll
-      for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e] * P.q_scale;
+      for (int e = 0; e < E; ++e) {
+        x[e] *= P.q_scale;
+        amax = fmaxf(amax, fabsf(x[e]));
+      }
+      if constexpr (KB != 0) {  // int8 q: x * 127 / max|x| per row, the scale goes to the scores
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float inv = amax > 0.f ? 127.f / amax : 0.f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) x[e] = rintf(x[e] * inv);
+        if (lane == 0) qsc[h] = amax / 127.f * P.kdeq;
+      }
+#pragma unroll
+      for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e];
     }
     consumers_sync();
-    uint32_t qb[NKC][2];
-#pragma unroll
-    for (int kc = 0; kc < NKC; ++kc) {
+    // B fragments: fp16 K -> f16 pairs per k16-chunk; TurboQuant K -> 4 int8 per register per
+    // k32-chunk (rows g >= G are zero: their columns of S are ignored).
+    constexpr int NQB = KB == 0 ? NKC : D / 32;
+    uint32_t qb[NQB][2];
+    float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K)
+    {
       const float* qr = q_s + g * D;
       const bool on = g < G;
-      qb[kc][0] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 0)], qr[frag::kdim<D, KB>(t, kc, 1)]) : 0u;
-      qb[kc][1] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 2)], qr[frag::kdim<D, KB>(t, kc, 3)]) : 0u;
+      if constexpr (KB == 0) {
+#pragma unroll
+        for (int kc = 0; kc < NKC; ++kc) {
+          qb[kc][0] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 0)], qr[frag::kdim<D, KB>(t, kc, 1)]) : 0u;
+          qb[kc][1] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 2)], qr[frag::kdim<D, KB>(t, kc, 3)]) : 0u;
+        }
+      } else {
+#pragma unroll
+        for (int kc = 0; kc < D / 32; ++kc)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            uint32_t w = 0;
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+              w |= uint32_t(uint8_t(int8_t(int(qr[frag::kdim8<D, KB>(t, kc, 4 * r + j)])))) << (8 * j);
+            qb[kc][r] = on ? w : 0u;
+          }
+        qf0 = 2 * t < G ? qsc[2 * t] : 0.f;
+        qf1 = 2 * t + 1 < G ? qsc[2 * t + 1] : 0.f;
+      }
     }
 
     float o[NKC][4];
@@ -293,8 +342,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
         // ---- S^T = K · Q^T ----
         // Two accumulators (even / odd k-chunks): two independent HMMA chains of D/32 instead of
         // one of D/16 (the chain latency, not the pipes, bounds a warp's step).
-        float sc[4] = {0.f, 0.f, 0.f, 0.f}, sd[4] = {0.f, 0.f, 0.f, 0.f};
+        float sc[4] = {0.f, 0.f, 0.f, 0.f};
         if constexpr (KB == 0) {
+          float sd[4] = {0.f, 0.f, 0.f, 0.f};
           const uint8_t* k0 = st + r0 * KCB + (D / 2) * t;
 #pragma unroll
           for (int i = 0; i < D / 32; ++i) {
@@ -304,24 +354,26 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
             mma(sc, a.x, b.x, a.y, b.y, qb[2 * i][0], qb[2 * i][1]);
             mma(sd, a.z, b.z, a.w, b.w, qb[2 * i + 1][0], qb[2 * i + 1][1]);
           }
+#pragma unroll
+          for (int i = 0; i < 4; ++i) sc[i] += sd[i];
         } else {
+          // int8 K: per k32-chunk one selector word per row, 4 prmt, one mma; two accumulators.
+          int si[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
           const uint32_t* k0 = reinterpret_cast<const uint32_t*>(st + r0 * KCB);
           const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
 #pragma unroll
           for (int w = 0; w < D / 32; ++w) {
-            const frag::Sel s0 = frag::prep<KB>(frag::sel_word<KB>(k0, t * (D / 32) + w, P.shifts), P.shifts);
-            const frag::Sel s1 = frag::prep<KB>(frag::sel_word<KB>(k1, t * (D / 32) + w, P.shifts), P.shifts);
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-              uint32_t a0, a1, a2, a3;
-              frag::lookup_half2<KB>(ktab, hf ? frag::upper(s0, P.shifts) : s0, a0, a2);
-              frag::lookup_half2<KB>(ktab, hf ? frag::upper(s1, P.shifts) : s1, a1, a3);
-              mma(hf ? sd : sc, a0, a1, a2, a3, qb[2 * w + hf][0], qb[2 * w + hf][1]);
-            }
+            const uint32_t s0 = frag::sel_word<KB>(k0, t * (D / 32) + w);
+            const uint32_t s1 = frag::sel_word<KB>(k1, t * (D / 32) + w);
+            mma_s8(si[w & 1], frag::lookup_i8<KB>(ktab8, s0), frag::lookup_i8<KB>(ktab8, s1),
+                   frag::lookup_i8<KB>(ktab8, frag::mulhi(s0, P.shifts.shr16)),
+                   frag::lookup_i8<KB>(ktab8, frag::mulhi(s1, P.shifts.shr16)), qb[w][0], qb[w][1]);
           }
+          sc[0] = float(si[0][0] + si[1][0]) * qf0;
+          sc[1] = float(si[0][1] + si[1][1]) * qf1;
+          sc[2] = float(si[0][2] + si[1][2]) * qf0;
+          sc[3] = float(si[0][3] + si[1][3]) * qf1;
         }
-#pragma unroll
-        for (int i = 0; i < 4; ++i) sc[i] += sd[i];
         // ---- online softmax (log2 domain); masked tokens get -inf, their p and V weight 0 ----
         const bool whole = tok0 + 16 <= len;  // warp-uniform: no masking needed
         const bool v0 = whole || tok0 + g < len, v1 = whole || tok0 + g + 8 < len;
@@ -400,8 +452,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
 #pragma unroll
           for (int w = 0; w < D / 64; ++w) {
             const int sw = g * (D / 64) + w;
-            const uint32_t sA = frag::sel_word<VB>(rA, sw, P.shifts), sB = frag::sel_word<VB>(rB, sw, P.shifts);
-            const uint32_t sC = frag::sel_word<VB>(rC, sw, P.shifts), sD = frag::sel_word<VB>(rD, sw, P.shifts);
+            const uint32_t sA = frag::sel_word<VB>(rA, sw), sB = frag::sel_word<VB>(rB, sw);
+            const uint32_t sC = frag::sel_word<VB>(rC, sw), sD = frag::sel_word<VB>(rD, sw);
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const frag::Sel ab = frag::prep<VB>(frag::merge_sel(sA, sB, e, P.shifts), P.shifts);

@@ -40,14 +40,16 @@ struct Params {
   int min_chunks;                // floor of chunks per CTA (split policy of the plan)
   float q_scale;                 // softmax scale * log2(e) (/ sqrt(D) for TurboQuant K)
   float out_scale;               // 1 / sqrt(D) for TurboQuant V, 1 for fp16
-  uint32_t ktab[8], vtab[8];     // fp16 centroid tables (frag::make_table)
+  uint32_t ktab8[4];             // K centroids as int8 (frag::make_table_i8), QK^T in int8
+  float kdeq;                    // int8 K entry * kdeq = c * sqrt(D)
+  uint32_t vtab[8];              // fp16 V centroid table (frag::make_table)
   frag::Shifts shifts;           // powers of two, read as run-time values (see frag::Shifts)
   uint32_t ksign[kRounds][8], vsign[kRounds][8];  // Hadamard sign bits (bit set = -1), D <= 256
 };
 
 // Shared memory carve-up, shared by the launcher (size) and the kernel.
 struct Smem {
-  uint32_t bars, ok, misc, prefix, lens, q, scr, scr_ml, total;
+  uint32_t bars, ok, misc, qsc, prefix, lens, q, scr, scr_ml, total;
 };
 TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   Smem s{};
@@ -55,6 +57,7 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   s.bars = off; off += 2 * kMaxStages * 8;
   s.ok = off; off += kMaxStages * 4;
   s.misc = off; off += 4 * kMaxG * 4;
+  s.qsc = off; off += kMaxG * 4;
   s.prefix = off; off += uint32_t(B + 1) * 4;
   s.lens = off; off += uint32_t(B) * 4;
   off = (off + 15u) & ~15u;

@@ -176,7 +176,12 @@ void run_case(const Case& c, std::mt19937& rng) {
   // emulation of that arithmetic on these shapes gives 2e-4 (T = 1) to 1e-3 (T = 4097); 3x margin.
   double tol = c.out_dtype == tq::cuda::DType::kF32 ? 1e-4 : (c.out_dtype == tq::cuda::DType::kF16 ? 2e-3 : 1e-2);
   if (plan.uses_tensor_cores()) tol = std::max(tol, 3e-3);
-  EXPECT_LT(std::sqrt(num / den), tol);
+  // int8 scores (TurboQuant K on v3): q and the centroids rounded to int8 (steps max/127). A numpy
+  // emulation of these cases (logit std 2, a 4x sink token) gives 0.5-6% (T = 7..4097, 3-4 bits).
+  if (plan.int8_scores()) tol = 0.1;
+  const double rel = std::sqrt(num / den);
+  std::printf("    rel. L2 vs float64: %.2e (tol %.0e)\n", rel, tol);
+  EXPECT_LT(rel, tol);
   for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
 }
 

@@ -4,6 +4,7 @@
 // kdim / vdim (the order q is gathered in and the output scattered from) name. No GPU needed.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <set>
@@ -61,8 +62,8 @@ void check_tq() {
     const int g = lane >> 2, t = lane & 3;
     // K: A fragment of k-chunk kc from rows g and g + 8.
     for (int kc = 0; kc < D / 16; ++kc) {
-      const Sel s0 = prep<BITS>(sel_word<BITS>(R.words[g].data(), t * (D / 32) + (kc >> 1), S), S);
-      const Sel s1 = prep<BITS>(sel_word<BITS>(R.words[g + 8].data(), t * (D / 32) + (kc >> 1), S), S);
+      const Sel s0 = prep<BITS>(sel_word<BITS>(R.words[g].data(), t * (D / 32) + (kc >> 1)), S);
+      const Sel s1 = prep<BITS>(sel_word<BITS>(R.words[g + 8].data(), t * (D / 32) + (kc >> 1)), S);
       uint32_t a0, a1, a2, a3;
       lookup_half2<BITS>(tab, (kc & 1) ? upper(s0, S) : s0, a0, a2);
       lookup_half2<BITS>(tab, (kc & 1) ? upper(s1, S) : s1, a1, a3);
@@ -79,7 +80,7 @@ void check_tq() {
     // V: A fragment of m-tile mt (rows = dims g / g+8, k = tokens 2t, 2t+1, 2t+8, 2t+9).
     for (int mt = 0; mt < D / 16; ++mt) {
       const int sw = g * (D / 64) + (mt >> 2), e = (mt >> 1) & 1, hf = mt & 1;
-      auto sel = [&](int tok) { return sel_word<BITS>(R.words[tok].data(), sw, S); };
+      auto sel = [&](int tok) { return sel_word<BITS>(R.words[tok].data(), sw); };
       const Sel ab = prep<BITS>(merge_sel(sel(2 * t), sel(2 * t + 1), e, S), S);
       const Sel cd = prep<BITS>(merge_sel(sel(2 * t + 8), sel(2 * t + 9), e, S), S);
       uint32_t a0, a1, a2, a3;
@@ -97,6 +98,31 @@ void check_tq() {
       if (t == 0) { vd.insert(r0); vd.insert(r1); }
     }
   }
+  // K as int8 (mma.m16n8k32.s8): a0 / a2 = row g, k 4t..4t+3 / 16+4t..; a1 / a3 = row g + 8.
+  uint32_t tab8[4] = {0, 0, 0, 0};
+  std::vector<uint8_t> e8(1 << BITS);
+  for (size_t i = 0; i < e8.size(); ++i) {
+    e8[i] = uint8_t(0x11 * (i + 1) + (rng() & 0x0F));  // distinct bytes
+    tab8[i / 4] |= uint32_t(e8[i]) << (8 * (i % 4));
+  }
+  std::set<int> kd8;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int kc = 0; kc < D / 32; ++kc) {
+      const uint32_t s0 = sel_word<BITS>(R.words[g].data(), t * (D / 32) + kc);
+      const uint32_t s1 = sel_word<BITS>(R.words[g + 8].data(), t * (D / 32) + kc);
+      const uint32_t a[4] = {lookup_i8<BITS>(tab8, s0), lookup_i8<BITS>(tab8, s1), lookup_i8<BITS>(tab8, s0 >> 16),
+                             lookup_i8<BITS>(tab8, s1 >> 16)};
+      for (int j = 0; j < 8; ++j) {
+        const int d = kdim8<D, BITS>(t, kc, j);
+        const uint32_t r0 = a[j < 4 ? 0 : 2], r1 = a[j < 4 ? 1 : 3];
+        ASSERT_EQ(uint8_t(r0 >> (8 * (j % 4))), e8[R.codes[g][d]]) << "int8 K: lane " << lane << " kc " << kc << " j " << j;
+        ASSERT_EQ(uint8_t(r1 >> (8 * (j % 4))), e8[R.codes[g + 8][d]]) << "int8 K: lane " << lane << " kc " << kc;
+        if (g == 0) kd8.insert(d);
+      }
+    }
+  }
+  EXPECT_EQ(int(kd8.size()), D) << "kdim8 is not a permutation";
   EXPECT_EQ(int(kd.size()), D) << "kdim is not a permutation";
   EXPECT_EQ(int(vd.size()), D) << "vdim is not a permutation";
   EXPECT_EQ(*kd.rbegin(), D - 1);
@@ -153,6 +179,31 @@ TEST(CudaDecodeFrag, ShiftsAsMultiplications) {
     EXPECT_EQ(mulhi(x, S.shr1), x >> 1); EXPECT_EQ(mulhi(x, S.shr2), x >> 2); EXPECT_EQ(mulhi(x, S.shr3), x >> 3);
     EXPECT_EQ(mulhi(x, S.shr4), x >> 4); EXPECT_EQ(mulhi(x, S.shr16), x >> 16);
   }
+}
+
+TEST(CudaDecodeFrag, Int8TableIsTheScaledCodebook) {
+  // Entries round(c * 127 / max|c|): the largest magnitude maps to +-127, the scale maps back within
+  // half a step, and symmetric codebooks stay symmetric (the int8 scores of +-x cancel exactly).
+  const double c[8] = {-2.152, -1.344, -0.756, -0.245, 0.245, 0.756, 1.344, 2.152};
+  uint32_t tab8[4];
+  const float s = make_table_i8(c, 8, tab8);
+  EXPECT_NEAR(s, 2.152 / 127, 1e-7);
+  for (int i = 0; i < 8; ++i) {
+    const int v = int8_t(uint8_t(tab8[i / 4] >> (8 * (i % 4))));
+    EXPECT_LE(std::abs(v * s - c[i]), 0.5 * s + 1e-9) << i;
+    const int w = int8_t(uint8_t(tab8[(7 - i) / 4] >> (8 * ((7 - i) % 4))));
+    EXPECT_EQ(v, -w) << i;
+  }
+  EXPECT_EQ(int8_t(uint8_t(tab8[1] >> 24)), 127);
+  EXPECT_EQ(tab8[2], 0u);
+}
+
+TEST(CudaDecodeFrag, RotationHelper) {
+  for (uint32_t x : {1u, 0x80000001u, 0xDEADBEEFu})
+    for (int n = -3; n < 35; ++n) {
+      const int m = ((n % 32) + 32) % 32;
+      EXPECT_EQ(rotr(x, n), m ? (x >> m) | (x << (32 - m)) : x) << n;
+    }
 }
 
 TEST(CudaDecodeFrag, PrmtEmulationMatchesPtxSemantics) {

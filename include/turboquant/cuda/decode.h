@@ -58,6 +58,10 @@ class DecodePlan {
   int splits() const;  // v3: CTAs of the persistent wave; v1: KV splits per sequence
   // True when the tensor-core kernel (fp16 operands: q, centroids, p) serves this plan.
   bool uses_tensor_cores() const;
+  // True when TurboQuant K is scored in int8 (v3): q rounded to int8 per row (in the rotated
+  // domain, scale max|q|/127), centroids to int8 (scale max|c|/127). On attention with peaked
+  // scores this adds ~1-2% relative error to the output (the codec's own is 10-25%); docs/CUDA.md.
+  bool int8_scores() const;
   // 3 (default) or 1 (CUDA-core reference kernels, forced with TQ_CUDA_DECODE_V1=1 at plan time).
   int version() const;
   KvPageLayout k_layout() const;  // page layout the pools must follow
