@@ -22,6 +22,26 @@ obj=build/box/CMakeFiles/tq_objects.dir/src/cuda/decode_v3_d128.cu.o
 cuobjdump -sass -fun '_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3EEEvNS1_6ParamsE' "$obj" > "$OUT/sass.txt" 2>&1
 echo "SASS tq3 D=128: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions," \
   "$(grep -c 'HMMA' "$OUT/sass.txt") HMMA, $(grep -c 'PRMT' "$OUT/sass.txt") PRMT, $(grep -cE 'LDL|STL' "$OUT/sass.txt") local"
+if [[ $what == ncu ]]; then  # stall reasons + top stalled instructions, large and small batch (tq3)
+  stalls=$(for r in long_scoreboard short_scoreboard barrier membar wait math_pipe_throttle mio_throttle lg_throttle \
+    not_selected selected dispatch_stall no_instruction branch_resolving sleeping drain misc tex_throttle; do
+    printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' $r; done)
+  for shape in "--batch 32 --context 16384" "--batch 1 --context 16384" "--batch 1 --context 1024"; do
+    echo "== tq3 $shape" >> "$OUT/ncu.txt"
+    timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --section SpeedOfLight --section SchedulerStats \
+      --metrics "${stalls%,},sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active" \
+      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 $shape >> "$OUT/ncu.txt" 2>&1
+    tag=$(echo "$shape" | tr -dc '0-9_')
+    timeout 90 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --section SourceCounters --section WarpStateStats \
+      --page source --print-source sass --csv \
+      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 $shape > "/tmp/src_$tag.csv" 2>&1
+    echo "== top stalled instructions, tq3 $shape" >> "$OUT/stalls.txt"
+    python3 bench/cuda/stall_pcs.py "/tmp/src_$tag.csv" 45 >> "$OUT/stalls.txt" 2>&1
+  done
+  echo "ncu done ($((SECONDS - t0)) s)"
+  grep -E "^== |Duration|DRAM Throughput|Issue Slots|issue_active|inst_executed.sum|issue_stalled" "$OUT/ncu.txt" | \
+    awk '$NF+0 > 0.2 || /==|Duration|DRAM|Issue|inst_exec/' | head -60
+fi
 if [[ $what == quick ]]; then
   timeout 200 ./build/box/tests/tq_test_cuda --gtest_filter='CudaDecodeFrag*:CudaDecode.*' > "$OUT/test.log" 2>&1
   echo "tests: exit $? ($((SECONDS - t0)) s)"
