@@ -1,6 +1,9 @@
 // CUDA decode attention vs the CPU reference: K/V encoded by the CPU codec into pages (random page
-// order), the kernel's output against exact float64 attention over the CPU-decoded K/V. Fresh
-// random data each run, outputs poisoned, odd shapes. Skips (visibly) without a GPU.
+// order), the kernel's output against float64 attention over the CPU-decoded K/V. Fresh random
+// data each run, outputs poisoned, odd shapes. Skips (visibly) without a GPU.
+// Plans that score TurboQuant K in int8 (DecodePlan::int8_scores) are checked twice: against the
+// exact reference with a tolerance for the int8 rounding, and tightly against a float64 reference
+// that applies the same rounding (q rotated and rounded to int8 per row, int8 centroids).
 #include <gtest/gtest.h>
 
 #if defined(TQ_HAVE_CUDA)
@@ -13,9 +16,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cuda/decode_frag.h"
 #include "turboquant/cuda/decode.h"
 #include "turboquant/error.h"
 #include "turboquant/half.h"
+#include "turboquant/tq_codec.h"
 
 namespace {
 
@@ -63,6 +68,20 @@ void run_case(const Case& c, std::mt19937& rng) {
   const auto kl = plan.k_layout(), vl = plan.v_layout();
   const tq::Codec &kc = plan.k_codec(), &vc = plan.v_codec();
 
+  // int8 scores: the kernel's int8 centroid table (frag::make_table_i8 of c * sqrt(D)).
+  const bool i8 = plan.int8_scores();
+  const auto* ktq = dynamic_cast<const tq::TqCodec*>(&kc);
+  std::vector<int> e8;
+  double kdeq = 0;
+  if (i8) {
+    std::vector<double> cs;
+    for (double x : ktq->parts()[0].cb->centroids()) cs.push_back(x * std::sqrt(double(D)));
+    uint32_t tab8[4];
+    kdeq = tq::cuda::frag::make_table_i8(cs.data(), int(cs.size()), tab8);
+    for (size_t i = 0; i < cs.size(); ++i) e8.push_back(int8_t(uint8_t(tab8[i / 4] >> (8 * (i % 4)))));
+  }
+  std::vector<float> ref8(i8 ? size_t(B) * c.hq * D : 0);
+
   std::normal_distribution<float> nd;
   std::vector<float> q(size_t(B) * c.hq * D);
   for (auto& x : q) x = nd(rng);
@@ -80,6 +99,8 @@ void run_case(const Case& c, std::mt19937& rng) {
   for (int b = 0; b < B; ++b) {
     const int T = c.lens[b];
     std::vector<float> kd(size_t(c.hkv) * T * D), vd(kd.size());  // decoded (what the kernel sees)
+    std::vector<int> kq(i8 ? kd.size() : 0);                      // int8 path: K codes and norms
+    std::vector<double> kn(i8 ? size_t(c.hkv) * T : 0);
     for (int h = 0; h < c.hkv; ++h)
       for (int t = 0; t < T; ++t) {
         std::vector<float> k(D), v(D);
@@ -96,6 +117,11 @@ void run_case(const Case& c, std::mt19937& rng) {
         std::copy_n(vcode.data(), vl.codes_bytes, vp + vl.codes_offset(h, off));
         std::copy_n(vcode.data() + vl.codes_bytes, vl.scalar_bytes, vp + vl.scalars_offset(h, off));
         kc.decode(kcode.data(), 1, &kd[(size_t(h) * T + t) * D], D);
+        if (i8) {
+          const int bits = int(ktq->tq_layout()->part[0].mse_bits);
+          for (int i = 0; i < D; ++i) kq[(size_t(h) * T + t) * D + i] = int(tq::unpack_code_ref(kcode.data(), D, bits, i));
+          kn[size_t(h) * T + t] = ktq->norm(kcode.data() + kl.codes_bytes, 0);
+        }
         vc.decode(vcode.data(), 1, &vd[(size_t(h) * T + t) * D], D);
       }
     const double scale = 1.0 / std::sqrt(double(D));
@@ -110,12 +136,33 @@ void run_case(const Case& c, std::mt19937& rng) {
         sc[t] = acc * scale;
         mx = std::max(mx, sc[t]);
       }
-      double den = 0;
-      for (auto& x : sc) { x = std::exp(x - mx); den += x; }
-      for (int i = 0; i < D; ++i) {
-        double acc = 0;
-        for (int t = 0; t < T; ++t) acc += sc[t] * vd[(size_t(h) * T + t) * D + i];
-        ref[(size_t(b) * c.hq + hq) * D + i] = float(acc / den);
+      auto attend = [&](std::vector<double>& lg, float* dst) {
+        const double m = *std::max_element(lg.begin(), lg.end());
+        double den = 0;
+        for (auto& x : lg) { x = std::exp(x - m); den += x; }
+        for (int i = 0; i < D; ++i) {
+          double acc = 0;
+          for (int t = 0; t < T; ++t) acc += lg[t] * vd[(size_t(h) * T + t) * D + i];
+          dst[i] = float(acc / den);
+        }
+      };
+      (void)mx;
+      attend(sc, &ref[(size_t(b) * c.hq + hq) * D]);
+      if (i8) {  // the kernel's arithmetic: fp32 rotated q * scale, int8 per row, int8 centroids
+        std::vector<float> r(D);
+        ktq->rotate(qq, r.data());
+        const float qs = float(scale) * float(1.4426950408889634) * float(scale);  // log2(e), 1/sqrt(D)
+        float amax = 0;
+        for (auto& x : r) { x *= qs; amax = std::max(amax, std::fabs(x)); }
+        std::vector<double> lg(T);
+        for (int t = 0; t < T; ++t) {
+          long acc = 0;
+          for (int i = 0; i < D; ++i)
+            acc += long(std::nearbyint(r[i] * (127.f / amax))) * e8[kq[(size_t(h) * T + t) * D + i]];
+          lg[t] = double(acc) * (amax / 127.0) * kdeq * double(tq::half_to_float(tq::float_to_half(float(kn[size_t(h) * T + t])))) /
+                  1.4426950408889634;
+        }
+        attend(lg, &ref8[(size_t(b) * c.hq + hq) * D]);
       }
     }
   }
@@ -177,11 +224,25 @@ void run_case(const Case& c, std::mt19937& rng) {
   double tol = c.out_dtype == tq::cuda::DType::kF32 ? 1e-4 : (c.out_dtype == tq::cuda::DType::kF16 ? 2e-3 : 1e-2);
   if (plan.uses_tensor_cores()) tol = std::max(tol, 3e-3);
   // int8 scores (TurboQuant K on v3): q and the centroids rounded to int8 (steps max/127). A numpy
-  // emulation of these cases (logit std 2, a 4x sink token) gives 0.5-6% (T = 7..4097, 3-4 bits).
-  if (plan.int8_scores()) tol = 0.1;
+  // emulation of these cases (logit std 2, a 4x sink token) gives 0.5-6% (T = 7..4097, 3-4 bits);
+  // the tight check is the int8-emulating reference below.
+  if (i8) tol = 0.1;
   const double rel = std::sqrt(num / den);
   std::printf("    rel. L2 vs float64: %.2e (tol %.0e)\n", rel, tol);
   EXPECT_LT(rel, tol);
+  if (i8) {
+    // Same arithmetic as the kernel up to fp32 vs float64 accumulation, fp16 p * |v| and fp16 V
+    // centroids (2^-11 each) and q coordinates within 1e-6 of an int8 rounding tie: 3e-3 as for the
+    // fp16 path (a wrong scale, table or code order is off by > 1e-2 on these shapes).
+    double n8 = 0, d8 = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      n8 += double(out[i] - ref8[i]) * (out[i] - ref8[i]);
+      d8 += double(ref8[i]) * ref8[i];
+    }
+    const double tol8 = std::max(3e-3, c.out_dtype == tq::cuda::DType::kBF16 ? 1e-2 : 0.0);
+    std::printf("    rel. L2 vs int8-emulating float64: %.2e (tol %.0e)\n", std::sqrt(n8 / d8), tol8);
+    EXPECT_LT(std::sqrt(n8 / d8), tol8);
+  }
   for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
 }
 
