@@ -3,10 +3,13 @@
 // byte-identical (append), so outputs differ only by the decode kernel's fp16 operands (q, centroids
 // and p rounded to fp16, 2^-11 relative each; the v3-vs-v1 cross-check measures ~5e-4 at unit-scale
 // logits): 5e-3 leaves a 10x margin and is far below any codec's own error (>= 1e-2 at 4 bits).
+// TurboQuant K is scored in int8 on the GPU (q per row and the centroids rounded to int8): a numpy
+// emulation of these shapes (unit-scale logits, T = 1..123) gives 0.7% mean, 1.3% max: 3e-2.
 // Causal multi-query batches (the forward's prefill) and single steps.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 
 #include "test_util.h"
 #include "turboquant/error.h"
@@ -50,7 +53,7 @@ TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
           gpu->attend(layer, q.data(), n, og.data());
           cpu->attend(layer, q.data(), n, oc.data());
           const double r = rel_l2(og, oc);
-          EXPECT_LT(r, 5e-3) << codec << " D " << D << " n " << n << " layer " << layer;
+          EXPECT_LT(r, std::string(codec) == "fp16" ? 5e-3 : 3e-2) << codec << " D " << D << " n " << n << " layer " << layer;
         }
       }
       EXPECT_EQ(gpu->length(0), cpu->length(0));
