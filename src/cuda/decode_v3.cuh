@@ -184,10 +184,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
   uint32_t ktab8[4], vtab[8], vtab8[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
-  if constexpr (F8) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) { vtab8[i] = P.vtab8[i]; asm volatile("" : "+r"(vtab8[i])); }
-  }
+  for (int i = 0; i < 4; ++i) { vtab8[i] = F8 ? P.vtab8[i] : 0u; asm volatile("" : "+r"(vtab8[i])); }
 #pragma unroll
   for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
 
