@@ -1,7 +1,7 @@
 """ctypes helpers shared by the CUDA benchmarks (bench_decode.py, sweep_split.py, profile_one.py):
 the library's decode/append C ABI on torch tensors' device pointers, random compressed pools, CUDA
 graph capture. Shapes: Hq=32, Hkv=8, D=128, 64-token pages unless a caller says otherwise."""
-import ctypes, os
+import ctypes
 import torch
 
 Hq, Hkv, D, PT = 32, 8, 128, 64
@@ -26,18 +26,10 @@ def check(st):
 
 
 def make_plan(codec, B, T, npages):
-    """Decode plan for B sequences of up to T tokens (fp16 q/out); (plan, workspace bytes, CTAs, K info, V info).
-    A "+fp8" suffix asks for the experimental FP8 PV kernel (TQ_CUDA_FP8_PV=1 while planning)."""
+    """Decode plan for B sequences of up to T tokens (fp16 q/out); (plan, workspace bytes, CTAs, K info, V info)."""
     p = ctypes.c_void_p()
-    fp8 = codec.endswith("+fp8")
-    if fp8:
-        codec = codec[:-4]
-        os.environ["TQ_CUDA_FP8_PV"] = "1"
-    try:
-        check(lib.tq_cuda_decode_plan_create(codec.encode(), B, Hq, Hkv, D, PT, T // PT, npages, T, 1, 1,
-                                             ctypes.c_float(0.0), ctypes.byref(p)))
-    finally:
-        os.environ.pop("TQ_CUDA_FP8_PV", None)
+    check(lib.tq_cuda_decode_plan_create(codec.encode(), B, Hq, Hkv, D, PT, T // PT, npages, T, 1, 1,
+                                         ctypes.c_float(0.0), ctypes.byref(p)))
     ws, sp, ki, vi = ctypes.c_size_t(), ctypes.c_int(), PageInfo(), PageInfo()
     check(lib.tq_cuda_decode_plan_info(p, ctypes.byref(ws), ctypes.byref(sp), ctypes.byref(ki), ctypes.byref(vi)))
     return p, ws.value, sp.value, ki, vi

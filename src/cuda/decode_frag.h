@@ -15,7 +15,6 @@
 // integer ops; a prmt lookup of 4 nibbles gives 4 fp16 centroids as low / high byte words, and two
 // more prmt interleave them into two half2 registers: ~1.4 integer ops per code at 3 bits.
 #pragma once
-#include <cmath>
 #include <cstdint>
 
 #include "turboquant/layout.h"
@@ -164,65 +163,6 @@ inline float make_table_i8(const double* c_sqrtd, int n, uint32_t tab8[4]) {
     tab8[i / 4] |= uint32_t(uint8_t(int8_t(v))) << (8 * (i % 4));
   }
   return float(mx / 127.0);
-}
-
-// ---- V through FP8 tensor cores (experimental: TQ_CUDA_FP8_PV=1) ------------------------------
-// mma.m16n8k32.e4m3 takes 4 tokens per A register (k = 4t..4t+3). The lane's tokens A, B, C, D
-// (2t, 2t+1, 2t+8, 2t+9 of a 16-token block) become k = 4t..4t+3, and P^T follows the same order,
-// so the token merge is merge_sel(A, B) and merge_sel(C, D) byte-interleaved by one prmt:
-// quad_sel(ab, cd, 0) = nibbles [A B C D] of sel-word nibble e (low 16 bits) and of nibble e+2
-// (high 16 bits); quad_sel(ab, cd, 1) the same for nibbles e+4 and e+6 (vdim's rows, unchanged).
-// One prmt then looks up a whole A register (4 e4m3 centroids, lookup_i8 on the e4m3 table).
-TQ_HD uint32_t quad_sel(uint32_t ab, uint32_t cd, int hf) { return prmt(ab, cd, hf ? 0x7362u : 0x5140u); }
-
-// e4m3 (OCP FP8, "fn": bias 7, no infinities, max 448), round to nearest even, saturating.
-inline uint8_t e4m3_encode(float x) {
-  const uint8_t sign = std::signbit(x) ? 0x80 : 0x00;
-  float a = std::fabs(x);
-  if (!(a == a)) return 0x7F;  // NaN
-  if (a >= 448.f) return uint8_t(sign | 0x7E);
-  int e = 0;
-  std::frexp(a, &e);  // a = f * 2^e, f in [0.5, 1)
-  int ex = e - 1;     // a = m * 2^ex, m in [1, 2)
-  if (ex < -6) ex = -6;  // subnormal range: step 2^-9
-  const float step = std::ldexp(1.f, ex - 3);
-  float q = std::nearbyint(a / step);  // default rounding mode: to nearest even
-  uint32_t code;
-  if (ex == -6 && q < 8.f) {
-    code = uint32_t(q);  // subnormal (or 0)
-  } else {
-    if (q >= 16.f) { q /= 2.f; ++ex; }  // mantissa carry
-    if (ex > 8 || (ex == 8 && q > 14.f)) return uint8_t(sign | 0x7E);
-    code = uint32_t((ex + 7) << 3) | (uint32_t(q) - 8u);
-  }
-  return uint8_t(sign | code);
-}
-inline float e4m3_decode(uint8_t b) {
-  const int ex = (b >> 3) & 0xF, m = b & 7;
-  const float a = ex == 0 ? std::ldexp(float(m), -9) : std::ldexp(1.f + m / 8.f, ex - 7);
-  return (b & 0x80) ? -a : a;
-}
-// e4m3 table of the centroids c (n entries): entry_i ~= c_i * sigma with sigma chosen (a fine search
-// over one octave, then the largest octave that stays <= 448) to minimise the squared error of the
-// decoded centroids; returns sigma.
-inline float make_table_e4m3(const double* c, int n, uint32_t tab8[4]) {
-  double mx = 0;
-  for (int i = 0; i < n; ++i) mx = std::fmax(mx, std::fabs(c[i]));
-  for (int i = 0; i < 4; ++i) tab8[i] = 0;
-  if (mx == 0) return 1.f;
-  const double top = 240.0 / mx;  // largest entry in [120, 240): normal range, far from 448
-  double best = 0, best_err = 1e300;
-  for (int k = 0; k < 4096; ++k) {
-    const double sig = top * std::exp2(-double(k) / 4096.0);
-    double err = 0;
-    for (int i = 0; i < n; ++i) {
-      const double d = e4m3_decode(e4m3_encode(float(c[i] * sig))) / sig - c[i];
-      err += d * d;
-    }
-    if (err < best_err) { best_err = err; best = sig; }
-  }
-  for (int i = 0; i < n && i < 16; ++i) tab8[i / 4] |= uint32_t(e4m3_encode(float(c[i] * best))) << (8 * (i % 4));
-  return float(best);
 }
 
 // ---- coordinate orders -------------------------------------------------------------------------

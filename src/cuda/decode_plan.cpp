@@ -65,7 +65,6 @@ struct DecodePlan::Impl {
   DecodeShape shape;
   std::shared_ptr<const Codec> kc, vc;
   int kb = 0, vb = 0, version = 3;
-  bool fp8_pv = false;  // experimental V on FP8 tensor cores (TQ_CUDA_FP8_PV=1)
   KvPageLayout kl{}, vl{};
   size_t ws_bytes = 0, off_err = 0;
   // v3: one persistent launch
@@ -86,7 +85,7 @@ namespace {
 void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
-  I.fn = I.fp8_pv ? v3::kernel_d128_fp8pv(I.kb, I.vb) : v3::find_kernel(s.head_dim, I.kb, I.vb);
+  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb);
   TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)",
            I.kb, I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
@@ -144,12 +143,6 @@ void plan_v3(DecodePlan::Impl& I) {
         TQ_CHECK(h[15 - i] == uint16_t(h[i] ^ 0x8000u), kInternal,
                  "CUDA decode: {}-bit codebook of dim {} is not symmetric in fp16 at entry {}", 4, s.head_dim, i);
     frag::make_table(h.data(), int(h.size()), P.vtab);
-    if (I.fp8_pv) {  // e4m3 centroids c * sqrt(D) * sigma; weights scaled by 2^8 in the kernel
-      std::vector<double> c;
-      for (double x : t->parts()[0].cb->centroids()) c.push_back(x * std::sqrt(double(s.head_dim)));
-      const float sigma = frag::make_table_e4m3(c.data(), int(c.size()), P.vtab8);
-      P.out_scale = rs / (sigma * 256.0f);
-    }
   }
 
   const size_t slots = size_t(I.grid) + size_t(s.batch) * s.heads_kv;  // slot = CTA + segment: unique
@@ -225,14 +218,6 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   I.kl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.kc->codes_bytes()), uint32_t(I.kc->scalar_bytes())};
   I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes())};
   I.version = std::getenv("TQ_CUDA_DECODE_V1") != nullptr ? 1 : 3;
-  // Experimental FP8 PV (docs/CUDA.md): asked for with TQ_CUDA_FP8_PV=1; a plan it cannot serve
-  // (fp16 K or V, head_dim other than 128) fails here rather than running the fp16 kernel.
-  if (const char* e = std::getenv("TQ_CUDA_FP8_PV"); e && *e && *e != '0' && I.version == 3) {
-    TQ_CHECK(I.kb != 0 && I.vb != 0 && s.head_dim == 128 && v3::kernel_d128_fp8pv(I.kb, I.vb), kUnsupported,
-             "CUDA decode: TQ_CUDA_FP8_PV needs TurboQuant K and V at head_dim 128 (K '{}', V '{}', head_dim {})",
-             kspec.name(), vspec.name(), s.head_dim);
-    I.fp8_pv = true;
-  }
   if (I.version == 3) plan_v3(I); else plan_v1(I);
 }
 
@@ -241,7 +226,6 @@ size_t DecodePlan::workspace_bytes() const { return impl_->ws_bytes; }
 int DecodePlan::splits() const { return impl_->version == 3 ? impl_->grid : impl_->splits; }
 bool DecodePlan::uses_tensor_cores() const { return impl_->version == 3; }
 bool DecodePlan::int8_scores() const { return impl_->version == 3 && impl_->kb != 0; }
-bool DecodePlan::fp8_pv() const { return impl_->fp8_pv; }
 int DecodePlan::version() const { return impl_->version; }
 KvPageLayout DecodePlan::k_layout() const { return impl_->kl; }
 KvPageLayout DecodePlan::v_layout() const { return impl_->vl; }

@@ -76,26 +76,6 @@ __device__ __forceinline__ void mma_s8(int* c, uint32_t a0, uint32_t a1, uint32_
       : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-// O[16 x 8] += A[16 x 32] * B[32 x 8], e4m3 in, f32 accumulate (FP8 PV kernels).
-__device__ __forceinline__ void mma_e4m3(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-// Two half2 -> four e4m3 bytes (lo's low, lo's high, hi's low, hi's high), round to nearest even.
-__device__ __forceinline__ uint32_t e4m3x4(uint32_t lo, uint32_t hi) {
-  unsigned short a, b;
-  asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(a) : "r"(lo));
-  asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(b) : "r"(hi));
-  return uint32_t(a) | (uint32_t(b) << 16);
-}
-__device__ __forceinline__ float lg2(float x) {
-  float r;
-  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
 __device__ __forceinline__ float ex2(float x) {
   float r;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
@@ -148,12 +128,8 @@ __device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int H
 // spills, fewer for the wider 4-bit decode and head_dim 256.
 constexpr int min_ctas(int d, int kb, int vb) { return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0) ? 3 : 4; }
 
-// F8: V through FP8 tensor cores (experimental, TurboQuant K and V only): V centroids in e4m3, the
-// weights p * |v| in e4m3 (scaled by 2^8, the running max taken over x + log2|v| so they stay <= 1
-// before the scale), both blocks of an iteration in one m16n8k32 mma per m-tile.
-template <int D, int KB, int VB, bool F8 = false>
+template <int D, int KB, int VB>
 __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(const __grid_constant__ Params P) {
-  static_assert(!F8 || (KB != 0 && VB != 0), "FP8 PV needs TurboQuant K and V");
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
   constexpr int KCB = codes_bytes(D, KB), KSB = norm_bytes(KB);
@@ -181,11 +157,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
   // Lookup tables (prmt operands). The empty asm makes them opaque values: without it the compiler
   // copied the V table from uniform registers before every lookup (~30 MOVs per block); with it the
   // loop reloads them at most once per block (LDC) under register pressure.
-  uint32_t ktab8[4], vtab[8], vtab8[4];
+  uint32_t ktab8[4], vtab[8];
 #pragma unroll
   for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) { vtab8[i] = F8 ? P.vtab8[i] : 0u; asm volatile("" : "+r"(vtab8[i])); }
 #pragma unroll
   for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
 
@@ -420,12 +394,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
     // the P^T fragments (V norm applied, masked rows weight 0: norms past the end may be anything).
     auto softmax = [&](float (*x)[4], const float* nv, const int* tok0, int nblk, uint32_t (*pb)[2]) {
       float mx0 = -INFINITY, mx1 = -INFINITY;
-      for (int k = 0; k < nblk; ++k) {
-        // FP8: the max runs over x + log2|v| so that every weight p * |v| is <= 1 (e4m3 range).
-        const float lv0 = F8 ? lg2(fmaxf(nv[2 * k], 1e-30f)) : 0.f, lv1 = F8 ? lg2(fmaxf(nv[2 * k + 1], 1e-30f)) : 0.f;
-        mx0 = fmaxf(mx0, fmaxf(x[k][0] + lv0, x[k][2] + lv1));
-        mx1 = fmaxf(mx1, fmaxf(x[k][1] + lv0, x[k][3] + lv1));
-      }
+      for (int k = 0; k < nblk; ++k) mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2])), mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
       // The running max only moves when some lane sees a larger score (rare after the first
       // steps): the shuffle reduction and the rescale run only then.
       if (__any_sync(0xffffffffu, mx0 > m0 || mx1 > m1)) {
@@ -450,8 +419,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
         const float p0 = ex2(x[k][0] - m0), p1 = ex2(x[k][1] - m1), p2 = ex2(x[k][2] - m0), p3 = ex2(x[k][3] - m1);
         l0 += p0 + p2;
         l1 += p1 + p3;
-        const float s0 = F8 ? 256.f * nv[2 * k] : nv[2 * k], s1 = F8 ? 256.f * nv[2 * k + 1] : nv[2 * k + 1];
-        float w0 = p0 * s0, w1 = p1 * s0, w2 = p2 * s1, w3 = p3 * s1;
+        float w0 = p0 * nv[2 * k], w1 = p1 * nv[2 * k], w2 = p2 * nv[2 * k + 1], w3 = p3 * nv[2 * k + 1];
         if (tok0[k] + 16 > len) {
           if (tok0[k] + g >= len) w0 = w1 = 0.f;
           if (tok0[k] + g + 8 >= len) w2 = w3 = 0.f;
@@ -506,33 +474,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
       }
     };
 
-    // FP8 PV: O^T += V^T · P^T for two blocks X, Y in one m16n8k32 mma per m-tile (k = 4t..4t+3:
-    // block X's tokens 2t, 2t+1, 2t+8, 2t+9; k = 16+4t..: block Y's). bY = 0 for a single block.
-    auto pv8 = [&](const uint8_t* stX, const uint8_t* stY, uint32_t bX, uint32_t bY) {
-      const uint32_t* rX = reinterpret_cast<const uint32_t*>(stX + VOFF + (16 * warp + 2 * t) * VCB);
-      const uint32_t* rY = reinterpret_cast<const uint32_t*>(stY + VOFF + (16 * warp + 2 * t) * VCB);
-#pragma unroll
-      for (int w = 0; w < D / 64; ++w) {
-        const int sw = g * (D / 64) + w;
-        const uint32_t xA = frag::sel_word<VB>(rX, sw), xB = frag::sel_word<VB>(rX + VCB / 4, sw);
-        const uint32_t xC = frag::sel_word<VB>(rX + 8 * VCB / 4, sw), xD = frag::sel_word<VB>(rX + 9 * VCB / 4, sw);
-        const uint32_t yA = frag::sel_word<VB>(rY, sw), yB = frag::sel_word<VB>(rY + VCB / 4, sw);
-        const uint32_t yC = frag::sel_word<VB>(rY + 8 * VCB / 4, sw), yD = frag::sel_word<VB>(rY + 9 * VCB / 4, sw);
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const uint32_t xab = frag::merge_sel(xA, xB, e, P.shifts), xcd = frag::merge_sel(xC, xD, e, P.shifts);
-          const uint32_t yab = frag::merge_sel(yA, yB, e, P.shifts), ycd = frag::merge_sel(yC, yD, e, P.shifts);
-#pragma unroll
-          for (int hf = 0; hf < 2; ++hf) {
-            const uint32_t qx = frag::quad_sel(xab, xcd, hf), qy = frag::quad_sel(yab, ycd, hf);
-            mma_e4m3(o[4 * w + 2 * e + hf], frag::lookup_i8<VB>(vtab8, qx),
-                     frag::lookup_i8<VB>(vtab8, frag::mulhi(qx, P.shifts.shr16)), frag::lookup_i8<VB>(vtab8, qy),
-                     frag::lookup_i8<VB>(vtab8, frag::mulhi(qy, P.shifts.shr16)), bX, bY);
-          }
-        }
-      }
-    };
-
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
     // this warp: the two blocks' lookups and mma chains are independent work for the scheduler,
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
@@ -559,19 +500,14 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
         score(stB, tokB, x[1], nv[2], nv[3]);
         tk[0] = tokA; tk[1] = tokB;
         softmax(x, nv, tk, 2, pb);
-        if constexpr (F8) {
-          pv8(stA, stB, e4m3x4(pb[0][0], pb[0][1]), e4m3x4(pb[1][0], pb[1][1]));
-        } else {
-          pv(stA, tokA, pb[0][0], pb[0][1]);
-          pv(stB, tokB, pb[1][0], pb[1][1]);
-        }
+        pv(stA, tokA, pb[0][0], pb[0][1]);
+        pv(stB, tokB, pb[1][0], pb[1][1]);
       } else if (okA || okB) {
         const uint8_t* st = okA ? stA : stB;
         tk[0] = okA ? tokA : tokB;
         score(st, tk[0], x[0], nv[0], nv[1]);
         softmax(x, nv, tk, 1, pb);
-        if constexpr (F8) pv8(st, st, e4m3x4(pb[0][0], pb[0][1]), 0u);
-        else pv(st, tk[0], pb[0][0], pb[0][1]);
+        pv(st, tk[0], pb[0][0], pb[0][1]);
       }
       __syncwarp();
       if (lane == 0) {

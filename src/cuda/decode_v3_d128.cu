@@ -11,12 +11,4 @@ const void* kernel_d128(int kb, int vb) {
   return nullptr;
 }
 
-const void* kernel_d128_fp8pv(int kb, int vb) {
-#define TQ_CASE(K, V) \
-  if (kb == K && vb == V) return reinterpret_cast<const void*>(&decode_kernel<128, K, V, true>);
-  TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3)
-#undef TQ_CASE
-  return nullptr;
-}
-
 }  // namespace tq::cuda::v3

@@ -43,7 +43,6 @@ struct Params {
   uint32_t ktab8[4];             // K centroids as int8 (frag::make_table_i8), QK^T in int8
   float kdeq;                    // int8 K entry * kdeq = c * sqrt(D)
   uint32_t vtab[8];              // fp16 V centroid table (frag::make_table)
-  uint32_t vtab8[4];             // e4m3 V centroid table (frag::make_table_e4m3; FP8 PV kernels)
   frag::Shifts shifts;           // powers of two, read as run-time values (see frag::Shifts)
   uint32_t ksign[kRounds][8], vsign[kRounds][8];  // Hadamard sign bits (bit set = -1), D <= 256
 };
@@ -73,8 +72,6 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
 // kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 2/2, 3/3, 4/4, 3/2, 4/3.
 const void* kernel_d64(int k_bits, int v_bits);
 const void* kernel_d128(int k_bits, int v_bits);
-// Experimental: V on FP8 tensor cores (mma.m16n8k32.e4m3), TurboQuant K and V, head_dim 128.
-const void* kernel_d128_fp8pv(int k_bits, int v_bits);
 const void* kernel_d256(int k_bits, int v_bits);
 inline const void* find_kernel(int d, int k_bits, int v_bits) {
   switch (d) {

@@ -62,9 +62,6 @@ class DecodePlan {
   // domain, scale max|q|/127), centroids to int8 (scale max|c|/127). On attention with peaked
   // scores this adds ~1-2% relative error to the output (the codec's own is 10-25%); docs/CUDA.md.
   bool int8_scores() const;
-  // Experimental (TQ_CUDA_FP8_PV=1 at plan time, TurboQuant K and V at head_dim 128): V centroids
-  // and the weights p·|v| in e4m3 on FP8 tensor cores. Faster, less precise; docs/CUDA.md.
-  bool fp8_pv() const;
   // 3 (default) or 1 (CUDA-core reference kernels, forced with TQ_CUDA_DECODE_V1=1 at plan time).
   int version() const;
   KvPageLayout k_layout() const;  // page layout the pools must follow
