@@ -2,12 +2,16 @@
 # On the GPU box (device tool): build `tq` and the CUDA tests, run the model's CUDA tests, then the
 # proxy model on the CPU and on the GPU: perplexity (tq3 at ctx 256 over the 10 windows of the
 # docs/MODEL.md table, tq3 and k4v4 at ctx 512) and greedy generation of 128 tokens.
-#   bash bench/cuda/run_model_on_box.sh [all|test|bench]
+#   bash bench/cuda/run_model_on_box.sh [all|test|bench|compare]
+# compare: the tests, then tq3 at ctx 512 over 100 windows on CPU and GPU, the CPU with reference
+# attention, and greedy tq3 text from four attention paths.
 # Builds into /tmp/bmodel (outside the carried folder, so a warm box keeps it). Logs go to $OUT;
 # a summary is printed last.
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+FINAL=$OUT; OUT=$(mktemp -d)  # every log goes into one archive (the device tool returns few files)
+trap 'tar -C "$OUT" -czf "$FINAL/logs.tar.gz" .' EXIT
 B=/tmp/bmodel
 t0=$SECONDS
 # Highway is not installed on the box: Debian's libhwy-dev unpacked into .hwy/ travels with `carry`.
@@ -20,31 +24,31 @@ cmake --build $B -j 16 --target tq tq_test_cuda >> "$OUT/build.log" 2>&1 \
   || { grep -E "error" -A5 "$OUT/build.log" | head -60; exit 1; }
 echo "build ok ($((SECONDS - t0)) s)"
 sum=()
-if [[ $what == all || $what == test ]]; then
+ppl() {  # name, args...
+  local name=$1; shift
+  timeout 120 $B/tq perplexity $M "$@" > "$OUT/ppl_$name.json" 2> "$OUT/ppl_$name.err"
+  local rc=$?
+  sum+=("$(python3 - "$OUT/ppl_$name.json" "$name" "$rc" <<'PY'
+import json, sys
+p, name, rc = sys.argv[1:]
+try:
+  j = json.load(open(p))
+  print(f"ppl {name:22s} kv {j['kv']:18s} ref {j['kv_ref']:18s} ppl {j['ppl']:.4f} ref {j['ppl_ref']:.4f} ratio {j['ppl_ratio']:.4f} "
+        f"KLD {j['kld_mean']:.4f}/{j['kld_max']:.2f} top1 {100*j['top1_agree']:.2f}% tok/s {j['tokens_per_s']:.0f} ref {j['tokens_per_s_ref']:.0f} ({j['tokens']} tok)")
+except Exception as e:
+  print(f"ppl {name}: exit {rc}, {e}")
+PY
+)")
+}
+if [[ $what == all || $what == test || $what == compare ]]; then
   timeout 120 $B/tests/tq_test_cuda --gtest_filter='CudaLlama*:CudaKvStore*' > "$OUT/test.log" 2>&1
   rc=$?
   sum+=("tests CudaLlama*:CudaKvStore*: exit $rc")
   sum+=("$(grep -E '^\[  (PASSED|FAILED) ' "$OUT/test.log" | tr '\n' ' ')")
-  grep -E "Failure|Expected|Which is|rel L2|  Actual" "$OUT/test.log" | head -20
+  grep -vE "^\[ measured \]" "$OUT/test.log" | grep -E -A4 "Failure" | head -30
 fi
 if [[ $what == all || $what == bench ]]; then
   M="--model data/proxy/proxy.gguf --text data/proxy/heldout.txt --json --no-progress"
-  ppl() {  # name, args...
-    local name=$1; shift
-    timeout 120 $B/tq perplexity $M "$@" > "$OUT/ppl_$name.json" 2> "$OUT/ppl_$name.err"
-    local rc=$?
-    sum+=("$(python3 - "$OUT/ppl_$name.json" "$name" "$rc" <<'PY'
-import json, sys
-p, name, rc = sys.argv[1:]
-try:
-    j = json.load(open(p))
-    print(f"ppl {name:22s} kv {j['kv']:18s} ref {j['kv_ref']:18s} ppl {j['ppl']:.4f} ref {j['ppl_ref']:.4f} ratio {j['ppl_ratio']:.4f} "
-          f"KLD {j['kld_mean']:.4f}/{j['kld_max']:.2f} top1 {100*j['top1_agree']:.2f}% tok/s {j['tokens_per_s']:.0f} ref {j['tokens_per_s_ref']:.0f} ({j['tokens']} tok)")
-except Exception as e:
-    print(f"ppl {name}: exit {rc}, {e}")
-PY
-)")
-  }
   ppl tq3_256_cpu --ctx 256 --max-tokens 2550 --kv tq3
   ppl tq3_256_kvcuda --ctx 256 --max-tokens 2550 --kv tq3 --kv-store cuda
   ppl tq3_256_dev --ctx 256 --max-tokens 2550 --kv tq3 --device cuda
@@ -65,6 +69,21 @@ PY
   cmp -s "$OUT/gen_tq3_cpu.txt" "$OUT/gen_tq3_cuda.txt" && sum+=("generate tq3: same text on cpu and cuda") \
     || sum+=("generate tq3: texts differ between cpu and cuda")
   ppl tq3_512_dev_all --ctx 512 --kv tq3 --device cuda  # the whole held-out text, GPU only
+fi
+if [[ $what == compare ]]; then
+  M="--model data/proxy/proxy.gguf --text data/proxy/heldout.txt --json --no-progress"
+  ppl tq3_512_100w_dev --ctx 512 --max-tokens 51100 --kv tq3 --device cuda
+  ppl tq3_512_cpuref --ctx 512 --max-tokens 5110 --kv tq3 --attn reference
+  ppl tq3_512_100w_cpu --ctx 512 --max-tokens 51100 --kv tq3
+  gen() {  # name, args...
+    local name=$1; shift
+    timeout 60 $B/tq generate --model data/proxy/proxy.gguf -n 128 --kv tq3 "$@" > "$OUT/gen_$name.txt" 2> "$OUT/gen_$name.err"
+    sum+=("generate tq3 $name: exit $? $(tail -1 "$OUT/gen_$name.err" | sed 's/.*decode/decode/')")
+  }
+  gen cpu_fused; gen cpu_reference --attn reference; gen kvstore_cuda --kv-store cuda; gen device_cuda --device cuda
+  for n in cpu_reference kvstore_cuda device_cuda; do
+    sum+=("generate tq3 $n vs cpu_fused: first differing byte $(cmp "$OUT/gen_cpu_fused.txt" "$OUT/gen_$n.txt" | awk '{print $5}' | tr -d ,) of $(wc -c < "$OUT/gen_cpu_fused.txt")")
+  done
 fi
 echo "---- summary ($((SECONDS - t0)) s) ----"
 cat "$OUT/box.txt"

@@ -225,12 +225,15 @@ TEST(CudaLlama, ErrorsAtConstructionAndOnBadInput) {
   const int32_t ok = 5, bad = m.config().n_vocab;
   auto cpu = cpu_store(m, "fp16", 8);
   EXPECT_THROW(gpu.forward(&ok, 1, *cpu, lg.data(), false), tq::Error);  // a CPU store: no silent PCIe path
-  auto kv = gpu.make_kv_store("fp16", 2);
+  auto kv = gpu.make_kv_store("fp16", 64);  // one page of 64 positions
   EXPECT_THROW(gpu.forward(&bad, 1, *kv, lg.data(), false), tq::Error);
   EXPECT_EQ(kv->length(0), 0);
-  const int32_t three[3] = {1, 2, 3};
-  EXPECT_THROW(gpu.forward(three, 3, *kv, lg.data(), false), tq::Error);  // beyond the capacity
-  gpu.forward(three, 2, *kv, lg.data(), false);
+  const std::vector<int32_t> ids(64, 7);
+  gpu.forward(ids.data(), 60, *kv, lg.data(), false);
+  EXPECT_THROW(gpu.forward(ids.data(), 5, *kv, lg.data(), false), tq::Error);  // beyond the capacity
+  EXPECT_EQ(kv->length(0), 60);  // refused before layer 0 appended anything
+  gpu.forward(ids.data(), 4, *kv, lg.data(), false);
+  EXPECT_EQ(kv->length(m.config().n_layer - 1), 64);
   for (float x : lg) ASSERT_TRUE(std::isfinite(x));
 }
 
