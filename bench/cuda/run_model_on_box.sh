@@ -2,9 +2,10 @@
 # On the GPU box (device tool): build `tq` and the CUDA tests, run the model's CUDA tests, then the
 # proxy model on the CPU and on the GPU: perplexity (tq3 at ctx 256 over the 10 windows of the
 # docs/MODEL.md table, tq3 and k4v4 at ctx 512) and greedy generation of 128 tokens.
-#   bash bench/cuda/run_model_on_box.sh [all|test|bench|compare]
+#   bash bench/cuda/run_model_on_box.sh [all|test|bench|compare|half]
 # compare: the tests, then tq3 at ctx 512 over 100 windows on CPU and GPU, the CPU with reference
-# attention, and greedy tq3 text from four attention paths.
+# attention, and greedy tq3 text from four attention paths. half: the CudaLlama tests, then the GPU
+# forward with fp16 and bf16 weights.
 # Builds into /tmp/bmodel (outside the carried folder, so a warm box keeps it). Logs go to $OUT;
 # a summary is printed last.
 set -uo pipefail
@@ -40,10 +41,11 @@ except Exception as e:
 PY
 )")
 }
-if [[ $what == all || $what == test || $what == compare ]]; then
-  timeout 120 $B/tests/tq_test_cuda --gtest_filter='CudaLlama*:CudaKvStore*' > "$OUT/test.log" 2>&1
+[[ $what == half ]] && FILTER='CudaLlama*'
+if [[ $what == all || $what == test || $what == compare || $what == half ]]; then
+  timeout 120 $B/tests/tq_test_cuda --gtest_filter="${FILTER:-CudaLlama*:CudaKvStore*}" > "$OUT/test.log" 2>&1
   rc=$?
-  sum+=("tests CudaLlama*:CudaKvStore*: exit $rc")
+  sum+=("tests ${FILTER:-CudaLlama*:CudaKvStore*}: exit $rc")
   sum+=("$(grep -E '^\[  (PASSED|FAILED) ' "$OUT/test.log" | tr '\n' ' ')")
   grep -vE "^\[ measured \]" "$OUT/test.log" | grep -E -A4 "Failure" | head -30
 fi
@@ -84,6 +86,13 @@ if [[ $what == compare ]]; then
   for n in cpu_reference kvstore_cuda device_cuda; do
     sum+=("generate tq3 $n vs cpu_fused: first differing byte $(cmp "$OUT/gen_cpu_fused.txt" "$OUT/gen_$n.txt" | awk '{print $5}' | tr -d ,) of $(wc -c < "$OUT/gen_cpu_fused.txt")")
   done
+fi
+if [[ $what == half ]]; then
+  M="--model data/proxy/proxy.gguf --text data/proxy/heldout.txt --json --no-progress"
+  for w in fp16 bf16; do ppl tq3_512_dev_$w --ctx 512 --max-tokens 5110 --kv tq3 --device cuda --weights $w; done
+  timeout 30 $B/tq generate --model data/proxy/proxy.gguf -n 128 --kv tq3 --device cuda --weights fp16 \
+    > "$OUT/gen_fp16w.txt" 2> "$OUT/gen_fp16w.err"
+  sum+=("generate tq3 cuda fp16 weights: exit $? $(tail -1 "$OUT/gen_fp16w.err" | sed 's/.*decode/decode/')")
 fi
 echo "---- summary ($((SECONDS - t0)) s) ----"
 cat "$OUT/box.txt"

@@ -28,13 +28,16 @@ struct CudaLlama::Impl {
     Dev attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, ffn_norm, w_gate, w_up, w_down;
   };
   cublasHandle_t blas = nullptr;
-  Dev tok_embd, out_norm, output;  // output empty: tied to tok_embd
+  bool half = false, bf16 = false;  // matrices (and the activations fed to them) in fp16 / bf16
+  Dev tok_embd, out_norm, output;   // tok_embd fp32 (the gather); output in the matrices' type
+  const Dev* out_mat = nullptr;     // output, or tok_embd when tied and fp32
   std::vector<Layer> layers;
   size_t weight_bytes = 0;
   std::vector<float> freq_factors;  // rope_freqs.weight, empty when absent
   // Activations, grown to the largest n seen: x [n, dim] residual stream; h [n, dim] normed;
-  // q / att [n, Hq*hd]; k / v [n, Hkv*hd]; g / u [n, ffn]; logits [n, vocab]; ids [n].
-  mutable Dev x, h, q, att, k, v, g, u, logits, ids;
+  // q / att [n, Hq*hd]; k / v [n, Hkv*hd]; g / u [n, ffn]; logits [n, vocab]; ids [n];
+  // x16 [n, max(dim, Hq*hd, ffn)] a matmul's input in 16 bits.
+  mutable Dev x, h, q, att, k, v, g, u, logits, ids, x16;
   mutable Dev rope_cs;          // [rope_positions, n_rot / 2, 2] (cos, sin)
   mutable int rope_positions = 0;
 
@@ -45,13 +48,30 @@ struct CudaLlama::Impl {
     d.upload(w.data(), w.size() * sizeof(float));
     weight_bytes += w.size() * sizeof(float);
   }
+  // A weight matrix in the matrices' type (rounded on the device, from an fp32 staging copy).
+  void put_matrix(Dev& d, const std::vector<float>& w) {
+    if (!half) return put(d, w);
+    Dev staging;
+    staging.upload(w.data(), w.size() * sizeof(float));
+    d.resize(w.size() * 2);
+    TQ_CUDA_OK(cudak::to_16bit(staging.as<float>(), d.p, int64_t(w.size()), bf16));
+    TQ_CUDA_OK(cudaDeviceSynchronize());  // before staging is freed
+    weight_bytes += w.size() * 2;
+  }
   // y [T, out] = x [T, in] · W^T (+ y when accumulate), W [out, in] row-major. cuBLAS is column-major:
   // W is the column-major [in, out] matrix, so y^T [out, T] = op_T(W) [out, in] · x^T [in, T].
+  // With 16-bit matrices, x is rounded to the same type first; the sums stay fp32 (COMPUTE_32F).
   void gemm(const float* xin, const Dev& W, float* y, int T, int in, int out, bool accumulate) const {
     const float one = 1.0f, zero = 0.0f;
-    TQ_CUBLAS_OK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W.p, CUDA_R_32F, in, xin, CUDA_R_32F,
-                              in, accumulate ? &one : &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
+    const void* b = xin;
+    cudaDataType_t t = CUDA_R_32F;
+    if (half) {
+      TQ_CUDA_OK(cudak::to_16bit(xin, x16.p, int64_t(T) * in, bf16));
+      b = x16.p;
+      t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    }
+    TQ_CUBLAS_OK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W.p, t, in, b, t, in,
+                              accumulate ? &one : &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
   // The (cos, sin) table for positions [0, need), from the same double angles as ops.cpp's rope.
   void ensure_rope(const LlamaConfig& c, int need) const {
@@ -74,37 +94,44 @@ struct CudaLlama::Impl {
   }
 };
 
-CudaLlama::CudaLlama(const LlamaModel& model) : model_(model), impl_(std::make_unique<Impl>()) {
+CudaLlama::CudaLlama(const LlamaModel& model, const std::string& weights)
+    : model_(model), weights_(weights), impl_(std::make_unique<Impl>()) {
   const LlamaConfig& c = model.config();
+  TQ_CHECK_ARG(weights == "fp32" || weights == "fp16" || weights == "bf16",
+               "cuda forward: weights '{}' (fp32, fp16 or bf16)", weights);
   TQ_CHECK(cuda::device_available(), kUnsupported, "cuda forward: no CUDA device");
   TQ_CHECK(c.head_dim == 64 || c.head_dim == 128 || c.head_dim == 256, kUnsupported,
            "cuda forward: head_dim {}; the CUDA attention kernels serve 64, 128 and 256 (run this model on the CPU)",
            c.head_dim);
   Impl& I = *impl_;
+  I.half = weights != "fp32";
+  I.bf16 = weights == "bf16";
   TQ_CUBLAS_OK(cublasCreate(&I.blas));
   TQ_CUBLAS_OK(cublasSetMathMode(I.blas, CUBLAS_DEFAULT_MATH));  // no TF32: fp32 products as on the CPU
   TQ_CUBLAS_OK(cublasSetStream(I.blas, nullptr));                 // the default stream, as the KV stores
   I.put(I.tok_embd, model.tok_embd_);
   I.put(I.out_norm, model.out_norm_);
-  I.put(I.output, model.output_);
+  if (!model.output_.empty()) I.put_matrix(I.output, model.output_);
+  else if (I.half) I.put_matrix(I.output, model.tok_embd_);  // tied: a 16-bit copy for the matmul
+  I.out_mat = I.output.p ? &I.output : &I.tok_embd;
   I.freq_factors = model.rope_freqs_;
   I.layers.resize(model.layers_.size());
   for (size_t l = 0; l < model.layers_.size(); ++l) {
     const auto& L = model.layers_[l];
     auto& D = I.layers[l];
     I.put(D.attn_norm, L.attn_norm);
-    I.put(D.wq, L.wq);
-    I.put(D.wk, L.wk);
-    I.put(D.wv, L.wv);
-    I.put(D.wo, L.wo);
+    I.put_matrix(D.wq, L.wq);
+    I.put_matrix(D.wk, L.wk);
+    I.put_matrix(D.wv, L.wv);
+    I.put_matrix(D.wo, L.wo);
     I.put(D.bq, L.bq);
     I.put(D.bk, L.bk);
     I.put(D.bv, L.bv);
     I.put(D.bo, L.bo);
     I.put(D.ffn_norm, L.ffn_norm);
-    I.put(D.w_gate, L.w_gate);
-    I.put(D.w_up, L.w_up);
-    I.put(D.w_down, L.w_down);
+    I.put_matrix(D.w_gate, L.w_gate);
+    I.put_matrix(D.w_up, L.w_up);
+    I.put_matrix(D.w_down, L.w_down);
   }
 }
 
@@ -143,6 +170,7 @@ void CudaLlama::forward(const int32_t* tokens, int n, KvStore& kv_store, float* 
   I.g.resize(N * c.ffn * F);
   I.u.resize(N * c.ffn * F);
   I.logits.resize(N * c.n_vocab * F);
+  if (I.half) I.x16.resize(N * size_t(std::max({c.dim, qw, c.ffn})) * 2);
   I.ids.upload(tokens, N * sizeof(int32_t));
   I.ensure_rope(c, pos0 + n);
   float *x = I.x.as<float>(), *h = I.h.as<float>(), *q = I.q.as<float>(), *att = I.att.as<float>(),
@@ -174,7 +202,7 @@ void CudaLlama::forward(const int32_t* tokens, int n, KvStore& kv_store, float* 
   }
   const int first = all_logits ? 0 : n - 1, rows = n - first;
   TQ_CUDA_OK(cudak::rmsnorm(x + size_t(first) * c.dim, I.out_norm.as<float>(), c.eps, h, rows, c.dim));
-  I.gemm(h, I.output.p ? I.output : I.tok_embd, I.logits.as<float>(), rows, c.dim, c.n_vocab, false);
+  I.gemm(h, *I.out_mat, I.logits.as<float>(), rows, c.dim, c.n_vocab, false);
   TQ_CUDA_OK(cudaMemcpy(logits, I.logits.p, size_t(rows) * c.n_vocab * F, cudaMemcpyDeviceToHost));
   kv.check();
   TQ_CUDA_OK(cudaGetLastError());
@@ -186,7 +214,7 @@ void CudaLlama::forward(const int32_t* tokens, int n, KvStore& kv_store, float* 
 
 namespace tq::model {
 struct CudaLlama::Impl {};
-CudaLlama::CudaLlama(const LlamaModel& model) : model_(model) {
+CudaLlama::CudaLlama(const LlamaModel& model, const std::string& weights) : model_(model), weights_(weights) {
   TQ_FAIL(kUnsupported, "cuda forward: this build has no CUDA (configure with -DTQ_ENABLE_CUDA=ON)");
 }
 CudaLlama::~CudaLlama() = default;

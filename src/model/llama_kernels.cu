@@ -2,6 +2,8 @@
 // kernels: a forward step of a small model is launch-bound, and these are memory-bound elementwise or
 // per-row work; correctness against ops.cpp comes first (same double sums, same RoPE factors,
 // no FMA contraction where the CPU rounds each product).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "model/llama_kernels.h"
@@ -88,6 +90,14 @@ __global__ void swiglu_kernel(float* g, const float* __restrict__ u, int64_t cou
   }
 }
 
+// grid-stride over x [count].
+__global__ void to_16bit_kernel(const float* __restrict__ x, void* y, int64_t count, bool bf16) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    if (bf16) static_cast<__nv_bfloat16*>(y)[i] = __float2bfloat16_rn(x[i]);
+    else static_cast<__half*>(y)[i] = __float2half_rn(x[i]);
+  }
+}
+
 __global__ void iota_kernel(int32_t* out, int n, int start) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = start + i;
 }
@@ -151,6 +161,11 @@ int add_bias(float* y, const float* b, int n, int width) {
 
 int swiglu(float* g, const float* u, int64_t count) {
   swiglu_kernel<<<grid_for(count), kThreads>>>(g, u, count);
+  return int(cudaGetLastError());
+}
+
+int to_16bit(const float* x, void* y, int64_t count, bool bf16) {
+  to_16bit_kernel<<<grid_for(count), kThreads>>>(x, y, count, bf16);
   return int(cudaGetLastError());
 }
 

@@ -26,6 +26,10 @@ int add_bias(float* y, const float* b, int n, int width);
 // g [count] = silu(g) * u = g / (1 + e^-g) * u.
 int swiglu(float* g, const float* u, int64_t count);
 
+// y [count] = x rounded to nearest fp16 (bf16 = false) or bf16 (bf16 = true): the 16-bit
+// operands of the half-precision weight option (weights once, activations before each matmul).
+int to_16bit(const float* x, void* y, int64_t count, bool bf16);
+
 // out [n] = start, start + 1, ... (slot and length lists of the KV stores, made on the device so
 // that a decode step uploads nothing).
 int iota(int32_t* out, int n, int start);

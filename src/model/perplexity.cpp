@@ -35,10 +35,12 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
                  "perplexity: device cuda runs the GPU KV store only (no kv-store kind '{}', edge layers, window or "
                  "reference attention)",
                  s.kind);
-    gpu = std::make_unique<CudaLlama>(model);
+    gpu = std::make_unique<CudaLlama>(model, opt.weights);
     test = gpu->make_kv_store(opt.kv, opt.ctx);
     ref = gpu->make_kv_store(opt.kv_ref, opt.ctx);  // the reference runs on the same device
   } else {
+    TQ_CHECK_ARG(opt.weights == "fp32", "perplexity: weights '{}' on the CPU (fp32 only; fp16 / bf16 with device cuda)",
+                 opt.weights);
     KvStoreOptions so = opt.store;
     so.capacity = opt.ctx;
     test = make_kv_store(shape, opt.kv, so);

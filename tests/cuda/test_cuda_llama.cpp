@@ -15,6 +15,10 @@
 // - tq3: the codes are byte-identical unless a float round-off moves a coordinate across a cell
 //   boundary (rare), so the GPU-vs-CPU difference must stay far below the codec's own error:
 //   under a tenth of the CPU tq3-vs-fp32 difference, 7e-2 to 1.4e-1 here (3.0e-3).
+// - fp16 / bf16 weights (fp32 cache): weights and each matmul's input are rounded to 2^-11 / 2^-8
+//   relative (rms ~1.6e-4 / 1.3e-3 per rounding); about ten matmuls and a softmax in a row give
+//   ~1e-3 / ~1e-2 on the logits: 1e-2 / 5e-2. They must also differ from fp32 (> 1e-5), or the
+//   option did nothing.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -203,6 +207,37 @@ TEST(CudaLlama, MatchesTheCpuForwardOnPrefillStepsAndBatch) {
   }
 }
 
+TEST(CudaLlama, HalfWeightsFollowTheFp32Forward) {
+  if (!gpu_present()) GTEST_SKIP() << "no CUDA device (or a build without CUDA): GPU tests skipped";
+  TinySpec a;
+  a.biases = true;
+  TinySpec b;
+  b.dim = 512;
+  b.ffn = 512;
+  b.tied = true;
+  b.seed = 2;
+  for (const TinySpec& spec : {a, b}) {
+    const LlamaModel m = load(spec);
+    auto ck = cpu_store(m, "fp32", kCapacity);
+    const auto cl = run_steps(m, [&](const int32_t* t, int n, float* o, bool all) { m.forward(t, n, *ck, o, all); }, 9);
+    for (const std::string w : {"fp16", "bf16"}) {
+      const CudaLlama gpu(m, w);
+      EXPECT_EQ(gpu.weights(), w);
+      auto gk = gpu.make_kv_store("fp32", kCapacity);
+      const auto gl =
+          run_steps(m, [&](const int32_t* t, int n, float* o, bool all) { gpu.forward(t, n, *gk, o, all); }, 9);
+      const double tol = w == "fp16" ? 1e-2 : 5e-2;
+      for (size_t i = 0; i < kSteps.size(); ++i) {
+        const double r = rel_l2(gl[i], cl[i]);
+        EXPECT_LT(r, tol) << w << " head_dim " << m.config().head_dim << " call " << i;
+        EXPECT_GT(r, 1e-5) << w << ": no different from fp32 weights";
+        std::printf("[ measured ] head_dim %d %s-weights call %zu n %d: rel L2 GPU vs CPU %.2e (tolerance %.2e)\n",
+                    m.config().head_dim, w.c_str(), i, kSteps[i].n, r, tol);
+      }
+    }
+  }
+}
+
 TEST(CudaLlama, ErrorsAtConstructionAndOnBadInput) {
   if (!gpu_present()) GTEST_SKIP() << "no CUDA device (or a build without CUDA): GPU tests skipped";
   TinySpec small;  // head_dim 16: no CUDA attention kernel
@@ -216,6 +251,7 @@ TEST(CudaLlama, ErrorsAtConstructionAndOnBadInput) {
     EXPECT_NE(std::string(e.what()).find("head_dim 16"), std::string::npos) << e.what();
   }
   const LlamaModel m = load(TinySpec{});
+  EXPECT_THROW(CudaLlama(m, "fp8"), tq::Error);
   const CudaLlama gpu(m);
   EXPECT_THROW(gpu.make_kv_store("tq2.5", 64), tq::Error);  // a codec without a CUDA kernel
   EXPECT_THROW(gpu.make_kv_store("q4", 64), tq::Error);
@@ -261,12 +297,13 @@ TEST(CudaLlamaCli, DeviceCuda) {
     for (int i = 0; i < 20; ++i) t << "a ba ab b a, ";
   }
   const auto p = tq::testing::run_cli("perplexity --model " + model + " --text " + text +
-                                      " --ctx 16 --kv fp16 --max-tokens 60 --device cuda --json --no-progress");
+                                      " --ctx 16 --kv fp16 --max-tokens 60 --device cuda --weights fp16 --json --no-progress");
   const auto g = tq::testing::run_cli("generate --model " + model + " -n 4 --kv tq3 --device cuda");
   if (gpu_present()) {
     ASSERT_EQ(p.status, 0) << p.out;
     const auto j = nlohmann::json::parse(p.out);
     EXPECT_EQ(j["device"], "cuda");
+    EXPECT_EQ(j["weights"], "fp16");
     EXPECT_NE(j["kv"].get<std::string>().find("cuda"), std::string::npos) << j["kv"];
     EXPECT_EQ(j["kv_ref"], "fp32 (exact, cuda)");
     EXPECT_NEAR(j["ppl_ratio"].get<double>(), 1.0, 1e-2);
@@ -279,6 +316,10 @@ TEST(CudaLlamaCli, DeviceCuda) {
       EXPECT_EQ(std::count(r->out.begin(), r->out.end(), '\n'), 1) << r->out;
     }
   }
+  // 16-bit weights are a GPU option.
+  const auto w = tq::testing::run_cli("generate --model " + model + " -n 1 --weights bf16");
+  EXPECT_EQ(w.status, 1) << w.out;
+  EXPECT_NE(w.out.find("fp32 only"), std::string::npos) << w.out;
   // A bad device name is a usage error, not a crash.
   const auto bad = tq::testing::run_cli("generate --model " + model + " -n 1 --device tpu");
   EXPECT_NE(bad.status, 0);

@@ -2,7 +2,7 @@
 // streamed to stdout token by token.
 //   tq generate --model M.gguf [--prompt "..."] [-n 64] [--kv tq3] [--temp 0] [--seed S] [--threads N]
 //               [--kv-store auto|codec|cache [--edge-layers N --edge-codec C --window R]]
-//               [--attn fused|reference] [--device cpu|cuda]
+//               [--attn fused|reference] [--device cpu|cuda [--weights fp32|fp16|bf16]]
 // stdout: the prompt, then each new token's text as it is produced (greedy at temp 0). An empty
 // prompt starts from BOS alone. Generation stops after n tokens or at EOS. stderr: tokens/s and
 // KV bytes per token.
@@ -24,7 +24,7 @@ struct Opts {
   float temp = 0;
   uint64_t seed = 1;
   tq::model::KvStoreOptions store;
-  std::string device = "cpu";
+  std::string device = "cpu", weights = "fp32";
 };
 
 int run(const Opts& o) {
@@ -46,9 +46,10 @@ int run(const Opts& o) {
                  "device cuda runs the GPU KV store only (no kv-store kind '{}', edge layers, window or reference "
                  "attention)",
                  so.kind);
-    gpu = std::make_unique<tq::model::CudaLlama>(*model);
+    gpu = std::make_unique<tq::model::CudaLlama>(*model, o.weights);
     kv = gpu->make_kv_store(o.kv, so.capacity);
   } else {
+    TQ_CHECK_ARG(o.weights == "fp32", "weights '{}' on the CPU (fp32 only; fp16 / bf16 with --device cuda)", o.weights);
     kv = tq::model::make_kv_store(model->kv_shape(), o.kv, so);
   }
   const auto forward = [&](const int32_t* toks, int n, float* out) {
@@ -90,7 +91,7 @@ int run(const Opts& o) {
                "kv %s: %zu bytes/token (fp16: %d); %s, %d threads\n",
                produced, gen > 0 ? steps / gen : 0.0, steps, gen, ids.size() - size_t(produced), prefill,
                kv->name().c_str(), kv->bytes_per_token(), c.n_layer * c.n_kv_head * c.head_dim * 4,
-               o.device.c_str(), tq::model::max_threads());
+               (gpu ? "cuda, " + o.weights + " weights" : o.device).c_str(), tq::model::max_threads());
   return 0;
 }
 
@@ -105,7 +106,7 @@ tq::cli::Registrar reg("generate", "Generate text with a GGUF llama model on a c
                              ->check(CLI::Range(0.0, 100.0));
                          app.add_option("--seed", o->seed, "sampling seed");
                          tq::cli::add_kv_store_options(app, o->store);
-                         tq::cli::add_device_option(app, o->device);
+                         tq::cli::add_device_options(app, o->device, o->weights);
                          app.add_option("--threads", o->threads, "threads (0: all cores)");
                          return [o]() { return run(*o); };
                        });

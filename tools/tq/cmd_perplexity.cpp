@@ -2,7 +2,7 @@
 // compressed KV cache and, in the same run, with a reference cache.
 //   tq perplexity --model M.gguf --text F.txt --ctx 256 --kv k4v3 [--kv-ref fp32] [--max-tokens N]
 //                 [--kv-store auto|codec|cache [--edge-layers N --edge-codec C --window R]]
-//                 [--attn fused|reference] [--device cpu|cuda]
+//                 [--attn fused|reference] [--device cpu|cuda [--weights fp32|fp16|bf16]]
 //                 [--threads N] [--json] [--no-progress]
 // Windows, scoring and metrics: include/turboquant/model/perplexity.h. Results: docs/MODEL.md.
 #include <unistd.h>
@@ -29,7 +29,7 @@ struct Opts {
   long long max_tokens = 0;
   bool json = false, no_progress = false;
   tq::model::KvStoreOptions store;
-  std::string device = "cpu";
+  std::string device = "cpu", weights = "fp32";
 };
 
 std::string read_text(const std::string& path) {
@@ -60,7 +60,7 @@ int run(const Opts& o) {
     std::fflush(stderr);
   };
   const auto r = tq::model::evaluate_perplexity(
-      *model, tokens, tq::model::PerplexityOptions{o.ctx, o.max_tokens, o.kv, o.kv_ref, o.store, o.device}, progress);
+      *model, tokens, tq::model::PerplexityOptions{o.ctx, o.max_tokens, o.kv, o.kv_ref, o.store, o.device, o.weights}, progress);
   if (bar) std::fprintf(stderr, "\n");
   if (o.ctx > c.n_ctx_train)
     std::fprintf(stderr, "tq perplexity: warning: ctx %d exceeds the model's training context %d\n", o.ctx,
@@ -78,6 +78,7 @@ int run(const Opts& o) {
                         {"kv_ref", r.kv_ref},
                         {"attn", o.store.attn},
                         {"device", o.device},
+                        {"weights", o.weights},
                         {"ppl", r.ppl},
                         {"ppl_ref", r.ppl_ref},
                         {"ppl_ratio", r.ppl / r.ppl_ref},
@@ -124,7 +125,7 @@ tq::cli::Registrar reg("perplexity", "Perplexity of a GGUF llama model on a text
                          app.add_option("--max-tokens", o->max_tokens, "score at most N text tokens (0: all)")
                              ->check(CLI::NonNegativeNumber);
                          tq::cli::add_kv_store_options(app, o->store);
-                         tq::cli::add_device_option(app, o->device);
+                         tq::cli::add_device_options(app, o->device, o->weights);
                          app.add_option("--threads", o->threads, "threads (0: all cores)");
                          app.add_flag("--json", o->json, "print one JSON object");
                          app.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");

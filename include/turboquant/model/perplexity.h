@@ -26,6 +26,7 @@ struct PerplexityOptions {
   // "cpu": LlamaModel::forward; "cuda": CudaLlama (cuda_llama.h) with both caches on the GPU
   // (make_cuda_kv_store; store must then be the default apart from kind "cuda").
   std::string device = "cpu";
+  std::string weights = "fp32";  // cuda: the matrices' type, fp32 / fp16 / bf16 (cuda_llama.h)
 };
 
 struct PerplexityResult {
