@@ -95,11 +95,13 @@ class PagedStore final : public StagedStore {
     a.out = out;
     a.workspace = P.ws.p;
     P.plan->run(a);
+    P.ran = true;
   }
 
   void check() const override {
     int fk = kapp_->read_error_flag(), fv = vapp_->read_error_flag(), fd = 0;  // synchronous reads
-    for (const auto& [n, P] : plans_) fd |= P.plan->read_error_flag(P.ws.p);
+    for (const auto& [n, P] : plans_)
+      if (P.ran) fd |= P.plan->read_error_flag(P.ws.p);
     TQ_CHECK_ARG(fk == 0 && fv == 0, "cuda kv store: append flagged {} / {} (a norm beyond fp16?)", fk, fv);
     TQ_CHECK(fd == 0, kInternal, "cuda kv store: decode flagged a bad length or page ({})", fd);
   }
@@ -128,6 +130,7 @@ class PagedStore final : public StagedStore {
   struct Plan {
     std::unique_ptr<cuda::DecodePlan> plan;
     Dev ws, table, lens;
+    mutable bool ran = false;  // check() reads the flags of the plans that ran
   };
   const Plan& plan(int n) const {
     auto it = plans_.find(n);
@@ -149,6 +152,10 @@ class PagedStore final : public StagedStore {
                  P.plan->v_layout().codes_bytes == vapp_->layout().codes_bytes,
              kInternal, "cuda kv store: append and decode layouts differ");
     P.ws.resize(std::max<size_t>(P.plan->workspace_bytes(), 256));
+    // Zeroed now, not only by the plan's first run: check() reads the error flag of every plan, and
+    // a plan made but never run (the n = 1 plan of a perplexity run) would otherwise report whatever
+    // the recycled allocation held (seen on the H200 after the fp16-weight staging buffers).
+    TQ_CUDA_OK(cudaMemset(P.ws.p, 0, P.ws.n));
     std::vector<int32_t> table(size_t(n) * pages_);
     for (size_t i = 0; i < table.size(); ++i) table[i] = int32_t(i % size_t(pages_));
     P.table.upload(table.data(), table.size() * 4);

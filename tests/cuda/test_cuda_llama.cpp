@@ -16,8 +16,8 @@
 //   boundary (rare), so the GPU-vs-CPU difference must stay far below the codec's own error:
 //   under a tenth of the CPU tq3-vs-fp32 difference, 7e-2 to 1.4e-1 here (3.0e-3).
 // - fp16 / bf16 weights (fp32 cache): weights and each matmul's input are rounded to 2^-11 / 2^-8
-//   relative (rms ~1.6e-4 / 1.3e-3 per rounding); about ten matmuls and a softmax in a row give
-//   ~1e-3 / ~1e-2 on the logits: 1e-2 / 5e-2. They must also differ from fp32 (> 1e-5), or the
+//   relative (rms ~1.6e-4 / 1.3e-3 per rounding); about ten matmuls in a row give ~5e-4 / ~4e-3 on
+//   the logits: 3e-3 / 2.5e-2 (6.0e-4 / 5.6e-3). They must also differ from fp32 (> 1e-5), or the
 //   option did nothing.
 #include <gtest/gtest.h>
 
@@ -226,7 +226,7 @@ TEST(CudaLlama, HalfWeightsFollowTheFp32Forward) {
       auto gk = gpu.make_kv_store("fp32", kCapacity);
       const auto gl =
           run_steps(m, [&](const int32_t* t, int n, float* o, bool all) { gpu.forward(t, n, *gk, o, all); }, 9);
-      const double tol = w == "fp16" ? 1e-2 : 5e-2;
+      const double tol = w == "fp16" ? 3e-3 : 2.5e-2;
       for (size_t i = 0; i < kSteps.size(); ++i) {
         const double r = rel_l2(gl[i], cl[i]);
         EXPECT_LT(r, tol) << w << " head_dim " << m.config().head_dim << " call " << i;
