@@ -1,57 +1,59 @@
-// src/model/cuda_kv_store.cpp — CudaKvStore (turboquant/model/cuda_kv_store.h).
+// src/model/cuda_kv_store.cpp — the GPU KV stores (turboquant/model/cuda_kv_store.h).
 #include "turboquant/model/cuda_kv_store.h"
 
 #include "turboquant/error.h"
 
 #if defined(TQ_HAVE_CUDA)
-#include <cuda_runtime_api.h>
-
+#include <algorithm>
 #include <map>
 #include <vector>
 
+#include "model/cuda_util.h"
+#include "model/llama_kernels.h"
 #include "turboquant/cuda/append.h"
 #include "turboquant/cuda/decode.h"
 
 namespace tq::model {
 namespace {
 
-#define TQ_CUDA_OK(expr)                                                                                     \
-  do {                                                                                                       \
-    const cudaError_t e_ = (expr);                                                                           \
-    TQ_CHECK(e_ == cudaSuccess, kInternal, "cuda kv store: {} failed: {}", #expr, cudaGetErrorString(e_)); \
-  } while (0)
-
-// Device buffer of bytes, freed with the owner.
-struct Dev {
-  void* p = nullptr;
-  size_t n = 0;
-  Dev() = default;
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  Dev(Dev&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr, o.n = 0; }
-  void resize(size_t bytes) {
-    if (bytes <= n) return;
-    if (p) cudaFree(p);
-    p = nullptr;
-    n = 0;
-    TQ_CUDA_OK(cudaMalloc(&p, bytes));
-    n = bytes;
-  }
-  ~Dev() {
-    if (p) cudaFree(p);
-  }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(p);
-  }
-};
-
 constexpr int kPageTokens = 64;  // the decode kernel's chunk
 
-class CudaKvStore final : public KvStore {
+// The host-pointer KvStore calls of both stores: stage the rows on the device, run the device call,
+// check at once.
+class StagedStore : public CudaKvStore {
  public:
-  CudaKvStore(const KvShape& s, const std::string& kv_codec, int capacity)
-      : KvStore(s), spec_(parse_kv_codec(kv_codec)), pages_((capacity + kPageTokens - 1) / kPageTokens) {
+  using CudaKvStore::CudaKvStore;
+  void append(int layer, const float* k, const float* v, int n) override {
+    check_layer(layer);
+    TQ_CHECK_ARG(n >= 0, "cuda kv store: n < 0");
+    if (n == 0) return;
+    const size_t bytes = size_t(n) * shape_.n_kv_head * shape_.head_dim * 4;
+    hk_.upload(k, bytes);
+    hv_.upload(v, bytes);
+    append_device(layer, hk_.as<float>(), hv_.as<float>(), n);
+    check();
+  }
+  void attend(int layer, const float* q, int n, float* out) const override {
+    check_layer(layer);
+    TQ_CHECK_ARG(n >= 1 && n <= length(layer), "cuda kv store: {} queries over {} positions", n, length(layer));
+    const size_t bytes = size_t(n) * shape_.n_head * shape_.head_dim * 4;
+    hq_.upload(q, bytes);
+    ho_.resize(bytes);
+    attend_device(layer, hq_.as<float>(), n, ho_.as<float>());
+    TQ_CUDA_OK(cudaMemcpy(out, ho_.p, bytes, cudaMemcpyDeviceToHost));
+    check();
+  }
+
+ private:
+  Dev hk_, hv_;
+  mutable Dev hq_, ho_;
+};
+
+// Compressed pages: CUDA append + decode.
+class PagedStore final : public StagedStore {
+ public:
+  PagedStore(const KvShape& s, const std::string& kv_codec, int capacity)
+      : StagedStore(s), spec_(parse_kv_codec(kv_codec)), pages_((capacity + kPageTokens - 1) / kPageTokens) {
     TQ_CHECK(cuda::device_available(), kUnsupported, "cuda kv store: no CUDA device");
     TQ_CHECK_ARG(capacity >= 1, "cuda kv store: capacity must be >= 1");
     kapp_ = std::make_unique<cuda::AppendPlan>(spec_.k, s.n_kv_head, s.head_dim, kPageTokens, pages_, cuda::DType::kF32);
@@ -64,59 +66,44 @@ class CudaKvStore final : public KvStore {
     }
   }
 
-  void append(int layer, const float* k, const float* v, int n) override {
+  void append_device(int layer, const float* k, const float* v, int n) override {
     check_layer(layer);
     TQ_CHECK_ARG(n >= 0, "cuda kv store: n < 0");
     Layer& L = layers_[size_t(layer)];
     TQ_CHECK(L.len + n <= pages_ * kPageTokens, kOutOfMemory, "cuda kv store: {} + {} positions exceed the capacity {}",
              L.len, n, pages_ * kPageTokens);
     if (n == 0) return;
-    const size_t row = size_t(shape_.n_kv_head) * shape_.head_dim;
-    x_.resize(size_t(n) * row * 4);
     slots_.resize(size_t(n) * 4);
-    std::vector<int32_t> slots(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) slots[size_t(i)] = L.len + i;  // page p holds positions [64p, 64p + 64)
-    TQ_CUDA_OK(cudaMemcpy(slots_.p, slots.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
-    TQ_CUDA_OK(cudaMemcpy(x_.p, k, size_t(n) * row * 4, cudaMemcpyHostToDevice));
-    kapp_->run(x_.p, slots_.as<int32_t>(), n, L.k.as<uint8_t>(), nullptr);
-    TQ_CUDA_OK(cudaMemcpy(x_.p, v, size_t(n) * row * 4, cudaMemcpyHostToDevice));  // stream-ordered after K
-    vapp_->run(x_.p, slots_.as<int32_t>(), n, L.v.as<uint8_t>(), nullptr);
-    const int fk = kapp_->read_error_flag(), fv = vapp_->read_error_flag();
-    TQ_CHECK_ARG(fk == 0 && fv == 0, "cuda kv store: append flagged {} / {} (a norm beyond fp16?)", fk, fv);
+    TQ_CUDA_OK(cudak::iota(slots_.as<int32_t>(), n, L.len));  // page p holds positions [64p, 64p + 64)
+    kapp_->run(k, slots_.as<int32_t>(), n, L.k.as<uint8_t>(), nullptr);
+    vapp_->run(v, slots_.as<int32_t>(), n, L.v.as<uint8_t>(), nullptr);
     L.len += n;
   }
 
-  void attend(int layer, const float* q, int n, float* out) const override {
+  void attend_device(int layer, const float* q, int n, float* out) const override {
     check_layer(layer);
     const Layer& L = layers_[size_t(layer)];
     TQ_CHECK_ARG(n >= 1 && n <= L.len, "cuda kv store: {} queries over {} positions", n, L.len);
-    const cuda::DecodePlan& P = plan(n);
-    const size_t row = size_t(shape_.n_head) * shape_.head_dim;
-    const int maxp = pages_;
-    std::vector<int32_t> table(static_cast<size_t>(n) * maxp), lens(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      lens[size_t(i)] = L.len - n + 1 + i;
-      for (int p = 0; p < maxp; ++p) table[size_t(i) * maxp + p] = p;
-    }
-    q_.resize(size_t(n) * row * 4);
-    out_.resize(size_t(n) * row * 4);
-    table_.resize(table.size() * 4);
-    lens_.resize(lens.size() * 4);
-    ws_.resize(std::max<size_t>(P.workspace_bytes(), 256));
-    TQ_CUDA_OK(cudaMemcpy(q_.p, q, size_t(n) * row * 4, cudaMemcpyHostToDevice));
-    TQ_CUDA_OK(cudaMemcpy(table_.p, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
-    TQ_CUDA_OK(cudaMemcpy(lens_.p, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
+    const Plan& P = plan(n);
+    TQ_CUDA_OK(cudak::iota(P.lens.as<int32_t>(), n, L.len - n + 1));
     cuda::DecodeArgs a;
-    a.q = q_.p;
+    a.q = q;
     a.k_pool = L.k.as<uint8_t>();
     a.v_pool = L.v.as<uint8_t>();
-    a.page_table = table_.as<int32_t>();
-    a.seq_lens = lens_.as<int32_t>();
-    a.out = out_.p;
-    a.workspace = ws_.p;
-    P.run(a);
-    TQ_CUDA_OK(cudaMemcpy(out, out_.p, size_t(n) * row * 4, cudaMemcpyDeviceToHost));
-    TQ_CHECK(P.read_error_flag(ws_.p) == 0, kInternal, "cuda kv store: decode flagged a bad length or page");
+    a.page_table = P.table.as<int32_t>();
+    a.seq_lens = P.lens.as<int32_t>();
+    a.out = out;
+    a.workspace = P.ws.p;
+    P.plan->run(a);
+    P.ran = true;
+  }
+
+  void check() const override {
+    int fk = kapp_->read_error_flag(), fv = vapp_->read_error_flag(), fd = 0;  // synchronous reads
+    for (const auto& [n, P] : plans_)
+      if (P.ran) fd |= P.plan->read_error_flag(P.ws.p);
+    TQ_CHECK_ARG(fk == 0 && fv == 0, "cuda kv store: append flagged {} / {} (a norm beyond fp16?)", fk, fv);
+    TQ_CHECK(fd == 0, kInternal, "cuda kv store: decode flagged a bad length or page ({})", fd);
   }
 
   int length(int layer) const override {
@@ -138,10 +125,16 @@ class CudaKvStore final : public KvStore {
     Dev k, v;
     int len = 0;
   };
-  // Decode plan for a batch of n queries (one per distinct n; a forward pass uses 1 and the window).
-  const cuda::DecodePlan& plan(int n) const {
+  // Per batch size n: the decode plan, its own workspace (zeroed by its first run), the page table
+  // [n, pages] (every query reads pages 0, 1, ...: uploaded once) and the lengths [n].
+  struct Plan {
+    std::unique_ptr<cuda::DecodePlan> plan;
+    Dev ws, table, lens;
+    mutable bool ran = false;  // check() reads the flags of the plans that ran
+  };
+  const Plan& plan(int n) const {
     auto it = plans_.find(n);
-    if (it != plans_.end()) return *it->second;
+    if (it != plans_.end()) return it->second;
     cuda::DecodeShape d;
     d.batch = n;
     d.heads_q = shape_.n_head;
@@ -153,28 +146,92 @@ class CudaKvStore final : public KvStore {
     d.num_pages = pages_;
     d.q_dtype = d.out_dtype = cuda::DType::kF32;
     d.scale = shape_.scale;
-    auto p = std::make_unique<cuda::DecodePlan>(d, spec_.k, spec_.v);
-    if (n == 1) {
-      TQ_CHECK(p->k_layout().codes_bytes == kapp_->layout().codes_bytes &&
-                   p->v_layout().codes_bytes == vapp_->layout().codes_bytes,
-               kInternal, "cuda kv store: append and decode layouts differ");
-    }
-    return *(plans_[n] = std::move(p));
+    Plan P;
+    P.plan = std::make_unique<cuda::DecodePlan>(d, spec_.k, spec_.v);
+    TQ_CHECK(P.plan->k_layout().codes_bytes == kapp_->layout().codes_bytes &&
+                 P.plan->v_layout().codes_bytes == vapp_->layout().codes_bytes,
+             kInternal, "cuda kv store: append and decode layouts differ");
+    P.ws.resize(std::max<size_t>(P.plan->workspace_bytes(), 256));
+    // Zeroed now, not only by the plan's first run: check() reads the error flag of every plan, and
+    // a plan made but never run (the n = 1 plan of a perplexity run) would otherwise report whatever
+    // the recycled allocation held (seen on the H200 after the fp16-weight staging buffers).
+    TQ_CUDA_OK(cudaMemset(P.ws.p, 0, P.ws.n));
+    std::vector<int32_t> table(size_t(n) * pages_);
+    for (size_t i = 0; i < table.size(); ++i) table[i] = int32_t(i % size_t(pages_));
+    P.table.upload(table.data(), table.size() * 4);
+    P.lens.resize(size_t(n) * 4);
+    return plans_.emplace(n, std::move(P)).first->second;
   }
 
   KvCodecSpec spec_;
   int pages_;
   std::unique_ptr<cuda::AppendPlan> kapp_, vapp_;
   std::vector<Layer> layers_;
-  mutable std::map<int, std::unique_ptr<cuda::DecodePlan>> plans_;
-  mutable Dev q_, out_, table_, lens_, ws_;
-  Dev x_, slots_;
+  mutable std::map<int, Plan> plans_;
+  Dev slots_;
+};
+
+// fp32 rows [capacity, Hkv, hd] per layer, exact attention (llama_kernels.h).
+class ExactStore final : public StagedStore {
+ public:
+  ExactStore(const KvShape& s, int capacity) : StagedStore(s), cap_(capacity) {
+    TQ_CHECK(cuda::device_available(), kUnsupported, "cuda kv store: no CUDA device");
+    TQ_CHECK(capacity >= 1 && capacity <= cudak::kExactMaxLen, kUnsupported,
+             "cuda kv store fp32: capacity {} (the exact attention kernel takes 1..{})", capacity, cudak::kExactMaxLen);
+    layers_.resize(size_t(s.n_layer));
+    for (auto& L : layers_) {
+      L.k.resize(size_t(cap_) * row_bytes());
+      L.v.resize(size_t(cap_) * row_bytes());
+    }
+  }
+  void append_device(int layer, const float* k, const float* v, int n) override {
+    check_layer(layer);
+    TQ_CHECK_ARG(n >= 0, "cuda kv store: n < 0");
+    Layer& L = layers_[size_t(layer)];
+    TQ_CHECK(L.len + n <= cap_, kOutOfMemory, "cuda kv store: {} + {} positions exceed the capacity {}", L.len, n, cap_);
+    if (n == 0) return;
+    const size_t off = size_t(L.len) * row_bytes(), bytes = size_t(n) * row_bytes();
+    TQ_CUDA_OK(cudaMemcpyAsync(L.k.as<char>() + off, k, bytes, cudaMemcpyDeviceToDevice, nullptr));
+    TQ_CUDA_OK(cudaMemcpyAsync(L.v.as<char>() + off, v, bytes, cudaMemcpyDeviceToDevice, nullptr));
+    L.len += n;
+  }
+  void attend_device(int layer, const float* q, int n, float* out) const override {
+    check_layer(layer);
+    const Layer& L = layers_[size_t(layer)];
+    TQ_CHECK_ARG(n >= 1 && n <= L.len, "cuda kv store: {} queries over {} positions", n, L.len);
+    TQ_CUDA_OK(cudak::attention_exact(q, L.k.as<float>(), L.v.as<float>(), out, n, L.len, shape_.n_head,
+                                      shape_.n_kv_head, shape_.head_dim, shape_.scale));
+  }
+  void check() const override {
+    TQ_CUDA_OK(cudaDeviceSynchronize());
+    TQ_CUDA_OK(cudaGetLastError());
+  }
+  int length(int layer) const override {
+    check_layer(layer);
+    return layers_[size_t(layer)].len;
+  }
+  void clear() override {
+    for (auto& L : layers_) L.len = 0;
+  }
+  size_t bytes_per_token() const override { return size_t(shape_.n_layer) * row_bytes() * 2; }
+  std::string name() const override { return "fp32 (exact, cuda)"; }
+
+ private:
+  size_t row_bytes() const { return size_t(shape_.n_kv_head) * shape_.head_dim * 4; }
+  struct Layer {
+    Dev k, v;
+    int len = 0;
+  };
+  int cap_;
+  std::vector<Layer> layers_;
 };
 
 }  // namespace
 
-std::unique_ptr<KvStore> make_cuda_kv_store(const KvShape& s, const std::string& kv_codec, int capacity) {
-  return std::make_unique<CudaKvStore>(s, kv_codec, capacity);
+std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape& s, const std::string& kv_codec, int capacity) {
+  s.validate();
+  if (kv_codec == "fp32" || kv_codec == "exact") return std::make_unique<ExactStore>(s, capacity);
+  return std::make_unique<PagedStore>(s, kv_codec, capacity);
 }
 
 }  // namespace tq::model
@@ -182,7 +239,7 @@ std::unique_ptr<KvStore> make_cuda_kv_store(const KvShape& s, const std::string&
 #else  // no CUDA in this build
 
 namespace tq::model {
-std::unique_ptr<KvStore> make_cuda_kv_store(const KvShape&, const std::string&, int) {
+std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape&, const std::string&, int) {
   TQ_FAIL(kUnsupported, "cuda kv store: this build has no CUDA (configure with -DTQ_ENABLE_CUDA=ON)");
 }
 }  // namespace tq::model

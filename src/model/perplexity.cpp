@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "turboquant/error.h"
+#include "turboquant/model/cuda_llama.h"
 #include "turboquant/model/ops.h"
 
 namespace tq::model {
@@ -25,13 +26,33 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
                per_window, opt.ctx);
 
   const KvShape shape = model.kv_shape();
-  KvStoreOptions so = opt.store;
-  so.capacity = opt.ctx;
-  auto test = make_kv_store(shape, opt.kv, so);
-  KvStoreOptions ro;  // the reference cache: plain, same attention path as the test cache
-  ro.capacity = opt.ctx;
-  ro.attn = opt.store.attn;
-  auto ref = make_kv_store(shape, opt.kv_ref, ro);
+  TQ_CHECK_ARG(opt.device == "cpu" || opt.device == "cuda", "perplexity: device '{}' (cpu or cuda)", opt.device);
+  std::unique_ptr<CudaLlama> gpu;
+  std::unique_ptr<KvStore> test, ref;
+  if (opt.device == "cuda") {
+    const KvStoreOptions& s = opt.store;
+    TQ_CHECK_ARG((s.kind == "auto" || s.kind == "cuda") && s.edge_layers == 0 && s.window == 0 && s.attn == "fused",
+                 "perplexity: device cuda runs the GPU KV store only (no kv-store kind '{}', edge layers, window or "
+                 "reference attention)",
+                 s.kind);
+    gpu = std::make_unique<CudaLlama>(model, opt.weights);
+    test = gpu->make_kv_store(opt.kv, opt.ctx);
+    ref = gpu->make_kv_store(opt.kv_ref, opt.ctx);  // the reference runs on the same device
+  } else {
+    TQ_CHECK_ARG(opt.weights == "fp32", "perplexity: weights '{}' on the CPU (fp32 only; fp16 / bf16 with device cuda)",
+                 opt.weights);
+    KvStoreOptions so = opt.store;
+    so.capacity = opt.ctx;
+    test = make_kv_store(shape, opt.kv, so);
+    KvStoreOptions ro;  // the reference cache: plain, same attention path as the test cache
+    ro.capacity = opt.ctx;
+    ro.attn = opt.store.attn;
+    ref = make_kv_store(shape, opt.kv_ref, ro);
+  }
+  const auto forward = [&](const int32_t* toks, KvStore& kv, float* logits) {
+    if (gpu) gpu->forward(toks, opt.ctx, kv, logits, true);
+    else model.forward(toks, opt.ctx, kv, logits, true);
+  };
   PerplexityResult r;
   r.kv = test->name();
   r.kv_ref = ref->name();
@@ -51,9 +72,9 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     test->clear();
     ref->clear();
     auto t0 = Clock::now();
-    model.forward(win.data(), opt.ctx, *test, lt.data(), true);
+    forward(win.data(), *test, lt.data());
     auto t1 = Clock::now();
-    model.forward(win.data(), opt.ctx, *ref, lr.data(), true);
+    forward(win.data(), *ref, lr.data());
     auto t2 = Clock::now();
     r.seconds += std::chrono::duration<double>(t1 - t0).count();
     r.seconds_ref += std::chrono::duration<double>(t2 - t1).count();

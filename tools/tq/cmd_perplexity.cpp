@@ -2,7 +2,7 @@
 // compressed KV cache and, in the same run, with a reference cache.
 //   tq perplexity --model M.gguf --text F.txt --ctx 256 --kv k4v3 [--kv-ref fp32] [--max-tokens N]
 //                 [--kv-store auto|codec|cache [--edge-layers N --edge-codec C --window R]]
-//                 [--attn fused|reference]
+//                 [--attn fused|reference] [--device cpu|cuda [--weights fp32|fp16|bf16]]
 //                 [--threads N] [--json] [--no-progress]
 // Windows, scoring and metrics: include/turboquant/model/perplexity.h. Results: docs/MODEL.md.
 #include <unistd.h>
@@ -29,6 +29,7 @@ struct Opts {
   long long max_tokens = 0;
   bool json = false, no_progress = false;
   tq::model::KvStoreOptions store;
+  std::string device = "cpu", weights = "fp32";
 };
 
 std::string read_text(const std::string& path) {
@@ -59,7 +60,7 @@ int run(const Opts& o) {
     std::fflush(stderr);
   };
   const auto r = tq::model::evaluate_perplexity(
-      *model, tokens, tq::model::PerplexityOptions{o.ctx, o.max_tokens, o.kv, o.kv_ref, o.store}, progress);
+      *model, tokens, tq::model::PerplexityOptions{o.ctx, o.max_tokens, o.kv, o.kv_ref, o.store, o.device, o.weights}, progress);
   if (bar) std::fprintf(stderr, "\n");
   if (o.ctx > c.n_ctx_train)
     std::fprintf(stderr, "tq perplexity: warning: ctx %d exceeds the model's training context %d\n", o.ctx,
@@ -76,6 +77,8 @@ int run(const Opts& o) {
                         {"kv", r.kv},
                         {"kv_ref", r.kv_ref},
                         {"attn", o.store.attn},
+                        {"device", o.device},
+                        {"weights", o.weights},
                         {"ppl", r.ppl},
                         {"ppl_ref", r.ppl_ref},
                         {"ppl_ratio", r.ppl / r.ppl_ref},
@@ -103,8 +106,9 @@ int run(const Opts& o) {
     std::printf("ppl       %.4f   (ref %.4f, ratio %.4f)\n", r.ppl, r.ppl_ref, r.ppl / r.ppl_ref);
     std::printf("KLD       mean %.6f  max %.4f   top-1 agreement %.2f%%\n", r.kld_mean, r.kld_max,
                 100 * r.top1_agree);
-    std::printf("speed     %.0f tokens/s with kv, %.0f with kv-ref (%d threads)\n", r.tokens_per_s(),
-                r.seconds_ref > 0 ? double(r.processed) / r.seconds_ref : 0.0, tq::model::max_threads());
+    std::printf("speed     %.0f tokens/s with kv, %.0f with kv-ref (%s, %d threads)\n", r.tokens_per_s(),
+                r.seconds_ref > 0 ? double(r.processed) / r.seconds_ref : 0.0, o.device.c_str(),
+                tq::model::max_threads());
   }
   return 0;
 }
@@ -121,6 +125,7 @@ tq::cli::Registrar reg("perplexity", "Perplexity of a GGUF llama model on a text
                          app.add_option("--max-tokens", o->max_tokens, "score at most N text tokens (0: all)")
                              ->check(CLI::NonNegativeNumber);
                          tq::cli::add_kv_store_options(app, o->store);
+                         tq::cli::add_device_options(app, o->device, o->weights);
                          app.add_option("--threads", o->threads, "threads (0: all cores)");
                          app.add_flag("--json", o->json, "print one JSON object");
                          app.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");

@@ -2,6 +2,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <string>
+
 #include "turboquant/model/kv_store.h"
 
 namespace tq::cli {
@@ -18,6 +20,18 @@ inline void add_kv_store_options(CLI::App& app, tq::model::KvStoreOptions& s) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--edge-codec", s.edge_codec, "cache: codec of the edge layers");
   app.add_option("--window", s.window, "cache: most recent tokens kept in float32")->check(CLI::NonNegativeNumber);
+}
+
+// --device: where the forward pass runs. cuda: CudaLlama (cuBLAS matmuls, activations on the GPU)
+// with the KV caches on the GPU (implies --kv-store cuda); a build or machine without CUDA fails
+// with an error, never falls back to the CPU. --weights: the matrices' type on the GPU.
+inline void add_device_options(CLI::App& app, std::string& device, std::string& weights) {
+  app.add_option("--device", device,
+                 "cpu: the forward pass on the CPU; cuda: on the GPU (cuBLAS, the KV caches on the GPU too)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--weights", weights,
+                 "device cuda: weight matrices in fp32 (default), fp16 or bf16 (fp32 accumulation)")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
 }
 
 }  // namespace tq::cli

@@ -50,6 +50,7 @@ class LlamaModel {
   void forward(const int32_t* tokens, int n, KvStore& kv, float* logits, bool all_logits = true) const;
 
  private:
+  friend class CudaLlama;  // uploads the weights below (cuda_llama.h)
   struct Layer {
     std::vector<float> attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, ffn_norm, w_gate, w_up, w_down;
   };

@@ -23,6 +23,10 @@ struct PerplexityOptions {
   std::string kv = "fp16";       // test cache (make_kv_store spelling)
   std::string kv_ref = "fp32";   // reference cache
   KvStoreOptions store;          // how the test cache is built (capacity is set to ctx)
+  // "cpu": LlamaModel::forward; "cuda": CudaLlama (cuda_llama.h) with both caches on the GPU
+  // (make_cuda_kv_store; store must then be the default apart from kind "cuda").
+  std::string device = "cpu";
+  std::string weights = "fp32";  // cuda: the matrices' type, fp32 / fp16 / bf16 (cuda_llama.h)
 };
 
 struct PerplexityResult {
