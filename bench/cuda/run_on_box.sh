@@ -47,23 +47,24 @@ if [[ $what == final ]]; then  # everything a session ends with, most important 
   timeout 240 ./build/box/tests/tq_test_cuda > "$OUT/test.log" 2>&1
   echo "all CUDA tests: exit $? ($((SECONDS - t0)) s)"
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|seed" "$OUT/test.log" | head -30
+  sanitize() {
+    timeout 60 compute-sanitizer --tool $1 --error-exitcode 9 ./build/box/tests/tq_test_cuda \
+      --gtest_filter='CudaDecode.SmallShapes:CudaDecode.Bad*' >> "$OUT/sanitize.log" 2>&1
+    echo "compute-sanitizer $1: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitize.log" | tail -1
+  }
+  sanitize memcheck
+  PYTHONUNBUFFERED=1 timeout 200 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
+    > "$OUT/bench.log" 2>&1
+  echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error" "$OUT/bench.log" | head -12
+  sed -n '/^| B |/,$p' "$OUT/bench.log"
   if [[ -f data/proxy/proxy.gguf ]]; then
-    for args in "--ctx 512 --max-tokens 5110 --kv tq3 --device cuda" "--ctx 512 --max-tokens 5110 --kv k4v4 --device cuda" \
-                "--ctx 256 --max-tokens 2550 --kv tq3 --kv-store cuda"; do
+    for args in "--ctx 512 --max-tokens 5110 --kv tq3 --device cuda" "--ctx 256 --max-tokens 2550 --kv tq3 --kv-store cuda"; do
       timeout 60 ./build/box/tq perplexity --model data/proxy/proxy.gguf --text data/proxy/heldout.txt --json --no-progress $args \
         > "$OUT/ppl.json" 2>> "$OUT/test.log"
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('ppl', sys.argv[2], 'ratio %.4f KLD %.4f top1 %.2f%% tok/s %.0f' % (j['ppl_ratio'], j['kld_mean'], 100*j['top1_agree'], j['tokens_per_s']))" "$OUT/ppl.json" "$args" 2>&1 | tail -1
     done
   fi
-  for tool in memcheck racecheck; do
-    timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 ./build/box/tests/tq_test_cuda \
-      --gtest_filter='CudaDecode.SmallShapes:CudaDecode.Bad*' >> "$OUT/sanitize.log" 2>&1
-    echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitize.log" | tail -1
-  done
-  PYTHONUNBUFFERED=1 timeout 200 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
-    > "$OUT/bench.log" 2>&1
-  echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error" "$OUT/bench.log" | head -12
-  sed -n '/^| B |/,$p' "$OUT/bench.log"
+  sanitize racecheck
 fi
 if [[ $what == quick ]]; then
   timeout 200 ./build/box/tests/tq_test_cuda --gtest_filter='CudaDecodeFrag*:CudaDecode.*' > "$OUT/test.log" 2>&1
