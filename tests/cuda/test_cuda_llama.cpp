@@ -13,8 +13,11 @@
 //   logits move by less than that: 1e-3 (1.3e-4). A real bug (a wrong position, head or RoPE
 //   angle) moves logits by O(1).
 // - tq3: the codes are byte-identical unless a float round-off moves a coordinate across a cell
-//   boundary (rare), so the GPU-vs-CPU difference must stay far below the codec's own error:
-//   under a tenth of the CPU tq3-vs-fp32 difference, 7e-2 to 1.4e-1 here (3.0e-3).
+//   boundary (rare), so the GPU-vs-CPU difference must stay well below the codec's own error. The
+//   GPU scores TurboQuant K in int8 (q per row and the centroids rounded to int8, 0.4-2% on the
+//   attention output in test_decode_attention.cpp), the CPU in int8 or fp32 with other roundings:
+//   under a quarter of the CPU tq3-vs-fp32 difference, 7e-2 to 1.4e-1 here (H200, commit of the
+//   int8 kernel: up to 1.2e-2 = 0.12 of it; 3.0e-3 with the earlier fp16 scores).
 // - fp16 / bf16 weights (fp32 cache): weights and each matmul's input are rounded to 2^-11 / 2^-8
 //   relative (rms ~1.6e-4 / 1.3e-3 per rounding); about ten matmuls in a row give ~5e-4 / ~4e-3 on
 //   the logits: 3e-3 / 2.5e-2 (6.0e-4 / 5.6e-3). They must also differ from fp32 (> 1e-5), or the
@@ -198,7 +201,7 @@ TEST(CudaLlama, MatchesTheCpuForwardOnPrefillStepsAndBatch) {
       for (size_t i = 0; i < kSteps.size(); ++i) {
         const double r = rel_l2(gl[i], cl[i]);
         double tol = codec == "fp32" ? 1e-5 : 1e-3;
-        if (codec == "tq3") tol = 0.1 * rel_l2(cpu_logits["tq3"][i], cpu_logits["fp32"][i]);
+        if (codec == "tq3") tol = 0.25 * rel_l2(cpu_logits["tq3"][i], cpu_logits["fp32"][i]);
         EXPECT_LT(r, tol) << codec << " head_dim " << hd << " call " << i << " (n " << kSteps[i].n << ")";
         std::printf("[ measured ] head_dim %d %s call %zu n %d: rel L2 GPU vs CPU %.2e (tolerance %.2e)\n", hd,
                     codec.c_str(), i, kSteps[i].n, r, tol);
