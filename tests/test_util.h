@@ -1,9 +1,10 @@
 // tests/test_util.h — helpers shared by the test folders (each tests/<area> includes it as
-// "test_util.h"): seeded Gaussian vectors and running the `tq` CLI.
+// "test_util.h"): seeded Gaussian vectors, relative L2 errors and running the `tq` CLI.
 #pragma once
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -11,6 +12,18 @@
 #include <vector>
 
 namespace tq::testing {
+
+// ||a - b|| / ||b|| over n values (||a - b|| when b is zero), double sums.
+inline double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) { return rel_l2(a.data(), b.data(), b.size()); }
 
 // n i.i.d. N(0, sd^2) floats from a seeded mt19937_64 (the same seed gives the same vector).
 inline std::vector<float> randn(size_t n, uint64_t seed, float sd = 1.0f) {

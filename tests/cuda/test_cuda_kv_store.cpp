@@ -21,14 +21,7 @@
 
 namespace {
 
-double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using tq::testing::rel_l2;  // tests/test_util.h
 
 TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";

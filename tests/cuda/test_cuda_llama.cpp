@@ -78,13 +78,7 @@ std::vector<uint8_t> write_tiny(const TinySpec& s) {
   w.kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   w.kv_f32("llama.rope.freq_base", 10000.0f);
   w.kv_str("tokenizer.ggml.model", "llama");
-  std::vector<std::string> vocab = {"<unk>", "<s>", "</s>"};
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    vocab.push_back(buf);
-  }
-  for (const char* p : {"▁", "a", "▁a", "b"}) vocab.push_back(p);
+  const std::vector<std::string> vocab = tqtest::byte_fallback_vocab();
   w.kv_strs("tokenizer.ggml.tokens", vocab);
   w.kv_arr<float>("tokenizer.ggml.scores", 6, std::vector<float>(vocab.size(), 0.0f));
   w.kv_u32("tokenizer.ggml.bos_token_id", 1);
@@ -131,14 +125,7 @@ LlamaModel load(const TinySpec& s) {
   return LlamaModel(tq::gguf::File::parse(bytes.data(), bytes.size()));
 }
 
-double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using tq::testing::rel_l2;  // tests/test_util.h
 
 std::unique_ptr<KvStore> cpu_store(const LlamaModel& m, const std::string& codec, int capacity) {
   if (codec == "fp32") return std::make_unique<ExactKvStore>(m.kv_shape());

@@ -13,16 +13,7 @@ namespace tqtest {
 
 using tq::testing::randn;  // tests/test_util.h
 
-// ||a - b|| / ||b|| over n values.
-inline double rel_l2(const float* a, const float* b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double d = double(a[i]) - double(b[i]);
-    num += d * d;
-    den += double(b[i]) * double(b[i]);
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
+using tq::testing::rel_l2;  // tests/test_util.h
 
 // Naive causal GQA attention over float K/V of one sequence, written independently of the
 // library: q [nq][Hq][D], k/v [T][Hkv][D] -> out [nq][Hq][D]; query i sees keys 0..T-nq+i.

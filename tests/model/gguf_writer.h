@@ -1,6 +1,7 @@
 // tests/model/gguf_writer.h — builds GGUF files byte by byte for the tests (written from the format
 // description in turboquant/model/gguf.h, independently of the reader).
 #pragma once
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -98,5 +99,18 @@ class GgufWriter {
   std::vector<uint8_t> meta_, infos_, data_;
   uint64_t n_kv_ = 0, n_tensors_ = 0;
 };
+
+// The SPM byte-fallback vocabulary of the tests' tiny models: <unk> <s> </s>, the 256 byte tokens
+// <0x00>..<0xFF>, then four pieces.
+inline std::vector<std::string> byte_fallback_vocab() {
+  std::vector<std::string> v = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    v.push_back(buf);
+  }
+  for (const char* s : {"▁", "a", "▁a", "b"}) v.push_back(s);
+  return v;
+}
 
 }  // namespace tqtest

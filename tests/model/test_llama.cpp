@@ -64,16 +64,6 @@ Tiny make_tiny(bool tied, uint32_t seed = 1, int dim = 16) {
   return t;
 }
 
-std::vector<std::string> tiny_vocab() {
-  std::vector<std::string> v = {"<unk>", "<s>", "</s>"};
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    v.push_back(buf);
-  }
-  for (const char* s : {"▁", "a", "▁a", "b"}) v.push_back(s);
-  return v;
-}
 
 // Writes the model; `skip` leaves a tensor or key out, `edit` adjusts the writer before tensors.
 std::vector<uint8_t> write_tiny(const Tiny& t, const std::string& skip = "", const std::string& arch = "llama",
@@ -88,7 +78,7 @@ std::vector<uint8_t> write_tiny(const Tiny& t, const std::string& skip = "", con
   if (skip != "eps") w.kv_f32("llama.attention.layer_norm_rms_epsilon", t.eps);
   w.kv_f32("llama.rope.freq_base", float(t.theta));
   w.kv_str("tokenizer.ggml.model", "llama");
-  const auto vocab = tiny_vocab();
+  const auto vocab = tqtest::byte_fallback_vocab();
   w.kv_strs("tokenizer.ggml.tokens", vocab);
   std::vector<float> scores(vocab.size(), 0.0f);
   scores[vocab.size() - 2] = -1.0f;
