@@ -1,4 +1,5 @@
-// src/cuda/append.cu — instantiations of the append kernel (head_dim 64/128/256 x fp16, tq2/3/4).
+// src/cuda/append.cu — instantiations of the append kernels: v1 (head_dim 64/128/256 x fp16, tq2/3/4)
+// and v2 (head_dim x tq2/3/4 x input f32/f16/bf16).
 #include "cuda/append.cuh"
 
 namespace tq::cuda::append {
@@ -9,6 +10,18 @@ const void* append_kernel_for(int d, int bits) {
   TQ_CASE(64, 0) TQ_CASE(64, 2) TQ_CASE(64, 3) TQ_CASE(64, 4)
   TQ_CASE(128, 0) TQ_CASE(128, 2) TQ_CASE(128, 3) TQ_CASE(128, 4)
   TQ_CASE(256, 0) TQ_CASE(256, 2) TQ_CASE(256, 3) TQ_CASE(256, 4)
+#undef TQ_CASE
+  return nullptr;
+}
+
+const void* append_tile_kernel_for(int d, int bits, int in_dtype) {
+#define TQ_CASE(D, B, T) \
+  if (d == D && bits == B && in_dtype == T) return reinterpret_cast<const void*>(&append_tile_kernel<D, B, T>);
+#define TQ_DTYPES(D, B) TQ_CASE(D, B, 0) TQ_CASE(D, B, 1) TQ_CASE(D, B, 2)
+  TQ_DTYPES(64, 2) TQ_DTYPES(64, 3) TQ_DTYPES(64, 4)
+  TQ_DTYPES(128, 2) TQ_DTYPES(128, 3) TQ_DTYPES(128, 4)
+  TQ_DTYPES(256, 2) TQ_DTYPES(256, 3) TQ_DTYPES(256, 4)
+#undef TQ_DTYPES
 #undef TQ_CASE
   return nullptr;
 }
