@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Append (encode into pages) throughput against the device copy bandwidth, in one process.
-  python3 profile_append.py --lib build/box/libturboquant.so                 # table: v2 and v1 kernels
+  python3 profile_append.py --lib build/box/libturboquant.so                 # table: v2 (C = 32, 64) and v1
   python3 profile_append.py --lib ... --ncu --codec tq3 --tokens 65536       # a few plain runs, for ncu
 x fp16 [tokens, Hkv=8, D=128] (torch.randn), random distinct slots in 64-token pages. Bytes moved =
 input read + codes and norms written + slot ids. µs: median of triton do_bench over CUDA-graph
-replays. Before timing, the v2 pool is compared byte for byte with the v1 pool on the same input
+replays. Before timing, the v2 pools are compared byte for byte with the v1 pool on the same input
 (two independent GPU encoders; the GPU tests compare both with the CPU encoder)."""
 import argparse, ctypes, os, sys
 import torch
@@ -19,18 +19,21 @@ ap.add_argument("--codec", default="tq3")
 ap.add_argument("--tokens", type=int, default=65536)
 ap.add_argument("--iters", type=int, default=4)
 ap.add_argument("--ncu", action="store_true", help="only run one plan --iters times (profiler target)")
-ap.add_argument("--v1", action="store_true", help="with --ncu: the v1 kernel")
+ap.add_argument("--kernel", default="v2", help="v2 (default C), v2c32, v2c64 or v1")
 a = ap.parse_args()
 lib = tqcuda.load(a.lib)
 stream = lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
 
 
-def plan(codec, npages, v1):
-    if v1: os.environ["TQ_CUDA_APPEND_V1"] = "1"  # read at plan creation
-    else: os.environ.pop("TQ_CUDA_APPEND_V1", None)
+KERNELS = {"v2": {}, "v2c32": {"TQ_CUDA_APPEND_C": "32"}, "v2c64": {"TQ_CUDA_APPEND_C": "64"},
+           "v1": {"TQ_CUDA_APPEND_V1": "1"}}  # environment read at plan creation
+
+
+def plan(codec, npages, kern):
+    os.environ.update(KERNELS[kern])
     p = ctypes.c_void_p()
     check(lib.tq_cuda_append_plan_create(codec.encode(), Hkv, D, PT, npages, 1, ctypes.byref(p)))
-    os.environ.pop("TQ_CUDA_APPEND_V1", None)
+    for k in KERNELS[kern]: os.environ.pop(k)
     info = PageInfo()
     check(lib.tq_cuda_append_plan_info(p, ctypes.byref(info)))
     return p, info
@@ -50,12 +53,12 @@ def run(p, x, slots, n, pool):
 
 if a.ncu:
     npages, x, slots = inputs(a.tokens)
-    p, info = plan(a.codec, npages, a.v1)
+    p, info = plan(a.codec, npages, a.kernel)
     pool = torch.empty(npages * info.page_bytes, device=dev, dtype=torch.uint8)
     for _ in range(a.iters):
         run(p, x, slots, a.tokens, pool)
     torch.cuda.synchronize()
-    print(f"append {a.codec} ({'v1' if a.v1 else 'v2'}): {a.tokens} tokens x {Hkv} heads")
+    print(f"append {a.codec} ({a.kernel}): {a.tokens} tokens x {Hkv} heads")
     sys.exit(0)
 
 from triton.testing import do_bench
@@ -73,10 +76,10 @@ for codec in ["tq2", "tq3", "tq4", "fp16"]:
         npages, x, slots = inputs(n)
         res = {}
         pools = {}
-        for kern in ("v2", "v1"):
-            if codec == "fp16" and kern == "v2":
+        for kern in ("v2c32", "v2c64", "v1"):
+            if codec == "fp16" and kern != "v1":
                 continue  # pass-through has one kernel
-            p, info = plan(codec, npages, kern == "v1")
+            p, info = plan(codec, npages, kern)
             pool = torch.full((npages * info.page_bytes,), 0xAB, device=dev, dtype=torch.uint8)
             run(p, x, slots, n, pool)
             torch.cuda.synchronize()
@@ -90,11 +93,12 @@ for codec in ["tq2", "tq3", "tq4", "fp16"]:
             res[kern] = (us, nbytes / us / 1e6)
             del g, pool
             lib.tq_cuda_append_plan_destroy(p)
-        same = "-" if len(pools) < 2 else ("identical" if torch.equal(pools["v1"], pools["v2"]) else "DIFFERENT")
+        same = "-" if len(pools) < 2 else \
+            ("identical" if all(torch.equal(pools["v1"], v) for v in pools.values()) else "DIFFERENT")
         for kern, (us, tbps) in res.items():
             rows.append((codec, n, kern, us, tbps))
             print(f"append {codec:5s} {kern} {n:6d} tokens x {Hkv} heads: {us:8.1f} us  {tbps:5.2f} TB/s = "
-                  f"{100 * tbps / copy_tbps:5.1f}% of copy  (v2 vs v1 pool: {same})", flush=True)
+                  f"{100 * tbps / copy_tbps:5.1f}% of copy  (v2 pools vs v1: {same})", flush=True)
         del pools, x, slots
         torch.cuda.empty_cache()
 

@@ -30,16 +30,17 @@ for tool in memcheck racecheck; do
   timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $test_bin --gtest_filter="$f" > "$OUT/$tool.log" 2>&1
   echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s) $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$tool.log" | tail -1)"
 done
-k='_ZN2tq4cuda6append18append_tile_kernelILi128ELi3ELi1EEEvNS1_6ParamsE'
+k='_ZN2tq4cuda6append18append_tile_kernelILi128ELi32ELi3ELi1EEEvNS1_6ParamsE'
 cuobjdump -sass -fun "$k" $test_bin > "$OUT/sass.txt" 2>&1
-echo "SASS v2 tq3 D=128 f16: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions, top:" \
+echo "SASS v2 tq3 D=128 C=32 f16: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions, top:" \
   "$(grep -oE '^\s+/\*[0-9a-f]{4}\*/\s+(@!?U?P[0-9T] )?[A-Z0-9_]+' "$OUT/sass.txt" | awk '{print $NF}' | sort | uniq -c \
      | sort -rn | head -14 | awk '{printf "%s %s, ", $2, $1}')"
-for c in tq3 tq2 tq4; do
+for ck in tq3:v2c32 tq3:v2c64 tq2:v2 tq4:v2; do
+  c=${ck%%:*} kern=${ck##*:}
   timeout 60 ncu --clock-control none -k regex:append_tile -s 1 -c 1 --section SpeedOfLight --section WarpStateStats \
     --section Occupancy --metrics sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active \
-    python3 bench/cuda/profile_append.py --lib $lib --ncu --codec $c --iters 2 > "$OUT/ncu_$c.txt" 2>&1
-  echo "ncu $c: $(grep -E 'Duration|inst_executed.sum|issue_active|Achieved Occupancy|Registers Per|Memory Throughput' "$OUT/ncu_$c.txt" \
+    python3 bench/cuda/profile_append.py --lib $lib --ncu --codec $c --kernel $kern --iters 2 > "$OUT/ncu_${c}_$kern.txt" 2>&1
+  echo "ncu $c $kern: $(grep -E 'Duration|inst_executed.sum|issue_active|Achieved Occupancy|Registers Per|Memory Throughput' "$OUT/ncu_${c}_$kern.txt" \
     | awk '{$1=$1; print}' | tr '\n' ';')"
 done
 echo "(per vector: inst_executed.sum / 524288)"

@@ -159,7 +159,8 @@ namespace tq::cuda::append {
 
 // ---------------------------------------------------------------------------------------------
 // v2: tiled encoder for the TurboQuant codecs (bits 2..4), one kernel per input dtype DT
-// (0 f32, 1 f16, 2 bf16). Same bytes as v1 / TqCodec::encode; fewer instructions per vector.
+// (0 f32, 1 f16, 2 bf16) and per C, the coordinates each lane owns (32 or 64: C/32 code groups).
+// Same bytes as v1 / TqCodec::encode; fewer instructions per vector.
 //
 // Block: kTileWarps warps, each encoding its own tile of P.vpw consecutive vectors
 // (vector = token * Hkv + head; rows of x [n_tokens * Hkv, D] are contiguous, so a tile is one
@@ -169,13 +170,15 @@ namespace tq::cuda::append {
 //             x·inv·s = (s·x)·inv exactly)
 //   norm    : lane t sums the squares of row t in double in coordinate order (the CPU's order) and
 //             writes the fp16 norm; inv = float(1 / norm) is handed to the encoding lanes by shuffle
-//   encode  : passes of 32/L vectors, L = D/32 lanes per vector, lane q owning coordinates
-//             [32q, 32q+32) = code group q. Butterfly stages h = 1..16 in registers; the stages
-//             h = 32..D/2 (log2 L of them) by shuffles: y ± x as fma(x, ±1, y), one rounding = the
-//             CPU's __fadd_rn; each round ends with one multiply by s·(next round's sign) from a
-//             shared table (s alone after the last round)
+//   encode  : passes of 32/L vectors, L = D/C lanes per vector, lane q owning coordinates
+//             [Cq, Cq+C) = code groups [Gq, Gq+G), G = C/32. Butterfly stages h < C in registers;
+//             the stages h = C..D/2 (log2 L of them) by shuffles: y ± x as fma(x, ±1, y), one
+//             rounding = the CPU's __fadd_rn; each round ends with one multiply by s·(next round's
+//             sign) from a shared table (s alone after the last round)
 //   quantize: binary search over the boundaries (one compare per code bit, constant-bank operands)
-//   pack    : the lane's 32 codes into its group's BITS words in registers, BITS 32-bit stores
+//   pack    : the lane's codes into its groups' BITS words in registers, 32-bit stores
+// Shared memory: [2][L][C+4] float scale tables | [D·isz/16] uint4 sign masks | kTileWarps tiles
+// of vpw rows (D·isz + 16 bytes each: the norm lanes' reads fall in distinct banks).
 // Code bits of u by binary search over the ascending boundaries b (= the number of boundaries
 // below u, Codebook::quantize): bit k compares with the boundary between the two halves left by
 // the bits above it; the selects are between constant-bank operands.
@@ -199,47 +202,44 @@ __device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool 
   }
 }
 
-template <int D, int BITS, int DT>
+template <int D, int C, int BITS, int DT>
 __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __grid_constant__ Params P) {
-  constexpr int L = D / 32;                 // lanes per vector
+  constexpr int L = D / C;                  // lanes per vector
+  constexpr int G = C / 32;                 // code groups per lane
   constexpr int VPP = 32 / L;               // vectors per pass
   constexpr int ISZ = DT == 0 ? 4 : 2;      // input bytes per coordinate
   constexpr int CH = D * ISZ / 16;          // 16-byte chunks per row
-  constexpr int LCH = CH / L;               // chunks per lane (its 32 coordinates)
-  constexpr int RS = tile_row_stride(D, ISZ) / 16;  // row stride in chunks (+1: norm reads conflict-free)
-  constexpr int KM = CH > 32 ? CH / 32 : 1;  // sign-mask chunks per lane while staging
-  constexpr int TW = 36;                    // table row (floats) per lane q: +4 keeps the q rows apart in banks
+  constexpr int LCH = CH / L;               // chunks per lane (its C coordinates)
+  constexpr int RS = tile_row_stride(D, ISZ) / 16;  // row stride in chunks
+  constexpr int TW = C + 4;                 // table row (floats) per lane q: +4 keeps the q rows apart in banks
+  static_assert(C == 32 || C == 64, "lanes own 1 or 2 code groups");
   extern __shared__ uint4 smem[];
   float* table = reinterpret_cast<float*>(smem);  // [2][L][TW]: s * sign of rounds 1, 2
+  uint4* masks = smem + tile_table_bytes(D, C) / 16;  // [CH]: round-0 sign bits of each input chunk
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const float s = 1.0f / sqrtf(float(D));
+  auto neg = [&](int r, int c) { return (P.sign[r][c >> 5] >> (c & 31)) & 1u; };
   for (int i = threadIdx.x; i < 2 * D; i += blockDim.x) {
     const int r = i / D, c = i % D;
-    const uint32_t neg = (P.sign[r + 1][c >> 5] >> (c & 31)) & 1u;
-    table[(r * L + (c >> 5)) * TW + (c & 31)] = __uint_as_float(__float_as_uint(s) ^ (neg << 31));
+    table[(r * L + c / C) * TW + c % C] = __uint_as_float(__float_as_uint(s) ^ (neg(r + 1, c) << 31));
+  }
+  for (int c = threadIdx.x; c < CH; c += blockDim.x) {
+    uint32_t m[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if constexpr (DT == 0) m[j] = neg(0, 4 * c + j) << 31;
+      else m[j] = (neg(0, 8 * c + 2 * j) << 15) | (neg(0, 8 * c + 2 * j + 1) << 31);
+    }
+    masks[c] = make_uint4(m[0], m[1], m[2], m[3]);
   }
   __syncthreads();
   const long long total = (long long)P.n_tokens * P.Hkv;
   const long long v0 = ((long long)blockIdx.x * kTileWarps + warp) * P.vpw;
   if (v0 >= total) return;
   const int nv = int(min((long long)P.vpw, total - v0));
-  uint4* tile = smem + tile_table_bytes(D) / 16 + warp * P.vpw * RS;
+  uint4* tile = masks + CH + warp * P.vpw * RS;
 
-  // ---- stage: rows v0 .. v0+nv into the tile, round-0 signs xor-ed in. Lane `lane` copies chunks
-  // lane + 32k, i.e. chunk (lane + 32k) % CH of a row: KM fixed masks per lane ----
-  uint4 mask[KM];
-#pragma unroll
-  for (int k = 0; k < KM; ++k) {
-    const int c = (lane + 32 * k) % CH;
-    uint32_t m[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      auto bit = [&](int coord) { return (P.sign[0][coord >> 5] >> (coord & 31)) & 1u; };
-      if constexpr (DT == 0) m[j] = bit(4 * c + j) << 31;
-      else m[j] = (bit(8 * c + 2 * j) << 15) | (bit(8 * c + 2 * j + 1) << 31);
-    }
-    mask[k] = make_uint4(m[0], m[1], m[2], m[3]);
-  }
+  // ---- stage: rows v0 .. v0+nv into the tile, round-0 signs xor-ed in ----
   {
     const uint4* src = static_cast<const uint4*>(P.x) + size_t(v0) * CH;
     const int nch = nv * CH;
@@ -254,9 +254,10 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int i = base + 32 * u + lane;
-        const uint4 m = mask[u % KM];
-        if (i < nch)
+        if (i < nch) {
+          const uint4 m = masks[i % CH];
           tile[(i / CH) * RS + i % CH] = make_uint4(buf[u].x ^ m.x, buf[u].y ^ m.y, buf[u].z ^ m.z, buf[u].w ^ m.w);
+        }
       }
     }
   }
@@ -303,18 +304,18 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
     }
   }
 
-  // ---- encode: passes of VPP vectors, lane q of vector t owning coordinates [32q, 32q+32) ----
+  // ---- encode: passes of VPP vectors, lane q of vector t owning coordinates [Cq, Cq+C) ----
   const int q = lane % L;
-  float sgn[L > 1 ? 5 : 1];  // cross-lane stage m = 2^k: +1 for the lower lane, -1 for the upper
+  float sgn[5];  // cross-lane stage m = 2^k: +1 for the lower lane, -1 for the upper
 #pragma unroll
-  for (int k = 0; (1 << k) < L; ++k) sgn[k] = (q >> k) & 1 ? -1.0f : 1.0f;
+  for (int k = 0; k < 5; ++k) sgn[k] = (q >> k) & 1 ? -1.0f : 1.0f;
   const float4* tab = reinterpret_cast<const float4*>(table) + q * (TW / 4);
   for (int t0 = 0; t0 < nv; t0 += VPP) {
     const int t = t0 + lane / L;  // < 32 (vpw <= 32)
     const float vinv = __shfl_sync(0xffffffffu, inv, t);
     const long long vdst = __shfl_sync(0xffffffffu, dst, t);
     const uint4* row = tile + min(t, nv - 1) * RS + q * LCH;  // lanes past the tile redo its last row
-    float x[32];
+    float x[C];
 #pragma unroll
     for (int c = 0; c < LCH; ++c) {
       const uint4 q4 = row[c];
@@ -333,13 +334,13 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
       }
     }
 #pragma unroll
-    for (int e = 0; e < 32; ++e) x[e] = __fmul_rn(x[e], vinv);
+    for (int e = 0; e < C; ++e) x[e] = __fmul_rn(x[e], vinv);
 #pragma unroll
     for (int r = 0; r < kRounds; ++r) {
 #pragma unroll
-      for (int h = 1; h < 32; h <<= 1)
+      for (int h = 1; h < C; h <<= 1)
 #pragma unroll
-        for (int e = 0; e < 32; ++e)
+        for (int e = 0; e < C; ++e)
           if (!(e & h)) {
             const float a = x[e], b = x[e + h];
             x[e] = __fadd_rn(a, b);
@@ -348,13 +349,13 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
 #pragma unroll
       for (int k = 0; (1 << k) < L; ++k)
 #pragma unroll
-        for (int e = 0; e < 32; ++e) {
+        for (int e = 0; e < C; ++e) {
           const float y = __shfl_xor_sync(0xffffffffu, x[e], 1 << k);
           x[e] = __fmaf_rn(x[e], sgn[k], y);  // lower: x + y, upper: y - x (x·±1 exact)
         }
       if (r + 1 < kRounds) {
 #pragma unroll
-        for (int c = 0; c < 8; ++c) {
+        for (int c = 0; c < C / 4; ++c) {
           const float4 m = tab[r * L * (TW / 4) + c];
           x[4 * c] = __fmul_rn(x[4 * c], m.x);
           x[4 * c + 1] = __fmul_rn(x[4 * c + 1], m.y);
@@ -363,34 +364,37 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
         }
       } else {
 #pragma unroll
-        for (int e = 0; e < 32; ++e) x[e] = __fmul_rn(x[e], s);
+        for (int e = 0; e < C; ++e) x[e] = __fmul_rn(x[e], s);
       }
     }
-    // ---- quantize (binary search: code bit k from the boundary between the halves) + pack ----
+    // ---- quantize (binary search) + pack, group by group ----
     constexpr Planes PL = planes(BITS);
-    uint32_t w[BITS];
 #pragma unroll
-    for (int i = 0; i < BITS; ++i) w[i] = 0;
+    for (int g = 0; g < G; ++g) {
+      uint32_t w[BITS];
 #pragma unroll
-    for (int e = 0; e < 32; ++e) {
-      bool bit[BITS];
-      search_bits<BITS>(x[e], P.bound, bit);
-      int wb = 0, bo = 0;
+      for (int i = 0; i < BITS; ++i) w[i] = 0;
 #pragma unroll
-      for (int p = 0; p < PL.n; ++p) {
-        int word = 0;
-        const int sh = plane_pos(PL.w[p], e, &word);
+      for (int e = 0; e < 32; ++e) {
+        bool bit[BITS];
+        search_bits<BITS>(x[32 * g + e], P.bound, bit);
+        int wb = 0, bo = 0;
 #pragma unroll
-        for (int i = 0; i < PL.w[p]; ++i)
-          if (bit[bo + i]) w[wb + word] |= 1u << (sh + i);
-        wb += PL.w[p];
-        bo += PL.w[p];
+        for (int p = 0; p < PL.n; ++p) {
+          int word = 0;
+          const int sh = plane_pos(PL.w[p], e, &word);
+#pragma unroll
+          for (int i = 0; i < PL.w[p]; ++i)
+            if (bit[bo + i]) w[wb + word] |= 1u << (sh + i);
+          wb += PL.w[p];
+          bo += PL.w[p];
+        }
       }
-    }
-    if (vdst >= 0 && t < nv) {
-      uint32_t* gw = reinterpret_cast<uint32_t*>(P.pool + vdst) + q * BITS;
+      if (vdst >= 0 && t < nv) {
+        uint32_t* gw = reinterpret_cast<uint32_t*>(P.pool + vdst) + (q * G + g) * BITS;
 #pragma unroll
-      for (int i = 0; i < BITS; ++i) gw[i] = w[i];
+        for (int i = 0; i < BITS; ++i) gw[i] = w[i];
+      }
     }
   }
 }

@@ -24,19 +24,21 @@ struct Params {
 
 // v1 kernel entry per (head_dim, bits), bits 0 = fp16 pass-through; nullptr if none.
 const void* append_kernel_for(int d, int bits);
-// v2 (tiled) kernel entry per (head_dim, bits 2..4, in_dtype); nullptr if none.
-const void* append_tile_kernel_for(int d, int bits, int in_dtype);
+// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 2..4, in_dtype); nullptr if none.
+const void* append_tile_kernel_for(int d, int c, int bits, int in_dtype);
 
-// v2 geometry: L = D/32 lanes per vector (lane q owns code group q), 32/L vectors per pass, a tile
-// of vpw vectors per warp staged in shared memory (rows padded by 16 bytes), the scale tables.
+// v2 geometry: L = D/C lanes per vector (lane q owns coordinates [Cq, Cq+C), C/32 code groups),
+// 32/L vectors per pass, a tile of vpw vectors per warp staged in shared memory (rows padded by 16
+// bytes), the scale tables and the round-0 sign masks of the input chunks.
 constexpr int tile_row_stride(int d, int in_bytes) { return d * in_bytes + 16; }
-constexpr int tile_table_bytes(int d) { return 2 * (d / 32) * 36 * 4; }  // 2 rounds, 36-float rows (banks)
-constexpr int tile_max_vpw(int d, int in_bytes) {   // ~8 KB of tile per warp, whole passes, <= 32
-  const int v = 8192 / (d * in_bytes), vpp = 32 / (d / 32);
-  return v > 32 ? 32 : (v < vpp ? vpp : v);
+constexpr int tile_table_bytes(int d, int c) { return 2 * (d / c) * (c + 4) * 4; }  // 2 rounds, +4: banks
+constexpr int tile_vpp(int d, int c) { return 32 / (d / c); }  // vectors per pass
+constexpr int tile_max_vpw(int d, int c, int in_bytes) {  // ~8 KB of tile per warp, whole passes, <= 32
+  const int v = 8192 / (d * in_bytes), vpp = tile_vpp(d, c);
+  return v > 32 ? 32 : (v < vpp ? vpp : v / vpp * vpp);
 }
-constexpr int tile_smem_bytes(int d, int in_bytes, int vpw) {
-  return tile_table_bytes(d) + kTileWarps * vpw * tile_row_stride(d, in_bytes);
+constexpr int tile_smem_bytes(int d, int c, int in_bytes, int vpw) {
+  return tile_table_bytes(d, c) + d * in_bytes + kTileWarps * vpw * tile_row_stride(d, in_bytes);
 }
 
 }  // namespace tq::cuda::append

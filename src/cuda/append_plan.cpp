@@ -21,11 +21,14 @@ namespace tq::cuda {
     TQ_CHECK(e_ == cudaSuccess, kInternal, "CUDA error {} ({}) in {}", int(e_), cudaGetErrorString(e_), #expr); \
   } while (0)
 
+// v2 coordinates per lane: 32 (one code group, log2(D/32) shuffle stages per round) or 64.
+constexpr int kDefaultLaneCoords = 32;
+
 struct AppendPlan::Impl {
   std::shared_ptr<const Codec> codec;
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
-  int head_dim = 0, in_bytes = 0;
+  int head_dim = 0, in_bytes = 0, lane_coords = 32;  // v2: coordinates per lane (C)
   append::Params params{};
   int* flag = nullptr;
   int sms = 132;
@@ -50,9 +53,14 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
   if (bits != 0 && !(v1 && v1[0] == '1')) {
-    I.fn_tile = append::append_tile_kernel_for(head_dim, bits, int(in_dtype));
+    // Coordinates per lane: TQ_CUDA_APPEND_C=32|64 overrides the default (for measurements).
+    const char* c = std::getenv("TQ_CUDA_APPEND_C");
+    I.lane_coords = c && std::atoi(c) == 64 ? 64 : c && std::atoi(c) == 32 ? 32 : kDefaultLaneCoords;
+    if (I.lane_coords > head_dim) I.lane_coords = head_dim;
+    I.fn_tile = append::append_tile_kernel_for(head_dim, I.lane_coords, bits, int(in_dtype));
     TQ_CHECK(I.fn_tile, kInternal, "CUDA append: no tiled kernel for head_dim {} bits {}", head_dim, bits);
-    TQ_CHECK(append::tile_smem_bytes(head_dim, I.in_bytes, append::tile_max_vpw(head_dim, I.in_bytes)) <= 48 * 1024,
+    const int lc = I.lane_coords;
+    TQ_CHECK(append::tile_smem_bytes(head_dim, lc, I.in_bytes, append::tile_max_vpw(head_dim, lc, I.in_bytes)) <= 48 * 1024,
              kInternal, "CUDA append: tile beyond 48 KB of shared memory");
   }
   TQ_CHECK(device_available(), kUnsupported, "CUDA append: no CUDA device");
@@ -91,7 +99,8 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   if (impl_->fn_tile) {
     // v2: tiles of vpw vectors (whole passes of 32/L), ~24 warps per SM in one wave, so small
     // appends (a decode step) get one pass per warp.
-    const int d = impl_->head_dim, vpp = 32 / (d / 32), vmax = append::tile_max_vpw(d, impl_->in_bytes);
+    const int d = impl_->head_dim, lc = impl_->lane_coords;
+    const int vpp = append::tile_vpp(d, lc), vmax = append::tile_max_vpw(d, lc, impl_->in_bytes);
     const long long want = (vectors + (long long)impl_->sms * 24 - 1) / ((long long)impl_->sms * 24);
     P.vpw = int(std::clamp<long long>((want + vpp - 1) / vpp * vpp, vpp, vmax));
     const long long per_block = (long long)P.vpw * append::kTileWarps;
@@ -99,7 +108,7 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
     TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
     void* args[] = {&P};
     const cudaError_t e = cudaLaunchKernel(impl_->fn_tile, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args,
-                                           size_t(append::tile_smem_bytes(d, impl_->in_bytes, P.vpw)),
+                                           size_t(append::tile_smem_bytes(d, lc, impl_->in_bytes, P.vpw)),
                                            static_cast<cudaStream_t>(stream));
     TQ_CHECK(e == cudaSuccess, kInternal, "CUDA append: launch failed: {}", cudaGetErrorString(e));
     return;

@@ -108,21 +108,27 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
 
 // The tiled kernel (v2) at odd counts: one vector, a partial pass, tiles of several passes with a
 // partial last tile (4097 tokens x 8 heads: 16 vectors per warp at D = 128), whole 32-vector tiles
-// (10000 x 8), every head_dim and input dtype.
+// (10000 x 8), every head_dim and input dtype; with 32 and with 64 coordinates per lane.
 TEST(CudaAppend, TiledOddShapes) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   const unsigned seed = std::random_device{}();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
   using tq::cuda::DType;
-  for (int n : {1, 7, 4097}) run_append("tq3", 128, DType::kF16, rng, n, n == 4097 ? 8 : 3);
-  run_append("tq3", 128, DType::kF16, rng, 10000, 8);
-  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
-    for (int D : {64, 128, 256}) {
-      run_append("tq2", D, dt, rng, 4097, 8);
-      run_append("tq4", D, dt, rng, 7, 1);
-    }
-  run_append("tq4", 256, DType::kF32, rng, 1, 1);
+  for (const char* lane_coords : {"32", "64"}) {
+    SCOPED_TRACE(testing::Message() << "TQ_CUDA_APPEND_C=" << lane_coords);
+    setenv("TQ_CUDA_APPEND_C", lane_coords, 1);  // read at plan creation
+    for (int n : {1, 7, 4097}) run_append("tq3", 128, DType::kF16, rng, n, n == 4097 ? 8 : 3);
+    run_append("tq3", 128, DType::kF16, rng, 10000, 8);
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+      for (int D : {64, 128, 256}) {
+        run_append("tq2", D, dt, rng, 4097, 8);
+        run_append("tq4", D, dt, rng, 7, 1);
+      }
+    run_append("tq4", 256, DType::kF32, rng, 1, 1);
+    run_append("tq3", 64, DType::kBF16, rng, 113, 3);
+  }
+  unsetenv("TQ_CUDA_APPEND_C");
 }
 
 // The previous kernel (v1), still selectable with TQ_CUDA_APPEND_V1=1 at plan time.
