@@ -19,13 +19,14 @@ ap.add_argument("--codec", default="tq3")
 ap.add_argument("--tokens", type=int, default=65536)
 ap.add_argument("--iters", type=int, default=4)
 ap.add_argument("--ncu", action="store_true", help="only run one plan --iters times (profiler target)")
-ap.add_argument("--kernel", default="v2", help="v2 (default C), v2c32, v2c64 or v1")
+ap.add_argument("--kernel", default="v2", help="v2 (defaults), v2c32, v2c64, v2waves (C 32, whole waves) or v1")
 a = ap.parse_args()
 lib = tqcuda.load(a.lib)
 stream = lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
 
 
 KERNELS = {"v2": {}, "v2c32": {"TQ_CUDA_APPEND_C": "32"}, "v2c64": {"TQ_CUDA_APPEND_C": "64"},
+           "v2waves": {"TQ_CUDA_APPEND_C": "32", "TQ_CUDA_APPEND_GRID": "waves"},
            "v1": {"TQ_CUDA_APPEND_V1": "1"}}  # environment read at plan creation
 
 
@@ -76,7 +77,7 @@ for codec in ["tq2", "tq3", "tq4", "fp16"]:
         npages, x, slots = inputs(n)
         res = {}
         pools = {}
-        for kern in ("v2c32", "v2c64", "v1"):
+        for kern in ("v2c32", "v2waves", "v2c64", "v1"):
             if codec == "fp16" and kern != "v1":
                 continue  # pass-through has one kernel
             p, info = plan(codec, npages, kern)

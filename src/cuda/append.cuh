@@ -179,6 +179,16 @@ namespace tq::cuda::append {
 //   pack    : the lane's codes into its groups' BITS words in registers, 32-bit stores
 // Shared memory: [2][L][C+4] float scale tables | [D·isz/16] uint4 sign masks | kTileWarps tiles
 // of vpw rows (D·isz + 16 bytes each: the norm lanes' reads fall in distinct banks).
+// A 16-byte shared-memory load the compiler may not hoist out of loops (the scale tables are loop
+// invariant: hoisted, they would hold 64 registers for the whole kernel).
+__device__ __forceinline__ float4 lds_f4(const float4* p) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(p))));
+  return v;
+}
+
 // Code bits of u by binary search over the ascending boundaries b (= the number of boundaries
 // below u, Codebook::quantize): bit k compares with the boundary between the two halves left by
 // the bits above it; the selects are between constant-bank operands.
@@ -233,12 +243,14 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
     masks[c] = make_uint4(m[0], m[1], m[2], m[3]);
   }
   __syncthreads();
+  // Warp w of W encodes vectors [total·w/W, total·(w+1)/W): equal shares of at most vpw (the plan
+  // picks W, a whole number of waves, so that the shares fill their passes; no tail wave).
   const long long total = (long long)P.n_tokens * P.Hkv;
-  const long long v0 = ((long long)blockIdx.x * kTileWarps + warp) * P.vpw;
-  if (v0 >= total) return;
-  const int nv = int(min((long long)P.vpw, total - v0));
+  const long long W = (long long)gridDim.x * kTileWarps, wid = (long long)blockIdx.x * kTileWarps + warp;
+  const long long v0 = total * wid / W, vend = total * (wid + 1) / W;
+  if (v0 >= vend) return;
+  const int nv = int(min((long long)P.vpw, vend - v0));  // = vend - v0 (plan: W·vpw >= total)
   uint4* tile = masks + CH + warp * P.vpw * RS;
-
   // ---- stage: rows v0 .. v0+nv into the tile, round-0 signs xor-ed in ----
   {
     const uint4* src = static_cast<const uint4*>(P.x) + size_t(v0) * CH;
@@ -356,7 +368,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
       if (r + 1 < kRounds) {
 #pragma unroll
         for (int c = 0; c < C / 4; ++c) {
-          const float4 m = tab[r * L * (TW / 4) + c];
+          const float4 m = lds_f4(tab + r * L * (TW / 4) + c);
           x[4 * c] = __fmul_rn(x[4 * c], m.x);
           x[4 * c + 1] = __fmul_rn(x[4 * c + 1], m.y);
           x[4 * c + 2] = __fmul_rn(x[4 * c + 2], m.z);

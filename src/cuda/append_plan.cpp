@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string_view>
+#include <vector>
 
 #include "cuda/append_params.h"
 #include "turboquant/capi_common.h"
@@ -29,6 +31,8 @@ struct AppendPlan::Impl {
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
   int head_dim = 0, in_bytes = 0, lane_coords = 32;  // v2: coordinates per lane (C)
+  std::vector<int> tile_bps;  // v2: resident blocks per SM for tiles of vpp, 2·vpp, ... vectors
+  bool grid_waves = false;    // v2: TQ_CUDA_APPEND_GRID=waves (whole waves of equal shares)
   append::Params params{};
   int* flag = nullptr;
   int sms = 132;
@@ -68,6 +72,18 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   append::Params& P = I.params;
   P.layout = KvPageLayout{uint32_t(page_tokens), uint32_t(heads_kv), uint32_t(I.codec->codes_bytes()),
                           uint32_t(I.codec->scalar_bytes())};
+  if (I.fn_tile) {
+    const int lc = I.lane_coords, vpp = append::tile_vpp(head_dim, lc);
+    const char* grid = std::getenv("TQ_CUDA_APPEND_GRID");
+    I.grid_waves = grid && std::string_view(grid) == "waves";
+    for (int v = vpp; v <= append::tile_max_vpw(head_dim, lc, I.in_bytes); v += vpp) {
+      int b = 0;
+      TQ_CUDA_CHECK_A(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &b, I.fn_tile, append::kTileWarps * 32, size_t(append::tile_smem_bytes(head_dim, lc, I.in_bytes, v))));
+      TQ_CHECK(b >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
+      I.tile_bps.push_back(b);
+    }
+  }
   P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
   if (const auto* t = dynamic_cast<const TqCodec*>(I.codec.get())) {
     const auto& part = t->parts()[0];
@@ -97,14 +113,36 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "CUDA append: x must be 16-byte aligned");
   const long long vectors = (long long)n_tokens * P.Hkv;
   if (impl_->fn_tile) {
-    // v2: tiles of vpw vectors (whole passes of 32/L), ~24 warps per SM in one wave, so small
-    // appends (a decode step) get one pass per warp.
+    // v2: W warps, warp w encoding vectors [V·w/W, V·(w+1)/W) (at most vpw) in passes of vpp.
+    // Small appends (a decode step): one pass per warp. Large, default: tiles of up to vmax
+    // vectors, ~24 warps per SM worth of them. Large with TQ_CUDA_APPEND_GRID=waves (measured
+    // against it): for each tile size, W = k whole waves of the warps resident at that tile's
+    // shared memory (no tail wave); the (tile, k) with the fewest issued passes wins, counting one
+    // pass per tile for the staging and the norms.
     const int d = impl_->head_dim, lc = impl_->lane_coords;
     const int vpp = append::tile_vpp(d, lc), vmax = append::tile_max_vpw(d, lc, impl_->in_bytes);
-    const long long want = (vectors + (long long)impl_->sms * 24 - 1) / ((long long)impl_->sms * 24);
-    P.vpw = int(std::clamp<long long>((want + vpp - 1) / vpp * vpp, vpp, vmax));
-    const long long per_block = (long long)P.vpw * append::kTileWarps;
-    const long long blocks = (vectors + per_block - 1) / per_block;
+    long long blocks = 0;
+    const long long wave0 = (long long)impl_->sms * impl_->tile_bps[0] * append::kTileWarps;  // warps
+    if (vectors <= wave0 * vpp) {
+      P.vpw = vpp;
+    } else if (!impl_->grid_waves) {
+      const long long want = (vectors + (long long)impl_->sms * 24 - 1) / ((long long)impl_->sms * 24);
+      P.vpw = int(std::clamp<long long>((want + vpp - 1) / vpp * vpp, vpp, vmax));
+    } else {
+      long long best = -1;
+      for (size_t i = 0; i < impl_->tile_bps.size(); ++i) {
+        const long long tile = (long long)(i + 1) * vpp;
+        const long long wave = (long long)impl_->sms * impl_->tile_bps[i] * append::kTileWarps;
+        const long long k = (vectors + wave * tile - 1) / (wave * tile);
+        const long long share = (vectors + k * wave - 1) / (k * wave), passes = (share + vpp - 1) / vpp;
+        const long long cost = k * wave * (passes + 1);
+        if (best < 0 || cost <= best) { best = cost; blocks = k * wave / append::kTileWarps; P.vpw = int(passes * vpp); }
+      }
+    }
+    if (blocks == 0) {
+      const long long per_block = (long long)P.vpw * append::kTileWarps;
+      blocks = (vectors + per_block - 1) / per_block;
+    }
     TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
     void* args[] = {&P};
     const cudaError_t e = cudaLaunchKernel(impl_->fn_tile, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args,
