@@ -77,7 +77,7 @@ for codec in ["tq2", "tq3", "tq4", "fp16"]:
         npages, x, slots = inputs(n)
         res = {}
         pools = {}
-        for kern in ("v2c32", "v2waves", "v2c64", "v1"):
+        for kern in ("v2c32", "v2waves", "v1"):
             if codec == "fp16" and kern != "v1":
                 continue  # pass-through has one kernel
             p, info = plan(codec, npages, kern)
