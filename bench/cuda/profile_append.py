@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Append (encode into pages) throughput against the device copy bandwidth, in one process.
-  python3 profile_append.py --lib build/box/libturboquant.so                 # table: v2 (C = 32, 64) and v1
+  python3 profile_append.py --lib build/box/libturboquant.so                 # table: v2 and v1
   python3 profile_append.py --lib ... --ncu --codec tq3 --tokens 65536       # a few plain runs, for ncu
 x fp16 [tokens, Hkv=8, D=128] (torch.randn), random distinct slots in 64-token pages. Bytes moved =
 input read + codes and norms written + slot ids. µs: median of triton do_bench over CUDA-graph
@@ -19,15 +19,13 @@ ap.add_argument("--codec", default="tq3")
 ap.add_argument("--tokens", type=int, default=65536)
 ap.add_argument("--iters", type=int, default=4)
 ap.add_argument("--ncu", action="store_true", help="only run one plan --iters times (profiler target)")
-ap.add_argument("--kernel", default="v2", help="v2 (defaults), v2c32, v2c64, v2waves (C 32, whole waves) or v1")
+ap.add_argument("--kernel", default="v2", help="v2 or v1")
 a = ap.parse_args()
 lib = tqcuda.load(a.lib)
 stream = lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
 
 
-KERNELS = {"v2": {}, "v2c32": {"TQ_CUDA_APPEND_C": "32"}, "v2c64": {"TQ_CUDA_APPEND_C": "64"},
-           "v2waves": {"TQ_CUDA_APPEND_C": "32", "TQ_CUDA_APPEND_GRID": "waves"},
-           "v1": {"TQ_CUDA_APPEND_V1": "1"}}  # environment read at plan creation
+KERNELS = {"v2": {}, "v1": {"TQ_CUDA_APPEND_V1": "1"}}  # environment read at plan creation
 
 
 def plan(codec, npages, kern):
@@ -77,7 +75,7 @@ for codec in ["tq2", "tq3", "tq4", "fp16"]:
         npages, x, slots = inputs(n)
         res = {}
         pools = {}
-        for kern in ("v2c32", "v2waves", "v1"):
+        for kern in ("v2", "v1"):
             if codec == "fp16" and kern != "v1":
                 continue  # pass-through has one kernel
             p, info = plan(codec, npages, kern)

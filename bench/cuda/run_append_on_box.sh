@@ -35,7 +35,7 @@ cuobjdump -sass -fun "$k" $test_bin > "$OUT/sass.txt" 2>&1
 echo "SASS v2 tq3 D=128 C=32 f16: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions, top:" \
   "$(grep -oE '^\s+/\*[0-9a-f]{4}\*/\s+(@!?U?P[0-9T] )?[A-Z0-9_]+' "$OUT/sass.txt" | awk '{print $NF}' | sort | uniq -c \
      | sort -rn | head -14 | awk '{printf "%s %s, ", $2, $1}')"
-for ck in tq3:v2c32 tq3:v2waves; do
+for ck in tq3:v2 tq2:v2 tq4:v2; do
   c=${ck%%:*} kern=${ck##*:}
   timeout 60 ncu --clock-control none -k regex:append_tile -s 1 -c 1 --section SpeedOfLight --section WarpStateStats \
     --section Occupancy --metrics sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active \

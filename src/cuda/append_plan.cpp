@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <string_view>
-#include <vector>
 
 #include "cuda/append_params.h"
 #include "turboquant/capi_common.h"
@@ -23,16 +21,16 @@ namespace tq::cuda {
     TQ_CHECK(e_ == cudaSuccess, kInternal, "CUDA error {} ({}) in {}", int(e_), cudaGetErrorString(e_), #expr); \
   } while (0)
 
-// v2 coordinates per lane: 32 (one code group, log2(D/32) shuffle stages per round) or 64.
-constexpr int kDefaultLaneCoords = 32;
+// v2 coordinates per lane: 32 (one code group, log2(D/32) shuffle stages per round); 64 halves
+// the shuffles but needs 127 registers and ran 6-12% slower (docs/CUDA.md).
+constexpr int kLaneCoords = 32;
 
 struct AppendPlan::Impl {
   std::shared_ptr<const Codec> codec;
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
-  int head_dim = 0, in_bytes = 0, lane_coords = 32;  // v2: coordinates per lane (C)
-  std::vector<int> tile_bps;  // v2: resident blocks per SM for tiles of vpp, 2·vpp, ... vectors
-  bool grid_waves = false;    // v2: TQ_CUDA_APPEND_GRID=waves (whole waves of equal shares)
+  int head_dim = 0, in_bytes = 0;
+  int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
   append::Params params{};
   int* flag = nullptr;
   int sms = 132;
@@ -57,13 +55,9 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
   if (bits != 0 && !(v1 && v1[0] == '1')) {
-    // Coordinates per lane: TQ_CUDA_APPEND_C=32|64 overrides the default (for measurements).
-    const char* c = std::getenv("TQ_CUDA_APPEND_C");
-    I.lane_coords = c && std::atoi(c) == 64 ? 64 : c && std::atoi(c) == 32 ? 32 : kDefaultLaneCoords;
-    if (I.lane_coords > head_dim) I.lane_coords = head_dim;
-    I.fn_tile = append::append_tile_kernel_for(head_dim, I.lane_coords, bits, int(in_dtype));
+    I.fn_tile = append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
     TQ_CHECK(I.fn_tile, kInternal, "CUDA append: no tiled kernel for head_dim {} bits {}", head_dim, bits);
-    const int lc = I.lane_coords;
+    constexpr int lc = kLaneCoords;
     TQ_CHECK(append::tile_smem_bytes(head_dim, lc, I.in_bytes, append::tile_max_vpw(head_dim, lc, I.in_bytes)) <= 48 * 1024,
              kInternal, "CUDA append: tile beyond 48 KB of shared memory");
   }
@@ -73,16 +67,11 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   P.layout = KvPageLayout{uint32_t(page_tokens), uint32_t(heads_kv), uint32_t(I.codec->codes_bytes()),
                           uint32_t(I.codec->scalar_bytes())};
   if (I.fn_tile) {
-    const int lc = I.lane_coords, vpp = append::tile_vpp(head_dim, lc);
-    const char* grid = std::getenv("TQ_CUDA_APPEND_GRID");
-    I.grid_waves = grid && std::string_view(grid) == "waves";
-    for (int v = vpp; v <= append::tile_max_vpw(head_dim, lc, I.in_bytes); v += vpp) {
-      int b = 0;
-      TQ_CUDA_CHECK_A(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &b, I.fn_tile, append::kTileWarps * 32, size_t(append::tile_smem_bytes(head_dim, lc, I.in_bytes, v))));
-      TQ_CHECK(b >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
-      I.tile_bps.push_back(b);
-    }
+    const int vpp = append::tile_vpp(head_dim, kLaneCoords);
+    TQ_CUDA_CHECK_A(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &I.small_bps, I.fn_tile, append::kTileWarps * 32,
+        size_t(append::tile_smem_bytes(head_dim, kLaneCoords, I.in_bytes, vpp))));
+    TQ_CHECK(I.small_bps >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
   }
   P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
   if (const auto* t = dynamic_cast<const TqCodec*>(I.codec.get())) {
@@ -114,35 +103,21 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   const long long vectors = (long long)n_tokens * P.Hkv;
   if (impl_->fn_tile) {
     // v2: W warps, warp w encoding vectors [V·w/W, V·(w+1)/W) (at most vpw) in passes of vpp.
-    // Small appends (a decode step): one pass per warp. Large, default: tiles of up to vmax
-    // vectors, ~24 warps per SM worth of them. Large with TQ_CUDA_APPEND_GRID=waves (measured
-    // against it): for each tile size, W = k whole waves of the warps resident at that tile's
-    // shared memory (no tail wave); the (tile, k) with the fewest issued passes wins, counting one
-    // pass per tile for the staging and the norms.
-    const int d = impl_->head_dim, lc = impl_->lane_coords;
+    // Small appends (a decode step, up to one wave of one-pass tiles): one pass per warp. Large:
+    // tiles of up to vmax vectors, ~24 warps per SM worth of them. (Launching whole waves of
+    // equal shares instead, to avoid the tail wave, issued 16% more instructions for the extra
+    // tiles and ran 5-12% slower: docs/CUDA.md.)
+    const int d = impl_->head_dim;
+    constexpr int lc = kLaneCoords;
     const int vpp = append::tile_vpp(d, lc), vmax = append::tile_max_vpw(d, lc, impl_->in_bytes);
-    long long blocks = 0;
-    const long long wave0 = (long long)impl_->sms * impl_->tile_bps[0] * append::kTileWarps;  // warps
-    if (vectors <= wave0 * vpp) {
+    if (vectors <= (long long)impl_->sms * impl_->small_bps * append::kTileWarps * vpp) {
       P.vpw = vpp;
-    } else if (!impl_->grid_waves) {
+    } else {
       const long long want = (vectors + (long long)impl_->sms * 24 - 1) / ((long long)impl_->sms * 24);
       P.vpw = int(std::clamp<long long>((want + vpp - 1) / vpp * vpp, vpp, vmax));
-    } else {
-      long long best = -1;
-      for (size_t i = 0; i < impl_->tile_bps.size(); ++i) {
-        const long long tile = (long long)(i + 1) * vpp;
-        const long long wave = (long long)impl_->sms * impl_->tile_bps[i] * append::kTileWarps;
-        const long long k = (vectors + wave * tile - 1) / (wave * tile);
-        const long long share = (vectors + k * wave - 1) / (k * wave), passes = (share + vpp - 1) / vpp;
-        const long long cost = k * wave * (passes + 1);
-        if (best < 0 || cost <= best) { best = cost; blocks = k * wave / append::kTileWarps; P.vpw = int(passes * vpp); }
-      }
     }
-    if (blocks == 0) {
-      const long long per_block = (long long)P.vpw * append::kTileWarps;
-      blocks = (vectors + per_block - 1) / per_block;
-    }
+    const long long per_block = (long long)P.vpw * append::kTileWarps;
+    const long long blocks = (vectors + per_block - 1) / per_block;
     TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
     void* args[] = {&P};
     const cudaError_t e = cudaLaunchKernel(impl_->fn_tile, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args,

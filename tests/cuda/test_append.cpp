@@ -11,8 +11,6 @@
 #include <cstring>
 #include <numeric>
 #include <random>
-#include <string>
-#include <string_view>
 
 #include "turboquant/cuda/append.h"
 #include "turboquant/error.h"
@@ -108,35 +106,27 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
   run_append("tq4", 128, DType::kBF16, rng);
 }
 
-// The tiled kernel (v2) at odd counts: one vector, a partial pass, tiles of several passes with a
-// partial last tile (4097 tokens x 8 heads: 16 vectors per warp at D = 128), whole 32-vector tiles
-// (10000 x 8), several tiles per warp (8191 x 8 from f32 / at D = 256), every head_dim and input
-// dtype; with 32 and with 64 coordinates per lane, and the whole-waves launch policy.
+// The tiled kernel (v2) at odd counts: one vector, a partial pass, one pass per warp with a
+// partial last one (4097 tokens x 8 heads), tiles of 4 passes (10000 x 8 at D = 128 from f16),
+// of 16 vectors from f32 and at D = 256 (8191 x 8), every head_dim and input dtype.
 TEST(CudaAppend, TiledOddShapes) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   const unsigned seed = std::random_device{}();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
   using tq::cuda::DType;
-  for (const char* variant : {"32", "64", "32 waves"}) {  // coordinates per lane, launch policy
-    SCOPED_TRACE(testing::Message() << "TQ_CUDA_APPEND_C, _GRID: " << variant);
-    setenv("TQ_CUDA_APPEND_C", std::string(variant).substr(0, 2).c_str(), 1);  // read at plan creation
-    setenv("TQ_CUDA_APPEND_GRID", std::string_view(variant).size() > 2 ? "waves" : "default", 1);
-    for (int n : {1, 7, 4097}) run_append("tq3", 128, DType::kF16, rng, n, n == 4097 ? 8 : 3);
-    run_append("tq3", 128, DType::kF16, rng, 10000, 8);
-    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
-      for (int D : {64, 128, 256}) {
-        run_append("tq2", D, dt, rng, 4097, 8);
-        run_append("tq4", D, dt, rng, 7, 1);
-      }
-    run_append("tq4", 256, DType::kF32, rng, 1, 1);
-    run_append("tq3", 64, DType::kBF16, rng, 113, 3);
-    // More vectors than one wave of warps x the largest tile: several tiles per warp, a short last one.
-    run_append("tq3", 128, DType::kF32, rng, 8191, 8);
-    run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
-  }
-  unsetenv("TQ_CUDA_APPEND_C");
-  unsetenv("TQ_CUDA_APPEND_GRID");
+  for (int n : {1, 7, 4097}) run_append("tq3", 128, DType::kF16, rng, n, n == 4097 ? 8 : 3);
+  run_append("tq3", 128, DType::kF16, rng, 10000, 8);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+    for (int D : {64, 128, 256}) {
+      run_append("tq2", D, dt, rng, 4097, 8);
+      run_append("tq4", D, dt, rng, 7, 1);
+    }
+  run_append("tq4", 256, DType::kF32, rng, 1, 1);
+  run_append("tq3", 64, DType::kBF16, rng, 113, 3);
+  // Several passes per tile from f32 / at D = 256 (largest tiles of 16 vectors), a short last tile.
+  run_append("tq3", 128, DType::kF32, rng, 8191, 8);
+  run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
 }
 
 // The previous kernel (v1), still selectable with TQ_CUDA_APPEND_V1=1 at plan time.
