@@ -243,8 +243,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
     masks[c] = make_uint4(m[0], m[1], m[2], m[3]);
   }
   __syncthreads();
-  // Warp w of W encodes vectors [total·w/W, total·(w+1)/W): equal shares of at most vpw (the plan
-  // picks W, a whole number of waves, so that the shares fill their passes; no tail wave).
+  // Warp w of W encodes vectors [total·w/W, total·(w+1)/W): equal shares, at most vpw (the plan
+  // launches W >= total / vpw warps).
   const long long total = (long long)P.n_tokens * P.Hkv;
   const long long W = (long long)gridDim.x * kTileWarps, wid = (long long)blockIdx.x * kTileWarps + warp;
   const long long v0 = total * wid / W, vend = total * (wid + 1) / W;
