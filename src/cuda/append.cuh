@@ -154,3 +154,261 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
 }
 
 }  // namespace tq::cuda::append
+
+namespace tq::cuda::append {
+
+// ---------------------------------------------------------------------------------------------
+// v2: tiled encoder for the TurboQuant codecs (bits 2..4), one kernel per input dtype DT
+// (0 f32, 1 f16, 2 bf16) and per C, the coordinates each lane owns (32 or 64: C/32 code groups).
+// Same bytes as v1 / TqCodec::encode; fewer instructions per vector.
+//
+// Block: kTileWarps warps, each encoding its own tile of P.vpw consecutive vectors
+// (vector = token * Hkv + head; rows of x [n_tokens * Hkv, D] are contiguous, so a tile is one
+// contiguous range of x).
+//   stage   : the warp copies the tile into shared memory with coalesced 16-byte loads, xor-ing the
+//             first Hadamard round's signs into the raw values (the norm is sign-blind, and
+//             x·inv·s = (s·x)·inv exactly)
+//   norm    : lane t sums the squares of row t in double in coordinate order (the CPU's order) and
+//             writes the fp16 norm; inv = float(1 / norm) is handed to the encoding lanes by shuffle
+//   encode  : passes of 32/L vectors, L = D/C lanes per vector, lane q owning coordinates
+//             [Cq, Cq+C) = code groups [Gq, Gq+G), G = C/32. Butterfly stages h < C in registers;
+//             the stages h = C..D/2 (log2 L of them) by shuffles: y ± x as fma(x, ±1, y), one
+//             rounding = the CPU's __fadd_rn; each round ends with one multiply by s·(next round's
+//             sign) from a shared table (s alone after the last round)
+//   quantize: binary search over the boundaries (one compare per code bit, constant-bank operands)
+//   pack    : the lane's codes into its groups' BITS words in registers, 32-bit stores
+// Shared memory: [2][L][C+4] float scale tables | [D·isz/16] uint4 sign masks | kTileWarps tiles
+// of vpw rows (D·isz + 16 bytes each: the norm lanes' reads fall in distinct banks).
+// A 16-byte shared-memory load the compiler may not hoist out of loops (the scale tables are loop
+// invariant: hoisted, they would hold 64 registers for the whole kernel).
+__device__ __forceinline__ float4 lds_f4(const float4* p) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(p))));
+  return v;
+}
+
+// Code bits of u by binary search over the ascending boundaries b (= the number of boundaries
+// below u, Codebook::quantize): bit k compares with the boundary between the two halves left by
+// the bits above it; the selects are between constant-bank operands.
+template <int BITS>
+__device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool (&bit)[BITS]) {
+  if constexpr (BITS == 2) {
+    bit[1] = u > b[1];
+    bit[0] = u > (bit[1] ? b[2] : b[0]);
+  } else if constexpr (BITS == 3) {
+    bit[2] = u > b[3];
+    bit[1] = u > (bit[2] ? b[5] : b[1]);
+    bit[0] = u > (bit[2] ? (bit[1] ? b[6] : b[4]) : (bit[1] ? b[2] : b[0]));
+  } else {
+    static_assert(BITS == 4, "2..4 bits");
+    bit[3] = u > b[7];
+    bit[2] = u > (bit[3] ? b[11] : b[3]);
+    bit[1] = u > (bit[3] ? (bit[2] ? b[13] : b[9]) : (bit[2] ? b[5] : b[1]));
+    const float lo = bit[2] ? (bit[1] ? b[6] : b[4]) : (bit[1] ? b[2] : b[0]);
+    const float hi = bit[2] ? (bit[1] ? b[14] : b[12]) : (bit[1] ? b[10] : b[8]);
+    bit[0] = u > (bit[3] ? hi : lo);
+  }
+}
+
+template <int D, int C, int BITS, int DT>
+__global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __grid_constant__ Params P) {
+  constexpr int L = D / C;                  // lanes per vector
+  constexpr int G = C / 32;                 // code groups per lane
+  constexpr int VPP = 32 / L;               // vectors per pass
+  constexpr int ISZ = DT == 0 ? 4 : 2;      // input bytes per coordinate
+  constexpr int CH = D * ISZ / 16;          // 16-byte chunks per row
+  constexpr int LCH = CH / L;               // chunks per lane (its C coordinates)
+  constexpr int RS = tile_row_stride(D, ISZ) / 16;  // row stride in chunks
+  constexpr int TW = C + 4;                 // table row (floats) per lane q: +4 keeps the q rows apart in banks
+  static_assert(C == 32 || C == 64, "lanes own 1 or 2 code groups");
+  extern __shared__ uint4 smem[];
+  float* table = reinterpret_cast<float*>(smem);  // [2][L][TW]: s * sign of rounds 1, 2
+  uint4* masks = smem + tile_table_bytes(D, C) / 16;  // [CH]: round-0 sign bits of each input chunk
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const float s = 1.0f / sqrtf(float(D));
+  auto neg = [&](int r, int c) { return (P.sign[r][c >> 5] >> (c & 31)) & 1u; };
+  for (int i = threadIdx.x; i < 2 * D; i += blockDim.x) {
+    const int r = i / D, c = i % D;
+    table[(r * L + c / C) * TW + c % C] = __uint_as_float(__float_as_uint(s) ^ (neg(r + 1, c) << 31));
+  }
+  for (int c = threadIdx.x; c < CH; c += blockDim.x) {
+    uint32_t m[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if constexpr (DT == 0) m[j] = neg(0, 4 * c + j) << 31;
+      else m[j] = (neg(0, 8 * c + 2 * j) << 15) | (neg(0, 8 * c + 2 * j + 1) << 31);
+    }
+    masks[c] = make_uint4(m[0], m[1], m[2], m[3]);
+  }
+  __syncthreads();
+  // Warp w of W encodes vectors [total·w/W, total·(w+1)/W): equal shares, at most vpw (the plan
+  // launches W >= total / vpw warps).
+  const long long total = (long long)P.n_tokens * P.Hkv;
+  const long long W = (long long)gridDim.x * kTileWarps, wid = (long long)blockIdx.x * kTileWarps + warp;
+  const long long v0 = total * wid / W, vend = total * (wid + 1) / W;
+  if (v0 >= vend) return;
+  const int nv = int(min((long long)P.vpw, vend - v0));  // = vend - v0 (plan: W·vpw >= total)
+  uint4* tile = masks + CH + warp * P.vpw * RS;
+  // ---- stage: rows v0 .. v0+nv into the tile, round-0 signs xor-ed in ----
+  {
+    const uint4* src = static_cast<const uint4*>(P.x) + size_t(v0) * CH;
+    const int nch = nv * CH;
+    constexpr int U = 8;  // loads in flight per lane
+    for (int base = 0; base < nch; base += 32 * U) {
+      uint4 buf[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int i = base + 32 * u + lane;
+        if (i < nch) buf[u] = __ldcs(src + i);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int i = base + 32 * u + lane;
+        if (i < nch) {
+          const uint4 m = masks[i % CH];
+          tile[(i / CH) * RS + i % CH] = make_uint4(buf[u].x ^ m.x, buf[u].y ^ m.y, buf[u].z ^ m.z, buf[u].w ^ m.w);
+        }
+      }
+    }
+  }
+  __syncwarp();
+
+  // ---- norm of row `lane` (exact CPU order), fp16 norm written, destination handed out ----
+  float inv = 1.0f;
+  long long dst = -1;  // byte offset of the vector's codes in the pool; -1: skip
+  if (lane < nv) {
+    const long long v = v0 + lane;
+    const int token = int(v / P.Hkv), head = int(v % P.Hkv);
+    const int slot = P.slot_mapping[token];
+    if (slot >= P.num_pages * int(P.layout.page_tokens)) {
+      atomicOr(P.error_flag, 1);
+    } else if (slot >= 0) {
+      const uint4* row = tile + lane * RS;
+      double ss = 0.0;
+#pragma unroll 4
+      for (int c = 0; c < CH; ++c) {
+        const uint4 q4 = row[c];
+        const uint32_t w4[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if constexpr (DT == 0) {
+            const double f = __uint_as_float(w4[j]);
+            ss = fma(f, f, ss);
+          } else {
+            const float lo = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j]))) : __uint_as_float(w4[j] << 16);
+            const float hi = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j] >> 16))) : __uint_as_float(w4[j] & 0xFFFF0000u);
+            const double a = lo, b = hi;
+            ss = fma(a, a, ss);
+            ss = fma(b, b, ss);
+          }
+        }
+      }
+      const double norm = sqrt(ss);
+      inv = norm > 0.0 ? float(1.0 / norm) : 1.0f;  // the CPU's x * 1.0f for the zero vector
+      const int page = slot / int(P.layout.page_tokens), off = slot % int(P.layout.page_tokens);
+      const size_t base = size_t(page) * P.layout.page_bytes();
+      dst = (long long)(base + P.layout.codes_offset(head, off));
+      const float nf = float(norm);
+      if (!(nf < 65504.f)) atomicOr(P.error_flag, 2);  // beyond fp16 norms (the CPU encoder throws)
+      *reinterpret_cast<__half*>(P.pool + base + P.layout.scalars_offset(head, off)) = __float2half_rn(nf);
+    }
+  }
+
+  // ---- encode: passes of VPP vectors, lane q of vector t owning coordinates [Cq, Cq+C) ----
+  const int q = lane % L;
+  float sgn[5];  // cross-lane stage m = 2^k: +1 for the lower lane, -1 for the upper
+#pragma unroll
+  for (int k = 0; k < 5; ++k) sgn[k] = (q >> k) & 1 ? -1.0f : 1.0f;
+  const float4* tab = reinterpret_cast<const float4*>(table) + q * (TW / 4);
+  for (int t0 = 0; t0 < nv; t0 += VPP) {
+    const int t = t0 + lane / L;  // < 32 (vpw <= 32)
+    const float vinv = __shfl_sync(0xffffffffu, inv, t);
+    const long long vdst = __shfl_sync(0xffffffffu, dst, t);
+    const uint4* row = tile + min(t, nv - 1) * RS + q * LCH;  // lanes past the tile redo its last row
+    float x[C];
+#pragma unroll
+    for (int c = 0; c < LCH; ++c) {
+      const uint4 q4 = row[c];
+      const uint32_t w4[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if constexpr (DT == 0) {
+          x[4 * c + j] = __uint_as_float(w4[j]);
+        } else if constexpr (DT == 1) {
+          x[8 * c + 2 * j] = __half2float(__ushort_as_half(uint16_t(w4[j])));
+          x[8 * c + 2 * j + 1] = __half2float(__ushort_as_half(uint16_t(w4[j] >> 16)));
+        } else {
+          x[8 * c + 2 * j] = __uint_as_float(w4[j] << 16);
+          x[8 * c + 2 * j + 1] = __uint_as_float(w4[j] & 0xFFFF0000u);
+        }
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < C; ++e) x[e] = __fmul_rn(x[e], vinv);
+#pragma unroll
+    for (int r = 0; r < kRounds; ++r) {
+#pragma unroll
+      for (int h = 1; h < C; h <<= 1)
+#pragma unroll
+        for (int e = 0; e < C; ++e)
+          if (!(e & h)) {
+            const float a = x[e], b = x[e + h];
+            x[e] = __fadd_rn(a, b);
+            x[e + h] = __fsub_rn(a, b);
+          }
+#pragma unroll
+      for (int k = 0; (1 << k) < L; ++k)
+#pragma unroll
+        for (int e = 0; e < C; ++e) {
+          const float y = __shfl_xor_sync(0xffffffffu, x[e], 1 << k);
+          x[e] = __fmaf_rn(x[e], sgn[k], y);  // lower: x + y, upper: y - x (x·±1 exact)
+        }
+      if (r + 1 < kRounds) {
+#pragma unroll
+        for (int c = 0; c < C / 4; ++c) {
+          const float4 m = lds_f4(tab + r * L * (TW / 4) + c);
+          x[4 * c] = __fmul_rn(x[4 * c], m.x);
+          x[4 * c + 1] = __fmul_rn(x[4 * c + 1], m.y);
+          x[4 * c + 2] = __fmul_rn(x[4 * c + 2], m.z);
+          x[4 * c + 3] = __fmul_rn(x[4 * c + 3], m.w);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < C; ++e) x[e] = __fmul_rn(x[e], s);
+      }
+    }
+    // ---- quantize (binary search) + pack, group by group ----
+    constexpr Planes PL = planes(BITS);
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      uint32_t w[BITS];
+#pragma unroll
+      for (int i = 0; i < BITS; ++i) w[i] = 0;
+#pragma unroll
+      for (int e = 0; e < 32; ++e) {
+        bool bit[BITS];
+        search_bits<BITS>(x[32 * g + e], P.bound, bit);
+        int wb = 0, bo = 0;
+#pragma unroll
+        for (int p = 0; p < PL.n; ++p) {
+          int word = 0;
+          const int sh = plane_pos(PL.w[p], e, &word);
+#pragma unroll
+          for (int i = 0; i < PL.w[p]; ++i)
+            if (bit[bo + i]) w[wb + word] |= 1u << (sh + i);
+          wb += PL.w[p];
+          bo += PL.w[p];
+        }
+      }
+      if (vdst >= 0 && t < nv) {
+        uint32_t* gw = reinterpret_cast<uint32_t*>(P.pool + vdst) + (q * G + g) * BITS;
+#pragma unroll
+        for (int i = 0; i < BITS; ++i) gw[i] = w[i];
+      }
+    }
+  }
+}
+
+}  // namespace tq::cuda::append

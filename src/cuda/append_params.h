@@ -6,7 +6,8 @@
 
 namespace tq::cuda::append {
 
-constexpr int kThreads = 256;  // 8 vectors per block
+constexpr int kThreads = 256;      // v1: 8 warps per block
+constexpr int kTileWarps = 4;      // v2: warps per block, each encoding its own tile of vectors
 constexpr int kRounds = 3;     // Hadamard rounds (Rotation::kHadamardRounds)
 
 struct Params {
@@ -16,12 +17,28 @@ struct Params {
   int* error_flag;               // bit 0: slot beyond the pool, bit 1: norm beyond fp16
   KvPageLayout layout;
   int n_tokens, Hkv, num_pages, in_dtype;  // 0 f32, 1 f16, 2 bf16
-  int vpw;                       // vectors per warp, 1..32
+  int vpw;                       // vectors per warp, 1..32 (v2: a multiple of 32 / (D / 32))
   float bound[15];               // Lloyd-Max boundaries (float, ascending)
   uint32_t sign[kRounds][8];     // Hadamard sign bits (bit set = -1), D <= 256
 };
 
-// Kernel entry per (head_dim, bits), bits 0 = fp16 pass-through; nullptr if none.
+// v1 kernel entry per (head_dim, bits), bits 0 = fp16 pass-through; nullptr if none.
 const void* append_kernel_for(int d, int bits);
+// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 2..4, in_dtype); nullptr if none.
+const void* append_tile_kernel_for(int d, int c, int bits, int in_dtype);
+
+// v2 geometry: L = D/C lanes per vector (lane q owns coordinates [Cq, Cq+C), C/32 code groups),
+// 32/L vectors per pass, a tile of vpw vectors per warp staged in shared memory (rows padded by 16
+// bytes), the scale tables and the round-0 sign masks of the input chunks.
+constexpr int tile_row_stride(int d, int in_bytes) { return d * in_bytes + 16; }
+constexpr int tile_table_bytes(int d, int c) { return 2 * (d / c) * (c + 4) * 4; }  // 2 rounds, +4: banks
+constexpr int tile_vpp(int d, int c) { return 32 / (d / c); }  // vectors per pass
+constexpr int tile_max_vpw(int d, int c, int in_bytes) {  // ~8 KB of tile per warp, whole passes, <= 32
+  const int v = 8192 / (d * in_bytes), vpp = tile_vpp(d, c);
+  return v > 32 ? 32 : (v < vpp ? vpp : v / vpp * vpp);
+}
+constexpr int tile_smem_bytes(int d, int c, int in_bytes, int vpw) {
+  return tile_table_bytes(d, c) + d * in_bytes + kTileWarps * vpw * tile_row_stride(d, in_bytes);
+}
 
 }  // namespace tq::cuda::append

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "cuda/append_params.h"
 #include "turboquant/capi_common.h"
@@ -20,9 +21,16 @@ namespace tq::cuda {
     TQ_CHECK(e_ == cudaSuccess, kInternal, "CUDA error {} ({}) in {}", int(e_), cudaGetErrorString(e_), #expr); \
   } while (0)
 
+// v2 coordinates per lane: 32 (one code group, log2(D/32) shuffle stages per round); 64 halves
+// the shuffles but needs 127 registers and ran 6-12% slower (docs/CUDA.md).
+constexpr int kLaneCoords = 32;
+
 struct AppendPlan::Impl {
   std::shared_ptr<const Codec> codec;
-  const void* fn = nullptr;
+  const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
+  const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
+  int head_dim = 0, in_bytes = 0;
+  int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
   append::Params params{};
   int* flag = nullptr;
   int sms = 132;
@@ -43,11 +51,28 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   }
   I.fn = append::append_kernel_for(head_dim, bits);
   TQ_CHECK(I.fn, kUnsupported, "CUDA append: head_dim {} has no kernel (64, 128, 256)", head_dim);
+  I.head_dim = head_dim;
+  I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
+  const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
+  if (bits != 0 && !(v1 && v1[0] == '1')) {
+    I.fn_tile = append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
+    TQ_CHECK(I.fn_tile, kInternal, "CUDA append: no tiled kernel for head_dim {} bits {}", head_dim, bits);
+    constexpr int lc = kLaneCoords;
+    TQ_CHECK(append::tile_smem_bytes(head_dim, lc, I.in_bytes, append::tile_max_vpw(head_dim, lc, I.in_bytes)) <= 48 * 1024,
+             kInternal, "CUDA append: tile beyond 48 KB of shared memory");
+  }
   TQ_CHECK(device_available(), kUnsupported, "CUDA append: no CUDA device");
   I.codec = Codec::create(s, head_dim);
   append::Params& P = I.params;
   P.layout = KvPageLayout{uint32_t(page_tokens), uint32_t(heads_kv), uint32_t(I.codec->codes_bytes()),
                           uint32_t(I.codec->scalar_bytes())};
+  if (I.fn_tile) {
+    const int vpp = append::tile_vpp(head_dim, kLaneCoords);
+    TQ_CUDA_CHECK_A(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &I.small_bps, I.fn_tile, append::kTileWarps * 32,
+        size_t(append::tile_smem_bytes(head_dim, kLaneCoords, I.in_bytes, vpp))));
+    TQ_CHECK(I.small_bps >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
+  }
   P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
   if (const auto* t = dynamic_cast<const TqCodec*>(I.codec.get())) {
     const auto& part = t->parts()[0];
@@ -76,7 +101,32 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   P.x = x; P.slot_mapping = slot_mapping; P.pool = pool; P.error_flag = impl_->flag; P.n_tokens = n_tokens;
   TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "CUDA append: x must be 16-byte aligned");
   const long long vectors = (long long)n_tokens * P.Hkv;
-  // Vectors per warp: one per lane once every SM has ~64 warps of work, fewer for small appends
+  if (impl_->fn_tile) {
+    // v2: W warps, warp w encoding vectors [V·w/W, V·(w+1)/W) (at most vpw) in passes of vpp.
+    // Small appends (a decode step, up to one wave of one-pass tiles): one pass per warp. Large:
+    // tiles of up to vmax vectors, ~24 warps per SM worth of them. (Launching whole waves of
+    // equal shares instead, to avoid the tail wave, issued 16% more instructions for the extra
+    // tiles and ran 5-12% slower: docs/CUDA.md.)
+    const int d = impl_->head_dim;
+    constexpr int lc = kLaneCoords;
+    const int vpp = append::tile_vpp(d, lc), vmax = append::tile_max_vpw(d, lc, impl_->in_bytes);
+    if (vectors <= (long long)impl_->sms * impl_->small_bps * append::kTileWarps * vpp) {
+      P.vpw = vpp;
+    } else {
+      const long long want = (vectors + (long long)impl_->sms * 24 - 1) / ((long long)impl_->sms * 24);
+      P.vpw = int(std::clamp<long long>((want + vpp - 1) / vpp * vpp, vpp, vmax));
+    }
+    const long long per_block = (long long)P.vpw * append::kTileWarps;
+    const long long blocks = (vectors + per_block - 1) / per_block;
+    TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
+    void* args[] = {&P};
+    const cudaError_t e = cudaLaunchKernel(impl_->fn_tile, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args,
+                                           size_t(append::tile_smem_bytes(d, lc, impl_->in_bytes, P.vpw)),
+                                           static_cast<cudaStream_t>(stream));
+    TQ_CHECK(e == cudaSuccess, kInternal, "CUDA append: launch failed: {}", cudaGetErrorString(e));
+    return;
+  }
+  // v1: vectors per warp: one per lane once every SM has ~64 warps of work, fewer for small appends
   // (a decode step's few tokens: one vector per warp, spread over the SMs).
   const long long warps_full = (long long)impl_->sms * 64;
   P.vpw = int(std::clamp<long long>((vectors + warps_full - 1) / warps_full, 1, 32));

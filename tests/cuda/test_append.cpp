@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -19,9 +20,11 @@ namespace {
 
 #define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
 
-void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng) {
-  SCOPED_TRACE(testing::Message() << "codec=" << codec << " D=" << D << " dtype=" << int(dt));
-  const int Hkv = 3, PT = 64, num_pages = 5, n = 113;
+// n tokens x Hkv heads; the pool has room for n + 200 tokens (pages of 64).
+void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng, int n = 113, int Hkv = 3) {
+  SCOPED_TRACE(testing::Message() << "codec=" << codec << " D=" << D << " dtype=" << int(dt) << " n=" << n
+                                  << " Hkv=" << Hkv);
+  const int PT = 64, num_pages = (n + 200) / PT + 1;
   tq::cuda::AppendPlan plan(tq::parse_codec(codec), Hkv, D, PT, num_pages, dt);
   const tq::KvPageLayout L = plan.layout();
   const tq::Codec& c = plan.codec();
@@ -44,12 +47,13 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng)
       x[i] = v;
     }
   }
-  // Slots: distinct, shuffled, every 10th token padding (-1).
+  // Slots: distinct, shuffled, every 10th token padding (-1), and the last one.
   std::vector<int32_t> slots(num_pages * PT);
   std::iota(slots.begin(), slots.end(), 0);
   std::shuffle(slots.begin(), slots.end(), rng);
   slots.resize(n);
-  for (int i = 0; i < n; i += 10) slots[i] = -1;
+  for (int i = 3; i < n; i += 10) slots[i] = -1;
+  if (n > 1) slots[n - 1] = -1;  // padding at the tail of the last tile too
   // Expected pool: the poison, with the CPU encoder's bytes where the GPU must write.
   const size_t pool_bytes = size_t(num_pages) * L.page_bytes();
   std::vector<uint8_t> expect(pool_bytes, 0xAB), code(c.code_size());
@@ -100,6 +104,40 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
     for (int D : {64, 128, 256}) run_append(codec, D, DType::kF32, rng);
   run_append("tq3", 128, DType::kF16, rng);
   run_append("tq4", 128, DType::kBF16, rng);
+}
+
+// The tiled kernel (v2) at odd counts: one vector, a partial pass, one pass per warp with a
+// partial last one (4097 tokens x 8 heads), tiles of 4 passes (10000 x 8 at D = 128 from f16),
+// of 16 vectors from f32 and at D = 256 (8191 x 8), every head_dim and input dtype.
+TEST(CudaAppend, TiledOddShapes) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  using tq::cuda::DType;
+  for (int n : {1, 7, 4097}) run_append("tq3", 128, DType::kF16, rng, n, n == 4097 ? 8 : 3);
+  run_append("tq3", 128, DType::kF16, rng, 10000, 8);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+    for (int D : {64, 128, 256}) {
+      run_append("tq2", D, dt, rng, 4097, 8);
+      run_append("tq4", D, dt, rng, 7, 1);
+    }
+  run_append("tq4", 256, DType::kF32, rng, 1, 1);
+  run_append("tq3", 64, DType::kBF16, rng, 113, 3);
+  // Several passes per tile from f32 / at D = 256 (largest tiles of 16 vectors), a short last tile.
+  run_append("tq3", 128, DType::kF32, rng, 8191, 8);
+  run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
+}
+
+// The previous kernel (v1), still selectable with TQ_CUDA_APPEND_V1=1 at plan time.
+TEST(CudaAppend, V1BitIdenticalToCpuEncoder) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  setenv("TQ_CUDA_APPEND_V1", "1", 1);
+  for (const char* codec : {"tq2", "tq3", "tq4"}) run_append(codec, 128, tq::cuda::DType::kF16, rng, 4097, 3);
+  unsetenv("TQ_CUDA_APPEND_V1");
 }
 
 TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
