@@ -75,7 +75,11 @@ class BlockIntCodec final : public Codec {
  public:
   BlockIntCodec(const CodecSpec& spec, int d);
   void encode(const float* x, size_t n, size_t stride, uint8_t* codes) const override;
+  // Per block: one fp16 scale conversion, then a loop the compiler vectorizes (4 bits: the nibbles
+  // of layout.h's 4-bit plane are in byte order, tail included). Bit-identical to decode_reference.
   void decode(const uint8_t* codes, size_t n, float* y, size_t stride) const override;
+  // The readable definition: code by code through layout.h's unpacking.
+  void decode_reference(const uint8_t* codes, size_t n, float* y, size_t stride) const;
   int int_bits() const { return bits_; }
   const Rotation* rotation() const { return rot_.get(); }  // nullptr for q8 / q4
 
