@@ -71,11 +71,11 @@ void Kivi2Codec::decode(const uint8_t* codes, size_t n, float* y, size_t stride)
     const uint8_t* in = codes + i * code_size();
     const uint8_t* scal = in + codes_bytes_;
     unpack_codes(in, uint32_t(d_), 2, u.data());
-    for (int j = 0; j < d_; ++j) {
-      const int blk = j / kBaselineBlock;
+    for (int j0 = 0, blk = 0; j0 < d_; j0 += kBaselineBlock, ++blk) {  // scale and zero once per block
       const float s = half_to_float(detail::load_u16(scal + 4 * blk));
       const float z = half_to_float(detail::load_u16(scal + 4 * blk + 2));
-      y[i * stride + j] = z + s * float(u[j]);
+      const int e = std::min(d_, j0 + kBaselineBlock);
+      for (int j = j0; j < e; ++j) y[i * stride + j] = z + s * float(u[j]);
     }
   }
 }
