@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <unordered_set>
 
@@ -132,6 +133,14 @@ void FlatIndex::add(const float* x, size_t n, int d, const int64_t* new_ids, int
   if (n == 0) return;
   TQ_CHECK_ARG(x != nullptr, "add: null vectors");
   TQ_CHECK(p_->n + n <= size_t(UINT32_MAX), kOutOfRange, "add: index would exceed {} vectors", UINT32_MAX);
+  // Labels: any int64 but INT64_MAX, which would leave no next consecutive label (next_id = max + 1).
+  constexpr int64_t kNoLabel = std::numeric_limits<int64_t>::max();
+  if (new_ids) {
+    for (size_t i = 0; i < n; ++i) TQ_CHECK_ARG(new_ids[i] != kNoLabel, "add: label {} of vector {} is reserved", new_ids[i], i);
+  } else {
+    TQ_CHECK(p_->next_id <= kNoLabel - int64_t(n), kOutOfRange, "add: {} consecutive labels from {} overflow int64",
+             n, p_->next_id);
+  }
   std::shared_ptr<const TqCodec> codec = p_->codec;
   if (!codec) {
     // Fractional: the outlier channels come from this first batch; check it before using it.

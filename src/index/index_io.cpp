@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "index/flat_index_impl.h"
 #include "index/checksum.h"
@@ -225,6 +226,10 @@ FlatIndex FlatIndex::load_from_memory(const uint8_t* data, size_t size, const st
   std::vector<float> norms(size_t(n) * np), x;
   std::vector<int64_t> ids(n);
   if (n > 0) std::memcpy(ids.data(), idp, size_t(n) * 8);  // (memcpy to an empty vector's null data is UB)
+  // The label rules of FlatIndex::add (INT64_MAX is reserved; next_id starts at 0 and only grows).
+  constexpr int64_t kNoLabel = std::numeric_limits<int64_t>::max();
+  TQ_CHECK(next_id >= 0 && next_id < kNoLabel, kIoError, "{}: bad next id {}", path, next_id);
+  for (size_t i = 0; i < size_t(n); ++i) TQ_CHECK(ids[i] != kNoLabel, kIoError, "{}: vector {} has a reserved label", path, i);
   if (xp) {
     x.resize(size_t(n) * d);
     std::memcpy(x.data(), xp, x.size() * 4);

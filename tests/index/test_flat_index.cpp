@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -346,6 +347,16 @@ TEST(FlatIndex, BadInputThrowsAndLeavesIndexUnchanged) {
   q[5] = INFINITY;
   EXPECT_THROW(idx.search(q.data(), 2, d, 10, D.data(), L.data()), tq::Error);
   q[5] = q5;
+  // Labels: INT64_MAX is reserved (no next consecutive label after it), and consecutive labels must
+  // not run past it (a fuzzed index file with such a label overflowed next_id before session 3).
+  std::vector<int64_t> big_ids(50, 7);
+  big_ids[13] = std::numeric_limits<int64_t>::max();
+  EXPECT_THROW(idx.add(x.data(), 50, d, big_ids.data()), tq::Error);
+  big_ids[13] = std::numeric_limits<int64_t>::max() - 1;  // allowed; the next consecutive add is not
+  tq::FlatIndex top(d, "TQ4");
+  top.add(x.data(), 50, d, big_ids.data());
+  EXPECT_THROW(top.add(x.data(), 1, d), tq::Error);
+  EXPECT_EQ(top.size(), 50u);
   EXPECT_EQ(idx.size(), 50u);
   idx.search(q.data(), 2, d, 10, D.data(), L.data());
   EXPECT_EQ(L, L0);
