@@ -79,9 +79,10 @@ class FlatIndex {
   // The codec; for fractional descriptions it exists after the first add (nullptr before).
   std::shared_ptr<const TqCodec> codec() const;
 
-  // x: n rows of `d` floats (d must equal dim()). ids: n labels or nullptr for consecutive labels
-  // continuing after the largest given so far. Fractional codecs pick their outlier channels from
-  // the first batch. Throws on a dimension mismatch or a non-finite value; the index is unchanged.
+  // x: n rows of `d` floats (d must equal dim()). ids: n labels (any int64 but INT64_MAX) or nullptr
+  // for consecutive labels continuing after the largest given so far. Fractional codecs pick their
+  // outlier channels from the first batch. Throws on a dimension mismatch, a non-finite value, the
+  // label INT64_MAX or consecutive labels that would reach it; the index is then unchanged.
   // threads: 0 = OpenMP default (the codes do not depend on it).
   void add(const float* x, size_t n, int d, const int64_t* ids = nullptr, int threads = 0);
 
