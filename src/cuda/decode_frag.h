@@ -47,8 +47,8 @@ TQ_HD uint32_t prmt(uint32_t a, uint32_t b, uint32_t s) {
 // the kernel passes these powers of two as run-time parameters so that the compiler cannot turn
 // the products back into shifts (host code uses the defaults).
 struct Shifts {
-  uint32_t shl1 = 2u, shl2 = 4u, shl4 = 16u;
-  uint32_t shr1 = 1u << 31, shr2 = 1u << 30, shr3 = 1u << 29, shr4 = 1u << 28, shr16 = 1u << 16;
+  uint32_t shl4 = 16u;
+  uint32_t shr3 = 1u << 29, shr4 = 1u << 28, shr16 = 1u << 16;
 };
 TQ_HD uint32_t mulhi(uint32_t a, uint32_t b) {
 #if defined(__CUDA_ARCH__)
