@@ -67,6 +67,19 @@ struct TinySpec {
   uint32_t seed = 1;
 };
 
+// The two models every GPU comparison runs: head_dim 64 with untied output and biases; head_dim 128
+// with tied output and no biases.
+std::vector<TinySpec> two_specs() {
+  TinySpec a;
+  a.biases = true;
+  TinySpec b;
+  b.dim = 512;
+  b.ffn = 512;
+  b.tied = true;
+  b.seed = 2;
+  return {a, b};
+}
+
 std::vector<uint8_t> write_tiny(const TinySpec& s) {
   tqtest::GgufWriter w;
   w.kv_str("general.architecture", "llama");
@@ -163,14 +176,7 @@ std::vector<std::vector<float>> run_steps(const LlamaModel& m, Fwd&& fwd, uint64
 
 TEST(CudaLlama, MatchesTheCpuForwardOnPrefillStepsAndBatch) {
   if (!gpu_present()) GTEST_SKIP() << "no CUDA device (or a build without CUDA): GPU tests skipped";
-  TinySpec a;  // head_dim 64, untied output, biases
-  a.biases = true;
-  TinySpec b;  // head_dim 128, tied output, no biases
-  b.dim = 512;
-  b.ffn = 512;
-  b.tied = true;
-  b.seed = 2;
-  for (const TinySpec& spec : {a, b}) {
+  for (const TinySpec& spec : two_specs()) {
     const LlamaModel m = load(spec);
     const int hd = m.config().head_dim;
     const CudaLlama gpu(m);
@@ -199,14 +205,7 @@ TEST(CudaLlama, MatchesTheCpuForwardOnPrefillStepsAndBatch) {
 
 TEST(CudaLlama, HalfWeightsFollowTheFp32Forward) {
   if (!gpu_present()) GTEST_SKIP() << "no CUDA device (or a build without CUDA): GPU tests skipped";
-  TinySpec a;
-  a.biases = true;
-  TinySpec b;
-  b.dim = 512;
-  b.ffn = 512;
-  b.tied = true;
-  b.seed = 2;
-  for (const TinySpec& spec : {a, b}) {
+  for (const TinySpec& spec : two_specs()) {
     const LlamaModel m = load(spec);
     auto ck = cpu_store(m, "fp32", kCapacity);
     const auto cl = run_steps(m, [&](const int32_t* t, int n, float* o, bool all) { m.forward(t, n, *ck, o, all); }, 9);
