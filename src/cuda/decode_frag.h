@@ -59,12 +59,28 @@ TQ_HD uint32_t mulhi(uint32_t a, uint32_t b) {
 }
 
 // Code index (coordinate within the part) of nibble m of selector word s.
-template <int BITS>
-TQ_HD constexpr int code_of(int s, int m) {
+TQ_HD constexpr int code_of(int bits, int s, int m) {
   const int group = s >> 2, i = s & 3;
-  if (BITS == 4) return 32 * group + 8 * i + m;  // 4-bit plane: word i holds codes 8i..8i+7
+  if (bits == 4) return 32 * group + 8 * i + m;  // 4-bit plane: word i holds codes 8i..8i+7
   return 32 * group + 16 * (i >> 1) + 2 * m + (i & 1);  // i = 2k + h: codes 16k + 2m + h
 }
+template <int BITS>
+TQ_HD constexpr int code_of(int s, int m) { return code_of(BITS, s, m); }
+
+// The 32-coordinate groups of a codec's packed codes (layout.h): single-part tqB has every group at
+// B bits; fractional tqB.5 (2 parts, channel split of the codec spec) has part 0 = the first kHi
+// groups at B + 1 bits (tq2.5: D/4 coordinates, tq3.5: D/2), part 1 = the rest at B bits, packed
+// one after the other. The kernel requires part dims that are multiples of 32 (checked at plan time).
+template <int D, int B, bool FRAC>
+struct Groups {
+  static constexpr int kCount = D / 32;
+  static constexpr int kHi = FRAC ? (B == 2 ? D / 128 : D / 64) : 0;
+  static constexpr int kParts = FRAC ? 2 : 1;
+  TQ_HD static constexpr int bits(int q) { return q < kHi ? B + 1 : B; }
+  TQ_HD static constexpr int part(int q) { return FRAC && q >= kHi ? 1 : 0; }
+  TQ_HD static constexpr int word(int q) { return q < kHi ? q * (B + 1) : kHi * (B + 1) + (q - kHi) * B; }
+  static constexpr int kCodesBytes = 4 * word(kCount);
+};
 
 // Rotate right (any amount mod 32): one funnel shift on the device, with a run-time amount too.
 TQ_HD uint32_t rotr(uint32_t x, int n) {
@@ -80,9 +96,14 @@ TQ_HD uint32_t rotr(uint32_t x, int n) {
 // s may be a run-time value (V: it depends on the lane): the plane shifts are rotations, whose
 // wrapped bits always land outside the masks, so no branch depends on s.
 template <int BITS>
+TQ_HD uint32_t sel_in_group(const uint32_t* gw, int i);
+template <int BITS>
 TQ_HD uint32_t sel_word(const uint32_t* row, int s) {
-  const uint32_t* gw = row + (s >> 2) * BITS;
-  const int i = s & 3;
+  return sel_in_group<BITS>(row + (s >> 2) * BITS, s & 3);
+}
+// Selector word i (0..3) of the group whose BITS words start at gw.
+template <int BITS>
+TQ_HD uint32_t sel_in_group(const uint32_t* gw, int i) {
   if constexpr (BITS == 4) {
     return gw[i];
   } else {
@@ -128,6 +149,13 @@ TQ_HD uint32_t merge_sel(uint32_t a, uint32_t b, int e, const Shifts& S) {
   return e == 0 ? (a & 0x0F0F0F0Fu) | ((b * S.shl4) & 0xF0F0F0F0u) : (mulhi(a, S.shr4) & 0x0F0F0F0Fu) | (b & 0xF0F0F0F0u);
 }
 
+// merge_sel with a run-time e (the fractional V mapping: e depends on the lane): the rotations put
+// the wanted nibbles of a in the low and of b in the high nibble of each byte; wrapped bits fall
+// outside the masks.
+TQ_HD uint32_t merge_sel_lane(uint32_t a, uint32_t b, int e) {
+  return (rotr(a, 4 * e) & 0x0F0F0F0Fu) | (rotr(b, 4 * e - 4) & 0xF0F0F0F0u);
+}
+
 // ---- K as int8 (QK^T on mma.m16n8k32.s8) ------------------------------------------------------
 // The K centroids become int8 (round(c * sqrt(D) * 127 / max|c * sqrt(D)|), table tab8 = 16 bytes,
 // entry i = byte i % 4 of tab8[i / 4]) and q is rounded to int8 per row: one prmt turns 4 selector
@@ -149,6 +177,13 @@ TQ_HD uint32_t lookup_i8(const uint32_t* tab8, uint32_t s) {
 template <int D, int BITS>
 TQ_HD constexpr int kdim8(int t, int kc, int j) {
   return code_of<BITS>(t * (D / 32) + kc, j);
+}
+// Fractional codecs (two parts, each scored with its own norm and scale, so no k32-chunk may mix
+// them): k32-chunk kc is group kc, lane t takes selector word t of it (nibbles 0-3: k = 4t..4t+3,
+// 4-7: k = 16+4t..). Used for 2-part codecs only (single-part keeps kdim8's bank-friendlier order).
+template <int D, int B>
+TQ_HD constexpr int kdim8_frac(int t, int kc, int j) {
+  return 32 * kc + code_of(Groups<D, B, true>::bits(kc), t, j);
 }
 // int8 table of fp16-free centroids c_i * sqrt(D) (n entries, ascending): returns the scale s with
 // entry_i * s ~= c_i * sqrt(D).
@@ -190,6 +225,16 @@ TQ_HD constexpr int vdim(int g, int mt, int r) {
     return (D / 4) * tt + 8 * u + 2 * (2 * (mt & 1) + r) + (g & 1);
   }
   return code_of<BITS>(g * (D / 64) + (mt >> 2), 4 * (mt & 1) + ((mt >> 1) & 1) + 2 * r);
+}
+
+// V of fractional codecs: the 16 rows of an m-tile must share a part (one V norm per token and
+// part scales P^T), so an m-tile covers half a group: m-tile mt = 2q + hf of group q; lane g
+// decodes selector word g/2 of the group, merged with e = g % 2 (lanes g and g^1 share a word and
+// take its even / odd nibbles), 16-bit half hf.
+template <int D, int B>
+TQ_HD constexpr int vdim_frac(int g, int mt, int r) {
+  const int q = mt >> 1, hf = mt & 1;
+  return 32 * q + code_of(Groups<D, B, true>::bits(q), g >> 1, (g & 1) + 2 * r + 4 * hf);
 }
 
 // fp16 table of a codebook (entries c_i * sqrt(dim), ascending), in the lookup_half2 format: the

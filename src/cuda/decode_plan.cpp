@@ -35,19 +35,37 @@ bool device_available() {
 
 namespace {
 
-// Kernel bit width for a codec: 0 = fp16 pass-through, 2..4 = single-part TurboQuant-mse.
-int kernel_bits(const CodecSpec& s, int d, const char* which) {
+// Kernel bit width for a codec: 0 = fp16 pass-through, 2..4 = single-part TurboQuant-mse, and for
+// fractional tq2.5 / tq3.5 the bits of part 1 (part 0 has one more) with *frac set.
+int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac) {
+  *frac = 0;
   if (s.id == CodecId::kFp16) return 0;
-  TQ_CHECK(s.id == CodecId::kTqMse && !s.fractional && s.bits >= 2 && s.bits <= 4, kUnsupported,
-           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4)", which, s.name());
+  TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits == 2 || s.bits == 3) : (s.bits >= 2 && s.bits <= 4)),
+           kUnsupported, "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4, tq2.5, tq3.5)",
+           which, s.name());
   TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
-  TQ_CHECK(s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard, kUnsupported,
-           "CUDA decode: {} codec '{}': only the Hadamard rotation (head_dim {} is a power of two)", which, s.name(), d);
+  if (s.fractional) {
+    // The kernel keeps every 32-coordinate group inside one part (one norm and scale per part).
+    const int hi = int(std::lround(d * s.hi_fraction));
+    TQ_CHECK(hi % 32 == 0 && hi == 32 * v3::hi_groups(d, s.bits, 1), kUnsupported,
+             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32", which,
+             s.name(), d, hi, d - hi);
+    TQ_CHECK(s.rotation == RotationKind::kAuto, kUnsupported,
+             "CUDA decode: {} codec '{}': fractional codecs need the automatic rotation (Hadamard or dense per part)",
+             which, s.name());
+    *frac = 1;
+  } else {
+    TQ_CHECK(s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard, kUnsupported,
+             "CUDA decode: {} codec '{}': only the Hadamard rotation (head_dim {} is a power of two)", which, s.name(), d);
+  }
   return s.bits;
 }
 
 struct DeviceBuffer {
   void* p = nullptr;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { if (p) cudaFree(p); }
   void upload(const std::vector<float>& v) {
     TQ_CUDA_CHECK(cudaMalloc(&p, v.size() * sizeof(float)));
@@ -64,7 +82,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 struct DecodePlan::Impl {
   DecodeShape shape;
   std::shared_ptr<const Codec> kc, vc;
-  int kb = 0, vb = 0, version = 3;
+  int kb = 0, vb = 0, frac = 0, version = 3;
   KvPageLayout kl{}, vl{};
   size_t ws_bytes = 0, off_err = 0;
   // v3: one persistent launch
@@ -77,6 +95,7 @@ struct DecodePlan::Impl {
   // v1 (TQ_CUDA_DECODE_V1=1): rotate / split / merge launches
   int max_group = 4, splits = 1, chunk = 0;
   DeviceBuffer k_signs, v_signs, k_cent, v_cent;
+  DeviceBuffer k_proj, v_proj;  // v3, fractional codecs: dense part rotations (Params::kproj / vproj)
   size_t v1_off_po = 0, v1_off_pml = 0;
 };
 
@@ -85,14 +104,15 @@ namespace {
 void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
-  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb);
+  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac);
   TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)",
            I.kb, I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
-  TQ_CHECK(int(I.kl.codes_bytes) == v3::codes_bytes(s.head_dim, I.kb) && int(I.kl.scalar_bytes) == v3::norm_bytes(I.kb) &&
-               int(I.vl.codes_bytes) == v3::codes_bytes(s.head_dim, I.vb) && int(I.vl.scalar_bytes) == v3::norm_bytes(I.vb),
+  const int fr = I.frac;
+  TQ_CHECK(int(I.kl.codes_bytes) == v3::codes_bytes(s.head_dim, I.kb, fr) && int(I.kl.scalar_bytes) == v3::norm_bytes(I.kb, fr) &&
+               int(I.vl.codes_bytes) == v3::codes_bytes(s.head_dim, I.vb, fr) && int(I.vl.scalar_bytes) == v3::norm_bytes(I.vb, fr),
            kInternal, "CUDA decode: codec layout does not match the kernel's");
-  const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb);
+  const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb, fr);
   // Ring depth: ~40 KB of chunks in flight per CTA (several CTAs per SM), at least double buffering.
   const int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
   const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G);
@@ -117,32 +137,73 @@ void plan_v3(DecodePlan::Impl& I) {
   if (const char* e = std::getenv("TQ_CUDA_MIN_CHUNKS")) P.min_chunks = std::max(1, std::atoi(e));
   const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(float(s.head_dim));
   const float rs = 1.0f / std::sqrt(float(s.head_dim));
-  P.q_scale = scale * kLog2e * (I.kb ? rs : 1.0f);
-  P.out_scale = I.vb ? rs : 1.0f;
-  auto tables = [&](const Codec& c, uint32_t (*sign)[8]) -> const TqCodec* {
+  // Single-part: 1/sqrt(D) folded into q and the output; fractional: into the dense rotations.
+  P.q_scale = scale * kLog2e * (I.kb && !fr ? rs : 1.0f);
+  P.out_scale = I.vb && !fr ? rs : 1.0f;
+  auto signs = [&](const Codec& c, uint32_t (*sign)[8]) -> const TqCodec* {
     const auto* t = dynamic_cast<const TqCodec*>(&c);
-    if (!t) return nullptr;
+    if (!t || fr) return t;
     const auto& part = t->parts()[0];
     for (int r = 0; r < v3::kRounds; ++r)
       for (int i = 0; i < s.head_dim; ++i)
         if (part.rot->signs(r)[i] < 0) sign[r][i / 32] |= 1u << (i % 32);
     return t;
   };
-  if (const TqCodec* t = tables(*I.kc, P.ksign)) {  // K: int8 centroids c * sqrt(D) (QK^T in int8)
+  // Tables hold the centroids of part p times sqrt(m_p) (m_p = D for single-part codecs).
+  auto k_table = [&](const TqPart& part, uint32_t tab8[4]) {  // K: int8 (QK^T in int8)
     std::vector<double> c;
-    for (double x : t->parts()[0].cb->centroids()) c.push_back(x * std::sqrt(double(s.head_dim)));
-    P.kdeq = frag::make_table_i8(c.data(), int(c.size()), P.ktab8);
-  }
-  if (const TqCodec* t = tables(*I.vc, P.vsign)) {  // V: fp16 centroids c * sqrt(D)
+    for (double x : part.cb->centroids()) c.push_back(x * std::sqrt(double(part.rot->dim())));
+    return frag::make_table_i8(c.data(), int(c.size()), tab8);
+  };
+  auto v_table = [&](const TqPart& part, uint32_t tab[8]) {  // V: fp16
     std::vector<uint16_t> h;
-    for (double x : t->parts()[0].cb->centroids()) h.push_back(float_to_half(float(x * std::sqrt(double(s.head_dim)))));
+    for (double x : part.cb->centroids()) h.push_back(float_to_half(float(x * std::sqrt(double(part.rot->dim())))));
     // The 4-bit lookup keeps 8 entries and negates (the Lloyd-Max codebook of a symmetric law is
     // symmetric; checked here rather than assumed).
     if (h.size() == 16)
       for (int i = 0; i < 8; ++i)
         TQ_CHECK(h[15 - i] == uint16_t(h[i] ^ 0x8000u), kInternal,
-                 "CUDA decode: {}-bit codebook of dim {} is not symmetric in fp16 at entry {}", 4, s.head_dim, i);
-    frag::make_table(h.data(), int(h.size()), P.vtab);
+                 "CUDA decode: {}-bit codebook of dim {} is not symmetric in fp16 at entry {}", 4, part.rot->dim(), i);
+    frag::make_table(h.data(), int(h.size()), tab);
+  };
+  // Fractional: each part's rotation R_p as a dense matrix scaled by 1/sqrt(m_p), blocks one after
+  // the other: transposed for q (kproj), as is for the output (vproj). Channels must be the
+  // uncalibrated split (part 0 = channels [0, m_0)), which Codec::create makes.
+  auto proj = [&](const TqCodec& t, bool transpose, DeviceBuffer& buf) {
+    std::vector<float> a;
+    int first = 0;
+    for (const TqPart& part : t.parts()) {
+      const int m = part.rot->dim();
+      for (int i = 0; i < m; ++i)
+        TQ_CHECK(part.channels[i] == first + i, kInternal, "CUDA decode: fractional codec with calibrated channels");
+      const size_t off = a.size();
+      a.resize(off + size_t(m) * m);
+      std::vector<double> e(m), y(m);
+      for (int j = 0; j < m; ++j) {  // column j of R_p
+        std::fill(e.begin(), e.end(), 0.0);
+        e[j] = 1.0;
+        part.rot->forward(e.data(), y.data());
+        for (int i = 0; i < m; ++i)
+          a[off + (transpose ? size_t(j) * m + i : size_t(i) * m + j)] = float(y[i] / std::sqrt(double(m)));
+      }
+      first += m;
+    }
+    buf.upload(a);
+    return buf.f();
+  };
+  if (const TqCodec* t = signs(*I.kc, P.ksign)) {
+    P.kdeq = k_table(t->parts()[0], P.ktab8);
+    if (fr) {
+      P.kdeqb = k_table(t->parts()[1], P.ktab8b);
+      P.kproj = proj(*t, true, I.k_proj);
+    }
+  }
+  if (const TqCodec* t = signs(*I.vc, P.vsign)) {
+    v_table(t->parts()[0], P.vtab);
+    if (fr) {
+      v_table(t->parts()[1], P.vtabb);
+      P.vproj = proj(*t, false, I.v_proj);
+    }
   }
 
   const size_t slots = size_t(I.grid) + size_t(s.batch) * s.heads_kv;  // slot = CTA + segment: unique
@@ -208,16 +269,22 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
                "CUDA decode: max_seq_len {} must be in [1, max_pages_per_seq * page_tokens]", s.max_seq_len);
   TQ_CHECK_ARG(int(s.q_dtype) >= 0 && int(s.q_dtype) <= 2 && int(s.out_dtype) >= 0 && int(s.out_dtype) <= 2,
                "CUDA decode: dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
-  I.kb = kernel_bits(kspec, s.head_dim, "K");
-  I.vb = kernel_bits(vspec, s.head_dim, "V");
-  TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb) != nullptr, kUnsupported,
-           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)", kspec.name(), vspec.name());
+  int kfrac = 0, vfrac = 0;
+  I.kb = kernel_bits(kspec, s.head_dim, "K", &kfrac);
+  I.vb = kernel_bits(vspec, s.head_dim, "V", &vfrac);
+  TQ_CHECK(kfrac == vfrac, kUnsupported, "CUDA decode: K '{}' with V '{}': fractional codecs need both K and V fractional",
+           kspec.name(), vspec.name());
+  I.frac = kfrac;
+  TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac) != nullptr, kUnsupported,
+           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, tq2.5/tq2.5, tq3.5/tq3.5)",
+           kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);
   I.vc = Codec::create(vspec, s.head_dim);
   I.kl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.kc->codes_bytes()), uint32_t(I.kc->scalar_bytes())};
   I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes())};
   I.version = std::getenv("TQ_CUDA_DECODE_V1") != nullptr ? 1 : 3;
+  TQ_CHECK(I.version == 3 || !I.frac, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for fractional codecs");
   if (I.version == 3) plan_v3(I); else plan_v1(I);
 }
 

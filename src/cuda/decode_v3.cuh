@@ -23,6 +23,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "cuda/decode_frag.h"
 #include "cuda/hadamard.cuh"
@@ -97,6 +99,40 @@ __device__ __forceinline__ void store_elem(void* p, int dtype, size_t i, float v
   else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
 }
 
+// f(integral_constant<int, i>) for i = 0..N-1: a loop whose index is a compile-time constant in the
+// body (fractional codecs: each group's bit width and part are template arguments).
+template <class F, int... I>
+__device__ __forceinline__ void static_for_seq(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+__device__ __forceinline__ void static_for(F&& f) {
+  static_for_seq(f, std::make_integer_sequence<int, N>{});
+}
+
+// Fractional codecs: the two parts' rotations as dense matrices (decode_v3_params.h kproj / vproj):
+// y[32k + lane] = sum_j A_p[j][32k + lane - first_p] x[first_p + j], part p = 0 for the first M0
+// coordinates. x in shared memory (a whole row), A in global memory (coalesced rows, L1/L2-resident).
+template <int D, int M0>
+__device__ __forceinline__ void dense_parts(const float* __restrict__ A, const float* x, float (&y)[D / 32], int lane) {
+  constexpr int M1 = D - M0;
+#pragma unroll
+  for (int k = 0; k < D / 32; ++k) y[k] = 0.f;
+#pragma unroll 4
+  for (int j = 0; j < M0; ++j) {
+    const float xj = x[j];
+#pragma unroll
+    for (int k = 0; k < M0 / 32; ++k) y[k] = fmaf(__ldg(A + j * M0 + 32 * k + lane), xj, y[k]);
+  }
+  const float* A1 = A + M0 * M0;
+#pragma unroll 4
+  for (int j = 0; j < M1; ++j) {
+    const float xj = x[M0 + j];
+#pragma unroll
+    for (int k = M0 / 32; k < D / 32; ++k) y[k] = fmaf(__ldg(A1 + j * M1 + 32 * k - M0 + lane), xj, y[k]);
+  }
+}
+
 // (b, head, chunk) position of the CTA's walk through the work.
 struct Cursor {
   int b, hk, ch, nb;  // sequence, KV head, chunk within the segment, chunks of the segment
@@ -126,17 +162,25 @@ __device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int H
 
 // CTAs per SM the register budget is capped for: 4 (<= 102 registers) where the kernel fits without
 // spills, fewer for the wider 4-bit decode and head_dim 256.
-constexpr int min_ctas(int d, int kb, int vb) { return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0) ? 3 : 4; }
+// (FR: fractional codecs, a 4-bit part 0 for tq3.5.)
+constexpr int min_ctas(int d, int kb, int vb, int fr) {
+  return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3)) ? 3 : 4;
+}
 
-template <int D, int KB, int VB>
-__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(const __grid_constant__ Params P) {
+// FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
+template <int D, int KB, int VB, int FR>
+__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
-  constexpr int KCB = codes_bytes(D, KB), KSB = norm_bytes(KB);
-  constexpr int VCB = codes_bytes(D, VB);
+  constexpr int KCB = codes_bytes(D, KB, FR), KSB = norm_bytes(KB, FR);
+  constexpr int VCB = codes_bytes(D, VB, FR), VSB = norm_bytes(VB, FR);
   constexpr int VOFF = kChunk * (KCB + KSB);  // V section of a stage
-  constexpr int SB = stage_bytes(D, KB, VB);
-  constexpr uint32_t TX = stage_tx(D, KB, VB);
+  constexpr int SB = stage_bytes(D, KB, VB, FR);
+  constexpr uint32_t TX = stage_tx(D, KB, VB, FR);
+  constexpr int NP = FR ? 2 : 1;  // parts (norms per token)
+  using GK = frag::Groups<D, KB, FR != 0>;
+  using GV = frag::Groups<D, VB, FR != 0>;
+  static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
 
   extern __shared__ __align__(128) uint8_t smem[];
   const Smem L = smem_layout(D, SB, P.stages, P.B, P.G);
@@ -162,6 +206,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
   for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
 #pragma unroll
   for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
+  uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
+  if constexpr (FR != 0) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) { ktab8b[i] = P.ktab8b[i]; asm volatile("" : "+r"(ktab8b[i])); }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) { vtabb[i] = P.vtabb[i]; asm volatile("" : "+r"(vtabb[i])); }
+  }
 
   // ---- setup: barriers, validated lengths, work prefix (warp 0) ----
   // Small batches wait on a chain of dependent global loads (lengths -> page table -> copies, and the
@@ -241,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
             bulk_load(st, kp + P.kl.codes_offset(cur.hk, off), kChunk * KCB, &full[s]);
             if (KSB) bulk_load(st + kChunk * KCB, kp + P.kl.scalars_offset(cur.hk, off), kChunk * KSB, &full[s]);
             bulk_load(st + VOFF, vp + P.vl.codes_offset(cur.hk, off), kChunk * VCB, &full[s]);
-            if (VB) bulk_load(st + VOFF + kChunk * VCB, vp + P.vl.scalars_offset(cur.hk, off), kChunk * 2, &full[s]);
+            if (VB) bulk_load(st + VOFF + kChunk * VCB, vp + P.vl.scalars_offset(cur.hk, off), kChunk * VSB, &full[s]);
           } else {
             if (len > 0) atomicOr(P.error_flag, 2);  // bad page id: flag it, skip the chunk
             stage_ok[s] = 0;
@@ -270,6 +321,35 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
     const int count = last - first + 1;  // CTAs sharing this segment
 
     // ---- q rows of the group: rotate (TurboQuant K), scale, then this lane's B fragments ----
+    if constexpr (FR != 0) {
+      // Fractional: each part rotated by its dense matrix (1/sqrt(m_p) folded in), then rounded to
+      // int8 with its own scale (part scores carry their own norms). Raw rows staged in scr.
+      const size_t row0 = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G) * D;
+      for (int e = tid; e < G * D; e += 32 * kConsumers) scr[e] = load_elem(P.q, P.q_dtype, row0 + e) * P.q_scale;
+      consumers_sync();
+      for (int h = warp; h < G; h += kConsumers) {
+        float x[E];
+        dense_parts<D, 32 * GK::kHi>(P.kproj, scr + h * D, x, lane);
+        float a0 = 0.f, a1 = 0.f;
+#pragma unroll
+        for (int k = 0; k < E; ++k) {
+          if (k < GK::kHi) a0 = fmaxf(a0, fabsf(x[k]));
+          else a1 = fmaxf(a1, fabsf(x[k]));
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+          a0 = fmaxf(a0, __shfl_xor_sync(0xffffffffu, a0, o));
+          a1 = fmaxf(a1, __shfl_xor_sync(0xffffffffu, a1, o));
+        }
+        const float i0 = a0 > 0.f ? 127.f / a0 : 0.f, i1 = a1 > 0.f ? 127.f / a1 : 0.f;
+#pragma unroll
+        for (int k = 0; k < E; ++k) q_s[h * D + 32 * k + lane] = rintf(x[k] * (k < GK::kHi ? i0 : i1));
+        if (lane == 0) {
+          qsc[2 * h] = a0 / 127.f * P.kdeq;
+          qsc[2 * h + 1] = a1 / 127.f * P.kdeqb;
+        }
+      }
+    } else
     for (int h = warp; h < G; h += kConsumers) {
       const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
       float x[E];
@@ -304,8 +384,26 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
     // k32-chunk (rows g >= G are zero: their columns of S are ignored).
     constexpr int NQB = KB == 0 ? NKC : D / 32;
     uint32_t qb[NQB][2];
-    float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K)
-    {
+    float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K; fractional: part 0)
+    float qg0 = 1.f, qg1 = 1.f;  // fractional: part 1
+    if constexpr (FR != 0) {
+      const float* qr = q_s + g * D;
+      const bool on = g < G;
+#pragma unroll
+      for (int kc = 0; kc < D / 32; ++kc)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          uint32_t w = 0;
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            w |= uint32_t(uint8_t(int8_t(int(qr[frag::kdim8_frac<D, KB>(t, kc, 4 * r + j)])))) << (8 * j);
+          qb[kc][r] = on ? w : 0u;
+        }
+      qf0 = 2 * t < G ? qsc[4 * t] : 0.f;
+      qg0 = 2 * t < G ? qsc[4 * t + 1] : 0.f;
+      qf1 = 2 * t + 1 < G ? qsc[4 * t + 2] : 0.f;
+      qg1 = 2 * t + 1 < G ? qsc[4 * t + 3] : 0.f;
+    } else {
       const float* qr = q_s + g * D;
       const bool on = g < G;
       if constexpr (KB == 0) {
@@ -336,8 +434,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // heads 2t, 2t+1
 
     // One 16-token block of this warp: S^T = K · Q^T, scaled by the K norms, masked past `len`
-    // (-inf); also returns the V norms. Stage `st`, first token `tok0` of the warp's rows.
-    auto score = [&](const uint8_t* st, int tok0, float (&x)[4], float& nv0, float& nv1) {
+    // (-inf); also returns the V norms nv[r + 2p] of the lane's rows r (g, g + 8) and parts p.
+    // Stage `st`, first token `tok0` of the warp's rows.
+    auto score = [&](const uint8_t* st, int tok0, float (&x)[4], float (&nv)[2 * NP]) {
       const int r0 = 16 * warp + g, r1 = r0 + 8;  // stage rows of this lane's K tokens
       float sc[4] = {0.f, 0.f, 0.f, 0.f};
       if constexpr (KB == 0) {
@@ -354,6 +453,28 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
         }
 #pragma unroll
         for (int i = 0; i < 4; ++i) sc[i] += sd[i];
+      } else if constexpr (FR != 0) {
+        // Fractional: k32-chunk q = group q (lane t: its selector word t), one accumulator per
+        // part, each scaled by its q scale and K norm.
+        int si[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+        const uint32_t* k0 = reinterpret_cast<const uint32_t*>(st + r0 * KCB);
+        const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
+        static_for<D / 32>([&](auto qc) {
+          constexpr int q = decltype(qc)::value, bq = GK::bits(q), pq = GK::part(q);
+          const uint32_t s0 = frag::sel_in_group<bq>(k0 + GK::word(q), t);
+          const uint32_t s1 = frag::sel_in_group<bq>(k1 + GK::word(q), t);
+          const uint32_t* tb = pq ? ktab8b : ktab8;
+          mma_s8(si[pq], frag::lookup_i8<bq>(tb, s0), frag::lookup_i8<bq>(tb, s1),
+                 frag::lookup_i8<bq>(tb, frag::mulhi(s0, P.shifts.shr16)),
+                 frag::lookup_i8<bq>(tb, frag::mulhi(s1, P.shifts.shr16)), qb[q][0], qb[q][1]);
+        });
+        const __half* kn = reinterpret_cast<const __half*>(st + kChunk * KCB);
+        const float n00 = __half2float(kn[2 * r0]), n01 = __half2float(kn[2 * r0 + 1]);
+        const float n10 = __half2float(kn[2 * r1]), n11 = __half2float(kn[2 * r1 + 1]);
+        sc[0] = float(si[0][0]) * qf0 * n00 + float(si[1][0]) * qg0 * n01;
+        sc[1] = float(si[0][1]) * qf1 * n00 + float(si[1][1]) * qg1 * n01;
+        sc[2] = float(si[0][2]) * qf0 * n10 + float(si[1][2]) * qg0 * n11;
+        sc[3] = float(si[0][3]) * qf1 * n10 + float(si[1][3]) * qg1 * n11;
       } else {
         // int8 K: per k32-chunk one selector word per row, 4 prmt, one mma; two accumulators.
         int si[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
@@ -373,26 +494,41 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
         sc[3] = float(si[0][3] + si[1][3]) * qf1;
       }
       float nk0 = 1.f, nk1 = 1.f;
-      nv0 = 1.f; nv1 = 1.f;
-      if constexpr (KB != 0) {
+#pragma unroll
+      for (int i = 0; i < 2 * NP; ++i) nv[i] = 1.f;
+      if constexpr (KB != 0 && FR == 0) {
         const __half* kn = reinterpret_cast<const __half*>(st + kChunk * KCB);
         nk0 = __half2float(kn[r0]);
         nk1 = __half2float(kn[r1]);
       }
       if constexpr (VB != 0) {
         const __half* vn = reinterpret_cast<const __half*>(st + VOFF + kChunk * VCB);
-        nv0 = __half2float(vn[r0]);
-        nv1 = __half2float(vn[r1]);
+#pragma unroll
+        for (int p = 0; p < NP; ++p) {
+          nv[2 * p] = __half2float(vn[NP * r0 + p]);
+          nv[2 * p + 1] = __half2float(vn[NP * r1 + p]);
+        }
       }
       x[0] = sc[0] * nk0; x[1] = sc[1] * nk0; x[2] = sc[2] * nk1; x[3] = sc[3] * nk1;
+      // Rows past the end: score -inf (p = 0) and V norm 0 (norms there may be anything, and
+      // 0 * NaN would reach the tensor cores).
       if (tok0 + 16 > len) {  // warp-uniform: only the last block of a sequence is partial
-        if (tok0 + g >= len) x[0] = x[1] = -INFINITY;
-        if (tok0 + g + 8 >= len) x[2] = x[3] = -INFINITY;
+        if (tok0 + g >= len) {
+          x[0] = x[1] = -INFINITY;
+#pragma unroll
+          for (int p = 0; p < NP; ++p) nv[2 * p] = 0.f;
+        }
+        if (tok0 + g + 8 >= len) {
+          x[2] = x[3] = -INFINITY;
+#pragma unroll
+          for (int p = 0; p < NP; ++p) nv[2 * p + 1] = 0.f;
+        }
       }
     };
     // Online softmax (log2 domain) over the scores of `nblk` blocks at once: one max update, then
-    // the P^T fragments (V norm applied, masked rows weight 0: norms past the end may be anything).
-    auto softmax = [&](float (*x)[4], const float* nv, const int* tok0, int nblk, uint32_t (*pb)[2]) {
+    // the P^T fragments per part (V norm applied, masked rows weight 0: norms past the end may be
+    // anything).
+    auto softmax = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (*pb)[NP][2]) {
       float mx0 = -INFINITY, mx1 = -INFINITY;
       for (int k = 0; k < nblk; ++k) mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2])), mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
       // The running max only moves when some lane sees a larger score (rare after the first
@@ -419,17 +555,17 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
         const float p0 = ex2(x[k][0] - m0), p1 = ex2(x[k][1] - m1), p2 = ex2(x[k][2] - m0), p3 = ex2(x[k][3] - m1);
         l0 += p0 + p2;
         l1 += p1 + p3;
-        float w0 = p0 * nv[2 * k], w1 = p1 * nv[2 * k], w2 = p2 * nv[2 * k + 1], w3 = p3 * nv[2 * k + 1];
-        if (tok0[k] + 16 > len) {
-          if (tok0[k] + g >= len) w0 = w1 = 0.f;
-          if (tok0[k] + g + 8 >= len) w2 = w3 = 0.f;
+#pragma unroll
+        for (int p = 0; p < NP; ++p) {
+          const float na = nv[k][2 * p], nb = nv[k][2 * p + 1];
+          pb[k][p][0] = movm(pack_half2(p0 * na, p1 * na));
+          pb[k][p][1] = movm(pack_half2(p2 * nb, p3 * nb));
         }
-        pb[k][0] = movm(pack_half2(w0, w1));
-        pb[k][1] = movm(pack_half2(w2, w3));
       }
     };
-    // O^T += V^T · P^T for one block.
-    auto pv = [&](const uint8_t* st, int tok0, uint32_t pb0, uint32_t pb1) {
+    // O^T += V^T · P^T for one block (pbk: the P^T fragments of each part).
+    auto pv = [&](const uint8_t* st, int tok0, const uint32_t (&pbk)[NP][2]) {
+      const uint32_t pb0 = pbk[0][0], pb1 = pbk[0][1];
       if constexpr (VB == 0) {
         // fp16 V: rows of tokens g and g+8 transposed by movmatrix. Tokens past the end may hold
         // anything (NaN * 0 = NaN on the tensor cores): zero them in the last partial step.
@@ -447,6 +583,29 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
           mma(o[2 * i], movm(a.x) & mk01, movm(a.y) & mk01, movm(b.x) & mk89, movm(b.y) & mk89, pb0, pb1);
           mma(o[2 * i + 1], movm(a.z) & mk01, movm(a.w) & mk01, movm(b.z) & mk89, movm(b.w) & mk89, pb0, pb1);
         }
+      } else if constexpr (FR != 0) {
+        // Fractional V (frag::vdim_frac): m-tiles 2q, 2q + 1 = group q; lane g decodes selector
+        // word g/2 of the group for tokens A, B, C, D and keeps nibbles of parity g % 2.
+        const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
+        const uint32_t* rB = rA + VCB / 4;
+        const uint32_t* rC = rA + 8 * VCB / 4;
+        const uint32_t* rD = rC + VCB / 4;
+        const int i = g >> 1, e = g & 1;
+        static_for<D / 32>([&](auto qc) {
+          constexpr int q = decltype(qc)::value, bq = GV::bits(q), pq = GV::part(q);
+          const uint32_t sA = frag::sel_in_group<bq>(rA + GV::word(q), i), sB = frag::sel_in_group<bq>(rB + GV::word(q), i);
+          const uint32_t sC = frag::sel_in_group<bq>(rC + GV::word(q), i), sD = frag::sel_in_group<bq>(rD + GV::word(q), i);
+          const frag::Sel ab = frag::prep<bq>(frag::merge_sel_lane(sA, sB, e), P.shifts);
+          const frag::Sel cd = frag::prep<bq>(frag::merge_sel_lane(sC, sD, e), P.shifts);
+          const uint32_t* tb = pq ? vtabb : vtab;
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {
+            uint32_t a0, a1, a2, a3;
+            frag::lookup_half2<bq>(tb, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
+            frag::lookup_half2<bq>(tb, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
+            mma(o[2 * q + hf], a0, a1, a2, a3, pbk[pq][0], pbk[pq][1]);
+          }
+        });
       } else {
         // TurboQuant V: tokens A, B = 2t, 2t+1 and C, D = 2t+8, 2t+9 of the warp's 16.
         const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
@@ -492,22 +651,20 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
       const bool okB = two && stage_ok[s2] && tokB < len;
       const uint8_t* stA = smem + s * SB;
       const uint8_t* stB = smem + s2 * SB;
-      float x[2][4], nv[4];
-      int tk[2];
-      uint32_t pb[2][2];
+      float x[2][4], nv[2][2 * NP];
+      uint32_t pb[2][NP][2];
       if (okA && okB) {
-        score(stA, tokA, x[0], nv[0], nv[1]);
-        score(stB, tokB, x[1], nv[2], nv[3]);
-        tk[0] = tokA; tk[1] = tokB;
-        softmax(x, nv, tk, 2, pb);
-        pv(stA, tokA, pb[0][0], pb[0][1]);
-        pv(stB, tokB, pb[1][0], pb[1][1]);
+        score(stA, tokA, x[0], nv[0]);
+        score(stB, tokB, x[1], nv[1]);
+        softmax(x, nv, 2, pb);
+        pv(stA, tokA, pb[0]);
+        pv(stB, tokB, pb[1]);
       } else if (okA || okB) {
         const uint8_t* st = okA ? stA : stB;
-        tk[0] = okA ? tokA : tokB;
-        score(st, tk[0], x[0], nv[0], nv[1]);
-        softmax(x, nv, tk, 1, pb);
-        pv(st, tk[0], pb[0][0], pb[0][1]);
+        const int tk = okA ? tokA : tokB;
+        score(st, tk, x[0], nv[0]);
+        softmax(x, nv, 1, pb);
+        pv(st, tk, pb[0]);
       }
       __syncwarp();
       if (lane == 0) {
@@ -529,7 +686,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
       const int h0 = 2 * t, h1 = 2 * t + 1;
 #pragma unroll
       for (int mt = 0; mt < NKC; ++mt) {
-        const int d0 = frag::vdim<D, VB>(g, mt, 0), d1 = frag::vdim<D, VB>(g, mt, 1);
+        const int d0 = FR ? frag::vdim_frac<D, VB>(g, mt, 0) : frag::vdim<D, VB>(g, mt, 0);
+        const int d1 = FR ? frag::vdim_frac<D, VB>(g, mt, 1) : frag::vdim<D, VB>(g, mt, 1);
         if (h0 < G) { sw[h0 * D + d0] = o[mt][0]; sw[h0 * D + d1] = o[mt][2]; }
         if (h1 < G) { sw[h1 * D + d0] = o[mt][1]; sw[h1 * D + d1] = o[mt][3]; }
       }
@@ -629,19 +787,26 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB)) decode_kernel(c
     if (write) {
       consumers_sync();
       for (int h = warp; h < G; h += kConsumers) {  // inverse rotation, output row in its dtype
-        float x[E];
-#pragma unroll
-        for (int e = 0; e < E; ++e) x[e] = q_s[h * D + lane * E + e];
-        if constexpr (VB != 0) {
-#pragma unroll
-          for (int r = kRounds - 1; r >= 0; --r) {
-            warp_fwht<D>(x, lane);
-            apply_signs<D>(x, lane_signs<D>(P.vsign[r], lane));
-          }
-        }
         const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
+        if constexpr (FR != 0) {  // per part: the dense inverse rotation (1/sqrt(m_p) folded in)
+          float y[E];
+          dense_parts<D, 32 * GV::kHi>(P.vproj, q_s + h * D, y, lane);
 #pragma unroll
-        for (int e = 0; e < E; ++e) store_elem(P.out, P.out_dtype, row + lane * E + e, x[e]);
+          for (int k = 0; k < E; ++k) store_elem(P.out, P.out_dtype, row + 32 * k + lane, y[k]);
+        } else {
+          float x[E];
+#pragma unroll
+          for (int e = 0; e < E; ++e) x[e] = q_s[h * D + lane * E + e];
+          if constexpr (VB != 0) {
+#pragma unroll
+            for (int r = kRounds - 1; r >= 0; --r) {
+              warp_fwht<D>(x, lane);
+              apply_signs<D>(x, lane_signs<D>(P.vsign[r], lane));
+            }
+          }
+#pragma unroll
+          for (int e = 0; e < E; ++e) store_elem(P.out, P.out_dtype, row + lane * E + e, x[e]);
+        }
       }
     }
     consumers_sync();  // q_s / scr are rewritten by the next segment

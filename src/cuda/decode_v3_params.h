@@ -15,13 +15,15 @@ constexpr int kMaxStages = 8;
 constexpr int kMaxG = 8;        // GQA group = the N = 8 side of the mma
 constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
 
-// Bytes per token of the compile-time codec pair (single-part TurboQuant, fp16 norms; 0 = fp16).
-constexpr int codes_bytes(int d, int bits) { return bits ? d * bits / 8 : 2 * d; }
-constexpr int norm_bytes(int bits) { return bits ? 2 : 0; }
-constexpr int stage_tx(int d, int kb, int vb) {
-  return kChunk * (codes_bytes(d, kb) + norm_bytes(kb) + codes_bytes(d, vb) + norm_bytes(vb));
+// Bytes per token of the compile-time codec pair (TurboQuant with fp16 norms, single-part or, with
+// frac, the 2-part tqB.5 of frag::Groups; bits 0 = fp16 pass-through).
+constexpr int hi_groups(int d, int bits, int frac) { return frac ? (bits == 2 ? d / 128 : d / 64) : 0; }
+constexpr int codes_bytes(int d, int bits, int frac = 0) { return bits ? d * bits / 8 + 4 * hi_groups(d, bits, frac) : 2 * d; }
+constexpr int norm_bytes(int bits, int frac = 0) { return bits ? (frac ? 4 : 2) : 0; }
+constexpr int stage_tx(int d, int kb, int vb, int frac = 0) {
+  return kChunk * (codes_bytes(d, kb, frac) + norm_bytes(kb, frac) + codes_bytes(d, vb, frac) + norm_bytes(vb, frac));
 }
-constexpr int stage_bytes(int d, int kb, int vb) { return (stage_tx(d, kb, vb) + 127) & ~127; }
+constexpr int stage_bytes(int d, int kb, int vb, int frac = 0) { return (stage_tx(d, kb, vb, frac) + 127) & ~127; }
 
 struct Params {
   const void* q;                 // [B, Hq, D] q_dtype
@@ -45,6 +47,14 @@ struct Params {
   uint32_t vtab[8];              // fp16 V centroid table (frag::make_table)
   frag::Shifts shifts;           // powers of two, read as run-time values (see frag::Shifts)
   uint32_t ksign[kRounds][8], vsign[kRounds][8];  // Hadamard sign bits (bit set = -1), D <= 256
+  // Fractional (2-part) codecs: part 1's tables (part 0 uses ktab8 / kdeq / vtab above) and the
+  // rotations as dense matrices, per part p of dim m_p, 1/sqrt(m_p) folded in, blocks one after the
+  // other: kproj = R_p^T (q: y_i = sum_j kproj_p[j][i] q_j), vproj = R_p (out_j = sum_i vproj_p[i][j] o_i).
+  uint32_t ktab8b[4];
+  float kdeqb;
+  uint32_t vtabb[8];
+  const float* kproj;
+  const float* vproj;
 };
 
 // Shared memory carve-up, shared by the launcher (size) and the kernel.
@@ -57,7 +67,7 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   s.bars = off; off += 2 * kMaxStages * 8;
   s.ok = off; off += kMaxStages * 4;
   s.misc = off; off += 4 * kMaxG * 4;
-  s.qsc = off; off += kMaxG * 4;
+  s.qsc = off; off += 2 * kMaxG * 4;  // per head (and part, fractional codecs)
   s.prefix = off; off += uint32_t(B + 1) * 4;
   s.lens = off; off += uint32_t(B) * 4;
   off = (off + 15u) & ~15u;
@@ -68,16 +78,18 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   return s;
 }
 
-// Kernel entry points per head_dim (decode_v3_d*.cu), nullptr for a (k_bits, v_bits) pair without a
-// kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 2/2, 3/3, 4/4, 3/2, 4/3.
-const void* kernel_d64(int k_bits, int v_bits);
-const void* kernel_d128(int k_bits, int v_bits);
-const void* kernel_d256(int k_bits, int v_bits);
-inline const void* find_kernel(int d, int k_bits, int v_bits) {
+// Kernel entry points per head_dim (decode_v3_d*.cu), nullptr for a (k_bits, v_bits, frac) triple
+// without a kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 2/2, 3/3, 4/4, 3/2, 4/3, and
+// with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is not a group),
+// 3.5/3.5.
+const void* kernel_d64(int k_bits, int v_bits, int frac);
+const void* kernel_d128(int k_bits, int v_bits, int frac);
+const void* kernel_d256(int k_bits, int v_bits, int frac);
+inline const void* find_kernel(int d, int k_bits, int v_bits, int frac = 0) {
   switch (d) {
-    case 64: return kernel_d64(k_bits, v_bits);
-    case 128: return kernel_d128(k_bits, v_bits);
-    case 256: return kernel_d256(k_bits, v_bits);
+    case 64: return kernel_d64(k_bits, v_bits, frac);
+    case 128: return kernel_d128(k_bits, v_bits, frac);
+    case 256: return kernel_d256(k_bits, v_bits, frac);
     default: return nullptr;
   }
 }

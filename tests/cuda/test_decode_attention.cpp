@@ -68,18 +68,29 @@ void run_case(const Case& c, std::mt19937& rng) {
   const auto kl = plan.k_layout(), vl = plan.v_layout();
   const tq::Codec &kc = plan.k_codec(), &vc = plan.v_codec();
 
-  // int8 scores: the kernel's int8 centroid table (frag::make_table_i8 of c * sqrt(D)).
+  // int8 scores: per part p of the K codec (fractional codecs have two), the kernel's int8
+  // centroid table (frag::make_table_i8 of c * sqrt(m_p), m_p the part's dim).
   const bool i8 = plan.int8_scores();
   const auto* ktq = dynamic_cast<const tq::TqCodec*>(&kc);
-  std::vector<int> e8;
-  double kdeq = 0;
+  struct PartI8 {
+    int first, dim, bits, mse_off;
+    std::vector<int> e8;
+    double kdeq;
+  };
+  std::vector<PartI8> kparts;
   if (i8) {
-    std::vector<double> cs;
-    for (double x : ktq->parts()[0].cb->centroids()) cs.push_back(x * std::sqrt(double(D)));
-    uint32_t tab8[4];
-    kdeq = tq::cuda::frag::make_table_i8(cs.data(), int(cs.size()), tab8);
-    for (size_t i = 0; i < cs.size(); ++i) e8.push_back(int8_t(uint8_t(tab8[i / 4] >> (8 * (i % 4)))));
+    for (size_t p = 0; p < ktq->parts().size(); ++p) {
+      const auto& pl = ktq->tq_layout()->part[p];
+      PartI8 pi{int(pl.first), int(pl.dim), int(pl.mse_bits), int(pl.mse_offset), {}, 0};
+      std::vector<double> cs;
+      for (double x : ktq->parts()[p].cb->centroids()) cs.push_back(x * std::sqrt(double(pi.dim)));
+      uint32_t tab8[4];
+      pi.kdeq = tq::cuda::frag::make_table_i8(cs.data(), int(cs.size()), tab8);
+      for (size_t i = 0; i < cs.size(); ++i) pi.e8.push_back(int8_t(uint8_t(tab8[i / 4] >> (8 * (i % 4)))));
+      kparts.push_back(pi);
+    }
   }
+  const int NP = int(kparts.size());
   std::vector<float> ref8(i8 ? size_t(B) * c.hq * D : 0);
 
   std::normal_distribution<float> nd;
@@ -99,8 +110,8 @@ void run_case(const Case& c, std::mt19937& rng) {
   for (int b = 0; b < B; ++b) {
     const int T = c.lens[b];
     std::vector<float> kd(size_t(c.hkv) * T * D), vd(kd.size());  // decoded (what the kernel sees)
-    std::vector<int> kq(i8 ? kd.size() : 0);                      // int8 path: K codes and norms
-    std::vector<double> kn(i8 ? size_t(c.hkv) * T : 0);
+    std::vector<int> kq(i8 ? kd.size() : 0);                      // int8 path: K codes (rotated
+    std::vector<double> kn(i8 ? size_t(c.hkv) * T * NP : 0);     // domain) and part norms
     for (int h = 0; h < c.hkv; ++h)
       for (int t = 0; t < T; ++t) {
         std::vector<float> k(D), v(D);
@@ -117,11 +128,14 @@ void run_case(const Case& c, std::mt19937& rng) {
         std::copy_n(vcode.data(), vl.codes_bytes, vp + vl.codes_offset(h, off));
         std::copy_n(vcode.data() + vl.codes_bytes, vl.scalar_bytes, vp + vl.scalars_offset(h, off));
         kc.decode(kcode.data(), 1, &kd[(size_t(h) * T + t) * D], D);
-        if (i8) {
-          const int bits = int(ktq->tq_layout()->part[0].mse_bits);
-          for (int i = 0; i < D; ++i) kq[(size_t(h) * T + t) * D + i] = int(tq::unpack_code_ref(kcode.data(), D, bits, i));
-          kn[size_t(h) * T + t] = ktq->norm(kcode.data() + kl.codes_bytes, 0);
-        }
+        if (i8)
+          for (int p = 0; p < NP; ++p) {
+            const PartI8& pi = kparts[p];
+            for (int i = 0; i < pi.dim; ++i)
+              kq[(size_t(h) * T + t) * D + pi.first + i] =
+                  int(tq::unpack_code_ref(kcode.data() + pi.mse_off, pi.dim, pi.bits, i));
+            kn[(size_t(h) * T + t) * NP + p] = ktq->norm(kcode.data() + kl.codes_bytes, p);
+          }
         vc.decode(vcode.data(), 1, &vd[(size_t(h) * T + t) * D], D);
       }
     const double scale = 1.0 / std::sqrt(double(D));
@@ -148,19 +162,23 @@ void run_case(const Case& c, std::mt19937& rng) {
       };
       (void)mx;
       attend(sc, &ref[(size_t(b) * c.hq + hq) * D]);
-      if (i8) {  // the kernel's arithmetic: fp32 rotated q * scale, int8 per row, int8 centroids
+      if (i8) {  // the kernel's arithmetic: fp32 rotated q * scale / sqrt(m_p), int8 per row and
+                 // part, int8 centroids, per-part norms
         std::vector<float> r(D);
         ktq->rotate(qq, r.data());
-        const float qs = float(scale) * float(1.4426950408889634) * float(scale);  // log2(e), 1/sqrt(D)
-        float amax = 0;
-        for (auto& x : r) { x *= qs; amax = std::max(amax, std::fabs(x)); }
-        std::vector<double> lg(T);
-        for (int t = 0; t < T; ++t) {
-          long acc = 0;
-          for (int i = 0; i < D; ++i)
-            acc += long(std::nearbyint(r[i] * (127.f / amax))) * e8[kq[(size_t(h) * T + t) * D + i]];
-          lg[t] = double(acc) * (amax / 127.0) * kdeq * double(tq::half_to_float(tq::float_to_half(float(kn[size_t(h) * T + t])))) /
-                  1.4426950408889634;
+        std::vector<double> lg(T, 0.0);
+        for (const PartI8& pi : kparts) {
+          const float qs = float(scale) * float(1.4426950408889634) / std::sqrt(float(pi.dim));  // log2(e)
+          float amax = 0;
+          for (int i = pi.first; i < pi.first + pi.dim; ++i) { r[i] *= qs; amax = std::max(amax, std::fabs(r[i])); }
+          const int p = int(&pi - kparts.data());
+          for (int t = 0; t < T; ++t) {
+            long acc = 0;
+            for (int i = pi.first; i < pi.first + pi.dim; ++i)
+              acc += long(std::nearbyint(r[i] * (127.f / amax))) * pi.e8[kq[(size_t(h) * T + t) * D + i]];
+            const double n = tq::half_to_float(tq::float_to_half(float(kn[(size_t(h) * T + t) * NP + p])));
+            lg[t] += double(acc) * (amax / 127.0) * pi.kdeq * n / 1.4426950408889634;
+          }
         }
         attend(lg, &ref8[(size_t(b) * c.hq + hq) * D]);
       }
@@ -272,6 +290,26 @@ TEST(CudaDecode, MatchesCpuReference) {
   unsetenv("TQ_CUDA_DECODE_V1");
 }
 
+// Fractional codecs (two parts: the first D/4 (tq2.5) or D/2 (tq3.5) channels at one more bit, each
+// part with its own rotation — dense for 96 / 192 dims — norm and int8 scale). v3 only.
+TEST(CudaDecode, FractionalCodecsMatchCpuReference) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  using tq::cuda::DType;
+  const Case cases[] = {
+      {{1}, 32, 8, 128, "tq2.5", DType::kF32},
+      {{113, 1, 4097}, 32, 8, 128, "tq2.5", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 128, "tq3.5", DType::kF32, DType::kF16},               // GQA 7
+      {{4097}, 8, 8, 128, "tq3.5", DType::kBF16, DType::kBF16},           // GQA 1
+      {{300, 65}, 8, 2, 64, "tq3.5", DType::kF32},
+      {{257}, 8, 1, 256, "tq2.5", DType::kF32},                           // GQA 8, dense 192
+      {{130}, 16, 4, 256, "tq3.5", DType::kF16},
+  };
+  for (const auto& c : cases) run_case(c, rng);
+}
+
 // Many sequences of random lengths: segments that span several CTAs (partials merged by the last
 // one), CTAs that span several segments, lengths that end anywhere inside a chunk.
 TEST(CudaDecode, PersistentScheduleManySequences) {
@@ -295,6 +333,7 @@ TEST(CudaDecode, SmallShapes) {
   run_case({{113, 1, 70}, 32, 8, 128, "tq3", DType::kF16, DType::kF16, 2}, rng);
   run_case({{65, 130}, 28, 4, 128, "k4v3", DType::kF32}, rng);
   run_case({{129}, 4, 4, 64, "fp16", DType::kF16}, rng);
+  run_case({{70, 1}, 32, 8, 128, "tq2.5", DType::kF16}, rng);
 }
 
 TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
@@ -302,10 +341,15 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   tq::cuda::DecodeShape s;
   s.max_pages_per_seq = 4; s.num_pages = 4; s.max_seq_len = 256; s.page_tokens = 64;
   auto plan = [&](const char* kv) { auto p = tq::parse_kv_codec(kv); tq::cuda::DecodePlan x(s, p.k, p.v); };
-  EXPECT_THROW(plan("tq2.5"), tq::Error);
+  EXPECT_THROW(plan("tq1.5"), tq::Error);
+  EXPECT_THROW(plan("tq4.5"), tq::Error);
+  EXPECT_THROW(plan("k2.5v3"), tq::Error);  // fractional K needs fractional V
+  EXPECT_THROW(plan("k3.5v2.5"), tq::Error);
   EXPECT_THROW(plan("tq3p"), tq::Error);
   EXPECT_THROW(plan("k2v4"), tq::Error);
   EXPECT_THROW(plan("tq8"), tq::Error);
+  s.head_dim = 64;
+  EXPECT_THROW(plan("tq2.5"), tq::Error);  // 16 + 48 dims: part 0 is not a whole 32-group
   s.head_dim = 96;
   EXPECT_THROW(plan("tq3"), tq::Error);
   s.head_dim = 128; s.heads_q = 30;

@@ -135,6 +135,116 @@ TEST(CudaDecodeFrag, TurboQuantFragmentsMatchReferenceUnpacking) {
   check_tq<256, 2>(); check_tq<256, 3>(); check_tq<256, 4>();
 }
 
+// Fractional codecs (frag::Groups<D, B, true>): part 0 = the first kHi groups at B + 1 bits, part
+// 1 = the rest at B, packed one after the other. Each k32-chunk (kdim8_frac) and each V m-tile
+// (vdim_frac) must stay inside one part and name the coordinates its lookups produce.
+uint32_t sel_rt(int bits, const uint32_t* gw, int i) {
+  return bits == 2 ? sel_in_group<2>(gw, i) : bits == 3 ? sel_in_group<3>(gw, i) : sel_in_group<4>(gw, i);
+}
+Sel prep_rt(int bits, uint32_t s, const Shifts& S) { return bits == 4 ? prep<4>(s, S) : Sel{s, 0u}; }
+void lookup_rt(int bits, const uint32_t* tab, Sel x, uint32_t& r0, uint32_t& r1) {
+  if (bits == 4) lookup_half2<4>(tab, x, r0, r1); else lookup_half2<3>(tab, x, r0, r1);
+}
+uint32_t lookup_i8_rt(int bits, const uint32_t* tab8, uint32_t s) {
+  return bits == 4 ? lookup_i8<4>(tab8, s) : lookup_i8<3>(tab8, s);
+}
+
+template <int D, int B>
+void check_frac() {
+  using Gr = Groups<D, B, true>;
+  SCOPED_TRACE(testing::Message() << "fractional D=" << D << " B=" << B << ".5");
+  std::mt19937 rng(99 + D + B);
+  const int m0 = 32 * Gr::kHi, m1 = D - m0;
+  ASSERT_GT(m0, 0);
+  // Per part: fp16 table (distinct entries, symmetric at 16) and int8 table (distinct bytes).
+  const Shifts S;
+  uint32_t tab[2][8], tab8[2][4];
+  std::vector<uint16_t> h[2];
+  std::vector<uint8_t> e8[2];
+  for (int p = 0; p < 2; ++p) {
+    const int n = 1 << (p == 0 ? B + 1 : B);
+    h[p].resize(n);
+    for (int i = 0; i < n; ++i) h[p][i] = uint16_t(0xBC00 + 0x0101 * (i + 1) + 0x40 * p + (rng() & 0x30));
+    if (n == 16) for (int i = 8; i < 16; ++i) h[p][i] = uint16_t(h[p][15 - i] ^ 0x8000u);
+    make_table(h[p].data(), n, tab[p]);
+    e8[p].resize(n);
+    for (int i = 0; i < 4; ++i) tab8[p][i] = 0;
+    for (int i = 0; i < n; ++i) {
+      e8[p][i] = uint8_t(0x11 * (i + 1) + 3 * p + (rng() & 0x03));
+      tab8[p][i / 4] |= uint32_t(e8[p][i]) << (8 * (i % 4));
+    }
+  }
+  // 16 token rows: codes in the concatenated rotated domain, packed part after part.
+  std::vector<std::vector<uint8_t>> codes(16);
+  std::vector<std::vector<uint32_t>> words(16);
+  for (int tok = 0; tok < 16; ++tok) {
+    codes[tok].resize(D);
+    for (int i = 0; i < D; ++i) codes[tok][i] = uint8_t(rng() % (1u << (i < m0 ? B + 1 : B)));
+    std::vector<uint8_t> packed(tq::packed_bytes(m0, B + 1) + tq::packed_bytes(m1, B));
+    tq::pack_codes_ref(codes[tok].data(), m0, B + 1, packed.data());
+    tq::pack_codes_ref(codes[tok].data() + m0, m1, B, packed.data() + tq::packed_bytes(m0, B + 1));
+    ASSERT_EQ(int(packed.size()), Gr::kCodesBytes);
+    words[tok].resize(packed.size() / 4);
+    std::memcpy(words[tok].data(), packed.data(), packed.size());
+  }
+  auto part = [&](int dim) { return dim < m0 ? 0 : 1; };
+  std::set<int> kd8, vd;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int kc = 0; kc < D / 32; ++kc) {  // K int8: chunk kc = group kc
+      const int bq = Gr::bits(kc), pq = Gr::part(kc);
+      const uint32_t s0 = sel_rt(bq, words[g].data() + Gr::word(kc), t);
+      const uint32_t s1 = sel_rt(bq, words[g + 8].data() + Gr::word(kc), t);
+      const uint32_t a[4] = {lookup_i8_rt(bq, tab8[pq], s0), lookup_i8_rt(bq, tab8[pq], s1),
+                             lookup_i8_rt(bq, tab8[pq], s0 >> 16), lookup_i8_rt(bq, tab8[pq], s1 >> 16)};
+      for (int j = 0; j < 8; ++j) {
+        const int d = kdim8_frac<D, B>(t, kc, j);
+        ASSERT_EQ(part(d), pq) << "k-chunk " << kc << " leaves its part";
+        ASSERT_EQ(uint8_t(a[j < 4 ? 0 : 2] >> (8 * (j % 4))), e8[pq][codes[g][d]]) << "lane " << lane << " kc " << kc << " j " << j;
+        ASSERT_EQ(uint8_t(a[j < 4 ? 1 : 3] >> (8 * (j % 4))), e8[pq][codes[g + 8][d]]) << "lane " << lane << " kc " << kc;
+        if (g == 0) kd8.insert(d);
+      }
+    }
+    for (int mt = 0; mt < D / 16; ++mt) {  // V: m-tile mt = half hf of group q
+      const int q = mt >> 1, hf = mt & 1, bq = Gr::bits(q), pq = Gr::part(q), e = g & 1;
+      auto sel = [&](int tok) { return sel_rt(bq, words[tok].data() + Gr::word(q), g >> 1); };
+      const Sel ab = prep_rt(bq, merge_sel_lane(sel(2 * t), sel(2 * t + 1), e), S);
+      const Sel cd = prep_rt(bq, merge_sel_lane(sel(2 * t + 8), sel(2 * t + 9), e), S);
+      uint32_t a0, a1, a2, a3;
+      lookup_rt(bq, tab[pq], hf ? upper(ab, S) : ab, a0, a1);
+      lookup_rt(bq, tab[pq], hf ? upper(cd, S) : cd, a2, a3);
+      const int r0 = vdim_frac<D, B>(g, mt, 0), r1 = vdim_frac<D, B>(g, mt, 1);
+      ASSERT_EQ(part(r0), pq) << "m-tile " << mt << " leaves its part";
+      ASSERT_EQ(part(r1), pq);
+      auto val = [&](int tok, int dim) { return h[pq][codes[tok][dim]]; };
+      ASSERT_EQ(lo16(a0), val(2 * t, r0)) << "lane " << lane << " mt " << mt;
+      ASSERT_EQ(hi16(a0), val(2 * t + 1, r0));
+      ASSERT_EQ(lo16(a1), val(2 * t, r1));
+      ASSERT_EQ(hi16(a1), val(2 * t + 1, r1));
+      ASSERT_EQ(lo16(a2), val(2 * t + 8, r0));
+      ASSERT_EQ(hi16(a2), val(2 * t + 9, r0));
+      ASSERT_EQ(lo16(a3), val(2 * t + 8, r1));
+      ASSERT_EQ(hi16(a3), val(2 * t + 9, r1));
+      if (t == 0) { vd.insert(r0); vd.insert(r1); }
+    }
+  }
+  EXPECT_EQ(int(kd8.size()), D) << "kdim8_frac is not a permutation";
+  EXPECT_EQ(int(vd.size()), D) << "vdim_frac is not a permutation";
+}
+
+TEST(CudaDecodeFrag, FractionalFragmentsStayInsideTheirPart) {
+  check_frac<64, 3>();
+  check_frac<128, 2>(); check_frac<128, 3>();
+  check_frac<256, 2>(); check_frac<256, 3>();
+}
+
+TEST(CudaDecodeFrag, LaneMergeMatchesMergeSel) {
+  const Shifts S;
+  for (uint32_t a : {0x76543210u, 0xDEADBEEFu, 0x0F1E2D3Cu})
+    for (uint32_t b : {0xFEDCBA98u, 0x12345678u})
+      for (int e = 0; e < 2; ++e) EXPECT_EQ(merge_sel_lane(a, b, e), merge_sel(a, b, e, S)) << e;
+}
+
 // fp16 pass-through: K fragments are 16-byte loads of lane t's dims, V fragments movmatrix
 // transposes of the same loads (lane (g', t') provides row g', columns 2t', 2t'+1 of each 8x8
 // block; lane (g, t) receives row g, columns 2t, 2t+1 of the transpose).
