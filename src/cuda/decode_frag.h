@@ -156,6 +156,24 @@ TQ_HD uint32_t merge_sel_lane(uint32_t a, uint32_t b, int e) {
   return (rotr(a, 4 * e) & 0x0F0F0F0Fu) | (rotr(b, 4 * e - 4) & 0xF0F0F0F0u);
 }
 
+// merge_sel_lane(sel_in_group<BITS>(gwA, i), sel_in_group<BITS>(gwB, i), e) in fewer operations:
+// rotations commute with the masks (multiples of 4 bits), so each plane word is rotated once by
+// the sum of its plane shift and the merge shift and masked to its final nibble bits.
+template <int BITS>
+TQ_HD uint32_t merged_sel(const uint32_t* gwA, const uint32_t* gwB, int i, int e) {
+  if constexpr (BITS == 4) {
+    return merge_sel_lane(gwA[i], gwB[i], e);
+  } else {
+    const int k = i >> 1, h = i & 1, r = 2 * h + 4 * e;
+    uint32_t m = (rotr(gwA[k], r) & 0x03030303u) | (rotr(gwB[k], r - 4) & 0x30303030u);
+    if constexpr (BITS == 3) {
+      const int r2 = 2 * k + h - 2 + 4 * e;
+      m |= (rotr(gwA[2], r2) & 0x04040404u) | (rotr(gwB[2], r2 - 4) & 0x40404040u);
+    }
+    return m;
+  }
+}
+
 // ---- K as int8 (QK^T on mma.m16n8k32.s8) ------------------------------------------------------
 // The K centroids become int8 (round(c * sqrt(D) * 127 / max|c * sqrt(D)|), table tab8 = 16 bytes,
 // entry i = byte i % 4 of tab8[i / 4]) and q is rounded to int8 per row: one prmt turns 4 selector

@@ -110,26 +110,35 @@ __device__ __forceinline__ void static_for(F&& f) {
   static_for_seq(f, std::make_integer_sequence<int, N>{});
 }
 
-// Fractional codecs: the two parts' rotations as dense matrices (decode_v3_params.h kproj / vproj):
-// y[32k + lane] = sum_j A_p[j][32k + lane - first_p] x[first_p + j], part p = 0 for the first M0
-// coordinates. x in shared memory (a whole row), A in global memory (coalesced rows, L1/L2-resident).
+// Fractional codecs: the two parts' rotations as dense matrices (decode_v3_params.h kproj / vproj),
+// applied to the G rows x_s[h][D] (shared memory) of a segment: y[h][32k + lane] = sum_j
+// A_p[j][32k + lane - first_p] x[h][first_p + j], part p = 0 for the first M0 coordinates. The
+// matrices come from L2 (then L1), so the loop is bound by load latency: the 4 consumer warps split
+// the j range of each part and leave partial sums part_s[warp][h][D]; the caller adds the 4.
 template <int D, int M0>
-__device__ __forceinline__ void dense_parts(const float* __restrict__ A, const float* x, float (&y)[D / 32], int lane) {
-  constexpr int M1 = D - M0;
-#pragma unroll
-  for (int k = 0; k < D / 32; ++k) y[k] = 0.f;
-#pragma unroll 4
-  for (int j = 0; j < M0; ++j) {
-    const float xj = x[j];
-#pragma unroll
-    for (int k = 0; k < M0 / 32; ++k) y[k] = fmaf(__ldg(A + j * M0 + 32 * k + lane), xj, y[k]);
-  }
+__device__ __forceinline__ void dense_partials(const float* __restrict__ A, const float* x_s, float* part_s, int G,
+                                               int warp, int lane) {
+  constexpr int M1 = D - M0, E = D / 32;
   const float* A1 = A + M0 * M0;
-#pragma unroll 4
-  for (int j = 0; j < M1; ++j) {
-    const float xj = x[M0 + j];
+  for (int h = 0; h < G; ++h) {
+    const float* x = x_s + h * D;
+    float y[E];
 #pragma unroll
-    for (int k = M0 / 32; k < D / 32; ++k) y[k] = fmaf(__ldg(A1 + j * M1 + 32 * k - M0 + lane), xj, y[k]);
+    for (int k = 0; k < E; ++k) y[k] = 0.f;
+#pragma unroll 8
+    for (int j = warp * (M0 / kConsumers); j < (warp + 1) * (M0 / kConsumers); ++j) {
+      const float xj = x[j];
+#pragma unroll
+      for (int k = 0; k < M0 / 32; ++k) y[k] = fmaf(__ldg(A + j * M0 + 32 * k + lane), xj, y[k]);
+    }
+#pragma unroll 8
+    for (int j = warp * (M1 / kConsumers); j < (warp + 1) * (M1 / kConsumers); ++j) {
+      const float xj = x[M0 + j];
+#pragma unroll
+      for (int k = M0 / 32; k < E; ++k) y[k] = fmaf(__ldg(A1 + j * M1 + 32 * k - M0 + lane), xj, y[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < E; ++k) part_s[(warp * G + h) * D + 32 * k + lane] = y[k];
   }
 }
 
@@ -164,7 +173,7 @@ __device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int H
 // spills, fewer for the wider 4-bit decode and head_dim 256.
 // (FR: fractional codecs, a 4-bit part 0 for tq3.5.)
 constexpr int min_ctas(int d, int kb, int vb, int fr) {
-  return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3)) ? 3 : 4;
+  return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3) || fr == 2) ? 3 : 4;
 }
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
@@ -325,11 +334,18 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
       // Fractional: each part rotated by its dense matrix (1/sqrt(m_p) folded in), then rounded to
       // int8 with its own scale (part scores carry their own norms). Raw rows staged in scr.
       const size_t row0 = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G) * D;
-      for (int e = tid; e < G * D; e += 32 * kConsumers) scr[e] = load_elem(P.q, P.q_dtype, row0 + e) * P.q_scale;
+      for (int e = tid; e < G * D; e += 32 * kConsumers) q_s[e] = load_elem(P.q, P.q_dtype, row0 + e) * P.q_scale;
+      consumers_sync();
+      dense_partials<D, 32 * GK::kHi>(P.kproj, q_s, scr, G, warp, lane);
       consumers_sync();
       for (int h = warp; h < G; h += kConsumers) {
         float x[E];
-        dense_parts<D, 32 * GK::kHi>(P.kproj, scr + h * D, x, lane);
+#pragma unroll
+        for (int k = 0; k < E; ++k) {
+          x[k] = 0.f;
+#pragma unroll
+          for (int w = 0; w < kConsumers; ++w) x[k] += scr[(w * G + h) * D + 32 * k + lane];
+        }
         float a0 = 0.f, a1 = 0.f;
 #pragma unroll
         for (int k = 0; k < E; ++k) {
@@ -593,10 +609,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
         const int i = g >> 1, e = g & 1;
         static_for<D / 32>([&](auto qc) {
           constexpr int q = decltype(qc)::value, bq = GV::bits(q), pq = GV::part(q);
-          const uint32_t sA = frag::sel_in_group<bq>(rA + GV::word(q), i), sB = frag::sel_in_group<bq>(rB + GV::word(q), i);
-          const uint32_t sC = frag::sel_in_group<bq>(rC + GV::word(q), i), sD = frag::sel_in_group<bq>(rD + GV::word(q), i);
-          const frag::Sel ab = frag::prep<bq>(frag::merge_sel_lane(sA, sB, e), P.shifts);
-          const frag::Sel cd = frag::prep<bq>(frag::merge_sel_lane(sC, sD, e), P.shifts);
+          const frag::Sel ab = frag::prep<bq>(frag::merged_sel<bq>(rA + GV::word(q), rB + GV::word(q), i, e), P.shifts);
+          const frag::Sel cd = frag::prep<bq>(frag::merged_sel<bq>(rC + GV::word(q), rD + GV::word(q), i, e), P.shifts);
           const uint32_t* tb = pq ? vtabb : vtab;
 #pragma unroll
           for (int hf = 0; hf < 2; ++hf) {
@@ -786,13 +800,20 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     }
     if (write) {
       consumers_sync();
+      if constexpr (FR != 0) {  // per part: the dense inverse rotation (1/sqrt(m_p) folded in)
+        dense_partials<D, 32 * GV::kHi>(P.vproj, q_s, scr, G, warp, lane);
+        consumers_sync();
+      }
       for (int h = warp; h < G; h += kConsumers) {  // inverse rotation, output row in its dtype
         const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
-        if constexpr (FR != 0) {  // per part: the dense inverse rotation (1/sqrt(m_p) folded in)
-          float y[E];
-          dense_parts<D, 32 * GV::kHi>(P.vproj, q_s + h * D, y, lane);
+        if constexpr (FR != 0) {
 #pragma unroll
-          for (int k = 0; k < E; ++k) store_elem(P.out, P.out_dtype, row + 32 * k + lane, y[k]);
+          for (int k = 0; k < E; ++k) {
+            float y = 0.f;
+#pragma unroll
+            for (int w = 0; w < kConsumers; ++w) y += scr[(w * G + h) * D + 32 * k + lane];
+            store_elem(P.out, P.out_dtype, row + 32 * k + lane, y);
+          }
         } else {
           float x[E];
 #pragma unroll

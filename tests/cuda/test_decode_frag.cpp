@@ -210,6 +210,14 @@ void check_frac() {
       auto sel = [&](int tok) { return sel_rt(bq, words[tok].data() + Gr::word(q), g >> 1); };
       const Sel ab = prep_rt(bq, merge_sel_lane(sel(2 * t), sel(2 * t + 1), e), S);
       const Sel cd = prep_rt(bq, merge_sel_lane(sel(2 * t + 8), sel(2 * t + 9), e), S);
+      // The kernel's fused form (one rotation per plane word) must give the same selectors.
+      auto fused = [&](int ta, int tb) {
+        const uint32_t* wa = words[ta].data() + Gr::word(q);
+        const uint32_t* wb = words[tb].data() + Gr::word(q);
+        return bq == 2 ? merged_sel<2>(wa, wb, g >> 1, e) : bq == 3 ? merged_sel<3>(wa, wb, g >> 1, e) : merged_sel<4>(wa, wb, g >> 1, e);
+      };
+      ASSERT_EQ(fused(2 * t, 2 * t + 1), merge_sel_lane(sel(2 * t), sel(2 * t + 1), e)) << "lane " << lane << " mt " << mt;
+      ASSERT_EQ(fused(2 * t + 8, 2 * t + 9), merge_sel_lane(sel(2 * t + 8), sel(2 * t + 9), e));
       uint32_t a0, a1, a2, a3;
       lookup_rt(bq, tab[pq], hf ? upper(ab, S) : ab, a0, a1);
       lookup_rt(bq, tab[pq], hf ? upper(cd, S) : cd, a2, a3);
