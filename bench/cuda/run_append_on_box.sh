@@ -6,6 +6,9 @@
 # build of this tree with -DTQ_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a), else builds into
 # /tmp/bappend (kept on a warm box). Logs go to $OUT; the summary is printed last.
 #   cd .dev_append && ln -sfn ../.hwy .hwy && bash bench/cuda/run_append_on_box.sh
+# APPEND_QUICK=1: tests, compute-sanitizer on the small shapes only, no SASS, no ncu;
+# BENCH_CODECS=tq2,tq2.5,...: the codecs of the benchmark table (default: all; with APPEND_QUICK=1
+# the benchmark runs only when BENCH_CODECS is set).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 t0=$SECONDS
@@ -25,11 +28,21 @@ timeout 200 $test_bin --gtest_filter='CudaAppend*' > "$OUT/test.log" 2>&1
 echo "tests CudaAppend*: exit $? ($((SECONDS - t0)) s)"
 grep -E "^\[  (FAILED|PASSED|SKIPPED|     OK) |Failure|Expected|Which is|seed|differing|codec=" "$OUT/test.log" | head -30
 for tool in memcheck racecheck; do
-  f='CudaAppend.BitIdenticalToCpuEncoder:CudaAppend.TiledOddShapes'
-  [[ $tool == racecheck ]] && f='CudaAppend.BitIdenticalToCpuEncoder'
+  f='CudaAppend.BitIdenticalToCpuEncoder:CudaAppend.TiledOddShapes:CudaAppend.FractionalLargeTilesSmallAppends'
+  [[ $tool == racecheck || ${APPEND_QUICK:-0} == 1 ]] && f='CudaAppend.BitIdenticalToCpuEncoder:CudaAppend.FractionalLargeTilesSmallAppends'
   timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $test_bin --gtest_filter="$f" > "$OUT/$tool.log" 2>&1
   echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s) $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$tool.log" | tail -1)"
 done
+bench_codecs=${BENCH_CODECS-tq2,tq3,tq4,fp16,tq2.5,tq3.5}
+if [[ ${APPEND_QUICK:-0} == 1 ]]; then
+  if [[ -n ${BENCH_CODECS:-} ]]; then
+    PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda/profile_append.py --lib $lib --codecs "$bench_codecs" > "$OUT/bench.log" 2>&1
+    echo "bench: exit $? ($((SECONDS - t0)) s)"
+    grep -E "DIFFERENT|Error|error|device copy" "$OUT/bench.log" | head
+    sed -n '/^| codec/,$p' "$OUT/bench.log"
+  fi
+  exit 0
+fi
 k='_ZN2tq4cuda6append18append_tile_kernelILi128ELi32ELi3ELi1EEEvNS1_6ParamsE'
 cuobjdump -sass -fun "$k" $test_bin > "$OUT/sass.txt" 2>&1
 echo "SASS v2 tq3 D=128 C=32 f16: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions, top:" \
@@ -44,7 +57,7 @@ for ck in tq3:v2 tq2:v2 tq4:v2; do
     | awk '{$1=$1; print}' | tr '\n' ';')"
 done
 echo "(per vector: inst_executed.sum / 524288)"
-PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda/profile_append.py --lib $lib > "$OUT/bench.log" 2>&1
+PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda/profile_append.py --lib $lib --codecs "$bench_codecs" > "$OUT/bench.log" 2>&1
 echo "bench: exit $? ($((SECONDS - t0)) s)"
 grep -E "DIFFERENT|Error|error|device copy" "$OUT/bench.log" | head
 sed -n '/^| codec/,$p' "$OUT/bench.log"
