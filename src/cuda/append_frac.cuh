@@ -16,9 +16,10 @@
 //            fp16 norms; 1/n_p and the destination are handed out by shuffles
 //   Hadamard parts: one vector at a time, lane l owning coordinates [l·E, l·E + E), E = m/32
 //            (hadamard.cuh, as v1); codes OR-reduced into the group words with redux.sync
-//   dense part (tq2.5): passes of VD vectors; the pass's u in shared memory as [m1][VD], lane l
-//            owning outputs l + 32k of each vector (VD·m1/32 chains, coalesced matrix loads from
-//            global / L1), then code group k = output lanes' codes, one word per redux.sync
+//   dense part (tq2.5): passes of VD vectors (dense_pass); the pass's u in shared memory as
+//            [m1][VD], lane l owning outputs l + 32k of each vector (VD·m1/32 chains, coalesced
+//            matrix loads from global / L1), then code group k = output lanes' codes, one word per
+//            redux.sync
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -124,6 +125,73 @@ __device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first
     }
 }
 
+// One pass of the dense part 1 over vectors [t0, t0 + VP) of the tile (t0 a multiple of VP or of
+// a larger pass size: t0 + VP <= 32). Whole warp.
+//   fill   : u[j][v] = x[t0 + v][M0 + j] · inv1 (fp32, = the CPU's u; zero past the tile)
+//   product: acc[v][k] = fma chain over j = 0..M1-1 of u[j][v] · M[lane + 32k][j] (the CPU's
+//            order); the matrix rows j come in batches of U, all loaded before the batch's fmas
+//            (one L2 round trip per batch: what a small append waits for)
+//   codes  : group k of vector v = outputs 32k .. 32k+31, one per lane: B1 words by redux.sync
+template <int M0, int M1, int B1, int DT, int VP>
+__device__ __forceinline__ void dense_pass(const FracParams& P, const uint4* tile, float* u, int t0, int nv, float inv1,
+                                           long long dst, int lane) {
+  constexpr int K = M1 / 32;
+  constexpr int U = K <= 3 ? 16 : 8;  // matrix rows per batch: 48 registers of loads
+  constexpr int RS = tile_row_stride(M0 + M1, DT == 0 ? 4 : 2) / 16;
+  static_assert(32 % VP == 0 && VP % 4 == 0 && M1 % U == 0, "whole fills, float4 reads, whole batches");
+  const int v = lane % VP, t = t0 + v;  // the lane's vector in the fill (VP divides 32)
+  const float iv = __shfl_sync(0xffffffffu, inv1, t);
+  __syncwarp();  // the previous pass has read u
+  for (int idx = lane; idx < M1 * VP; idx += 32)
+    u[idx] = t < nv ? __fmul_rn(row_elem<DT>(tile + t * RS, M0 + idx / VP), iv) : 0.0f;
+  __syncwarp();
+  float acc[VP][K];
+#pragma unroll
+  for (int a = 0; a < VP; ++a)
+#pragma unroll
+    for (int k = 0; k < K; ++k) acc[a][k] = 0.0f;
+  const float* mcol = P.dense + lane;
+  for (int j0 = 0; j0 < M1; j0 += U) {
+    float m[U][K];
+#pragma unroll
+    for (int jj = 0; jj < U; ++jj)
+#pragma unroll
+      for (int k = 0; k < K; ++k) m[jj][k] = __ldg(mcol + (j0 + jj) * M1 + 32 * k);
+#pragma unroll
+    for (int jj = 0; jj < U; ++jj) {
+      const float4* uj = reinterpret_cast<const float4*>(u + (j0 + jj) * VP);
+#pragma unroll
+      for (int a4 = 0; a4 < VP / 4; ++a4) {
+        const float4 q = uj[a4];
+        const float ua[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int b = 0; b < 4; ++b)
+#pragma unroll
+          for (int k = 0; k < K; ++k) acc[4 * a4 + b][k] = __fmaf_rn(ua[b], m[jj][k], acc[4 * a4 + b][k]);
+      }
+    }
+  }
+  constexpr int OFF1 = int(packed_bytes(M0, B1 + 1)) / 4;  // part 1 codes, in words
+#pragma unroll
+  for (int a = 0; a < VP; ++a) {
+    const long long vdst = __shfl_sync(0xffffffffu, dst, t0 + a);  // -1 past the tile (lanes >= nv)
+    if (vdst < 0) continue;
+    uint32_t* out = reinterpret_cast<uint32_t*>(P.pool + vdst) + OFF1;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      uint32_t w[B1];
+#pragma unroll
+      for (int i = 0; i < B1; ++i) w[i] = 0;
+      put_code<B1>(w, code_of<B1>(acc[a][k], P.bound[1]), lane);
+#pragma unroll
+      for (int i = 0; i < B1; ++i) {
+        const uint32_t r = __reduce_or_sync(0xffffffffu, w[i]);
+        if (lane == k * B1 + i) out[k * B1 + i] = r;
+      }
+    }
+  }
+}
+
 template <int D, int BITS, int DT>
 __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __grid_constant__ FracParams P) {
   constexpr int M0 = frac_hi(D, BITS), M1 = D - M0;  // part dims (M0 <= M1)
@@ -221,62 +289,14 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
     if constexpr (!DENSE) encode_hadamard_part<M1, B1, DT>(tile + t * RS, M0, i1, P.sign[1], P.bound[1], out + OFF1, lane);
   }
 
-  // ---- dense part 1: passes of VD vectors, lane owning outputs lane + 32k ----
+  // ---- dense part 1: passes of VD vectors (the last one of <= 4 vectors: a decode step's few
+  // vectors per warp do not pay for VD), lane owning outputs lane + 32k ----
   if constexpr (DENSE) {
-    constexpr int VD = frac_vd(D), K = M1 / 32;
-    static_assert(32 % VD == 0 && (M1 * VD) % 32 == 0, "whole passes of the fill");
-    float* u = reinterpret_cast<float*>(tile + P.vpw * RS);  // [M1][VD]
+    constexpr int VD = frac_vd(D);
+    float* u = reinterpret_cast<float*>(tile + P.vpw * RS);  // [M1][VD] (a pass of VP uses [M1][VP])
     for (int t0 = 0; t0 < nv; t0 += VD) {
-      // fill: u[j][v] = x[t0 + v][M0 + j] · inv1 (zero past the tile); lane's v is fixed
-      const int v = lane % VD, t = t0 + v;  // t < 32: t0 is a multiple of VD, VD divides 32
-      const float iv = __shfl_sync(0xffffffffu, inv1, t);
-      __syncwarp();  // the previous pass has read u
-      for (int idx = lane; idx < M1 * VD; idx += 32) {
-        const int j = idx / VD;
-        u[idx] = t < nv ? __fmul_rn(row_elem<DT>(tile + t * RS, M0 + j), iv) : 0.0f;
-      }
-      __syncwarp();
-      float acc[VD][K];
-#pragma unroll
-      for (int a = 0; a < VD; ++a)
-#pragma unroll
-        for (int k = 0; k < K; ++k) acc[a][k] = 0.0f;
-      const float* mcol = P.dense + lane;
-#pragma unroll 2
-      for (int j = 0; j < M1; ++j) {
-        float m[K];
-#pragma unroll
-        for (int k = 0; k < K; ++k) m[k] = __ldg(mcol + j * M1 + 32 * k);
-        const float4* uj = reinterpret_cast<const float4*>(u + j * VD);
-#pragma unroll
-        for (int a4 = 0; a4 < VD / 4; ++a4) {
-          const float4 q = uj[a4];
-          const float ua[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-          for (int b = 0; b < 4; ++b)
-#pragma unroll
-            for (int k = 0; k < K; ++k) acc[4 * a4 + b][k] = __fmaf_rn(ua[b], m[k], acc[4 * a4 + b][k]);
-        }
-      }
-      // quantize + pack: group k of vector a = the codes of outputs 32k .. 32k+31, one per lane
-#pragma unroll
-      for (int a = 0; a < VD; ++a) {
-        const long long vdst = __shfl_sync(0xffffffffu, dst, t0 + a);  // -1 past the tile (lane >= nv)
-        if (vdst < 0) continue;
-        uint32_t* out = reinterpret_cast<uint32_t*>(P.pool + vdst) + OFF1;
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          uint32_t w[B1];
-#pragma unroll
-          for (int i = 0; i < B1; ++i) w[i] = 0;
-          put_code<B1>(w, code_of<B1>(acc[a][k], P.bound[1]), lane);
-#pragma unroll
-          for (int i = 0; i < B1; ++i) {
-            const uint32_t r = __reduce_or_sync(0xffffffffu, w[i]);
-            if (lane == k * B1 + i) out[k * B1 + i] = r;
-          }
-        }
-      }
+      if (nv - t0 <= 4) dense_pass<M0, M1, B1, DT, 4>(P, tile, u, t0, nv, inv1, dst, lane);
+      else dense_pass<M0, M1, B1, DT, VD>(P, tile, u, t0, nv, inv1, dst, lane);
     }
   }
 }
