@@ -5,7 +5,8 @@
 x fp16 [tokens, Hkv=8, D=128] (torch.randn), random distinct slots in 64-token pages. Bytes moved =
 input read + codes and norms written + slot ids. µs: median of triton do_bench over CUDA-graph
 replays. Before timing, the v2 pools are compared byte for byte with the v1 pool on the same input
-(two independent GPU encoders; the GPU tests compare both with the CPU encoder)."""
+(two independent GPU encoders; the GPU tests compare both with the CPU encoder). The fractional
+codecs (tq2.5, tq3.5) have one kernel ("frac"): no second GPU encoder to compare with here."""
 import argparse, ctypes, os, sys
 import torch
 
@@ -19,13 +20,14 @@ ap.add_argument("--codec", default="tq3")
 ap.add_argument("--tokens", type=int, default=65536)
 ap.add_argument("--iters", type=int, default=4)
 ap.add_argument("--ncu", action="store_true", help="only run one plan --iters times (profiler target)")
-ap.add_argument("--kernel", default="v2", help="v2 or v1")
+ap.add_argument("--kernel", default="v2", help="v2, v1 or frac (tq2.5 / tq3.5)")
+ap.add_argument("--codecs", default="tq2,tq3,tq4,fp16,tq2.5,tq3.5", help="table: codecs, comma-separated")
 a = ap.parse_args()
 lib = tqcuda.load(a.lib)
 stream = lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
 
 
-KERNELS = {"v2": {}, "v1": {"TQ_CUDA_APPEND_V1": "1"}}  # environment read at plan creation
+KERNELS = {"v2": {}, "v1": {"TQ_CUDA_APPEND_V1": "1"}, "frac": {}}  # environment read at plan creation
 
 
 def plan(codec, npages, kern):
@@ -70,14 +72,13 @@ del src, dst
 torch.cuda.empty_cache()
 print(f"device copy: {copy_tbps:.2f} TB/s (read + write), {torch.cuda.get_device_name()}", flush=True)
 rows = []
-for codec in ["tq2", "tq3", "tq4", "fp16"]:
+for codec in a.codecs.split(","):
+    kerns = ("v1",) if codec == "fp16" else ("frac",) if "." in codec else ("v2", "v1")  # fp16, tqB.5: one kernel
     for n in (32, 65536):
         npages, x, slots = inputs(n)
         res = {}
         pools = {}
-        for kern in ("v2", "v1"):
-            if codec == "fp16" and kern != "v1":
-                continue  # pass-through has one kernel
+        for kern in kerns:
             p, info = plan(codec, npages, kern)
             pool = torch.full((npages * info.page_bytes,), 0xAB, device=dev, dtype=torch.uint8)
             run(p, x, slots, n, pool)

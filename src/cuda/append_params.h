@@ -41,4 +41,39 @@ constexpr int tile_smem_bytes(int d, int c, int in_bytes, int vpw) {
   return tile_table_bytes(d, c) + d * in_bytes + kTileWarps * vpw * tile_row_stride(d, in_bytes);
 }
 
+// ---- fractional codecs tq2.5 / tq3.5 (append_frac.cuh) ----------------------------------------
+// Two parts (TqCodec without calibration): part 0 = channels [0, hi) at bits + 1, part 1 = the rest
+// at bits; each its own randomized Hadamard rotation (power-of-two dimension) or, for tq2.5's part 1
+// (3/4 of D: 48, 96, 192), a dense one. The plan checks these against the codec's own layout.
+struct FracParams {
+  const void* x;                 // [n_tokens, Hkv, D] in_dtype
+  const int32_t* slot_mapping;   // [n_tokens] page * page_tokens + offset, < 0 = skip
+  uint8_t* pool;                 // pages (KvPageLayout)
+  int* error_flag;               // bit 0: slot beyond the pool, bit 1: a part norm beyond fp16
+  const float* dense;            // dense part 1 (tq2.5), transposed: dense[j * m1 + i] = M[i][j]; else null
+  KvPageLayout layout;
+  int n_tokens, Hkv, num_pages, in_dtype;
+  int vpw;                       // vectors per warp, 1..32
+  float bound[2][15];            // per part: Lloyd-Max boundaries (float, ascending)
+  uint32_t sign[2][kRounds][8];  // per Hadamard part: sign bits (bit set = -1), part dim <= 256
+};
+
+constexpr int frac_hi(int d, int bits) { return bits == 2 ? d / 4 : d / 2; }  // CodecSpec::hi_fraction
+constexpr bool frac_dense(int d, int bits) {  // part 1 not a power of two: dense rotation
+  const int m1 = d - frac_hi(d, bits);
+  return (m1 & (m1 - 1)) != 0;
+}
+constexpr int frac_vd(int d) { return d >= 256 ? 8 : 16; }  // vectors per pass of the dense product
+// Shared memory per warp: its tile of vpw rows (as v2, unsigned) and, for a dense part, the pass's
+// normalized part-1 inputs u[m1][vd] (fp32).
+constexpr int frac_warp_bytes(int d, int bits, int in_bytes, int vpw) {
+  return vpw * tile_row_stride(d, in_bytes) + (frac_dense(d, bits) ? (d - frac_hi(d, bits)) * frac_vd(d) * 4 : 0);
+}
+constexpr int frac_smem_bytes(int d, int bits, int in_bytes, int vpw) {
+  return kTileWarps * frac_warp_bytes(d, bits, in_bytes, vpw);
+}
+
+// Fractional kernel entry per (head_dim, bits 2 (tq2.5) or 3 (tq3.5), in_dtype); nullptr if none.
+const void* append_frac_kernel_for(int d, int bits, int in_dtype);
+
 }  // namespace tq::cuda::append

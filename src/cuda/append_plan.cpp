@@ -29,13 +29,63 @@ struct AppendPlan::Impl {
   std::shared_ptr<const Codec> codec;
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
-  int head_dim = 0, in_bytes = 0;
+  const void* fn_frac = nullptr;  // tq2.5 / tq3.5 (append_frac.cuh), their only kernel
+  int head_dim = 0, in_bytes = 0, bits = 0;
+  int frac_vpw = 0;   // fractional: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
   append::Params params{};
+  append::FracParams frac{};
+  float* dense = nullptr;  // fractional: part 1's dense rotation on the device (transposed)
   int* flag = nullptr;
   int sms = 132;
-  ~Impl() { if (flag) cudaFree(flag); }
+  ~Impl() {
+    if (flag) cudaFree(flag);
+    if (dense) cudaFree(dense);
+  }
 };
+
+namespace {
+
+bool is_pow2(uint32_t d) { return d && !(d & (d - 1)); }
+
+// Fractional codecs: the kernel's compile-time split (append_params.h) against the codec's own
+// layout and rotations, then the kernel constants (boundaries, signs, the dense matrix).
+void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float** dense) {
+  const TqLayout& L = *t.tq_layout();
+  const uint32_t hi = uint32_t(append::frac_hi(d, bits)), lo = uint32_t(d) - hi;
+  TQ_CHECK(L.n_parts == 2 && !L.prod && L.part[0].dim == hi && L.part[1].dim == lo && L.part[0].mse_bits == uint32_t(bits + 1) &&
+               L.part[1].mse_bits == uint32_t(bits) && L.part[0].mse_offset == 0 &&
+               L.part[1].mse_offset == packed_bytes(hi, bits + 1) && L.part[0].norm_offset == 0 &&
+               L.part[1].norm_offset == 2 && L.scalar_bytes == 4 && L.codes_bytes % 4 == 0,
+           kInternal, "CUDA append: codec '{}' at head_dim {}: layout is not the kernel's split", t.spec().name(), d);
+  for (int p = 0; p < 2; ++p) {
+    const TqPart& part = t.parts()[p];
+    const uint32_t m = L.part[p].dim;
+    for (uint32_t j = 0; j < m; ++j)
+      TQ_CHECK(part.channels[j] == int(L.part[p].first + j), kInternal, "CUDA append: fractional part {} is not contiguous", p);
+    const RotationKind want = is_pow2(m) ? RotationKind::kHadamard : RotationKind::kDense;
+    TQ_CHECK(part.rot->kind() == want && (want == RotationKind::kDense) == (p == 1 && append::frac_dense(d, bits)),
+             kUnsupported, "CUDA append: codec '{}' part {} has a rotation without a kernel", t.spec().name(), p);
+    const auto& b = part.cb->boundaries();
+    for (size_t i = 0; i < b.size() && i < 15; ++i) F.bound[p][i] = float(b[i]);  // = Codebook's float boundaries
+    if (want == RotationKind::kHadamard) {
+      for (int r = 0; r < append::kRounds; ++r)
+        for (uint32_t i = 0; i < m; ++i)
+          if (part.rot->signs(r)[i] < 0) F.sign[p][r][i / 32] |= 1u << (i % 32);
+    } else {
+      // Transposed like the CPU batched encoder's table: mt[j * m + i] = M[i][j] (fp32 entries).
+      const std::vector<float>& M = part.rot->matrix();
+      std::vector<float> mt(size_t(m) * m);
+      for (uint32_t i = 0; i < m; ++i)
+        for (uint32_t j = 0; j < m; ++j) mt[size_t(j) * m + i] = M[size_t(i) * m + j];
+      TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(dense), mt.size() * sizeof(float)));
+      TQ_CUDA_CHECK_A(cudaMemcpy(*dense, mt.data(), mt.size() * sizeof(float), cudaMemcpyHostToDevice));
+      F.dense = *dense;
+    }
+  }
+}
+
+}  // namespace
 
 AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype)
     : impl_(std::make_unique<Impl>()) {
@@ -43,18 +93,28 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   TQ_CHECK_ARG(heads_kv >= 1 && page_tokens >= 1 && num_pages >= 1, "CUDA append: heads, page_tokens, pages must be >= 1");
   TQ_CHECK_ARG(int(in_dtype) >= 0 && int(in_dtype) <= 2, "CUDA append: dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
   int bits = 0;
+  const bool frac = s.id == CodecId::kTqMse && s.fractional;
   if (s.id != CodecId::kFp16) {
-    TQ_CHECK(s.id == CodecId::kTqMse && !s.fractional && s.bits >= 2 && s.bits <= 4 && s.norm == NormType::kFp16 &&
-                 (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
-             kUnsupported, "CUDA append: codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4)", s.name());
+    TQ_CHECK(s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 2 && s.bits <= 4) &&
+                 s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
+             kUnsupported, "CUDA append: codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4, tq2.5, tq3.5)", s.name());
     bits = s.bits;
   }
-  I.fn = append::append_kernel_for(head_dim, bits);
-  TQ_CHECK(I.fn, kUnsupported, "CUDA append: head_dim {} has no kernel (64, 128, 256)", head_dim);
   I.head_dim = head_dim;
+  I.bits = bits;
   I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
+  if (frac) {
+    // One kernel (TQ_CUDA_APPEND_V1 does not apply). tq2.5 at 64 would have a 16-dim part 0 and a
+    // 48-dim part 1, neither whole code groups (tail-packed, unaligned): not done.
+    I.fn_frac = append::append_frac_kernel_for(head_dim, bits, int(in_dtype));
+    TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; tq3.5: 64, 128, 256)",
+             s.name(), head_dim);
+  } else {
+    I.fn = append::append_kernel_for(head_dim, bits);
+    TQ_CHECK(I.fn, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
+  }
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
-  if (bits != 0 && !(v1 && v1[0] == '1')) {
+  if (bits != 0 && !frac && !(v1 && v1[0] == '1')) {
     I.fn_tile = append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
     TQ_CHECK(I.fn_tile, kInternal, "CUDA append: no tiled kernel for head_dim {} bits {}", head_dim, bits);
     constexpr int lc = kLaneCoords;
@@ -74,7 +134,18 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     TQ_CHECK(I.small_bps >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
   }
   P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
-  if (const auto* t = dynamic_cast<const TqCodec*>(I.codec.get())) {
+  if (frac) {
+    const auto* t = dynamic_cast<const TqCodec*>(I.codec.get());
+    TQ_CHECK(t, kInternal, "CUDA append: codec '{}' is not a TqCodec", s.name());
+    append::FracParams& F = I.frac;
+    F.layout = P.layout;
+    F.Hkv = heads_kv; F.num_pages = num_pages; F.in_dtype = int(in_dtype);
+    setup_frac(*t, head_dim, bits, F, &I.dense);
+    const int smem = append::frac_smem_bytes(head_dim, bits, I.in_bytes, append::tile_max_vpw(head_dim, kLaneCoords, I.in_bytes));
+    if (smem > 48 * 1024)
+      TQ_CUDA_CHECK_A(cudaFuncSetAttribute(I.fn_frac, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    if (const char* fv = std::getenv("TQ_CUDA_APPEND_FRAC_VPW")) I.frac_vpw = std::atoi(fv);  // large tiles on small appends
+  } else if (const auto* t = dynamic_cast<const TqCodec*>(I.codec.get())) {
     const auto& part = t->parts()[0];
     const auto& b = part.cb->boundaries();
     for (size_t i = 0; i < b.size() && i < 15; ++i) P.bound[i] = float(b[i]);  // = Codebook's float boundaries
@@ -101,6 +172,25 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   P.x = x; P.slot_mapping = slot_mapping; P.pool = pool; P.error_flag = impl_->flag; P.n_tokens = n_tokens;
   TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "CUDA append: x must be 16-byte aligned");
   const long long vectors = (long long)n_tokens * P.Hkv;
+  if (impl_->fn_frac) {
+    // Warp w encodes vectors [w·vpw, w·vpw + vpw): ~16 warps per SM worth of tiles, at most the
+    // v2 tile size (~8 KB of input per warp), at least one vector.
+    append::FracParams F = impl_->frac;
+    F.x = x; F.slot_mapping = slot_mapping; F.pool = pool; F.error_flag = impl_->flag; F.n_tokens = n_tokens;
+    const int d = impl_->head_dim, vmax = append::tile_max_vpw(d, kLaneCoords, impl_->in_bytes);
+    const long long per_sm = (long long)impl_->sms * 16;
+    const long long want = impl_->frac_vpw > 0 ? impl_->frac_vpw : (vectors + per_sm - 1) / per_sm;
+    F.vpw = int(std::clamp<long long>(want, 1, vmax));
+    const long long warps = (vectors + F.vpw - 1) / F.vpw;
+    const long long blocks = (warps + append::kTileWarps - 1) / append::kTileWarps;
+    TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
+    void* args[] = {&F};
+    const cudaError_t e = cudaLaunchKernel(impl_->fn_frac, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args,
+                                           size_t(append::frac_smem_bytes(d, impl_->bits, impl_->in_bytes, F.vpw)),
+                                           static_cast<cudaStream_t>(stream));
+    TQ_CHECK(e == cudaSuccess, kInternal, "CUDA append: launch failed: {}", cudaGetErrorString(e));
+    return;
+  }
   if (impl_->fn_tile) {
     // v2: W warps, warp w encoding vectors [V·w/W, V·(w+1)/W) (at most vpw) in passes of vpp.
     // Small appends (a decode step, up to one wave of one-pass tiles): one pass per warp. Large:

@@ -1,6 +1,12 @@
 // CUDA append (encode into pages) vs the CPU encoder: the whole pool, byte for byte. Fresh random
 // vectors of several scales, shuffled slots with padding entries, a poisoned pool (bytes nobody
 // should write must keep the poison). Skips (visibly) without a GPU.
+// Random vectors alone hardly test the order of the float operations: a code changes only when a
+// rotated coordinate falls within an ulp or so of a boundary (a CPU emulation with mul + add in
+// place of the dense rotation's fma chain matched all of 6000 Gaussian vectors). So every 4th row
+// of a TurboQuant codec is built in the rotated domain with its coordinates on the codebook
+// boundaries (unrotate): from f32 input, its codes then depend on the last bit of every rotated
+// value (the same emulation then differed on every such vector).
 #include <gtest/gtest.h>
 
 #if defined(TQ_HAVE_CUDA)
@@ -11,10 +17,12 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 
 #include "turboquant/cuda/append.h"
 #include "turboquant/error.h"
 #include "turboquant/half.h"
+#include "turboquant/tq_codec.h"
 
 namespace {
 
@@ -28,14 +36,33 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
   tq::cuda::AppendPlan plan(tq::parse_codec(codec), Hkv, D, PT, num_pages, dt);
   const tq::KvPageLayout L = plan.layout();
   const tq::Codec& c = plan.codec();
-  // Inputs: Gaussian rows at scales 1e-3 .. 1e2, rounded to the input dtype (what the GPU reads).
+  // Inputs: Gaussian rows at scales 1e-3 .. 1e2, every 4th TurboQuant row on the boundaries (part
+  // by part: all coordinates but the last on random boundaries, the last one making the part a unit
+  // vector, times the scale), rounded to the input dtype (what the GPU reads).
+  const auto* tqc = dynamic_cast<const tq::TqCodec*>(&c);
   std::normal_distribution<float> nd;
-  std::vector<float> x(size_t(n) * Hkv * D);
+  std::vector<float> x(size_t(n) * Hkv * D), row(D), rot(D);
   std::vector<uint8_t> raw(x.size() * (dt == tq::cuda::DType::kF32 ? 4 : 2));
   for (size_t r = 0; r < size_t(n) * Hkv; ++r) {
     const float scale = std::pow(10.f, float(int(rng() % 6)) - 3.f);
+    for (int j = 0; j < D; ++j) row[j] = nd(rng) * scale;
+    if (tqc && r % 4 == 1) {
+      const tq::TqLayout& tl = *tqc->tq_layout();
+      for (uint32_t p = 0; p < tl.n_parts; ++p) {
+        const int m = int(tl.part[p].dim), f = int(tl.part[p].first);
+        const std::vector<double>& b = tqc->parts()[p].cb->boundaries();
+        double ss = 0;
+        for (int j = 0; j < m - 1; ++j) {
+          rot[f + j] = float(b[rng() % b.size()]);
+          ss += double(rot[f + j]) * rot[f + j];
+        }
+        rot[f + m - 1] = float(std::sqrt(std::max(0.0, 1.0 - ss)));
+        for (int j = 0; j < m; ++j) rot[f + j] *= scale;
+      }
+      tqc->unrotate(rot.data(), row.data());
+    }
     for (int j = 0; j < D; ++j) {
-      float v = nd(rng) * scale;
+      float v = row[j];
       const size_t i = r * D + j;
       if (dt == tq::cuda::DType::kF32) {
         std::memcpy(raw.data() + 4 * i, &v, 4);
@@ -100,10 +127,37 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
   using tq::cuda::DType;
-  for (const char* codec : {"tq2", "tq3", "tq4", "fp16"})
+  for (const char* codec : {"tq2", "tq3", "tq4", "fp16", "tq3.5"})
     for (int D : {64, 128, 256}) run_append(codec, D, DType::kF32, rng);
+  for (int D : {128, 256}) run_append("tq2.5", D, DType::kF32, rng);
   run_append("tq3", 128, DType::kF16, rng);
   run_append("tq4", 128, DType::kBF16, rng);
+}
+
+// The fractional codecs (two parts; tq2.5's part 1 rotates densely): every supported head_dim and
+// input dtype, one vector, a few, tiles of one vector (113 x 3), of 16 (4097 x 8) and the largest
+// tiles (10000 x 8: 32 rows at D = 128 from f16, 8 at D = 256 from f32), another seed.
+TEST(CudaAppend, FractionalOddShapes) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  using tq::cuda::DType;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  int i = 0;
+  for (const char* codec : {"tq2.5", "tq3.5"})
+    for (int D : {64, 128, 256}) {
+      if (D == 64 && codec[2] == '2') continue;  // tq2.5 at 64: rejected at plan time
+      for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
+      run_append(codec, D, DType::kF16, rng, 1, 1);
+      run_append(codec, D, DType::kBF16, rng, 7, 3);
+      run_append(codec, D, dts[i++ % 3], rng, 4097, 8);
+    }
+  run_append("tq2.5", 128, DType::kF16, rng, 10000, 8);
+  run_append("tq3.5", 256, DType::kF32, rng, 10000, 8);
+  run_append("tq2.5", 256, DType::kBF16, rng, 8191, 8);
+  run_append("tq2.5:seed=7", 128, DType::kF32, rng, 113, 3);
+  run_append("tq3.5:rot=hadamard:seed=9", 64, DType::kF16, rng, 113, 3);
 }
 
 // The tiled kernel (v2) at odd counts: one vector, a partial pass, one pass per warp with a
@@ -129,6 +183,26 @@ TEST(CudaAppend, TiledOddShapes) {
   run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
 }
 
+// Small appends in the largest tiles (TQ_CUDA_APPEND_FRAC_VPW=32, clamped to the tile size): several
+// dense passes per warp and a partial last tile on shapes small enough for compute-sanitizer.
+TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  using tq::cuda::DType;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
+  int i = 0;
+  for (const char* codec : {"tq2.5", "tq3.5"})
+    for (int D : {64, 128, 256}) {
+      if (D == 64 && codec[2] == '2') continue;
+      run_append(codec, D, dts[i++ % 3], rng, 113, 3);
+      run_append(codec, D, dts[i++ % 3], rng, 7, 3);
+    }
+  unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
+}
+
 // The previous kernel (v1), still selectable with TQ_CUDA_APPEND_V1=1 at plan time.
 TEST(CudaAppend, V1BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
@@ -142,11 +216,25 @@ TEST(CudaAppend, V1BitIdenticalToCpuEncoder) {
 
 TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  auto plan = [](const char* c, int d) { tq::cuda::AppendPlan p(tq::parse_codec(c), 8, d, 64, 4, tq::cuda::DType::kF16); };
-  EXPECT_THROW(plan("tq2.5", 128), tq::Error);
-  EXPECT_THROW(plan("tq3p", 128), tq::Error);
-  EXPECT_THROW(plan("tq3", 96), tq::Error);
-  EXPECT_THROW(plan("q8", 128), tq::Error);
+  // kUnsupported, and the message names the codec.
+  auto status = [](const char* c, int d) {
+    try {
+      tq::cuda::AppendPlan p(tq::parse_codec(c), 8, d, 64, 4, tq::cuda::DType::kF16);
+    } catch (const tq::Error& e) {
+      if (std::string(c).find(':') == std::string::npos)
+        EXPECT_NE(std::string(e.what()).find(c), std::string::npos) << c << ": " << e.what();
+      return e.status();
+    }
+    return tq::Status::kOk;
+  };
+  for (const char* c : {"tq3p", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
+                        "tq3.5:rot=dense"})
+    EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
+  EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
+  EXPECT_EQ(status("tq3.5", 96), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq3", 96), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq2.5", 128), tq::Status::kOk);
+  EXPECT_EQ(status("tq3.5", 64), tq::Status::kOk);
 }
 
 }  // namespace
