@@ -104,7 +104,7 @@ namespace {
 void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
-  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac && std::getenv("TQ_FRAC_CTAS3") ? 2 : I.frac);  // EXPERIMENT
+  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac);
   TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)",
            I.kb, I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);

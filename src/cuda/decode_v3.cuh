@@ -113,33 +113,60 @@ __device__ __forceinline__ void static_for(F&& f) {
 // Fractional codecs: the two parts' rotations as dense matrices (decode_v3_params.h kproj / vproj),
 // applied to the G rows x_s[h][D] (shared memory) of a segment: y[h][32k + lane] = sum_j
 // A_p[j][32k + lane - first_p] x[h][first_p + j], part p = 0 for the first M0 coordinates. The
-// matrices come from L2 (then L1), so the loop is bound by load latency: the 4 consumer warps split
-// the j range of each part and leave partial sums part_s[warp][h][D]; the caller adds the 4.
+// loop is bound by the latency of the matrix loads (L1 after prefetch_l1, else L2): the 4
+// consumer warps split the j range of each part, each matrix value is loaded once and applied to
+// up to 4 rows, and the warps leave partial sums part_s[warp][h][D] that the caller adds up.
 template <int D, int M0>
 __device__ __forceinline__ void dense_partials(const float* __restrict__ A, const float* x_s, float* part_s, int G,
                                                int warp, int lane) {
-  constexpr int M1 = D - M0, E = D / 32;
+  constexpr int M1 = D - M0, E = D / 32, R = 4;
   const float* A1 = A + M0 * M0;
-  for (int h = 0; h < G; ++h) {
-    const float* x = x_s + h * D;
-    float y[E];
+  for (int h0 = 0; h0 < G; h0 += R) {
+    const int nh = min(R, G - h0);
+    const float* x = x_s + h0 * D;
+    float y[R][E];
 #pragma unroll
-    for (int k = 0; k < E; ++k) y[k] = 0.f;
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int k = 0; k < E; ++k) y[r][k] = 0.f;
 #pragma unroll 8
     for (int j = warp * (M0 / kConsumers); j < (warp + 1) * (M0 / kConsumers); ++j) {
-      const float xj = x[j];
+      float a[M0 / 32];
 #pragma unroll
-      for (int k = 0; k < M0 / 32; ++k) y[k] = fmaf(__ldg(A + j * M0 + 32 * k + lane), xj, y[k]);
+      for (int k = 0; k < M0 / 32; ++k) a[k] = __ldg(A + j * M0 + 32 * k + lane);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float xj = r < nh ? x[r * D + j] : 0.f;
+#pragma unroll
+        for (int k = 0; k < M0 / 32; ++k) y[r][k] = fmaf(a[k], xj, y[r][k]);
+      }
     }
 #pragma unroll 8
     for (int j = warp * (M1 / kConsumers); j < (warp + 1) * (M1 / kConsumers); ++j) {
-      const float xj = x[M0 + j];
+      float a[M1 / 32];
 #pragma unroll
-      for (int k = M0 / 32; k < E; ++k) y[k] = fmaf(__ldg(A1 + j * M1 + 32 * k - M0 + lane), xj, y[k]);
+      for (int k = 0; k < M1 / 32; ++k) a[k] = __ldg(A1 + j * M1 + 32 * k + lane);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float xj = r < nh ? x[r * D + M0 + j] : 0.f;
+#pragma unroll
+        for (int k = 0; k < M1 / 32; ++k) y[r][M0 / 32 + k] = fmaf(a[k], xj, y[r][M0 / 32 + k]);
+      }
     }
 #pragma unroll
-    for (int k = 0; k < E; ++k) part_s[(warp * G + h) * D + 32 * k + lane] = y[k];
+    for (int r = 0; r < R; ++r)
+      if (r < nh)
+#pragma unroll
+        for (int k = 0; k < E; ++k) part_s[(warp * G + h0 + r) * D + 32 * k + lane] = y[r][k];
   }
+}
+
+// Brings the matrix of dense_partials (M0^2 + (D - M0)^2 floats) into L1 ahead of use; `i0`, `n`:
+// this thread's share of the 128-byte lines (i0, i0 + n, ...).
+template <int D, int M0>
+__device__ __forceinline__ void prefetch_l1(const float* A, int i0, int n) {
+  constexpr int kLines = (M0 * M0 + (D - M0) * (D - M0)) * 4 / 128;
+  for (int i = i0; i < kLines; i += n) asm volatile("prefetch.global.L1 [%0];" ::"l"(A + 32 * i));
 }
 
 // (b, head, chunk) position of the CTA's walk through the work.
@@ -173,7 +200,7 @@ __device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int H
 // spills, fewer for the wider 4-bit decode and head_dim 256.
 // (FR: fractional codecs, a 4-bit part 0 for tq3.5.)
 constexpr int min_ctas(int d, int kb, int vb, int fr) {
-  return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3) || fr == 2) ? 3 : 4;
+  return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3)) ? 3 : 4;
 }
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
@@ -237,6 +264,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
       asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
     }
   }
+  if constexpr (FR != 0)
+    if (warp < kConsumers) prefetch_l1<D, 32 * GK::kHi>(P.kproj, tid, 32 * kConsumers);
   if (tid == 0) {
     for (int s = 0; s < P.stages; ++s) {
       mbar_init(&full[s], 1);
@@ -690,6 +719,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     }
 
     // ---- segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write ----
+    if constexpr (FR != 0) prefetch_l1<D, 32 * GV::kHi>(P.vproj, tid, 32 * kConsumers);
 #pragma unroll
     for (int off = 4; off < 32; off <<= 1) {
       l0 += __shfl_xor_sync(0xffffffffu, l0, off);
