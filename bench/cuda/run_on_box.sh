@@ -53,12 +53,13 @@ if [[ $what == final ]]; then  # everything a session ends with, most important 
     echo "compute-sanitizer $1: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitize.log" | tail -1
   }
   sanitize memcheck
-  PYTHONUNBUFFERED=1 timeout 200 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
+  PYTHONUNBUFFERED=1 timeout 330 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
     > "$OUT/bench.log" 2>&1
   echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error" "$OUT/bench.log" | head -12
   sed -n '/^| B |/,$p' "$OUT/bench.log"
   if [[ -f data/proxy/proxy.gguf ]]; then
-    for args in "--ctx 512 --max-tokens 5110 --kv tq3 --device cuda" "--ctx 256 --max-tokens 2550 --kv tq3 --kv-store cuda"; do
+    for args in "--ctx 512 --max-tokens 5110 --kv tq3 --device cuda" "--ctx 512 --max-tokens 5110 --kv tq2.5 --device cuda" \
+                "--ctx 256 --max-tokens 2550 --kv tq3 --kv-store cuda"; do
       timeout 60 ./build/box/tq perplexity --model data/proxy/proxy.gguf --text data/proxy/heldout.txt --json --no-progress $args \
         > "$OUT/ppl.json" 2>> "$OUT/test.log"
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('ppl', sys.argv[2], 'ratio %.4f KLD %.4f top1 %.2f%% tok/s %.0f' % (j['ppl_ratio'], j['kld_mean'], 100*j['top1_agree'], j['tokens_per_s']))" "$OUT/ppl.json" "$args" 2>&1 | tail -1

@@ -135,6 +135,10 @@ void plan_v3(DecodePlan::Impl& I) {
   // (bench/cuda/sweep_split.py, docs/CUDA.md). TQ_CUDA_MIN_CHUNKS overrides it for that sweep.
   P.min_chunks = 2;
   if (const char* e = std::getenv("TQ_CUDA_MIN_CHUNKS")) P.min_chunks = std::max(1, std::atoi(e));
+  // No more CTAs than the largest possible work needs at that floor (every sequence at
+  // max_seq_len): the schedule is the same, the CTAs that would exit at once are not launched.
+  const long long max_chunks = (long long)s.batch * s.heads_kv * std::max(1, (s.max_seq_len + v3::kChunk - 1) / v3::kChunk);
+  I.grid = int(std::min<long long>(I.grid, (max_chunks + P.min_chunks - 1) / P.min_chunks));
   const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(float(s.head_dim));
   const float rs = 1.0f / std::sqrt(float(s.head_dim));
   // Single-part: 1/sqrt(D) folded into q and the output; fractional: into the dense rotations.
