@@ -7,7 +7,7 @@ const void* kernel_d128(int kb, int vb, int frac) {
 #define TQ_CASE(K, V) \
   if (!frac && kb == K && vb == V) return reinterpret_cast<const void*>(&decode_kernel<128, K, V, 0>);
 #define TQ_FRAC(B) \
-  if (frac == 1 && kb == B && vb == B) return reinterpret_cast<const void*>(&decode_kernel<128, B, B, 1>);
+  if (frac && kb == B && vb == B) return reinterpret_cast<const void*>(&decode_kernel<128, B, B, 1>);
   TQ_CASE(0, 0) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3)
   TQ_FRAC(2) TQ_FRAC(3)
   // EXPERIMENT (TQ_CUDA_PIPE=1): software-pipelined pairs.
