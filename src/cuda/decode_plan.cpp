@@ -105,8 +105,6 @@ void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
   I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac);
-  if (std::getenv("TQ_CUDA_PIPE") && !I.frac && s.head_dim == 128 && I.kb == I.vb && (I.kb == 2 || I.kb == 3))  // EXPERIMENT
-    I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, 8);
   TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)",
            I.kb, I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
@@ -117,7 +115,6 @@ void plan_v3(DecodePlan::Impl& I) {
   const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb, fr);
   // Ring depth: ~40 KB of chunks in flight per CTA (several CTAs per SM), at least double buffering.
   const int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
-  TQ_CHECK(!std::getenv("TQ_CUDA_PIPE") || stages >= 4, kInternal, "EXPERIMENT: pipelined kernel needs 4 stages");
   const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G);
   I.smem = L.total;
   TQ_CUDA_CHECK(cudaFuncSetAttribute(I.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(I.smem)));

@@ -204,9 +204,8 @@ constexpr int min_ctas(int d, int kb, int vb, int fr) {
 }
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
-// PIPE = 1 (EXPERIMENT): the next pair's scores interleaved with the current pair's PV.
-template <int D, int KB, int VB, int FR, int PIPE = 0>
-__global__ void __launch_bounds__(kThreads, PIPE ? 3 : min_ctas(D, KB, VB, FR)) decode_kernel(const __grid_constant__ Params P) {
+template <int D, int KB, int VB, int FR>
+__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
   constexpr int KCB = codes_bytes(D, KB, FR), KSB = norm_bytes(KB, FR);
@@ -683,60 +682,6 @@ __global__ void __launch_bounds__(kThreads, PIPE ? 3 : min_ctas(D, KB, VB, FR)) 
     // T=128K: 1649 -> 1566 us). fp16 K/V stays at one block: it is memory-bound, and the pair needs
     // registers it does not have (128, spills).
     constexpr bool kPairs = KB != 0;
-    if constexpr (PIPE != 0) {
-      // Software pipeline over pairs of chunks: the next pair's K scores and the current pair's
-      // PV (independent work) share one basic block in the steady state; the softmax of the next
-      // pair follows. Holds 4 ring stages (the plan requires >= 4... checked there).
-      bool have = false;
-      int nc = 0, cs = 0, cs2 = 0, ctA = 0, ctB = 0;
-      bool ctwo = false;
-      const uint8_t* cstA = smem;
-      const uint8_t* cstB = smem;
-      uint32_t pb[2][NP][2];
-      for (int j = 0;;) {
-        const bool more = j < cnt;
-        int s2 = s + 1;
-        uint32_t ph2 = ph;
-        if (s2 == P.stages) { s2 = 0; ph2 ^= 1u; }
-        const bool two = more && j + 1 < cnt;
-        int tokA = (cur.ch + j) * kChunk + 16 * warp, tokB = tokA + kChunk;
-        bool okA = false, okB = false;
-        if (more) {
-          mbar_wait(&full[s], ph);
-          if (two) mbar_wait(&full[s2], ph2);
-          okA = stage_ok[s] && tokA < len;
-          okB = two && stage_ok[s2] && tokB < len;
-        }
-        const uint8_t* stA = smem + s * SB;
-        const uint8_t* stB = smem + s2 * SB;
-        const int nn = int(okA) + int(okB);
-        if (!okA) { stA = stB; tokA = tokB; }  // a single block always goes first
-        float x[2][4], nv[2][2 * NP];
-        if (nn == 2 && nc == 2) {
-          score(stA, tokA, x[0], nv[0]);
-          score(stB, tokB, x[1], nv[1]);
-          pv(cstA, ctA, pb[0]);
-          pv(cstB, ctB, pb[1]);
-        } else {
-          if (nc >= 1) pv(cstA, ctA, pb[0]);
-          if (nc == 2) pv(cstB, ctB, pb[1]);
-          if (nn >= 1) score(stA, tokA, x[0], nv[0]);
-          if (nn == 2) score(stB, tokB, x[1], nv[1]);
-        }
-        if (have) {
-          __syncwarp();
-          if (lane == 0) {
-            mbar_arrive(&empty[cs]);
-            if (ctwo) mbar_arrive(&empty[cs2]);
-          }
-        }
-        if (!more) break;
-        if (nn) softmax(x, nv, nn, pb);
-        have = true; nc = nn; cs = s; cs2 = s2; ctwo = two; cstA = stA; cstB = stB; ctA = tokA; ctB = tokB;
-        if (two) { s = s2 + 1; ph = ph2; if (s == P.stages) { s = 0; ph ^= 1u; } j += 2; }
-        else { s = s2; ph = ph2; j += 1; }
-      }
-    } else
     for (int j = 0; j < cnt;) {
       int s2 = s + 1;
       uint32_t ph2 = ph;

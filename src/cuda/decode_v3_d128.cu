@@ -10,9 +10,6 @@ const void* kernel_d128(int kb, int vb, int frac) {
   if (frac && kb == B && vb == B) return reinterpret_cast<const void*>(&decode_kernel<128, B, B, 1>);
   TQ_CASE(0, 0) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3)
   TQ_FRAC(2) TQ_FRAC(3)
-  // EXPERIMENT (TQ_CUDA_PIPE=1): software-pipelined pairs.
-  if (frac == 8 && kb == 3 && vb == 3) return reinterpret_cast<const void*>(&decode_kernel<128, 3, 3, 0, 1>);
-  if (frac == 8 && kb == 2 && vb == 2) return reinterpret_cast<const void*>(&decode_kernel<128, 2, 2, 0, 1>);
 #undef TQ_FRAC
 #undef TQ_CASE
   return nullptr;
