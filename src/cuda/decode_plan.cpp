@@ -144,13 +144,23 @@ void plan_v3(DecodePlan::Impl& I) {
   // Single-part: 1/sqrt(D) folded into q and the output; fractional: into the dense rotations.
   P.q_scale = scale * kLog2e * (I.kb && !fr ? rs : 1.0f);
   P.out_scale = I.vb && !fr ? rs : 1.0f;
+  // Hadamard sign bits: coordinate i of part p at bit first_p + i (fractional codecs: the kernel
+  // rotates power-of-two parts by butterflies, a 96 / 192-dim part by its dense matrix).
   auto signs = [&](const Codec& c, uint32_t (*sign)[8]) -> const TqCodec* {
     const auto* t = dynamic_cast<const TqCodec*>(&c);
-    if (!t || fr) return t;
-    const auto& part = t->parts()[0];
-    for (int r = 0; r < v3::kRounds; ++r)
-      for (int i = 0; i < s.head_dim; ++i)
-        if (part.rot->signs(r)[i] < 0) sign[r][i / 32] |= 1u << (i % 32);
+    if (!t) return t;
+    int first = 0;
+    for (const TqPart& part : t->parts()) {
+      const int m = part.rot->dim();
+      const bool pow2 = (m & (m - 1)) == 0;
+      TQ_CHECK(part.rot->kind() == (pow2 ? RotationKind::kHadamard : RotationKind::kDense), kInternal,
+               "CUDA decode: part of dim {} with an unexpected rotation kind", m);
+      if (pow2)
+        for (int r = 0; r < v3::kRounds; ++r)
+          for (int i = 0; i < m; ++i)
+            if (part.rot->signs(r)[i] < 0) sign[r][(first + i) / 32] |= 1u << ((first + i) % 32);
+      first += m;
+    }
     return t;
   };
   // Tables hold the centroids of part p times sqrt(m_p) (m_p = D for single-part codecs).

@@ -110,63 +110,77 @@ __device__ __forceinline__ void static_for(F&& f) {
   static_for_seq(f, std::make_integer_sequence<int, N>{});
 }
 
-// Fractional codecs: the two parts' rotations as dense matrices (decode_v3_params.h kproj / vproj),
-// applied to the G rows x_s[h][D] (shared memory) of a segment: y[h][32k + lane] = sum_j
-// A_p[j][32k + lane - first_p] x[h][first_p + j], part p = 0 for the first M0 coordinates. The
-// loop is bound by the latency of the matrix loads (L1 after prefetch_l1, else L2): the 4
-// consumer warps split the j range of each part, each matrix value is loaded once and applied to
-// up to 4 rows, and the warps leave partial sums part_s[warp][h][D] that the caller adds up.
+// Fractional codecs, rotations of the two parts (part 0 = coordinates [0, M0), part 1 = [M0, D)).
+// Part 0 (M0 = 32, 64 or 128) and a power-of-two part 1 use the randomized Hadamard (3 rounds, warp
+// shuffles, lane l owning M/32 consecutive coordinates of the part; signs at bit first + i of the
+// masks); a part 1 of 96 or 192 dims is a dense Haar rotation (decode_v3_params.h kproj / vproj, 1/sqrt(M1)
+// folded in), applied by dense_part1.
+template <int M>
+__device__ __forceinline__ uint32_t part_lane_signs(const uint32_t (&mask)[8], int first, int lane) {
+  const int n = first + lane * (M / 32);
+  return mask[n >> 5] >> (n & 31);
+}
+template <int M>
+__device__ __forceinline__ void hadamard_fwd(float (&x)[M / 32], const uint32_t (*sign)[8], int first, int lane) {
+#pragma unroll
+  for (int r = 0; r < kRounds; ++r) {
+    apply_signs<M>(x, part_lane_signs<M>(sign[r], first, lane));
+    warp_fwht<M>(x, lane);
+  }
+}
+template <int M>
+__device__ __forceinline__ void hadamard_inv(float (&x)[M / 32], const uint32_t (*sign)[8], int first, int lane) {
+#pragma unroll
+  for (int r = kRounds - 1; r >= 0; --r) {
+    warp_fwht<M>(x, lane);
+    apply_signs<M>(x, part_lane_signs<M>(sign[r], first, lane));
+  }
+}
+// Dense part 1 over the G rows x_s[h][D] (shared memory): y[h][32k + lane] = sum_j
+// A1[j][32k + lane - M0] x[h][M0 + j] for 32k >= M0, A1 = A + M0^2 (the part-1 block). The loop is
+// bound by the latency of the matrix loads (L1 after prefetch_part1, else L2): the 4 consumer warps
+// split the j range, each matrix value is loaded once and applied to up to 4 rows, and the warps
+// leave partial sums part_s[warp][h][D] (part-1 coordinates only) that the caller adds up.
 template <int D, int M0>
-__device__ __forceinline__ void dense_partials(const float* __restrict__ A, const float* x_s, float* part_s, int G,
-                                               int warp, int lane) {
-  constexpr int M1 = D - M0, E = D / 32, R = 4;
+__device__ __forceinline__ void dense_part1(const float* __restrict__ A, const float* x_s, float* part_s, int G,
+                                            int warp, int lane) {
+  constexpr int M1 = D - M0, K0 = M0 / 32, E1 = M1 / 32, R = 4;
   const float* A1 = A + M0 * M0;
   for (int h0 = 0; h0 < G; h0 += R) {
     const int nh = min(R, G - h0);
-    const float* x = x_s + h0 * D;
-    float y[R][E];
+    const float* x = x_s + h0 * D + M0;
+    float y[R][E1];
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int k = 0; k < E; ++k) y[r][k] = 0.f;
+      for (int k = 0; k < E1; ++k) y[r][k] = 0.f;
 #pragma unroll 8
-    for (int j = warp * (M0 / kConsumers); j < (warp + 1) * (M0 / kConsumers); ++j) {
-      float a[M0 / 32];
+    for (int j = warp * (M1 / kConsumers); j < (warp + 1) * (M1 / kConsumers); ++j) {
+      float a[E1];
 #pragma unroll
-      for (int k = 0; k < M0 / 32; ++k) a[k] = __ldg(A + j * M0 + 32 * k + lane);
+      for (int k = 0; k < E1; ++k) a[k] = __ldg(A1 + j * M1 + 32 * k + lane);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const float xj = r < nh ? x[r * D + j] : 0.f;
 #pragma unroll
-        for (int k = 0; k < M0 / 32; ++k) y[r][k] = fmaf(a[k], xj, y[r][k]);
-      }
-    }
-#pragma unroll 8
-    for (int j = warp * (M1 / kConsumers); j < (warp + 1) * (M1 / kConsumers); ++j) {
-      float a[M1 / 32];
-#pragma unroll
-      for (int k = 0; k < M1 / 32; ++k) a[k] = __ldg(A1 + j * M1 + 32 * k + lane);
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const float xj = r < nh ? x[r * D + M0 + j] : 0.f;
-#pragma unroll
-        for (int k = 0; k < M1 / 32; ++k) y[r][M0 / 32 + k] = fmaf(a[k], xj, y[r][M0 / 32 + k]);
+        for (int k = 0; k < E1; ++k) y[r][k] = fmaf(a[k], xj, y[r][k]);
       }
     }
 #pragma unroll
     for (int r = 0; r < R; ++r)
       if (r < nh)
 #pragma unroll
-        for (int k = 0; k < E; ++k) part_s[(warp * G + h0 + r) * D + 32 * k + lane] = y[r][k];
+        for (int k = 0; k < E1; ++k) part_s[(warp * G + h0 + r) * D + 32 * (K0 + k) + lane] = y[r][k];
   }
 }
 
-// Brings the matrix of dense_partials (M0^2 + (D - M0)^2 floats) into L1 ahead of use; `i0`, `n`:
-// this thread's share of the 128-byte lines (i0, i0 + n, ...).
+// Brings the part-1 block of a dense_part1 matrix into L1 ahead of use; `i0`, `n`: this thread's
+// share of the 128-byte lines (i0, i0 + n, ...).
 template <int D, int M0>
-__device__ __forceinline__ void prefetch_l1(const float* A, int i0, int n) {
-  constexpr int kLines = (M0 * M0 + (D - M0) * (D - M0)) * 4 / 128;
-  for (int i = i0; i < kLines; i += n) asm volatile("prefetch.global.L1 [%0];" ::"l"(A + 32 * i));
+__device__ __forceinline__ void prefetch_part1(const float* A, int i0, int n) {
+  constexpr int kLines = (D - M0) * (D - M0) * 4 / 128;
+  const float* A1 = A + M0 * M0;
+  for (int i = i0; i < kLines; i += n) asm volatile("prefetch.global.L1 [%0];" ::"l"(A1 + 32 * i));
 }
 
 // (b, head, chunk) position of the CTA's walk through the work.
@@ -216,6 +230,10 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
   constexpr int NP = FR ? 2 : 1;  // parts (norms per token)
   using GK = frag::Groups<D, KB, FR != 0>;
   using GV = frag::Groups<D, VB, FR != 0>;
+  constexpr int KM0 = 32 * GK::kHi, VM0 = 32 * GV::kHi;  // fractional: dims of part 0
+  // Fractional: a part 1 that is not a power of two (tq2.5: 96 / 192 dims) has a dense rotation.
+  constexpr bool kKDense1 = FR && ((D - KM0) & (D - KM0 - 1)) != 0;
+  constexpr bool kVDense1 = FR && ((D - VM0) & (D - VM0 - 1)) != 0;
   static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
 
   extern __shared__ __align__(128) uint8_t smem[];
@@ -264,8 +282,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
       asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
     }
   }
-  if constexpr (FR != 0)
-    if (warp < kConsumers) prefetch_l1<D, 32 * GK::kHi>(P.kproj, tid, 32 * kConsumers);
+  if constexpr (kKDense1)
+    if (warp < kConsumers) prefetch_part1<D, KM0>(P.kproj, tid, 32 * kConsumers);
   if (tid == 0) {
     for (int s = 0; s < P.stages; ++s) {
       mbar_init(&full[s], 1);
@@ -360,20 +378,46 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
 
     // ---- q rows of the group: rotate (TurboQuant K), scale, then this lane's B fragments ----
     if constexpr (FR != 0) {
-      // Fractional: each part rotated by its dense matrix (1/sqrt(m_p) folded in), then rounded to
-      // int8 with its own scale (part scores carry their own norms). Raw rows staged in scr.
+      // Fractional: each part rotated (Hadamard in place in q_s, or the dense part 1 into partial
+      // sums in scr) and scaled by 1/sqrt(m_p), then rounded to int8 with its own scale (part scores
+      // carry their own norms).
       const size_t row0 = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G) * D;
       for (int e = tid; e < G * D; e += 32 * kConsumers) q_s[e] = load_elem(P.q, P.q_dtype, row0 + e) * P.q_scale;
       consumers_sync();
-      dense_partials<D, 32 * GK::kHi>(P.kproj, q_s, scr, G, warp, lane);
+      for (int h = warp; h < G; h += kConsumers) {  // Hadamard parts (row h: this warp only)
+        float* row = q_s + h * D;
+        {
+          constexpr int n = KM0 / 32;
+          float x[n];
+#pragma unroll
+          for (int e = 0; e < n; ++e) x[e] = row[lane * n + e];
+          hadamard_fwd<KM0>(x, P.ksign, 0, lane);
+#pragma unroll
+          for (int e = 0; e < n; ++e) row[lane * n + e] = x[e] * (1.0f / sqrtf(float(KM0)));
+        }
+        if constexpr (!kKDense1) {
+          constexpr int n = (D - KM0) / 32;
+          float x[n];
+#pragma unroll
+          for (int e = 0; e < n; ++e) x[e] = row[KM0 + lane * n + e];
+          hadamard_fwd<D - KM0>(x, P.ksign, KM0, lane);
+#pragma unroll
+          for (int e = 0; e < n; ++e) row[KM0 + lane * n + e] = x[e] * (1.0f / sqrtf(float(D - KM0)));
+        }
+      }
+      if constexpr (kKDense1) dense_part1<D, KM0>(P.kproj, q_s, scr, G, warp, lane);  // reads part 1 only
       consumers_sync();
       for (int h = warp; h < G; h += kConsumers) {
         float x[E];
 #pragma unroll
         for (int k = 0; k < E; ++k) {
-          x[k] = 0.f;
+          if (!kKDense1 || k < GK::kHi) {
+            x[k] = q_s[h * D + 32 * k + lane];
+          } else {
+            x[k] = 0.f;
 #pragma unroll
-          for (int w = 0; w < kConsumers; ++w) x[k] += scr[(w * G + h) * D + 32 * k + lane];
+            for (int w = 0; w < kConsumers; ++w) x[k] += scr[(w * G + h) * D + 32 * k + lane];
+          }
         }
         float a0 = 0.f, a1 = 0.f;
 #pragma unroll
@@ -719,7 +763,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     }
 
     // ---- segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write ----
-    if constexpr (FR != 0) prefetch_l1<D, 32 * GV::kHi>(P.vproj, tid, 32 * kConsumers);
+    if constexpr (kVDense1) prefetch_part1<D, VM0>(P.vproj, tid, 32 * kConsumers);
 #pragma unroll
     for (int off = 4; off < 32; off <<= 1) {
       l0 += __shfl_xor_sync(0xffffffffu, l0, off);
@@ -830,19 +874,39 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     }
     if (write) {
       consumers_sync();
-      if constexpr (FR != 0) {  // per part: the dense inverse rotation (1/sqrt(m_p) folded in)
-        dense_partials<D, 32 * GV::kHi>(P.vproj, q_s, scr, G, warp, lane);
+      if constexpr (kVDense1) {  // the dense part's inverse rotation (1/sqrt(m_1) folded in)
+        dense_part1<D, VM0>(P.vproj, q_s, scr, G, warp, lane);
         consumers_sync();
       }
       for (int h = warp; h < G; h += kConsumers) {  // inverse rotation, output row in its dtype
         const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
-        if constexpr (FR != 0) {
+        if constexpr (FR != 0) {  // per part: inverse rotation, times 1/sqrt(m_p)
+          {
+            constexpr int n = VM0 / 32;
+            float x[n];
 #pragma unroll
-          for (int k = 0; k < E; ++k) {
-            float y = 0.f;
+            for (int e = 0; e < n; ++e) x[e] = q_s[h * D + lane * n + e];
+            hadamard_inv<VM0>(x, P.vsign, 0, lane);
 #pragma unroll
-            for (int w = 0; w < kConsumers; ++w) y += scr[(w * G + h) * D + 32 * k + lane];
-            store_elem(P.out, P.out_dtype, row + 32 * k + lane, y);
+            for (int e = 0; e < n; ++e) store_elem(P.out, P.out_dtype, row + lane * n + e, x[e] * (1.0f / sqrtf(float(VM0))));
+          }
+          if constexpr (!kVDense1) {
+            constexpr int n = (D - VM0) / 32;
+            float x[n];
+#pragma unroll
+            for (int e = 0; e < n; ++e) x[e] = q_s[h * D + VM0 + lane * n + e];
+            hadamard_inv<D - VM0>(x, P.vsign, VM0, lane);
+#pragma unroll
+            for (int e = 0; e < n; ++e)
+              store_elem(P.out, P.out_dtype, row + VM0 + lane * n + e, x[e] * (1.0f / sqrtf(float(D - VM0))));
+          } else {
+#pragma unroll
+            for (int k = GV::kHi; k < E; ++k) {
+              float y = 0.f;
+#pragma unroll
+              for (int w = 0; w < kConsumers; ++w) y += scr[(w * G + h) * D + 32 * k + lane];
+              store_elem(P.out, P.out_dtype, row + 32 * k + lane, y);
+            }
           }
         } else {
           float x[E];
