@@ -475,43 +475,35 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     uint32_t qb[NQB][2];
     float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K; fractional: part 0)
     float qg0 = 1.f, qg1 = 1.f;  // fractional: part 1
-    if constexpr (FR != 0) {
+    {
       const float* qr = q_s + g * D;
       const bool on = g < G;
-#pragma unroll
-      for (int kc = 0; kc < D / 32; ++kc)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          uint32_t w = 0;
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-            w |= uint32_t(uint8_t(int8_t(int(qr[frag::kdim8_frac<D, KB>(t, kc, 4 * r + j)])))) << (8 * j);
-          qb[kc][r] = on ? w : 0u;
-        }
-      qf0 = 2 * t < G ? qsc[4 * t] : 0.f;
-      qg0 = 2 * t < G ? qsc[4 * t + 1] : 0.f;
-      qf1 = 2 * t + 1 < G ? qsc[4 * t + 2] : 0.f;
-      qg1 = 2 * t + 1 < G ? qsc[4 * t + 3] : 0.f;
-    } else {
-      const float* qr = q_s + g * D;
-      const bool on = g < G;
-      if constexpr (KB == 0) {
-#pragma unroll
-        for (int kc = 0; kc < NKC; ++kc) {
-          qb[kc][0] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 0)], qr[frag::kdim<D, KB>(t, kc, 1)]) : 0u;
-          qb[kc][1] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 2)], qr[frag::kdim<D, KB>(t, kc, 3)]) : 0u;
-        }
-      } else {
+      // int8 K: 4 int8 q values per register in the order kdim8 (kdim8_frac) names.
+      auto int8_frags = [&](auto kdim_of) {
 #pragma unroll
         for (int kc = 0; kc < D / 32; ++kc)
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
             uint32_t w = 0;
 #pragma unroll
-            for (int j = 0; j < 4; ++j)
-              w |= uint32_t(uint8_t(int8_t(int(qr[frag::kdim8<D, KB>(t, kc, 4 * r + j)])))) << (8 * j);
+            for (int j = 0; j < 4; ++j) w |= uint32_t(uint8_t(int8_t(int(qr[kdim_of(kc, 4 * r + j)])))) << (8 * j);
             qb[kc][r] = on ? w : 0u;
           }
+      };
+      if constexpr (KB == 0) {
+#pragma unroll
+        for (int kc = 0; kc < NKC; ++kc) {
+          qb[kc][0] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 0)], qr[frag::kdim<D, KB>(t, kc, 1)]) : 0u;
+          qb[kc][1] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 2)], qr[frag::kdim<D, KB>(t, kc, 3)]) : 0u;
+        }
+      } else if constexpr (FR != 0) {
+        int8_frags([&](int kc, int j) { return frag::kdim8_frac<D, KB>(t, kc, j); });
+        qf0 = 2 * t < G ? qsc[4 * t] : 0.f;
+        qg0 = 2 * t < G ? qsc[4 * t + 1] : 0.f;
+        qf1 = 2 * t + 1 < G ? qsc[4 * t + 2] : 0.f;
+        qg1 = 2 * t + 1 < G ? qsc[4 * t + 3] : 0.f;
+      } else {
+        int8_frags([&](int kc, int j) { return frag::kdim8<D, KB>(t, kc, j); });
         qf0 = 2 * t < G ? qsc[2 * t] : 0.f;
         qf1 = 2 * t + 1 < G ? qsc[2 * t + 1] : 0.f;
       }

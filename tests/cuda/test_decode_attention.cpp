@@ -15,6 +15,7 @@
 #include <random>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "cuda/decode_frag.h"
 #include "turboquant/cuda/decode.h"
@@ -264,13 +265,23 @@ void run_case(const Case& c, std::mt19937& rng) {
   for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
 }
 
-TEST(CudaDecode, MatchesCpuReference) {
-  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+// A fresh seed per test (printed on failure); every case through v3, and through the v1 kernels too
+// when asked.
+void run_cases(const std::vector<Case>& cases, bool also_v1) {
   const unsigned seed = std::random_device{}();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
+  for (const auto& c : cases) run_case(c, rng);
+  if (!also_v1) return;
+  setenv("TQ_CUDA_DECODE_V1", "1", 1);
+  for (const auto& c : cases) run_case(c, rng);
+  unsetenv("TQ_CUDA_DECODE_V1");
+}
+
+TEST(CudaDecode, MatchesCpuReference) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   using tq::cuda::DType;
-  const Case cases[] = {
+  run_cases({
       {{1}, 32, 8, 128, "tq3", DType::kF32},
       {{7}, 8, 8, 128, "tq4", DType::kF32},                              // GQA 1
       {{113}, 28, 4, 128, "k4v3", DType::kF32, DType::kF16},             // GQA 7, fp16 q
@@ -283,22 +294,15 @@ TEST(CudaDecode, MatchesCpuReference) {
       {{129}, 4, 4, 64, "fp16", DType::kF16},
       {{200, 7}, 16, 2, 256, "fp16", DType::kF32},                       // GQA 8, fp16 tails
       {{65}, 8, 8, 64, "tq2", DType::kF32},
-  };
-  for (const auto& c : cases) run_case(c, rng);  // v3 (tensor cores, persistent)
-  setenv("TQ_CUDA_DECODE_V1", "1", 1);           // and the same cases through the v1 kernels
-  for (const auto& c : cases) run_case(c, rng);
-  unsetenv("TQ_CUDA_DECODE_V1");
+  }, /*also_v1=*/true);
 }
 
 // Fractional codecs (two parts: the first D/4 (tq2.5) or D/2 (tq3.5) channels at one more bit, each
-// part with its own rotation — dense for 96 / 192 dims — norm and int8 scale). v3 only.
+// part with its own rotation — dense for 96 / 192 dims, else Hadamard — norm and int8 scale). v3 only.
 TEST(CudaDecode, FractionalCodecsMatchCpuReference) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
   using tq::cuda::DType;
-  const Case cases[] = {
+  run_cases({
       {{1}, 32, 8, 128, "tq2.5", DType::kF32},
       {{113, 1, 4097}, 32, 8, 128, "tq2.5", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
       {{7}, 28, 4, 128, "tq3.5", DType::kF32, DType::kF16},               // GQA 7
@@ -306,8 +310,7 @@ TEST(CudaDecode, FractionalCodecsMatchCpuReference) {
       {{300, 65}, 8, 2, 64, "tq3.5", DType::kF32},
       {{257}, 8, 1, 256, "tq2.5", DType::kF32},                           // GQA 8, dense 192
       {{130}, 16, 4, 256, "tq3.5", DType::kF16},
-  };
-  for (const auto& c : cases) run_case(c, rng);
+  }, /*also_v1=*/false);
 }
 
 // Many sequences of random lengths: segments that span several CTAs (partials merged by the last

@@ -41,6 +41,21 @@ Rows random_rows(int D, int bits, std::mt19937& rng) {
 uint16_t lo16(uint32_t x) { return uint16_t(x & 0xFFFF); }
 uint16_t hi16(uint32_t x) { return uint16_t(x >> 16); }
 
+// The V^T fragment of one lane (a0, a1: tokens 2t, 2t+1 of dims r0 / r1; a2, a3: tokens 2t+8,
+// 2t+9) must hold the table entries val(token, dim).
+template <class Val>
+void expect_v_fragment(uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, int t, int r0, int r1, Val val, int lane,
+                       int mt) {
+  ASSERT_EQ(lo16(a0), val(2 * t, r0)) << "lane " << lane << " mt " << mt;
+  ASSERT_EQ(hi16(a0), val(2 * t + 1, r0));
+  ASSERT_EQ(lo16(a1), val(2 * t, r1));
+  ASSERT_EQ(hi16(a1), val(2 * t + 1, r1));
+  ASSERT_EQ(lo16(a2), val(2 * t + 8, r0));
+  ASSERT_EQ(hi16(a2), val(2 * t + 9, r0));
+  ASSERT_EQ(lo16(a3), val(2 * t + 8, r1));
+  ASSERT_EQ(hi16(a3), val(2 * t + 9, r1));
+}
+
 template <int D, int BITS>
 void check_tq() {
   SCOPED_TRACE(testing::Message() << "D=" << D << " bits=" << BITS);
@@ -87,14 +102,7 @@ void check_tq() {
       lookup_half2<BITS>(tab, hf ? upper(ab, S) : ab, a0, a1);
       lookup_half2<BITS>(tab, hf ? upper(cd, S) : cd, a2, a3);
       const int r0 = vdim<D, BITS>(g, mt, 0), r1 = vdim<D, BITS>(g, mt, 1);
-      ASSERT_EQ(lo16(a0), val(2 * t, r0)) << "lane " << lane << " mt " << mt;
-      ASSERT_EQ(hi16(a0), val(2 * t + 1, r0));
-      ASSERT_EQ(lo16(a1), val(2 * t, r1));
-      ASSERT_EQ(hi16(a1), val(2 * t + 1, r1));
-      ASSERT_EQ(lo16(a2), val(2 * t + 8, r0));
-      ASSERT_EQ(hi16(a2), val(2 * t + 9, r0));
-      ASSERT_EQ(lo16(a3), val(2 * t + 8, r1));
-      ASSERT_EQ(hi16(a3), val(2 * t + 9, r1));
+      expect_v_fragment(a0, a1, a2, a3, t, r0, r1, val, lane, mt);
       if (t == 0) { vd.insert(r0); vd.insert(r1); }
     }
   }
@@ -225,14 +233,7 @@ void check_frac() {
       ASSERT_EQ(part(r0), pq) << "m-tile " << mt << " leaves its part";
       ASSERT_EQ(part(r1), pq);
       auto val = [&](int tok, int dim) { return h[pq][codes[tok][dim]]; };
-      ASSERT_EQ(lo16(a0), val(2 * t, r0)) << "lane " << lane << " mt " << mt;
-      ASSERT_EQ(hi16(a0), val(2 * t + 1, r0));
-      ASSERT_EQ(lo16(a1), val(2 * t, r1));
-      ASSERT_EQ(hi16(a1), val(2 * t + 1, r1));
-      ASSERT_EQ(lo16(a2), val(2 * t + 8, r0));
-      ASSERT_EQ(hi16(a2), val(2 * t + 9, r0));
-      ASSERT_EQ(lo16(a3), val(2 * t + 8, r1));
-      ASSERT_EQ(hi16(a3), val(2 * t + 9, r1));
+      expect_v_fragment(a0, a1, a2, a3, t, r0, r1, val, lane, mt);
       if (t == 0) { vd.insert(r0); vd.insert(r1); }
     }
   }
