@@ -82,9 +82,13 @@ class BlockIntCodec final : public Codec {
   void decode_reference(const uint8_t* codes, size_t n, float* y, size_t stride) const;
   int int_bits() const { return bits_; }
   const Rotation* rotation() const { return rot_.get(); }  // nullptr for q8 / q4
+  // q8r / q4r: the values in the rotated domain (decode without the inverse rotation), so that
+  // attention can score a rotated query and un-rotate its output once; q8 / q4: = decode.
+  void decode_rotated(const uint8_t* codes, size_t n, float* y, size_t stride) const;
 
  private:
   void encode_one(const float* x, uint8_t* out) const;  // x already rotated
+  void decode_one(const uint8_t* in, float* y) const;   // rotated domain
   int bits_;
   std::shared_ptr<const Rotation> rot_;
 };

@@ -78,30 +78,37 @@ void BlockIntCodec::encode(const float* x, size_t n, size_t stride, uint8_t* cod
   if (!tmp.empty()) std::memcpy(codes, tmp.data(), tmp.size());
 }
 
+void BlockIntCodec::decode_one(const uint8_t* in, float* yi) const {
+  const uint8_t* scal = in + codes_bytes_;
+  for (int j0 = 0, blk = 0; j0 < d_; j0 += kBaselineBlock, ++blk) {
+    const float s = half_to_float(detail::load_u16(scal + 2 * blk));
+    const int e = std::min(d_, j0 + kBaselineBlock);
+    if (bits_ == 8) {
+      for (int j = j0; j < e; ++j) yi[j] = s * float(int8_t(in[j]));
+    } else {
+      int j = j0;  // j0 is even: byte j/2 holds codes j (low nibble) and j+1 (high nibble)
+      for (; j + 1 < e; j += 2) {
+        const int b = in[j >> 1];
+        yi[j] = s * float((b & 15) - 8);
+        yi[j + 1] = s * float((b >> 4) - 8);
+      }
+      if (j < e) yi[j] = s * float((in[j >> 1] & 15) - 8);
+    }
+  }
+}
+
 void BlockIntCodec::decode(const uint8_t* codes, size_t n, float* y, size_t stride) const {
   TQ_CHECK_ARG(stride >= size_t(d_), "codec '{}' decode: stride {} < dimension {}", spec_.name(), stride, d_);
   std::vector<float> r(rot_ ? d_ : 0);
   for (size_t i = 0; i < n; ++i) {
-    const uint8_t* in = codes + i * code_size();
-    const uint8_t* scal = in + codes_bytes_;
-    float* yi = rot_ ? r.data() : y + i * stride;
-    for (int j0 = 0, blk = 0; j0 < d_; j0 += kBaselineBlock, ++blk) {
-      const float s = half_to_float(detail::load_u16(scal + 2 * blk));
-      const int e = std::min(d_, j0 + kBaselineBlock);
-      if (bits_ == 8) {
-        for (int j = j0; j < e; ++j) yi[j] = s * float(int8_t(in[j]));
-      } else {
-        int j = j0;  // j0 is even: byte j/2 holds codes j (low nibble) and j+1 (high nibble)
-        for (; j + 1 < e; j += 2) {
-          const int b = in[j >> 1];
-          yi[j] = s * float((b & 15) - 8);
-          yi[j + 1] = s * float((b >> 4) - 8);
-        }
-        if (j < e) yi[j] = s * float((in[j >> 1] & 15) - 8);
-      }
-    }
+    decode_one(codes + i * code_size(), rot_ ? r.data() : y + i * stride);
     if (rot_) rot_->inverse(r.data(), y + i * stride);
   }
+}
+
+void BlockIntCodec::decode_rotated(const uint8_t* codes, size_t n, float* y, size_t stride) const {
+  TQ_CHECK_ARG(stride >= size_t(d_), "codec '{}' decode: stride {} < dimension {}", spec_.name(), stride, d_);
+  for (size_t i = 0; i < n; ++i) decode_one(codes + i * code_size(), y + i * stride);
 }
 
 void BlockIntCodec::decode_reference(const uint8_t* codes, size_t n, float* y, size_t stride) const {

@@ -27,6 +27,7 @@
 #include "kv/kv_read.h"
 #include "kv/work_pool.h"
 #include "turboquant/attention.h"
+#include "turboquant/baseline_codecs.h"
 #include "turboquant/error.h"
 #include "turboquant/tq_codec.h"
 
@@ -63,6 +64,9 @@ struct Side {
   Path path = Path::kRows;
   const Codec* codec = nullptr;
   const TqCodec* tq = nullptr;
+  // kDecode of q8r / q4r: decoded in the rotated domain (K: the query is rotated once; V: the
+  // output is un-rotated once), not one inverse rotation per token.
+  const BlockIntCodec* rotated = nullptr;
   KvPageLayout lay{};
   const uint8_t* pool = nullptr;
   DType rows = DType::kF32;  // kRows: stored dtype
@@ -87,6 +91,7 @@ Side make_side(const Codec& c, const KvPageLayout& lay, const uint8_t* pool, int
   if (!s.tq) {
     s.path = Path::kDecode;
     s.width = pad16(D);
+    if (const auto* bi = dynamic_cast<const BlockIntCodec*>(&c); bi && bi->rotation()) s.rotated = bi;
     return s;
   }
   s.path = Path::kTq;
@@ -218,7 +223,8 @@ kv::TokenRun decode_run(const Side& sd, const Runs& r, int D, Scratch& S, const 
       std::memcpy(&S.codes[size_t(t) * cs], r.codes[i] + size_t(k) * cb, cb);
       if (sb) std::memcpy(&S.codes[size_t(t) * cs + cb], r.scalars[i] + size_t(k) * sb, sb);
     }
-  sd.codec->decode(S.codes.data(), size_t(t), S.x.data(), size_t(D));
+  if (sd.rotated) sd.rotated->decode_rotated(S.codes.data(), size_t(t), S.x.data(), size_t(D));
+  else sd.codec->decode(S.codes.data(), size_t(t), S.x.data(), size_t(D));
   base = reinterpret_cast<const uint8_t*>(S.x.data());
   count = t;
   return kv::TokenRun{&base, &count, 1, size_t(D) * 4, t};
@@ -298,7 +304,8 @@ void prepare_queries(const Ctx& C, const Item& it, int R, std::vector<float>& qk
     for (int j = 0; j < D; ++j) w[j] *= C.scale;
     float* k = &qk[size_t(r) * C.k.width];
     if (C.k.path != Path::kTq) {
-      std::copy(w, w + D, k);
+      if (C.k.rotated) C.k.rotated->rotation()->forward(w, k);  // q8r / q4r K: scored rotated
+      else std::copy(w, w + D, k);
       continue;
     }
     C.k.tq->rotate(w, rot.data());
@@ -413,6 +420,8 @@ void finalize(const Ctx& C, const Item* items, int n_items, float* ws) {
       }
       if (V.tq->prod()) V.tq->unsketch_add(sk.data(), rot.data());
       V.tq->unrotate(rot.data(), out.data());
+    } else if (V.rotated) {
+      V.rotated->rotation()->inverse(a, out.data());  // q8r / q4r V: accumulated rotated
     } else {
       std::copy(a, a + D, out.begin());
     }

@@ -131,7 +131,8 @@ TEST(AttentionFused, EveryCodecMatchesTheReference) {
   const char* codecs[] = {"fp32",  "fp16", "bf16", "tq1",   "tq2",         "tq3",          "tq4",
                           "tq5",   "tq8",  "tq2.5", "tq3.5", "tq2p",        "tq3p",         "tq4p",
                           "tq1p",  "tq3:norm=fp32", "k=tq4,v=tq3", "k=fp16,v=tq3", "k=tq3,v=fp32", "q4",
-                          "q8",    "fp8",  "q4r",  "kivi2", "k=q8,v=tq3p"};
+                          "q8",    "fp8",  "q4r",  "q8r",   "k=q8r,v=fp16", "k=fp16,v=q4r", "kivi2",
+                          "k=q8,v=tq3p"};
   for (const char* c : codecs) {
     Case s;
     s.codec = c;
@@ -150,7 +151,8 @@ TEST(AttentionFused, OddShapes) {
       {256, 2, 4, {113, 1000, 1}, {1, 2, 1}},
       {48, 1, 4, {300}, {9}},                          // d < 64: one group plus a 16-code tail
   };
-  for (const char* c : {"tq3", "tq4", "tq2.5", "tq3p", "fp16", "k=tq4,v=fp32"}) {
+  // q8r: rotated in the engine (query once, output once), Hadamard or dense (D = 100, 48).
+  for (const char* c : {"tq3", "tq4", "tq2.5", "tq3p", "fp16", "k=tq4,v=fp32", "q8r"}) {
     for (const Shape& sh : shapes) {
       Case s;
       s.codec = c;
