@@ -8,8 +8,9 @@
 //
 // K and V are read from page pools in the layout of turboquant/layout.h (KvPageLayout): page p of
 // a pool holds page_tokens tokens of every KV head. TurboQuant codecs are scored in the rotated
-// domain: q is rotated once (randomized Hadamard, 3 rounds), V is accumulated in the rotated domain
-// and inverse-rotated once per output row. docs/CUDA.md describes the kernel (v3: bulk copies into
+// domain: q is rotated once (randomized Hadamard, 3 rounds; the fractional tq2.5 / tq3.5 rotate each
+// part, a 96 / 192-dim part by its dense matrix), V is accumulated in the rotated domain and
+// inverse-rotated once per output row. docs/CUDA.md describes the kernel (v3: bulk copies into
 // a shared-memory ring, QK and PV on tensor cores, codes decoded by prmt lookups).
 #pragma once
 #include <cstddef>
@@ -48,7 +49,9 @@ struct DecodeArgs {
 
 class DecodePlan {
  public:
-  // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback).
+  // Codecs: fp16/fp16, tqB/tqB and tq(B+1)/tqB (B = 2..4), tq2.5/tq2.5 (head_dim 128, 256) and
+  // tq3.5/tq3.5; head_dim 64, 128, 256; GQA group <= 8. Throws tq::Error(kUnsupported) for
+  // combinations without a kernel (never a silent fallback).
   DecodePlan(const DecodeShape& shape, const CodecSpec& k_codec, const CodecSpec& v_codec);
   ~DecodePlan();
   DecodePlan(const DecodePlan&) = delete;
