@@ -46,6 +46,13 @@ class Rotation {
   static constexpr int kMaxDenseDim = 4096;  // dense (Haar) rotations: d^2 memory, O(d^3) to build
   const std::vector<float>& signs(int round) const { return signs_[round]; }  // ±1, d each
   const std::vector<float>& matrix() const { return m_; }                     // dense: d*d row-major
+  size_t bytes() const;  // memory held (dense: 12 d^2 bytes)
+  // create() shares a rotation while anyone holds it and keeps the most recently used ones alive up
+  // to a budget (kCacheBudget by default); what the cache itself keeps alive now, and the budget
+  // (both for tests and diagnostics; a smaller budget takes effect at once).
+  static constexpr size_t kCacheBudget = size_t(256) << 20;
+  static size_t cache_retained_bytes();
+  static void set_cache_budget(size_t bytes);
 
  private:
   Rotation() = default;

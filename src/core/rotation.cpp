@@ -2,6 +2,7 @@
 #include "turboquant/rotation.h"
 
 #include <cmath>
+#include <list>
 #include <map>
 #include <mutex>
 #include <random>
@@ -99,6 +100,86 @@ std::vector<double> haar_orthogonal(int d, Rng& rng) {
 
 namespace {
 bool is_pow2(int d) { return d > 0 && (d & (d - 1)) == 0; }
+
+// Rotations are shared: a (kind, d, seed) that some codec still holds is returned again (weak
+// references), and the most recently used ones are kept alive up to a byte budget (strong
+// references, least recently used dropped first), so that codecs created one after another do not
+// redo an O(d^3) QR while a long-lived process (an index server, the fuzzers) does not keep every
+// dense matrix it ever built (12 d^2 bytes each: 200 MB at d = 4096).
+class RotationCache {
+ public:
+  using Key = std::tuple<int, int, uint64_t>;
+
+  std::shared_ptr<const Rotation> find(const Key& k) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(k);
+    if (it == live_.end()) return nullptr;
+    std::shared_ptr<const Rotation> r = it->second.lock();
+    if (!r) {
+      live_.erase(it);
+      return nullptr;
+    }
+    touch(k, r);
+    return r;
+  }
+  // Returns the cached rotation for k if another thread built it first, else r.
+  std::shared_ptr<const Rotation> insert(const Key& k, std::shared_ptr<const Rotation> r, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& w = live_[k];
+    if (auto prev = w.lock()) r = prev;
+    else w = r;
+    touch(k, r, bytes);
+    return r;
+  }
+  size_t retained() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return retained_;
+  }
+  void set_budget(size_t b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    budget_ = b;
+    trim();
+  }
+
+ private:
+  struct Recent {
+    Key key;
+    std::shared_ptr<const Rotation> rot;
+    size_t bytes;
+  };
+  // Moves k to the front of the recent list (adding it if absent), then trims to the budget (a
+  // single rotation larger than the budget is shared while held but not retained).
+  void touch(const Key& k, const std::shared_ptr<const Rotation>& r, size_t bytes = 0) {
+    for (auto it = recent_.begin(); it != recent_.end(); ++it)
+      if (it->key == k) {
+        recent_.splice(recent_.begin(), recent_, it);
+        return;
+      }
+    if (bytes == 0) bytes = r->bytes();
+    recent_.push_front({k, r, bytes});
+    retained_ += bytes;
+    trim();
+  }
+  void trim() {
+    while (retained_ > budget_ && !recent_.empty()) {
+      retained_ -= recent_.back().bytes;
+      recent_.pop_back();
+    }
+    for (auto it = live_.begin(); it != live_.end();)  // forget entries nobody holds any more
+      it = it->second.expired() ? live_.erase(it) : std::next(it);
+  }
+
+  std::mutex mu_;
+  std::map<Key, std::weak_ptr<const Rotation>> live_;
+  std::list<Recent> recent_;
+  size_t retained_ = 0;
+  size_t budget_ = Rotation::kCacheBudget;
+};
+
+RotationCache& rotation_cache() {
+  static RotationCache c;
+  return c;
+}
 }  // namespace
 
 std::shared_ptr<const Rotation> Rotation::create(RotationKind kind, int d, uint64_t seed) {
@@ -111,14 +192,9 @@ std::shared_ptr<const Rotation> Rotation::create(RotationKind kind, int d, uint6
   TQ_CHECK_ARG(kind != RotationKind::kDense || d <= kMaxDenseDim,
                "dense rotation of dimension {} is too large (max {}; power-of-two dimensions use Hadamard)", d,
                kMaxDenseDim);
-  static std::mutex mu;
-  static std::map<std::tuple<int, int, uint64_t>, std::shared_ptr<const Rotation>> cache;
+  RotationCache& rc = rotation_cache();
   const auto key = std::make_tuple(int(kind), d, seed);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
+  if (auto hit = rc.find(key)) return hit;
   std::shared_ptr<Rotation> r(new Rotation());
   r->kind_ = kind;
   r->d_ = d;
@@ -132,11 +208,17 @@ std::shared_ptr<const Rotation> Rotation::create(RotationKind kind, int d, uint6
     r->md_ = haar_orthogonal(d, rng);
     r->m_.assign(r->md_.begin(), r->md_.end());
   }
-  std::lock_guard<std::mutex> lock(mu);
-  auto& slot = cache[key];
-  if (!slot) slot = r;
-  return slot;
+  return rc.insert(key, r, r->bytes());
 }
+
+size_t Rotation::bytes() const {
+  size_t b = md_.size() * sizeof(double) + m_.size() * sizeof(float);
+  for (const auto& s : signs_) b += s.size() * sizeof(float);
+  return b;
+}
+
+size_t Rotation::cache_retained_bytes() { return rotation_cache().retained(); }
+void Rotation::set_cache_budget(size_t bytes) { rotation_cache().set_budget(bytes); }
 
 template <typename T>
 static void apply_dense(const std::vector<double>& md, const std::vector<float>& mf, int d, bool transpose,

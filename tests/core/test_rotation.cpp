@@ -82,6 +82,31 @@ TEST(Rotation, DeterministicPerSeed) {
   EXPECT_NE(c->signs(0), e->signs(0));
 }
 
+// The cache shares a rotation while it is held, keeps recently used ones up to its budget, and
+// does not keep every dense matrix ever built (a long-lived process would grow without bound).
+TEST(Rotation, CacheSharesAndStaysBounded) {
+  tq::Rotation::set_cache_budget(size_t(8) << 20);  // 8 MB: a few dense matrices of 400 (1.9 MB)
+  auto a = tq::Rotation::create(tq::RotationKind::kDense, 300, 7);
+  EXPECT_EQ(a.get(), tq::Rotation::create(tq::RotationKind::kDense, 300, 7).get());  // shared
+  EXPECT_EQ(a->bytes(), size_t(300) * 300 * 12);
+  const auto* raw = a.get();
+  const std::vector<float> m5000 = tq::Rotation::create(tq::RotationKind::kDense, 400, 5000)->matrix();
+  for (uint64_t s = 0; s < 12; ++s) {  // 23 MB built and dropped one by one
+    auto r = tq::Rotation::create(tq::RotationKind::kDense, 400, 5000 + s);
+    EXPECT_EQ(r->dim(), 400);
+  }
+  EXPECT_LE(tq::Rotation::cache_retained_bytes(), size_t(8) << 20);
+  EXPECT_GE(tq::Rotation::cache_retained_bytes(), size_t(400) * 400 * 12 * 3);  // recent ones kept
+  // Still held by `a`: the same object, whatever the cache dropped meanwhile.
+  EXPECT_EQ(raw, tq::Rotation::create(tq::RotationKind::kDense, 300, 7).get());
+  // A recent one is retained without a holder: the same object again.
+  const auto* recent = tq::Rotation::create(tq::RotationKind::kDense, 400, 5011).get();
+  EXPECT_EQ(recent, tq::Rotation::create(tq::RotationKind::kDense, 400, 5011).get());
+  // An old one was dropped and is rebuilt: the same matrix (deterministic per seed).
+  EXPECT_EQ(tq::Rotation::create(tq::RotationKind::kDense, 400, 5000)->matrix(), m5000);
+  tq::Rotation::set_cache_budget(tq::Rotation::kCacheBudget);
+}
+
 TEST(Rotation, RejectsBadArguments) {
   EXPECT_THROW(tq::Rotation::create(tq::RotationKind::kHadamard, 100, 1), tq::Error);
   EXPECT_THROW(tq::Rotation::create(tq::RotationKind::kDense, 0, 1), tq::Error);
