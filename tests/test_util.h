@@ -1,5 +1,6 @@
 // tests/test_util.h — helpers shared by the test folders (each tests/<area> includes it as
-// "test_util.h"): seeded Gaussian vectors, relative L2 errors and running the `tq` CLI.
+// "test_util.h"): seeded Gaussian vectors, a fresh per-test seed, relative L2 errors and running
+// the `tq` CLI.
 #pragma once
 #include <sys/wait.h>
 
@@ -57,3 +58,10 @@ inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
 }
 
 }  // namespace tq::testing
+
+// Declares `std::mt19937 rng` seeded freshly for this run; the seed is printed with every failure
+// in the enclosing scope (gtest's SCOPED_TRACE), so a failing draw can be replayed.
+#define TQ_FRESH_RNG(rng)                                                 \
+  const unsigned rng##_seed = std::random_device{}();                     \
+  SCOPED_TRACE(::testing::Message() << "seed " << rng##_seed);            \
+  std::mt19937 rng(rng##_seed)

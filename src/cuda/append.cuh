@@ -107,11 +107,7 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
         for (int e = 0; e < E; ++e) x[e] = __fmul_rn(x[e], inv);
       }
       // ---- rotation (exactly the CPU's float operations: hadamard.cuh) ----
-#pragma unroll
-      for (int r = 0; r < kRounds; ++r) {
-        apply_signs<D>(x, lane_signs<D>(P.sign[r], lane));
-        warp_fwht<D>(x, lane);
-      }
+      randomized_hadamard<D>(x, P.sign, lane);
       // ---- quantize + pack: this lane's codes into the BITS words of its group ----
       uint32_t w[BITS];
 #pragma unroll
@@ -212,6 +208,34 @@ __device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool 
   }
 }
 
+static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
+
+// Stages rows [0, nv) of x (CH 16-byte chunks each, contiguous from src) into a warp's tile (row
+// stride RS chunks): coalesced 16-byte streaming loads, 8 per lane in flight; chunk i is stored as
+// xf(c, value), c = i % CH its column (the v2 kernel xors the first round's signs in, the fractional
+// kernel stores as is).
+template <int CH, int RS, class Xf>
+__device__ __forceinline__ void stage_rows(const uint4* src, int nv, uint4* tile, int lane, Xf xf) {
+  const int nch = nv * CH;
+  constexpr int U = 8;  // loads in flight per lane
+  for (int base = 0; base < nch; base += 32 * U) {
+    uint4 buf[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int i = base + 32 * u + lane;
+      if (i < nch) buf[u] = __ldcs(src + i);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int i = base + 32 * u + lane;
+      if (i < nch) {
+        const int c = i % CH;
+        tile[(i / CH) * RS + c] = xf(c, buf[u]);
+      }
+    }
+  }
+}
+
 template <int D, int C, int BITS, int DT>
 __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __grid_constant__ Params P) {
   constexpr int L = D / C;                  // lanes per vector
@@ -252,27 +276,10 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
   const int nv = int(min((long long)P.vpw, vend - v0));  // = vend - v0 (plan: W·vpw >= total)
   uint4* tile = masks + CH + warp * P.vpw * RS;
   // ---- stage: rows v0 .. v0+nv into the tile, round-0 signs xor-ed in ----
-  {
-    const uint4* src = static_cast<const uint4*>(P.x) + size_t(v0) * CH;
-    const int nch = nv * CH;
-    constexpr int U = 8;  // loads in flight per lane
-    for (int base = 0; base < nch; base += 32 * U) {
-      uint4 buf[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int i = base + 32 * u + lane;
-        if (i < nch) buf[u] = __ldcs(src + i);
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int i = base + 32 * u + lane;
-        if (i < nch) {
-          const uint4 m = masks[i % CH];
-          tile[(i / CH) * RS + i % CH] = make_uint4(buf[u].x ^ m.x, buf[u].y ^ m.y, buf[u].z ^ m.z, buf[u].w ^ m.w);
-        }
-      }
-    }
-  }
+  stage_rows<CH, RS>(static_cast<const uint4*>(P.x) + size_t(v0) * CH, nv, tile, lane, [&](int c, uint4 v) {
+    const uint4 m = masks[c];
+    return make_uint4(v.x ^ m.x, v.y ^ m.y, v.z ^ m.z, v.w ^ m.w);
+  });
   __syncwarp();
 
   // ---- norm of row `lane` (exact CPU order), fp16 norm written, destination handed out ----

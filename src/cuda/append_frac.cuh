@@ -106,11 +106,7 @@ __device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first
   row_elems<DT, E>(row, first + lane * E, x);
 #pragma unroll
   for (int e = 0; e < E; ++e) x[e] = __fmul_rn(x[e], inv);
-#pragma unroll
-  for (int r = 0; r < kRounds; ++r) {
-    apply_signs<M>(x, lane_signs<M>(sign[r], lane));
-    warp_fwht<M>(x, lane);
-  }
+  randomized_hadamard<M>(x, sign, lane);
   uint32_t w[B];
 #pragma unroll
   for (int i = 0; i < B; ++i) w[i] = 0;
@@ -213,24 +209,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
   uint4* tile = smem + warp * (frac_warp_bytes(D, BITS, ISZ, P.vpw) / 16);
 
   // ---- stage: rows v0 .. v0+nv into the tile ----
-  {
-    const uint4* src = static_cast<const uint4*>(P.x) + size_t(v0) * CH;
-    const int nch = nv * CH;
-    constexpr int U = 8;  // loads in flight per lane
-    for (int base = 0; base < nch; base += 32 * U) {
-      uint4 buf[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int i = base + 32 * u + lane;
-        if (i < nch) buf[u] = __ldcs(src + i);
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int i = base + 32 * u + lane;
-        if (i < nch) tile[(i / CH) * RS + i % CH] = buf[u];
-      }
-    }
-  }
+  stage_rows<CH, RS>(static_cast<const uint4*>(P.x) + size_t(v0) * CH, nv, tile, lane, [](int, uint4 v) { return v; });
   __syncwarp();
 
   // ---- norms of row `lane`: two chains in double, each in coordinate order (the CPU's) ----

@@ -23,165 +23,18 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
-#include <type_traits>
-#include <utility>
 
+#include "cuda/decode_frac.cuh"
 #include "cuda/decode_frag.h"
-#include "cuda/hadamard.cuh"
+#include "cuda/decode_ptx.cuh"
 #include "cuda/decode_v3_params.h"
+#include "cuda/hadamard.cuh"
 #include "turboquant/layout.h"
 
 namespace tq::cuda::v3 {
 
-// ---- PTX wrappers -------------------------------------------------------------------------------
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n .reg .pred p;\n"
-      "WAIT:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra WAIT;\n}\n" ::"r"(smem_u32(bar)),
-      "r"(parity)
-      : "memory");
-}
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                   smem_u32(dst)),
-               "l"(src), "r"(bytes), "r"(smem_u32(bar))
-               : "memory");
-}
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(32 * kConsumers) : "memory"); }
-__device__ __forceinline__ uint32_t movm(uint32_t x) {
-  uint32_t r;
-  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(x));
-  return r;
-}
-__device__ __forceinline__ void mma(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-// S[16 x 8] += A[16 x 32] * B[32 x 8], int8 in, int32 accumulate (exact).
-__device__ __forceinline__ void mma_s8(int* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                       uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ float ex2(float x) {
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
-__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
-  const __half2 h = __floats2half2_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-__device__ __forceinline__ float load_elem(const void* p, int dtype, size_t i) {
-  if (dtype == 0) return static_cast<const float*>(p)[i];
-  if (dtype == 1) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-__device__ __forceinline__ void store_elem(void* p, int dtype, size_t i, float v) {
-  if (dtype == 0) static_cast<float*>(p)[i] = v;
-  else if (dtype == 1) static_cast<__half*>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-
-// f(integral_constant<int, i>) for i = 0..N-1: a loop whose index is a compile-time constant in the
-// body (fractional codecs: each group's bit width and part are template arguments).
-template <class F, int... I>
-__device__ __forceinline__ void static_for_seq(F& f, std::integer_sequence<int, I...>) {
-  (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, class F>
-__device__ __forceinline__ void static_for(F&& f) {
-  static_for_seq(f, std::make_integer_sequence<int, N>{});
-}
-
-// Fractional codecs, rotations of the two parts (part 0 = coordinates [0, M0), part 1 = [M0, D)).
-// Part 0 (M0 = 32, 64 or 128) and a power-of-two part 1 use the randomized Hadamard (3 rounds, warp
-// shuffles, lane l owning M/32 consecutive coordinates of the part; signs at bit first + i of the
-// masks); a part 1 of 96 or 192 dims is a dense Haar rotation (decode_v3_params.h kproj / vproj, 1/sqrt(M1)
-// folded in), applied by dense_part1.
-template <int M>
-__device__ __forceinline__ uint32_t part_lane_signs(const uint32_t (&mask)[8], int first, int lane) {
-  const int n = first + lane * (M / 32);
-  return mask[n >> 5] >> (n & 31);
-}
-template <int M>
-__device__ __forceinline__ void hadamard_fwd(float (&x)[M / 32], const uint32_t (*sign)[8], int first, int lane) {
-#pragma unroll
-  for (int r = 0; r < kRounds; ++r) {
-    apply_signs<M>(x, part_lane_signs<M>(sign[r], first, lane));
-    warp_fwht<M>(x, lane);
-  }
-}
-template <int M>
-__device__ __forceinline__ void hadamard_inv(float (&x)[M / 32], const uint32_t (*sign)[8], int first, int lane) {
-#pragma unroll
-  for (int r = kRounds - 1; r >= 0; --r) {
-    warp_fwht<M>(x, lane);
-    apply_signs<M>(x, part_lane_signs<M>(sign[r], first, lane));
-  }
-}
-// Dense part 1 over the G rows x_s[h][D] (shared memory): y[h][32k + lane] = sum_j
-// A1[j][32k + lane - M0] x[h][M0 + j] for 32k >= M0, A1 = A + M0^2 (the part-1 block). The loop is
-// bound by the latency of the matrix loads (L1 after prefetch_part1, else L2): the 4 consumer warps
-// split the j range, each matrix value is loaded once and applied to up to 4 rows, and the warps
-// leave partial sums part_s[warp][h][D] (part-1 coordinates only) that the caller adds up.
-template <int D, int M0>
-__device__ __forceinline__ void dense_part1(const float* __restrict__ A, const float* x_s, float* part_s, int G,
-                                            int warp, int lane) {
-  constexpr int M1 = D - M0, K0 = M0 / 32, E1 = M1 / 32, R = 4;
-  const float* A1 = A + M0 * M0;
-  for (int h0 = 0; h0 < G; h0 += R) {
-    const int nh = min(R, G - h0);
-    const float* x = x_s + h0 * D + M0;
-    float y[R][E1];
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int k = 0; k < E1; ++k) y[r][k] = 0.f;
-#pragma unroll 8
-    for (int j = warp * (M1 / kConsumers); j < (warp + 1) * (M1 / kConsumers); ++j) {
-      float a[E1];
-#pragma unroll
-      for (int k = 0; k < E1; ++k) a[k] = __ldg(A1 + j * M1 + 32 * k + lane);
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const float xj = r < nh ? x[r * D + j] : 0.f;
-#pragma unroll
-        for (int k = 0; k < E1; ++k) y[r][k] = fmaf(a[k], xj, y[r][k]);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-      if (r < nh)
-#pragma unroll
-        for (int k = 0; k < E1; ++k) part_s[(warp * G + h0 + r) * D + 32 * (K0 + k) + lane] = y[r][k];
-  }
-}
-
-// Brings the part-1 block of a dense_part1 matrix into L1 ahead of use; `i0`, `n`: this thread's
-// share of the 128-byte lines (i0, i0 + n, ...).
-template <int D, int M0>
-__device__ __forceinline__ void prefetch_part1(const float* A, int i0, int n) {
-  constexpr int kLines = (D - M0) * (D - M0) * 4 / 128;
-  const float* A1 = A + M0 * M0;
-  for (int i = i0; i < kLines; i += n) asm volatile("prefetch.global.L1 [%0];" ::"l"(A1 + 32 * i));
-}
+static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
 
 // (b, head, chunk) position of the CTA's walk through the work.
 struct Cursor {
@@ -391,7 +244,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
           float x[n];
 #pragma unroll
           for (int e = 0; e < n; ++e) x[e] = row[lane * n + e];
-          hadamard_fwd<KM0>(x, P.ksign, 0, lane);
+          randomized_hadamard<KM0>(x, P.ksign, lane);
 #pragma unroll
           for (int e = 0; e < n; ++e) row[lane * n + e] = x[e] * (1.0f / sqrtf(float(KM0)));
         }
@@ -400,7 +253,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
           float x[n];
 #pragma unroll
           for (int e = 0; e < n; ++e) x[e] = row[KM0 + lane * n + e];
-          hadamard_fwd<D - KM0>(x, P.ksign, KM0, lane);
+          randomized_hadamard<D - KM0>(x, P.ksign, lane, KM0);
 #pragma unroll
           for (int e = 0; e < n; ++e) row[KM0 + lane * n + e] = x[e] * (1.0f / sqrtf(float(D - KM0)));
         }
@@ -444,13 +297,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
       float x[E];
 #pragma unroll
       for (int e = 0; e < E; ++e) x[e] = load_elem(P.q, P.q_dtype, row + lane * E + e);
-      if constexpr (KB != 0) {
-#pragma unroll
-        for (int r = 0; r < kRounds; ++r) {
-          apply_signs<D>(x, lane_signs<D>(P.ksign[r], lane));
-          warp_fwht<D>(x, lane);
-        }
-      }
+      if constexpr (KB != 0) randomized_hadamard<D>(x, P.ksign, lane);
       float amax = 0.f;
 #pragma unroll
       for (int e = 0; e < E; ++e) {
@@ -878,7 +725,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
             float x[n];
 #pragma unroll
             for (int e = 0; e < n; ++e) x[e] = q_s[h * D + lane * n + e];
-            hadamard_inv<VM0>(x, P.vsign, 0, lane);
+            randomized_hadamard_inv<VM0>(x, P.vsign, lane);
 #pragma unroll
             for (int e = 0; e < n; ++e) store_elem(P.out, P.out_dtype, row + lane * n + e, x[e] * (1.0f / sqrtf(float(VM0))));
           }
@@ -887,7 +734,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
             float x[n];
 #pragma unroll
             for (int e = 0; e < n; ++e) x[e] = q_s[h * D + VM0 + lane * n + e];
-            hadamard_inv<D - VM0>(x, P.vsign, VM0, lane);
+            randomized_hadamard_inv<D - VM0>(x, P.vsign, lane, VM0);
 #pragma unroll
             for (int e = 0; e < n; ++e)
               store_elem(P.out, P.out_dtype, row + VM0 + lane * n + e, x[e] * (1.0f / sqrtf(float(D - VM0))));
@@ -904,13 +751,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
           float x[E];
 #pragma unroll
           for (int e = 0; e < E; ++e) x[e] = q_s[h * D + lane * E + e];
-          if constexpr (VB != 0) {
-#pragma unroll
-            for (int r = kRounds - 1; r >= 0; --r) {
-              warp_fwht<D>(x, lane);
-              apply_signs<D>(x, lane_signs<D>(P.vsign[r], lane));
-            }
-          }
+          if constexpr (VB != 0) randomized_hadamard_inv<D>(x, P.vsign, lane);
 #pragma unroll
           for (int e = 0; e < E; ++e) store_elem(P.out, P.out_dtype, row + lane * E + e, x[e]);
         }

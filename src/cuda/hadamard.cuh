@@ -41,11 +41,34 @@ __device__ __forceinline__ void apply_signs(float (&x)[D / 32], uint32_t bits) {
   for (int e = 0; e < D / 32; ++e) x[e] = __int_as_float(__float_as_int(x[e]) ^ int(((bits >> e) & 1u) << 31));
 }
 
-// Lane l's sign bits of one round, from the round's mask (bit i set = coordinate i negated).
+// Lane l's sign bits of one round, from the round's mask (bit i set = coordinate i negated); the
+// vector's coordinates start at bit `first` of the mask (a part of a fractional codec).
 template <int D>
-__device__ __forceinline__ uint32_t lane_signs(const uint32_t (&mask)[8], int lane) {
-  const int n = lane * (D / 32);
+__device__ __forceinline__ uint32_t lane_signs(const uint32_t (&mask)[8], int lane, int first = 0) {
+  const int n = first + lane * (D / 32);
   return mask[n >> 5] >> (n & 31);
+}
+
+// The randomized Hadamard R = H·D3·H·D2·H·D1 (Rotation::kHadamardRounds rounds) of a D-vector held
+// by the warp, and its inverse; sign[r] = the masks of round r (vector at bit `first`).
+constexpr int kHadamardRounds = 3;
+template <int D>
+__device__ __forceinline__ void randomized_hadamard(float (&x)[D / 32], const uint32_t (*sign)[8], int lane,
+                                                    int first = 0) {
+#pragma unroll
+  for (int r = 0; r < kHadamardRounds; ++r) {
+    apply_signs<D>(x, lane_signs<D>(sign[r], lane, first));
+    warp_fwht<D>(x, lane);
+  }
+}
+template <int D>
+__device__ __forceinline__ void randomized_hadamard_inv(float (&x)[D / 32], const uint32_t (*sign)[8], int lane,
+                                                        int first = 0) {
+#pragma unroll
+  for (int r = kHadamardRounds - 1; r >= 0; --r) {
+    warp_fwht<D>(x, lane);
+    apply_signs<D>(x, lane_signs<D>(sign[r], lane, first));
+  }
 }
 
 }  // namespace tq::cuda

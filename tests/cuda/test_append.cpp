@@ -20,6 +20,7 @@
 #include <string>
 
 #include "turboquant/cuda/append.h"
+#include "test_util.h"
 #include "turboquant/error.h"
 #include "turboquant/half.h"
 #include "turboquant/tq_codec.h"
@@ -123,9 +124,7 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
 
 TEST(CudaAppend, BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
   for (const char* codec : {"tq2", "tq3", "tq4", "fp16", "tq3.5"})
     for (int D : {64, 128, 256}) run_append(codec, D, DType::kF32, rng);
@@ -139,9 +138,7 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
 // tiles (10000 x 8: 32 rows at D = 128 from f16, 8 at D = 256 from f32), another seed.
 TEST(CudaAppend, FractionalOddShapes) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   int i = 0;
@@ -165,9 +162,7 @@ TEST(CudaAppend, FractionalOddShapes) {
 // of 16 vectors from f32 and at D = 256 (8191 x 8), every head_dim and input dtype.
 TEST(CudaAppend, TiledOddShapes) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
   for (int n : {1, 7, 4097}) run_append("tq3", 128, DType::kF16, rng, n, n == 4097 ? 8 : 3);
   run_append("tq3", 128, DType::kF16, rng, 10000, 8);
@@ -187,9 +182,7 @@ TEST(CudaAppend, TiledOddShapes) {
 // dense passes per warp and a partial last tile on shapes small enough for compute-sanitizer.
 TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
@@ -206,9 +199,7 @@ TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
 // The previous kernel (v1), still selectable with TQ_CUDA_APPEND_V1=1 at plan time.
 TEST(CudaAppend, V1BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  TQ_FRESH_RNG(rng);
   setenv("TQ_CUDA_APPEND_V1", "1", 1);
   for (const char* codec : {"tq2", "tq3", "tq4"}) run_append(codec, 128, tq::cuda::DType::kF16, rng, 4097, 3);
   unsetenv("TQ_CUDA_APPEND_V1");

@@ -19,6 +19,7 @@
 
 #include "cuda/decode_frag.h"
 #include "turboquant/cuda/decode.h"
+#include "test_util.h"
 #include "turboquant/error.h"
 #include "turboquant/half.h"
 #include "turboquant/tq_codec.h"
@@ -268,9 +269,7 @@ void run_case(const Case& c, std::mt19937& rng) {
 // A fresh seed per test (printed on failure); every case through v3, and through the v1 kernels too
 // when asked.
 void run_cases(const std::vector<Case>& cases, bool also_v1) {
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  TQ_FRESH_RNG(rng);
   for (const auto& c : cases) run_case(c, rng);
   if (!also_v1) return;
   setenv("TQ_CUDA_DECODE_V1", "1", 1);
@@ -317,9 +316,7 @@ TEST(CudaDecode, FractionalCodecsMatchCpuReference) {
 // one), CTAs that span several segments, lengths that end anywhere inside a chunk.
 TEST(CudaDecode, PersistentScheduleManySequences) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
   std::vector<int> lens(37);
   for (auto& l : lens) l = 1 + int(rng() % 1500);
@@ -331,7 +328,7 @@ TEST(CudaDecode, PersistentScheduleManySequences) {
 // Small shapes for compute-sanitizer (memcheck / racecheck run this one: bench/cuda/run_on_box.sh).
 TEST(CudaDecode, SmallShapes) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  std::mt19937 rng(std::random_device{}());
+  TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
   run_case({{113, 1, 70}, 32, 8, 128, "tq3", DType::kF16, DType::kF16, 2}, rng);
   run_case({{65, 130}, 28, 4, 128, "k4v3", DType::kF32}, rng);
