@@ -96,22 +96,27 @@ __device__ __forceinline__ uint32_t code_of(float u, const float (&bound)[15]) {
   return c;
 }
 
-// One Hadamard part (dimension M, B bits) of one staged row: normalize, rotate, quantize, pack,
-// store the M/32 groups (B words each) at out. Whole warp.
-template <int M, int B, int DT>
-__device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first, float inv, const uint32_t (&sign)[kRounds][8],
-                                                     const float (&bound)[15], uint32_t* out, int lane) {
-  constexpr int E = M / 32, LPG = 32 / E, G = M / 32;
-  float x[E];
-  row_elems<DT, E>(row, first + lane * E, x);
+// Lane l's E = M/32 coordinates of a Hadamard part (dimension M) of one staged row, normalized
+// (x·inv) and rotated (hadamard.cuh: the CPU's float operations). Whole warp.
+template <int M, int DT>
+__device__ __forceinline__ void rotate_part(const uint4* row, int first, float inv, const uint32_t (&sign)[kRounds][8],
+                                            float (&x)[M / 32], int lane) {
+  row_elems<DT, M / 32>(row, first + lane * (M / 32), x);
 #pragma unroll
-  for (int e = 0; e < E; ++e) x[e] = __fmul_rn(x[e], inv);
+  for (int e = 0; e < M / 32; ++e) x[e] = __fmul_rn(x[e], inv);
   randomized_hadamard<M>(x, sign, lane);
+}
+
+// Packs lane l's codes c (coordinates [l·E, l·E + E) of a part of dimension M, B bits) into the
+// M/32 groups (B words each) and stores them at out. Whole warp.
+template <int M, int B>
+__device__ __forceinline__ void store_part_codes(const uint32_t (&c)[M / 32], uint32_t* out, int lane) {
+  constexpr int E = M / 32, LPG = 32 / E, G = M / 32;
   uint32_t w[B];
 #pragma unroll
   for (int i = 0; i < B; ++i) w[i] = 0;
 #pragma unroll
-  for (int e = 0; e < E; ++e) put_code<B>(w, code_of<B>(x[e], bound), (lane % LPG) * E + e);
+  for (int e = 0; e < E; ++e) put_code<B>(w, c[e], (lane % LPG) * E + e);
 #pragma unroll
   for (int g = 0; g < G; ++g)
 #pragma unroll
@@ -119,6 +124,40 @@ __device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first
       const uint32_t v = __reduce_or_sync(0xffffffffu, lane / LPG == g ? w[i] : 0u);
       if (lane == g * B + i) out[g * B + i] = v;
     }
+}
+
+// One Hadamard part (dimension M, B bits) of one staged row: normalize, rotate, quantize, pack,
+// store the M/32 groups (B words each) at out. Whole warp.
+template <int M, int B, int DT>
+__device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first, float inv, const uint32_t (&sign)[kRounds][8],
+                                                     const float (&bound)[15], uint32_t* out, int lane) {
+  constexpr int E = M / 32;
+  float x[E];
+  rotate_part<M, DT>(row, first, inv, sign, x, lane);
+  uint32_t c[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) c[e] = code_of<B>(x[e], bound);
+  store_part_codes<M, B>(c, out, lane);
+}
+
+// Adds the squares of the 4 (f32) or 8 (f16 / bf16) values of one staged 16-byte chunk to s, in
+// order, in double (the CPU encoder's norm: products of floats are exact in double, fma = mul + add).
+template <int DT>
+__device__ __forceinline__ void add_squares(const uint4 q4, double& s) {
+  const uint32_t w4[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (DT == 0) {
+      const double f = __uint_as_float(w4[j]);
+      s = fma(f, f, s);
+    } else {
+      const float lo = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j]))) : __uint_as_float(w4[j] << 16);
+      const float hi = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j] >> 16))) : __uint_as_float(w4[j] & 0xFFFF0000u);
+      const double a = lo, b = hi;
+      s = fma(a, a, s);
+      s = fma(b, b, s);
+    }
+  }
 }
 
 // One pass of the dense part 1 over vectors [t0, t0 + VP) of the tile (t0 a multiple of VP or of
@@ -224,26 +263,10 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
     } else if (slot >= 0) {
       const uint4* row = tile + lane * RS;
       double s0 = 0.0, s1 = 0.0;
-      auto add_chunk = [](const uint4 q4, double& s) {
-        const uint32_t w4[4] = {q4.x, q4.y, q4.z, q4.w};
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          if constexpr (DT == 0) {
-            const double f = __uint_as_float(w4[j]);
-            s = fma(f, f, s);
-          } else {
-            const float lo = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j]))) : __uint_as_float(w4[j] << 16);
-            const float hi = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j] >> 16))) : __uint_as_float(w4[j] & 0xFFFF0000u);
-            const double a = lo, b = hi;
-            s = fma(a, a, s);
-            s = fma(b, b, s);
-          }
-        }
-      };
 #pragma unroll
       for (int c = 0; c < CH1; ++c) {  // both chains in step (CH0 <= CH1)
-        add_chunk(row[CH0 + c], s1);
-        if (c < CH0) add_chunk(row[c], s0);
+        add_squares<DT>(row[CH0 + c], s1);
+        if (c < CH0) add_squares<DT>(row[c], s0);
       }
       const double n0 = sqrt(s0), n1 = sqrt(s1);
       inv0 = n0 > 0.0 ? float(1.0 / n0) : 1.0f;  // the CPU's x * 1.0f for a zero part

@@ -76,4 +76,29 @@ constexpr int frac_smem_bytes(int d, int bits, int in_bytes, int vpw) {
 // Fractional kernel entry per (head_dim, bits 2 (tq2.5) or 3 (tq3.5), in_dtype); nullptr if none.
 const void* append_frac_kernel_for(int d, int bits, int in_dtype);
 
+// ---- TurboQuant-prod tq3p / tq4p (append_prod.cuh) -------------------------------------------
+// One part: the mse stage at mse_bits = bits - 1 (randomized Hadamard), then the QJL stage on the
+// residual: gamma = ||e|| and sign(S e) (S the codec's m x m sketch, passed transposed).
+struct ProdParams {
+  const void* x;                 // [n_tokens, Hkv, D] in_dtype
+  const int32_t* slot_mapping;   // [n_tokens] page * page_tokens + offset, < 0 = skip
+  uint8_t* pool;                 // pages (KvPageLayout)
+  int* error_flag;               // bit 0: slot beyond the pool, bit 1: norm beyond fp16
+  const float* sketch_t;         // [D][D]: sketch_t[j * D + i] = S[i][j]
+  KvPageLayout layout;
+  int n_tokens, Hkv, num_pages, in_dtype;
+  int vpw;                       // vectors per warp, 1..32
+  float bound[15];               // mse Lloyd-Max boundaries (float, ascending)
+  float cent[16];                // mse centroids (float: the CPU's residual r - c[code])
+  uint32_t sign[kRounds][8];     // Hadamard sign bits (bit set = -1)
+};
+// Vectors of one QJL pass: VQ·D/32 double accumulators per lane (32 at most).
+constexpr int prod_vq(int d) { return d >= 256 ? 4 : 512 / d; }
+// Shared memory per warp: its tile of vpw rows (as v2) and the pass's residuals e[D][VQ] (fp32).
+constexpr int prod_warp_bytes(int d, int in_bytes, int vpw) { return vpw * tile_row_stride(d, in_bytes) + d * prod_vq(d) * 4; }
+constexpr int prod_smem_bytes(int d, int in_bytes, int vpw) { return kTileWarps * prod_warp_bytes(d, in_bytes, vpw); }
+
+// Prod kernel entry per (head_dim, mse bits 2 (tq3p) or 3 (tq4p), in_dtype); nullptr if none.
+const void* append_prod_kernel_for(int d, int mse_bits, int in_dtype);
+
 }  // namespace tq::cuda::append

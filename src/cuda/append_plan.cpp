@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <vector>
 
 #include "cuda/append_params.h"
 #include "turboquant/capi_common.h"
@@ -30,17 +31,21 @@ struct AppendPlan::Impl {
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
   const void* fn_frac = nullptr;  // tq2.5 / tq3.5 (append_frac.cuh), their only kernel
+  const void* fn_prod = nullptr;  // tq3p / tq4p (append_prod.cuh), their only kernel
   int head_dim = 0, in_bytes = 0, bits = 0;
-  int frac_vpw = 0;   // fractional: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
+  int frac_vpw = 0;   // fractional, prod: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
   append::Params params{};
   append::FracParams frac{};
+  append::ProdParams prod{};
   float* dense = nullptr;  // fractional: part 1's dense rotation on the device (transposed)
+  float* sketch = nullptr;  // prod: the QJL sketch on the device (transposed)
   int* flag = nullptr;
   int sms = 132;
   ~Impl() {
     if (flag) cudaFree(flag);
     if (dense) cudaFree(dense);
+    if (sketch) cudaFree(sketch);
   }
 };
 
@@ -85,6 +90,33 @@ void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float*
   }
 }
 
+// Prod codecs: one part, Hadamard, mse codes then QJL signs, scalars (norm, gamma) in fp16; the
+// kernel constants (boundaries, centroids, signs) and the sketch, transposed, on the device.
+void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch) {
+  const TqLayout& L = *t.tq_layout();
+  const uint32_t mb = uint32_t(t.spec().bits - 1);
+  TQ_CHECK(L.n_parts == 1 && L.prod && L.part[0].dim == uint32_t(d) && L.part[0].mse_bits == mb && L.part[0].mse_offset == 0 &&
+               L.part[0].qjl_offset == packed_bytes(d, mb) && L.part[0].norm_offset == 0 && L.part[0].gamma_offset == 2 &&
+               L.scalar_bytes == 4 && L.codes_bytes % 4 == 0,
+           kInternal, "CUDA append: codec '{}' at head_dim {}: layout is not the prod kernel's", t.spec().name(), d);
+  const TqPart& part = t.parts()[0];
+  TQ_CHECK(part.rot->kind() == RotationKind::kHadamard, kUnsupported, "CUDA append: codec '{}' needs the Hadamard rotation",
+           t.spec().name());
+  const auto& b = part.cb->boundaries();
+  for (size_t i = 0; i < b.size() && i < 15; ++i) Q.bound[i] = float(b[i]);  // = Codebook's float boundaries
+  const auto& c = part.cb->centroids_f32();
+  for (size_t i = 0; i < c.size() && i < 16; ++i) Q.cent[i] = c[i];
+  for (int r = 0; r < append::kRounds; ++r)
+    for (int i = 0; i < d; ++i)
+      if (part.rot->signs(r)[i] < 0) Q.sign[r][i / 32] |= 1u << (i % 32);
+  std::vector<float> st(size_t(d) * d);
+  for (int i = 0; i < d; ++i)
+    for (int j = 0; j < d; ++j) st[size_t(j) * d + i] = part.sketch[size_t(i) * d + j];
+  TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(sketch), st.size() * sizeof(float)));
+  TQ_CUDA_CHECK_A(cudaMemcpy(*sketch, st.data(), st.size() * sizeof(float), cudaMemcpyHostToDevice));
+  Q.sketch_t = *sketch;
+}
+
 }  // namespace
 
 AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype)
@@ -94,16 +126,24 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   TQ_CHECK_ARG(int(in_dtype) >= 0 && int(in_dtype) <= 2, "CUDA append: dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
   int bits = 0;
   const bool frac = s.id == CodecId::kTqMse && s.fractional;
+  const bool prod = s.id == CodecId::kTqProd;
   if (s.id != CodecId::kFp16) {
-    TQ_CHECK(s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 2 && s.bits <= 4) &&
+    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 2 && s.bits <= 4)) ||
+              (prod && !s.fractional && (s.bits == 3 || s.bits == 4))) &&
                  s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
-             kUnsupported, "CUDA append: codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4, tq2.5, tq3.5)", s.name());
+             kUnsupported,
+             "CUDA append: codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4, tq2.5, tq3.5, tq3p, tq4p; fp16 norms, "
+             "Hadamard rotation)", s.name());
     bits = s.bits;
   }
   I.head_dim = head_dim;
   I.bits = bits;
   I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
-  if (frac) {
+  if (prod) {
+    // One kernel (TQ_CUDA_APPEND_V1 does not apply).
+    I.fn_prod = append::append_prod_kernel_for(head_dim, bits - 1, int(in_dtype));
+    TQ_CHECK(I.fn_prod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
+  } else if (frac) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply). tq2.5 at 64 would have a 16-dim part 0 and a
     // 48-dim part 1, neither whole code groups (tail-packed, unaligned): not done.
     I.fn_frac = append::append_frac_kernel_for(head_dim, bits, int(in_dtype));
@@ -114,7 +154,7 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     TQ_CHECK(I.fn, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
   }
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
-  if (bits != 0 && !frac && !(v1 && v1[0] == '1')) {
+  if (bits != 0 && !frac && !prod && !(v1 && v1[0] == '1')) {
     I.fn_tile = append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
     TQ_CHECK(I.fn_tile, kInternal, "CUDA append: no tiled kernel for head_dim {} bits {}", head_dim, bits);
     constexpr int lc = kLaneCoords;
@@ -134,7 +174,18 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     TQ_CHECK(I.small_bps >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
   }
   P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
-  if (frac) {
+  if (prod) {
+    const auto* t = dynamic_cast<const TqCodec*>(I.codec.get());
+    TQ_CHECK(t, kInternal, "CUDA append: codec '{}' is not a TqCodec", s.name());
+    append::ProdParams& Q = I.prod;
+    Q.layout = P.layout;
+    Q.Hkv = heads_kv; Q.num_pages = num_pages; Q.in_dtype = int(in_dtype);
+    setup_prod(*t, head_dim, Q, &I.sketch);
+    const int smem = append::prod_smem_bytes(head_dim, I.in_bytes, append::tile_max_vpw(head_dim, kLaneCoords, I.in_bytes));
+    if (smem > 48 * 1024)
+      TQ_CUDA_CHECK_A(cudaFuncSetAttribute(I.fn_prod, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    if (const char* fv = std::getenv("TQ_CUDA_APPEND_FRAC_VPW")) I.frac_vpw = std::atoi(fv);
+  } else if (frac) {
     const auto* t = dynamic_cast<const TqCodec*>(I.codec.get());
     TQ_CHECK(t, kInternal, "CUDA append: codec '{}' is not a TqCodec", s.name());
     append::FracParams& F = I.frac;
@@ -172,22 +223,25 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   P.x = x; P.slot_mapping = slot_mapping; P.pool = pool; P.error_flag = impl_->flag; P.n_tokens = n_tokens;
   TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "CUDA append: x must be 16-byte aligned");
   const long long vectors = (long long)n_tokens * P.Hkv;
-  if (impl_->fn_frac) {
+  if (impl_->fn_frac || impl_->fn_prod) {
     // Warp w encodes vectors [w·vpw, w·vpw + vpw): ~16 warps per SM worth of tiles, at most the
     // v2 tile size (~8 KB of input per warp), at least one vector.
     append::FracParams F = impl_->frac;
-    F.x = x; F.slot_mapping = slot_mapping; F.pool = pool; F.error_flag = impl_->flag; F.n_tokens = n_tokens;
+    append::ProdParams Q = impl_->prod;
     const int d = impl_->head_dim, vmax = append::tile_max_vpw(d, kLaneCoords, impl_->in_bytes);
     const long long per_sm = (long long)impl_->sms * 16;
     const long long want = impl_->frac_vpw > 0 ? impl_->frac_vpw : (vectors + per_sm - 1) / per_sm;
-    F.vpw = int(std::clamp<long long>(want, 1, vmax));
-    const long long warps = (vectors + F.vpw - 1) / F.vpw;
+    const int vpw = int(std::clamp<long long>(want, 1, vmax));
+    const long long warps = (vectors + vpw - 1) / vpw;
     const long long blocks = (warps + append::kTileWarps - 1) / append::kTileWarps;
     TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
-    void* args[] = {&F};
-    const cudaError_t e = cudaLaunchKernel(impl_->fn_frac, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args,
-                                           size_t(append::frac_smem_bytes(d, impl_->bits, impl_->in_bytes, F.vpw)),
-                                           static_cast<cudaStream_t>(stream));
+    F.x = Q.x = x; F.slot_mapping = Q.slot_mapping = slot_mapping; F.pool = Q.pool = pool;
+    F.error_flag = Q.error_flag = impl_->flag; F.n_tokens = Q.n_tokens = n_tokens; F.vpw = Q.vpw = vpw;
+    void* args[] = {impl_->fn_prod ? static_cast<void*>(&Q) : static_cast<void*>(&F)};
+    const size_t smem = size_t(impl_->fn_prod ? append::prod_smem_bytes(d, impl_->in_bytes, vpw)
+                                              : append::frac_smem_bytes(d, impl_->bits, impl_->in_bytes, vpw));
+    const cudaError_t e = cudaLaunchKernel(impl_->fn_prod ? impl_->fn_prod : impl_->fn_frac, dim3(unsigned(blocks)),
+                                           dim3(append::kTileWarps * 32), args, smem, static_cast<cudaStream_t>(stream));
     TQ_CHECK(e == cudaSuccess, kInternal, "CUDA append: launch failed: {}", cudaGetErrorString(e));
     return;
   }

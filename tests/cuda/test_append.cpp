@@ -6,7 +6,10 @@
 // place of the dense rotation's fma chain matched all of 6000 Gaussian vectors). So every 4th row
 // of a TurboQuant codec is built in the rotated domain with its coordinates on the codebook
 // boundaries (unrotate): from f32 input, its codes then depend on the last bit of every rotated
-// value (the same emulation then differed on every such vector).
+// value (the same emulation then differed on every such vector). Prod codecs (QJL signs of the
+// residual e = r - c[code]) get a third kind of row: e orthogonal to 8 random rows of the sketch S,
+// so that those rows' (S e)_i are rounding noise (~1e-8 against ~1e-2 for the others) and their
+// signs depend on the last bits of the rotated values and of the fp32 residual.
 #include <gtest/gtest.h>
 
 #if defined(TQ_HAVE_CUDA)
@@ -60,6 +63,45 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
         rot[f + m - 1] = float(std::sqrt(std::max(0.0, 1.0 - ss)));
         for (int j = 0; j < m; ++j) rot[f + j] *= scale;
       }
+      tqc->unrotate(rot.data(), row.data());
+    } else if (tqc && tqc->prod() && r % 4 == 2) {
+      // Rotated domain: a Gaussian unit vector u, c = its centroids, e = u - c with the components
+      // along c and along 8 sketch rows removed, rescaled so that |c + e| = 1.
+      const auto& part = tqc->parts()[0];
+      const int m = D;
+      std::vector<double> u(m), cc(m), e(m);
+      double uu = 0;
+      for (auto& z : u) { z = nd(rng); uu += z * z; }
+      for (int j = 0; j < m; ++j) {
+        u[j] /= std::sqrt(uu);
+        cc[j] = part.cb->centroids_f32()[part.cb->quantize(float(u[j]))];
+        e[j] = u[j] - cc[j];
+      }
+      std::vector<std::vector<double>> basis;  // orthonormal: c and the 8 rows
+      for (int k = 0; k <= 8; ++k) {
+        std::vector<double> b(m);
+        const int row_i = int(rng() % m);
+        for (int j = 0; j < m; ++j) b[j] = k == 0 ? cc[j] : double(part.sketch[size_t(row_i) * m + j]);
+        for (const auto& o : basis) {
+          double d = 0;
+          for (int j = 0; j < m; ++j) d += b[j] * o[j];
+          for (int j = 0; j < m; ++j) b[j] -= d * o[j];
+        }
+        double bb = 0;
+        for (double z : b) bb += z * z;
+        if (bb < 1e-12) continue;
+        for (double& z : b) z /= std::sqrt(bb);
+        basis.push_back(b);
+      }
+      for (const auto& o : basis) {
+        double d = 0;
+        for (int j = 0; j < m; ++j) d += e[j] * o[j];
+        for (int j = 0; j < m; ++j) e[j] -= d * o[j];
+      }
+      double c2 = 0, e2 = 0;
+      for (int j = 0; j < m; ++j) { c2 += cc[j] * cc[j]; e2 += e[j] * e[j]; }
+      const double f = c2 < 1 && e2 > 0 ? std::sqrt((1 - c2) / e2) : 0.0;
+      for (int j = 0; j < m; ++j) rot[j] = float((cc[j] + f * e[j]) * scale);
       tqc->unrotate(rot.data(), row.data());
     }
     for (int j = 0; j < D; ++j) {
@@ -178,6 +220,30 @@ TEST(CudaAppend, TiledOddShapes) {
   run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
 }
 
+// TurboQuant-prod (mse at bits - 1, QJL signs of the residual, gamma): every supported head_dim
+// and input dtype, one vector, a few, tiles of one vector (113 x 3), of 16 (4097 x 8), and the
+// largest tiles with several QJL passes per warp (TQ_CUDA_APPEND_FRAC_VPW=32).
+TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  int i = 0;
+  for (const char* codec : {"tq3p", "tq4p"})
+    for (int D : {64, 128, 256}) {
+      for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
+      run_append(codec, D, dts[i++ % 3], rng, 1, 1);
+      run_append(codec, D, dts[i++ % 3], rng, 7, 3);
+    }
+  run_append("tq3p", 128, DType::kF16, rng, 4097, 8);
+  run_append("tq4p", 256, DType::kF32, rng, 2049, 8);
+  run_append("tq3p:seed=11", 64, DType::kBF16, rng, 4097, 8);
+  setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
+  run_append("tq4p", 128, DType::kF32, rng, 113, 3);
+  run_append("tq3p", 256, DType::kBF16, rng, 70, 3);
+  unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
+}
+
 // Small appends in the largest tiles (TQ_CUDA_APPEND_FRAC_VPW=32, clamped to the tile size): several
 // dense passes per warp and a partial last tile on shapes small enough for compute-sanitizer.
 TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
@@ -218,7 +284,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     }
     return tq::Status::kOk;
   };
-  for (const char* c : {"tq3p", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
+  for (const char* c : {"tq2p", "tq5p", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
                         "tq3.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
@@ -226,6 +292,9 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   EXPECT_EQ(status("tq3", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq2.5", 128), tq::Status::kOk);
   EXPECT_EQ(status("tq3.5", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq3p", 128), tq::Status::kOk);
+  EXPECT_EQ(status("tq4p", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
 }
 
 }  // namespace

@@ -1,0 +1,147 @@
+// src/cuda/append_prod.cuh — append kernel for the TurboQuant-prod codecs tq3p / tq4p (one part):
+// mse codes, QJL signs, norm and gamma bit-identical to TqCodec::encode (for prod: encode_reference).
+//
+// Per vector (dimension D, mse bits MB = bits - 1), the CPU computes
+//   n = sqrt(sum of x_j^2 in double, j ascending), u = x * float(1 / n)   (n = 0: u = x)
+//   r = rot->forward(u)  (randomized Hadamard: hadamard.cuh repeats its float operations)
+//   code_j = Codebook::quantize(r_j), e_j = r_j - c[code_j] (fp32)
+//   gamma = sqrt(sum of e_j^2 in double, j ascending)   (stored 0 for n = 0)
+//   sigma_i = [sum_j double(S[i][j]) * e_j >= 0]  (double, j ascending)
+// Products of two floats are exact in double, so a DFMA chain in the CPU's j order rounds exactly
+// like its multiply-then-add: the same sums, the same signs.
+//
+// Block: kTileWarps warps, warp w encoding vectors [w·vpw, w·vpw + vpw) (as append_frac):
+//   stage : the tile into shared memory (stage_rows), lane t sums the norm of row t and writes it
+//   mse   : passes of VQ vectors, one vector at a time on the warp (lane l: coordinates
+//           [l·E, l·E + E)): rotate, quantize, pack (append_frac's pieces), residuals into the
+//           pass's e_s[j][VQ] in shared memory
+//   QJL   : lane v < VQ sums gamma of vector v of the pass; lane l owns sketch rows l + 32k
+//           (K = D/32): VQ·K DFMA chains over j, S^T[j][l + 32k] loaded coalesced (L1), e_s[j][v]
+//           broadcast; signs packed by redux.sync, one word per 32 rows
+#pragma once
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "cuda/append_frac.cuh"
+
+namespace tq::cuda::append {
+
+template <int D, int MB, int DT>
+__global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __grid_constant__ ProdParams P) {
+  constexpr int E = D / 32, K = D / 32, VQ = prod_vq(D);
+  constexpr int ISZ = DT == 0 ? 4 : 2;
+  constexpr int CH = D * ISZ / 16, RS = tile_row_stride(D, ISZ) / 16;
+  constexpr int QJL = int(packed_bytes(D, MB)) / 4;  // QJL signs, in words from the codes
+  static_assert(VQ % 4 == 0 && VQ * K <= 32, "float4 reads of e_s, 32 accumulators at most");
+  extern __shared__ uint4 smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const long long total = (long long)P.n_tokens * P.Hkv;
+  const long long v0 = ((long long)blockIdx.x * kTileWarps + warp) * P.vpw;
+  if (v0 >= total) return;
+  const int nv = int(min((long long)P.vpw, total - v0));
+  uint4* tile = smem + warp * (prod_warp_bytes(D, ISZ, P.vpw) / 16);
+  float* e_s = reinterpret_cast<float*>(tile + P.vpw * RS);  // [D][VQ]
+
+  stage_rows<CH, RS>(static_cast<const uint4*>(P.x) + size_t(v0) * CH, nv, tile, lane, [](int, uint4 v) { return v; });
+  __syncwarp();
+
+  // ---- norm of row `lane` (the CPU's order), fp16 norm written, destination handed out ----
+  float inv = 1.0f;
+  bool nonzero = false;
+  long long dst = -1, sdst = -1;  // byte offsets of the vector's codes / scalars in the pool; -1: skip
+  if (lane < nv) {
+    const long long v = v0 + lane;
+    const int token = int(v / P.Hkv), head = int(v % P.Hkv);
+    const int slot = P.slot_mapping[token];
+    if (slot >= P.num_pages * int(P.layout.page_tokens)) {
+      atomicOr(P.error_flag, 1);
+    } else if (slot >= 0) {
+      const uint4* row = tile + lane * RS;
+      double ss = 0.0;
+#pragma unroll 4
+      for (int c = 0; c < CH; ++c) add_squares<DT>(row[c], ss);
+      const double norm = sqrt(ss);
+      nonzero = norm > 0.0;
+      inv = nonzero ? float(1.0 / norm) : 1.0f;  // the CPU leaves a zero vector unscaled
+      const int page = slot / int(P.layout.page_tokens), off = slot % int(P.layout.page_tokens);
+      const size_t base = size_t(page) * P.layout.page_bytes();
+      dst = (long long)(base + P.layout.codes_offset(head, off));
+      sdst = (long long)(base + P.layout.scalars_offset(head, off));
+      const float nf = float(norm);
+      if (!(nf < 65504.f)) atomicOr(P.error_flag, 2);  // beyond fp16 norms (the CPU encoder throws)
+      *reinterpret_cast<__half*>(P.pool + sdst) = __float2half_rn(nf);
+    }
+  }
+
+  for (int t0 = 0; t0 < nv; t0 += VQ) {
+    // ---- mse stage of the pass's vectors; residuals into e_s (zero past the tile) ----
+#pragma unroll 1
+    for (int v = 0; v < VQ; ++v) {
+      const int t = min(t0 + v, nv - 1);
+      const long long vdst = __shfl_sync(0xffffffffu, dst, t);
+      const float vinv = __shfl_sync(0xffffffffu, inv, t);
+      float x[E];
+      rotate_part<D, DT>(tile + t * RS, 0, vinv, P.sign, x, lane);
+      uint32_t c[E];
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        c[e] = code_of<MB>(x[e], P.bound);
+        e_s[(lane * E + e) * VQ + v] = t0 + v < nv ? __fsub_rn(x[e], P.cent[c[e]]) : 0.0f;
+      }
+      if (t0 + v < nv && vdst >= 0) store_part_codes<D, MB>(c, reinterpret_cast<uint32_t*>(P.pool + vdst), lane);
+    }
+    __syncwarp();
+    // ---- gamma of vector t0 + lane ----
+    {
+      const int t = min(t0 + lane, nv - 1);
+      const long long vs = __shfl_sync(0xffffffffu, sdst, t);
+      const bool nz = __shfl_sync(0xffffffffu, nonzero, t);
+      if (lane < VQ && t0 + lane < nv && vs >= 0) {
+        double g = 0.0;
+        for (int j = 0; j < D; ++j) {
+          const double e = e_s[j * VQ + lane];
+          g = fma(e, e, g);
+        }
+        *reinterpret_cast<__half*>(P.pool + vs + 2) = __float2half_rn(nz ? float(sqrt(g)) : 0.0f);
+      }
+    }
+    // ---- QJL signs: rows lane + 32k of S times e, in double, j ascending ----
+    double acc[VQ][K];
+#pragma unroll
+    for (int v = 0; v < VQ; ++v)
+#pragma unroll
+      for (int k = 0; k < K; ++k) acc[v][k] = 0.0;
+    const float* st = P.sketch_t + lane;
+#pragma unroll 2
+    for (int j = 0; j < D; ++j) {
+      double s[K];
+#pragma unroll
+      for (int k = 0; k < K; ++k) s[k] = __ldg(st + j * D + 32 * k);
+#pragma unroll
+      for (int v4 = 0; v4 < VQ / 4; ++v4) {
+        const float4 e4 = reinterpret_cast<const float4*>(e_s + j * VQ)[v4];
+        const double e[4] = {e4.x, e4.y, e4.z, e4.w};
+#pragma unroll
+        for (int b = 0; b < 4; ++b)
+#pragma unroll
+          for (int k = 0; k < K; ++k) acc[4 * v4 + b][k] = fma(s[k], e[b], acc[4 * v4 + b][k]);
+      }
+    }
+#pragma unroll
+    for (int v = 0; v < VQ; ++v) {
+      const long long vdst = __shfl_sync(0xffffffffu, dst, min(t0 + v, nv - 1));
+      if (t0 + v >= nv || vdst < 0) continue;
+      uint32_t* out = reinterpret_cast<uint32_t*>(P.pool + vdst) + QJL;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        uint32_t w[1] = {0u};
+        put_code<1>(w, acc[v][k] >= 0.0 ? 1u : 0u, lane);
+        const uint32_t r = __reduce_or_sync(0xffffffffu, w[0]);
+        if (lane == k) out[k] = r;
+      }
+    }
+    __syncwarp();  // e_s is rewritten by the next pass
+  }
+}
+
+}  // namespace tq::cuda::append
