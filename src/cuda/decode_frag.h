@@ -235,6 +235,9 @@ TQ_HD constexpr int kdim(int t, int kc, int jj) {
 //   TurboQuant: lane g owns selector words [g * D/64, (g+1) * D/64); m-tile mt = 4j + 2e + half uses
 //   word j, merge e, 16-bit half `half`. fp16: the rows come from movmatrix of 16-byte loads made
 //   by lane t' = g/2 (same chunk order as K), word 2(mt%2) + r, element g%2.
+TQ_HD constexpr int vdim_tq(int D, int bits, int g, int mt, int r) {  // TurboQuant, run-time D and bits
+  return code_of(bits, g * (D / 64) + (mt >> 2), 4 * (mt & 1) + ((mt >> 1) & 1) + 2 * r);
+}
 template <int D, int BITS>
 TQ_HD constexpr int vdim(int g, int mt, int r) {
   if (BITS == 0) {
@@ -242,7 +245,7 @@ TQ_HD constexpr int vdim(int g, int mt, int r) {
     const int u = ((mt >> 1) + (tt >> 1)) % (D / 32);
     return (D / 4) * tt + 8 * u + 2 * (2 * (mt & 1) + r) + (g & 1);
   }
-  return code_of<BITS>(g * (D / 64) + (mt >> 2), 4 * (mt & 1) + ((mt >> 1) & 1) + 2 * r);
+  return vdim_tq(D, BITS, g, mt, r);
 }
 
 // V of fractional codecs: the 16 rows of an m-tile must share a part (one V norm per token and
@@ -254,6 +257,51 @@ TQ_HD constexpr int vdim_frac(int g, int mt, int r) {
   const int q = mt >> 1, hf = mt & 1;
   return 32 * q + code_of(Groups<D, B, true>::bits(q), g >> 1, (g & 1) + 2 * r + 4 * hf);
 }
+
+// ---- TurboQuant-prod: the QJL signs (one bit per coordinate: layout.h's 1-bit plane) -----------
+// Sign bit p of a group's word is coordinate qjl_code_at(p) of the group (inverse of plane_pos(1, .)).
+TQ_HD constexpr int qjl_code_at(int p) { return 16 * ((p >> 1) & 1) + 2 * (p >> 2) + (p & 1); }
+
+// K (second int8 mma m16n8k32 against q's sketch): k32-chunk kc = sign word kc of the row; lane t
+// takes bits t + 8i (k = 4t + i) and t + 4 + 8i (k = 16 + 4t + i), i = 0..3, as int8 0 / 1: one
+// shift and two ANDs give both A registers. The sketch follows: B slot j = 4r + i of register r is
+// coordinate qjl_kdim(t, kc, j).
+TQ_HD void qjl_a(uint32_t w, int t, uint32_t& lo, uint32_t& hi) {
+  const uint32_t x = w >> t;
+  lo = x & 0x01010101u;
+  hi = (x >> 4) & 0x01010101u;
+}
+template <int D>
+TQ_HD constexpr int qjl_kdim(int t, int kc, int j) {
+  return 32 * kc + qjl_code_at(t + 4 * (j >> 2) + 8 * (j & 3));
+}
+
+// V (O2^T += Σ^T · (p n γ)^T on mma m16n8k16 f16, Σ = ±1): lane g owns bits [g·D/8, (g+1)·D/8) of
+// each token's D sign bits (one word: qjl_vword), bit j = 2 mt + r for m-tile mt, row g + 8r. One
+// prmt puts the lane's bits of tokens A and B in the low / high 16 bits of x (D >= 128: half h of
+// the word, bit j at x bit j % 16, x index j / 16; D = 64: byte g % 4 at x bits 8..15), then each
+// A register half2(σ_A, σ_B) = ±1.0 is one shift and one LOP3 (qjl_h2).
+TQ_HD constexpr int qjl_vword(int D, int g) { return g * D / 256; }
+TQ_HD constexpr uint32_t qjl_xsel(int D, int g, int h) {
+  if (D == 64) {
+    const uint32_t b = uint32_t(g & 3);
+    return b | (b << 4) | ((4 + b) << 8) | ((4 + b) << 12);
+  }
+  const uint32_t b = uint32_t(2 * (D == 128 ? g & 1 : h));
+  return b | ((b + 1) << 4) | ((b + 4) << 8) | ((b + 5) << 12);
+}
+TQ_HD constexpr int qjl_xbit(int D, int j) { return D == 64 ? 8 + j : j & 15; }
+TQ_HD uint32_t qjl_h2(uint32_t x, int xbit) { return ((x << (15 - xbit)) & 0x80008000u) ^ 0xBC00BC00u; }
+template <int D>
+TQ_HD constexpr int qjl_vdim(int g, int mt, int r) {
+  const int bit = g * (D / 8) + 2 * mt + r;
+  return 32 * (bit >> 5) + qjl_code_at(bit & 31);
+}
+// The per-warp fold O += κ√D S^T O2 on tf32 mma m16n8k8: m-tile mt of O (rows: the V dims vdim),
+// k-step ks = sketch coordinates [8 ks, 8 ks + 8) (O2 in shared memory). A fragment entry i of lane
+// (g, t) is S[in][out] with out = the m-tile row's dim, in = 8 ks + t + 4 (i >> 1); the plan lays
+// the matrix out in this order (float4 per lane per mma).
+TQ_HD constexpr int qjl_fold_in(int ks, int t, int i) { return 8 * ks + t + 4 * (i >> 1); }
 
 // fp16 table of a codebook (entries c_i * sqrt(dim), ascending), in the lookup_half2 format: the
 // first 8 entries (a 16-entry codebook must be symmetric: h[15 - i] == h[i] ^ 0x8000).

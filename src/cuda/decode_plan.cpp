@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "cuda/decode_frag.h"
@@ -35,13 +36,24 @@ bool device_available() {
 
 namespace {
 
-// Kernel bit width for a codec: 0 = fp16 pass-through, 2..4 = single-part TurboQuant-mse, and for
-// fractional tq2.5 / tq3.5 the bits of part 1 (part 0 has one more) with *frac set.
-int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac) {
+// Kernel bit width for a codec: 0 = fp16 pass-through, 2..4 = single-part TurboQuant-mse, for
+// fractional tq2.5 / tq3.5 the bits of part 1 (part 0 has one more) with *frac set, and for
+// TurboQuant-prod tq3p / tq4p the mse bits (2, 3) with *prod set.
+int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
   *frac = 0;
+  *prod = 0;
   if (s.id == CodecId::kFp16) return 0;
+  if (s.id == CodecId::kTqProd) {
+    TQ_CHECK(!s.fractional && (s.bits == 3 || s.bits == 4), kUnsupported,
+             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq3p, tq4p; no fractional prod)", which, s.name());
+    TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
+    TQ_CHECK(s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard, kUnsupported,
+             "CUDA decode: {} codec '{}': only the Hadamard rotation (head_dim {} is a power of two)", which, s.name(), d);
+    *prod = 1;
+    return s.bits - 1;
+  }
   TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits == 2 || s.bits == 3) : (s.bits >= 2 && s.bits <= 4)),
-           kUnsupported, "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4, tq2.5, tq3.5)",
+           kUnsupported, "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4, tq2.5, tq3.5, tq3p, tq4p)",
            which, s.name());
   TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
   if (s.fractional) {
@@ -82,7 +94,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 struct DecodePlan::Impl {
   DecodeShape shape;
   std::shared_ptr<const Codec> kc, vc;
-  int kb = 0, vb = 0, frac = 0, version = 3;
+  int kb = 0, vb = 0, frac = 0, prod = 0, version = 3;  // prod: bit 0 = K, bit 1 = V
   KvPageLayout kl{}, vl{};
   size_t ws_bytes = 0, off_err = 0;
   // v3: one persistent launch
@@ -96,6 +108,7 @@ struct DecodePlan::Impl {
   int max_group = 4, splits = 1, chunk = 0;
   DeviceBuffer k_signs, v_signs, k_cent, v_cent;
   DeviceBuffer k_proj, v_proj;  // v3, fractional codecs: dense part rotations (Params::kproj / vproj)
+  DeviceBuffer k_sketch, v_fold;  // v3, prod codecs: Params::ksk / vfold
   size_t v1_off_po = 0, v1_off_pml = 0;
 };
 
@@ -104,15 +117,17 @@ namespace {
 void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
-  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac);
+  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod);
   TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)",
            I.kb, I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
-  const int fr = I.frac;
-  TQ_CHECK(int(I.kl.codes_bytes) == v3::codes_bytes(s.head_dim, I.kb, fr) && int(I.kl.scalar_bytes) == v3::norm_bytes(I.kb, fr) &&
-               int(I.vl.codes_bytes) == v3::codes_bytes(s.head_dim, I.vb, fr) && int(I.vl.scalar_bytes) == v3::norm_bytes(I.vb, fr),
+  const int fr = I.frac, kp = I.prod & 1, vp = I.prod & 2;
+  TQ_CHECK(int(I.kl.codes_bytes) == v3::codes_bytes(s.head_dim, I.kb, fr, kp) &&
+               int(I.kl.scalar_bytes) == v3::norm_bytes(I.kb, fr, kp) &&
+               int(I.vl.codes_bytes) == v3::codes_bytes(s.head_dim, I.vb, fr, vp) &&
+               int(I.vl.scalar_bytes) == v3::norm_bytes(I.vb, fr, vp),
            kInternal, "CUDA decode: codec layout does not match the kernel's");
-  const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb, fr);
+  const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb, fr, I.prod);
   // Ring depth: ~40 KB of chunks in flight per CTA (several CTAs per SM), at least double buffering.
   const int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
   const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G);
@@ -219,6 +234,37 @@ void plan_v3(DecodePlan::Impl& I) {
       P.vproj = proj(*t, false, I.v_proj);
     }
   }
+  // Prod (one part, m = D): K's sketch transposed for the query's S·Rq; V's κ√D·S^T in the tf32
+  // A-fragment order of the per-warp fold (decode_prod.cuh), rounded to tf32 (nearest, ties away).
+  const int D = s.head_dim;
+  if (kp) {
+    const TqPart& part = dynamic_cast<const TqCodec&>(*I.kc).parts()[0];
+    std::vector<float> a(size_t(D) * D);
+    for (int i = 0; i < D; ++i)
+      for (int j = 0; j < D; ++j) a[size_t(j) * D + i] = part.sketch[size_t(i) * D + j];
+    I.k_sketch.upload(a);
+    P.ksk = I.k_sketch.f();
+    P.kqjl = float(part.qjl_scale * std::sqrt(double(D)));
+  }
+  if (vp) {
+    const TqPart& part = dynamic_cast<const TqCodec&>(*I.vc).parts()[0];
+    const double c = part.qjl_scale * std::sqrt(double(D));
+    std::vector<float> a(size_t(D) * D);
+    for (int mt = 0; mt < D / 16; ++mt)
+      for (int ks = 0; ks < D / 8; ++ks)
+        for (int lane = 0; lane < 32; ++lane)
+          for (int i = 0; i < 4; ++i) {
+            const int out = frag::vdim_tq(D, I.vb, lane >> 2, mt, i & 1), in = frag::qjl_fold_in(ks, lane & 3, i);
+            float f = float(c * part.sketch[size_t(in) * D + out]);
+            uint32_t u;
+            std::memcpy(&u, &f, 4);
+            u = (u + 0x1000u) & ~0x1FFFu;  // tf32: 10 mantissa bits, the magnitude rounded half away
+            std::memcpy(&f, &u, 4);
+            a[((size_t(mt) * (D / 8) + ks) * 32 + lane) * 4 + i] = f;
+          }
+    I.v_fold.upload(a);
+    P.vfold = I.v_fold.f();
+  }
 
   const size_t slots = size_t(I.grid) + size_t(s.batch) * s.heads_kv;  // slot = CTA + segment: unique
   I.off_po = 0;
@@ -283,14 +329,21 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
                "CUDA decode: max_seq_len {} must be in [1, max_pages_per_seq * page_tokens]", s.max_seq_len);
   TQ_CHECK_ARG(int(s.q_dtype) >= 0 && int(s.q_dtype) <= 2 && int(s.out_dtype) >= 0 && int(s.out_dtype) <= 2,
                "CUDA decode: dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
-  int kfrac = 0, vfrac = 0;
-  I.kb = kernel_bits(kspec, s.head_dim, "K", &kfrac);
-  I.vb = kernel_bits(vspec, s.head_dim, "V", &vfrac);
+  int kfrac = 0, vfrac = 0, kprod = 0, vprod = 0;
+  I.kb = kernel_bits(kspec, s.head_dim, "K", &kfrac, &kprod);
+  I.vb = kernel_bits(vspec, s.head_dim, "V", &vfrac, &vprod);
   TQ_CHECK(kfrac == vfrac, kUnsupported, "CUDA decode: K '{}' with V '{}': fractional codecs need both K and V fractional",
            kspec.name(), vspec.name());
+  // Prod: compiled for K and V both tqBp of the same B only (a prod K with an mse V, or the
+  // reverse, would be more instantiations of the same code: not built).
+  TQ_CHECK(kprod == vprod && (!kprod || I.kb == I.vb), kUnsupported,
+           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V both tq3p or both tq4p", kspec.name(),
+           vspec.name());
   I.frac = kfrac;
-  TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac) != nullptr, kUnsupported,
-           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, tq2.5/tq2.5, tq3.5/tq3.5)",
+  I.prod = kprod | (vprod << 1);
+  TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
+           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, tq2.5/tq2.5, tq3.5/tq3.5, "
+           "tq3p/tq3p, tq4p/tq4p)",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);
@@ -299,6 +352,8 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes())};
   I.version = std::getenv("TQ_CUDA_DECODE_V1") != nullptr ? 1 : 3;
   TQ_CHECK(I.version == 3 || !I.frac, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for fractional codecs");
+  TQ_CHECK(I.version == 3 || !I.prod, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for prod codecs ('{}')",
+           kspec.name());
   if (I.version == 3) plan_v3(I); else plan_v1(I);
 }
 

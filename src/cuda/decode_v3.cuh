@@ -26,6 +26,7 @@
 
 #include "cuda/decode_frac.cuh"
 #include "cuda/decode_frag.h"
+#include "cuda/decode_prod.cuh"
 #include "cuda/decode_ptx.cuh"
 #include "cuda/decode_v3_params.h"
 #include "cuda/hadamard.cuh"
@@ -64,23 +65,25 @@ __device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int H
 }
 
 // CTAs per SM the register budget is capped for: 4 (<= 102 registers) where the kernel fits without
-// spills, fewer for the wider 4-bit decode and head_dim 256.
-// (FR: fractional codecs, a 4-bit part 0 for tq3.5.)
-constexpr int min_ctas(int d, int kb, int vb, int fr) {
-  return d == 256 ? 2 : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3)) ? 3 : 4;
+// spills, fewer for the wider 4-bit decode and head_dim 256 (prod at 256: 2 x 64 fp32 accumulators).
+// (FR: fractional codecs, a 4-bit part 0 for tq3.5; PR: prod, the QJL fragments and accumulators.)
+constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0) {
+  return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3) || pr) ? 3 : 4;
 }
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
-template <int D, int KB, int VB, int FR>
-__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kernel(const __grid_constant__ Params P) {
+// PR: bit 0 = K, bit 1 = V is tq(B+1)p (KB / VB = the mse bits; decode_prod.cuh).
+template <int D, int KB, int VB, int FR, int PR = 0>
+__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
-  constexpr int KCB = codes_bytes(D, KB, FR), KSB = norm_bytes(KB, FR);
-  constexpr int VCB = codes_bytes(D, VB, FR), VSB = norm_bytes(VB, FR);
+  constexpr int KPR = PR & 1, VPR = PR & 2;
+  constexpr int KCB = codes_bytes(D, KB, FR, KPR), KSB = norm_bytes(KB, FR, KPR);
+  constexpr int VCB = codes_bytes(D, VB, FR, VPR), VSB = norm_bytes(VB, FR, VPR);
   constexpr int VOFF = kChunk * (KCB + KSB);  // V section of a stage
-  constexpr int SB = stage_bytes(D, KB, VB, FR);
-  constexpr uint32_t TX = stage_tx(D, KB, VB, FR);
-  constexpr int NP = FR ? 2 : 1;  // parts (norms per token)
+  constexpr int SB = stage_bytes(D, KB, VB, FR, PR);
+  constexpr uint32_t TX = stage_tx(D, KB, VB, FR, PR);
+  constexpr int NP = FR || VPR ? 2 : 1;  // V scalars per token (parts' norms; prod: n, γ) = P^T sets
   using GK = frag::Groups<D, KB, FR != 0>;
   using GV = frag::Groups<D, VB, FR != 0>;
   constexpr int KM0 = 32 * GK::kHi, VM0 = 32 * GV::kHi;  // fractional: dims of part 0
@@ -88,6 +91,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
   constexpr bool kKDense1 = FR && ((D - KM0) & (D - KM0 - 1)) != 0;
   constexpr bool kVDense1 = FR && ((D - VM0) & (D - VM0 - 1)) != 0;
   static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
+  static_assert(!PR || (!FR && KB != 0 && VB != 0), "prod: single-part TurboQuant K and V");
 
   extern __shared__ __align__(128) uint8_t smem[];
   const Smem L = smem_layout(D, SB, P.stages, P.B, P.G);
@@ -137,6 +141,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
   }
   if constexpr (kKDense1)
     if (warp < kConsumers) prefetch_part1<D, KM0>(P.kproj, tid, 32 * kConsumers);
+  if constexpr (KPR != 0) if (warp < kConsumers) prefetch_part1<D, 0>(P.ksk, tid, 32 * kConsumers);
   if (tid == 0) {
     for (int s = 0; s < P.stages; ++s) {
       mbar_init(&full[s], 1);
@@ -304,7 +309,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
         x[e] *= P.q_scale;
         amax = fmaxf(amax, fabsf(x[e]));
       }
-      if constexpr (KB != 0) {  // int8 q: x * 127 / max|x| per row, the scale goes to the scores
+      if constexpr (KB != 0 && !KPR) {  // int8 q: x * 127 / max|x| per row, the scale goes to the scores
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
         const float inv = amax > 0.f ? 127.f / amax : 0.f;
@@ -315,6 +320,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
 #pragma unroll
       for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e];
     }
+    if constexpr (KPR != 0) prod_q_prologue<D>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
     consumers_sync();
     // B fragments: fp16 K -> f16 pairs per k16-chunk; TurboQuant K -> 4 int8 per register per
     // k32-chunk (rows g >= G are zero: their columns of S are ignored).
@@ -322,6 +328,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     uint32_t qb[NQB][2];
     float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K; fractional: part 0)
     float qg0 = 1.f, qg1 = 1.f;  // fractional: part 1
+    uint32_t qsb[KPR ? D / 32 : 1][2];  // prod: q's sketch (int8), scale and sum of heads 2t, 2t+1
+    float qj0 = 0.f, qj1 = 0.f, ss0 = 0.f, ss1 = 0.f;
     {
       const float* qr = q_s + g * D;
       const bool on = g < G;
@@ -353,6 +361,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
         int8_frags([&](int kc, int j) { return frag::kdim8<D, KB>(t, kc, j); });
         qf0 = 2 * t < G ? qsc[2 * t] : 0.f;
         qf1 = 2 * t + 1 < G ? qsc[2 * t + 1] : 0.f;
+        if constexpr (KPR != 0) {
+          prod_q_frags<D>(scr + (on ? g : 0) * D, on, t, qsb);
+          const float* qj = qsc + 2 * kMaxG;
+          if (2 * t < G) { qj0 = qj[4 * t]; ss0 = qj[4 * t + 1]; }
+          if (2 * t + 1 < G) { qj1 = qj[4 * t + 2]; ss1 = qj[4 * t + 3]; }
+        }
       }
     }
 
@@ -360,6 +374,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
 #pragma unroll
     for (int mt = 0; mt < NKC; ++mt) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.f;
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // heads 2t, 2t+1
+    float o2[VPR ? NKC : 1][4];  // prod V: the QJL term in the sketch domain (decode_prod.cuh)
+#pragma unroll
+    for (int mt = 0; mt < (VPR ? NKC : 1); ++mt) o2[mt][0] = o2[mt][1] = o2[mt][2] = o2[mt][3] = 0.f;
 
     // One 16-token block of this warp: S^T = K · Q^T, scaled by the K norms, masked past `len`
     // (-inf); also returns the V norms nv[r + 2p] of the lane's rows r (g, g + 8) and parts p.
@@ -420,14 +437,15 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
         sc[1] = float(si[0][1] + si[1][1]) * qf1;
         sc[2] = float(si[0][2] + si[1][2]) * qf0;
         sc[3] = float(si[0][3] + si[1][3]) * qf1;
+        if constexpr (KPR != 0) prod_k_score<D, KB>(st, r0, r1, t, qsb, qj0, qj1, ss0, ss1, sc);
       }
       float nk0 = 1.f, nk1 = 1.f;
 #pragma unroll
       for (int i = 0; i < 2 * NP; ++i) nv[i] = 1.f;
       if constexpr (KB != 0 && FR == 0) {
         const __half* kn = reinterpret_cast<const __half*>(st + kChunk * KCB);
-        nk0 = __half2float(kn[r0]);
-        nk1 = __half2float(kn[r1]);
+        nk0 = __half2float(kn[(KSB / 2) * r0]);  // prod: (norm, gamma) pairs
+        nk1 = __half2float(kn[(KSB / 2) * r1]);
       }
       if constexpr (VB != 0) {
         const __half* vn = reinterpret_cast<const __half*>(st + VOFF + kChunk * VCB);
@@ -436,6 +454,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
           nv[2 * p] = __half2float(vn[NP * r0 + p]);
           nv[2 * p + 1] = __half2float(vn[NP * r1 + p]);
         }
+        if constexpr (VPR != 0) { nv[2] *= nv[0]; nv[3] *= nv[1]; }  // prod: the QJL weight n γ
       }
       x[0] = sc[0] * nk0; x[1] = sc[1] * nk0; x[2] = sc[2] * nk1; x[3] = sc[3] * nk1;
       // Rows past the end: score -inf (p = 0) and V norm 0 (norms there may be anything, and
@@ -475,6 +494,11 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
         for (int mt = 0; mt < NKC; ++mt) {
           o[mt][0] *= al0; o[mt][2] *= al0;
           o[mt][1] *= al1; o[mt][3] *= al1;
+        }
+#pragma unroll
+        for (int mt = 0; mt < (VPR ? NKC : 0); ++mt) {
+          o2[mt][0] *= al0; o2[mt][2] *= al0;
+          o2[mt][1] *= al1; o2[mt][3] *= al1;
         }
         m0 = mn0;
         m1 = mn1;
@@ -556,6 +580,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
             }
           }
         }
+        if constexpr (VPR != 0) prod_v_pv<D, VB>(st + VOFF, warp, g, t, o2, pbk[1][0], pbk[1][1]);
       }
     };
 
@@ -564,7 +589,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
     // T=128K: 1649 -> 1566 us). fp16 K/V stays at one block: it is memory-bound, and the pair needs
     // registers it does not have (128, spills).
-    constexpr bool kPairs = KB != 0;
+    constexpr bool kPairs = KB != 0 && !PR;
     for (int j = 0; j < cnt;) {
       int s2 = s + 1;
       uint32_t ph2 = ph;
@@ -601,6 +626,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
       else { s = s2; ph = ph2; j += 1; }
     }
 
+    if constexpr (VPR != 0) prod_v_fold<D>(P.vfold, scr + warp * G * D, G, g, t, lane, o2, o);  // O += κ√D S^T O2
     // ---- segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write ----
     if constexpr (kVDense1) prefetch_part1<D, VM0>(P.vproj, tid, 32 * kConsumers);
 #pragma unroll

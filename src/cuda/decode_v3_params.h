@@ -16,14 +16,20 @@ constexpr int kMaxG = 8;        // GQA group = the N = 8 side of the mma
 constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
 
 // Bytes per token of the compile-time codec pair (TurboQuant with fp16 norms, single-part or, with
-// frac, the 2-part tqB.5 of frag::Groups; bits 0 = fp16 pass-through).
+// frac, the 2-part tqB.5 of frag::Groups, or with prod, tq(B+1)p: B-bit mse codes + D sign bits,
+// norm and gamma; bits 0 = fp16 pass-through). prod: bit 0 = K, bit 1 = V.
 constexpr int hi_groups(int d, int bits, int frac) { return frac ? (bits == 2 ? d / 128 : d / 64) : 0; }
-constexpr int codes_bytes(int d, int bits, int frac = 0) { return bits ? d * bits / 8 + 4 * hi_groups(d, bits, frac) : 2 * d; }
-constexpr int norm_bytes(int bits, int frac = 0) { return bits ? (frac ? 4 : 2) : 0; }
-constexpr int stage_tx(int d, int kb, int vb, int frac = 0) {
-  return kChunk * (codes_bytes(d, kb, frac) + norm_bytes(kb, frac) + codes_bytes(d, vb, frac) + norm_bytes(vb, frac));
+constexpr int codes_bytes(int d, int bits, int frac = 0, int prod = 0) {
+  return bits ? d * bits / 8 + 4 * hi_groups(d, bits, frac) + (prod ? d / 8 : 0) : 2 * d;
 }
-constexpr int stage_bytes(int d, int kb, int vb, int frac = 0) { return (stage_tx(d, kb, vb, frac) + 127) & ~127; }
+constexpr int norm_bytes(int bits, int frac = 0, int prod = 0) { return bits ? (frac || prod ? 4 : 2) : 0; }
+constexpr int stage_tx(int d, int kb, int vb, int frac = 0, int prod = 0) {
+  return kChunk * (codes_bytes(d, kb, frac, prod & 1) + norm_bytes(kb, frac, prod & 1) + codes_bytes(d, vb, frac, prod & 2) +
+                   norm_bytes(vb, frac, prod & 2));
+}
+constexpr int stage_bytes(int d, int kb, int vb, int frac = 0, int prod = 0) {
+  return (stage_tx(d, kb, vb, frac, prod) + 127) & ~127;
+}
 
 struct Params {
   const void* q;                 // [B, Hq, D] q_dtype
@@ -55,6 +61,12 @@ struct Params {
   uint32_t vtabb[8];
   const float* kproj;
   const float* vproj;
+  // TurboQuant-prod (one part, m = D; decode_prod.cuh): K: the sketch transposed, ksk[j * D + i] =
+  // S[i][j] (the query's sketch S·Rq by dense_part1), and κ·√D (q carries 1/√D); V: κ√D·S^T in tf32
+  // A-fragment order (frag::qjl_fold_in: [D/16 m-tiles][D/8 k-steps][32 lanes][4]).
+  const float* ksk;
+  float kqjl;
+  const float* vfold;
 };
 
 // Shared memory carve-up, shared by the launcher (size) and the kernel.
@@ -67,7 +79,7 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   s.bars = off; off += 2 * kMaxStages * 8;
   s.ok = off; off += kMaxStages * 4;
   s.misc = off; off += 4 * kMaxG * 4;
-  s.qsc = off; off += 2 * kMaxG * 4;  // per head (and part, fractional codecs)
+  s.qsc = off; off += 4 * kMaxG * 4;  // per head: and part (fractional), or QJL scale and sum (prod)
   s.prefix = off; off += uint32_t(B + 1) * 4;
   s.lens = off; off += uint32_t(B) * 4;
   off = (off + 15u) & ~15u;
@@ -78,18 +90,19 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   return s;
 }
 
-// Kernel entry points per head_dim (decode_v3_d*.cu), nullptr for a (k_bits, v_bits, frac) triple
-// without a kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 2/2, 3/3, 4/4, 3/2, 4/3, and
-// with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is not a group),
-// 3.5/3.5.
-const void* kernel_d64(int k_bits, int v_bits, int frac);
-const void* kernel_d128(int k_bits, int v_bits, int frac);
-const void* kernel_d256(int k_bits, int v_bits, int frac);
-inline const void* find_kernel(int d, int k_bits, int v_bits, int frac = 0) {
+// Kernel entry points per head_dim (decode_v3_d*.cu), nullptr for a (k_bits, v_bits, frac, prod)
+// combination without a kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 2/2, 3/3, 4/4,
+// 3/2, 4/3, and with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is
+// not a group), 3.5/3.5; with prod = 3 (K and V both tq(B+1)p, bits = the mse bits B): 2/2 (tq3p),
+// 3/3 (tq4p).
+const void* kernel_d64(int k_bits, int v_bits, int frac, int prod);
+const void* kernel_d128(int k_bits, int v_bits, int frac, int prod);
+const void* kernel_d256(int k_bits, int v_bits, int frac, int prod);
+inline const void* find_kernel(int d, int k_bits, int v_bits, int frac = 0, int prod = 0) {
   switch (d) {
-    case 64: return kernel_d64(k_bits, v_bits, frac);
-    case 128: return kernel_d128(k_bits, v_bits, frac);
-    case 256: return kernel_d256(k_bits, v_bits, frac);
+    case 64: return kernel_d64(k_bits, v_bits, frac, prod);
+    case 128: return kernel_d128(k_bits, v_bits, frac, prod);
+    case 256: return kernel_d256(k_bits, v_bits, frac, prod);
     default: return nullptr;
   }
 }

@@ -3,7 +3,8 @@
 // data each run, outputs poisoned, odd shapes. Skips (visibly) without a GPU.
 // Plans that score TurboQuant K in int8 (DecodePlan::int8_scores) are checked twice: against the
 // exact reference with a tolerance for the int8 rounding, and tightly against a float64 reference
-// that applies the same rounding (q rotated and rounded to int8 per row, int8 centroids).
+// that applies the same rounding (q rotated and rounded to int8 per row, int8 centroids; prod K:
+// q's sketch S·Rq rounded to int8 per row too, scored against the ±1 QJL signs).
 #include <gtest/gtest.h>
 
 #if defined(TQ_HAVE_CUDA)
@@ -114,6 +115,9 @@ void run_case(const Case& c, std::mt19937& rng) {
     std::vector<float> kd(size_t(c.hkv) * T * D), vd(kd.size());  // decoded (what the kernel sees)
     std::vector<int> kq(i8 ? kd.size() : 0);                      // int8 path: K codes (rotated
     std::vector<double> kn(i8 ? size_t(c.hkv) * T * NP : 0);     // domain) and part norms
+    const bool kprod = i8 && ktq->prod();                          // prod K: QJL signs ±1, gamma
+    std::vector<int> ksg(kprod ? kd.size() : 0);
+    std::vector<double> kg(kprod ? size_t(c.hkv) * T : 0);
     for (int h = 0; h < c.hkv; ++h)
       for (int t = 0; t < T; ++t) {
         std::vector<float> k(D), v(D);
@@ -138,6 +142,12 @@ void run_case(const Case& c, std::mt19937& rng) {
                   int(tq::unpack_code_ref(kcode.data() + pi.mse_off, pi.dim, pi.bits, i));
             kn[(size_t(h) * T + t) * NP + p] = ktq->norm(kcode.data() + kl.codes_bytes, p);
           }
+        if (kprod) {
+          const auto& pl = ktq->tq_layout()->part[0];
+          for (int i = 0; i < D; ++i)
+            ksg[(size_t(h) * T + t) * D + i] = tq::unpack_code_ref(kcode.data() + pl.qjl_offset, D, 1, i) ? 1 : -1;
+          kg[size_t(h) * T + t] = ktq->gamma(kcode.data() + kl.codes_bytes, 0);
+        }
         vc.decode(vcode.data(), 1, &vd[(size_t(h) * T + t) * D], D);
       }
     const double scale = 1.0 / std::sqrt(double(D));
@@ -180,6 +190,25 @@ void run_case(const Case& c, std::mt19937& rng) {
               acc += long(std::nearbyint(r[i] * (127.f / amax))) * pi.e8[kq[(size_t(h) * T + t) * D + i]];
             const double n = tq::half_to_float(tq::float_to_half(float(kn[(size_t(h) * T + t) * NP + p])));
             lg[t] += double(acc) * (amax / 127.0) * pi.kdeq * n / 1.4426950408889634;
+          }
+          if (kprod) {  // + n κ γ <S r, σ>: the sketch of the scaled rotated q, int8 per row
+            const auto& part = ktq->parts()[0];
+            std::vector<double> sk(D);
+            double smax = 0;
+            for (int i = 0; i < D; ++i) {
+              double a = 0;
+              for (int j = 0; j < D; ++j) a += double(part.sketch[size_t(i) * D + j]) * r[j];
+              sk[i] = a;
+              smax = std::max(smax, std::fabs(a));
+            }
+            const double kap = float(part.qjl_scale * std::sqrt(double(D)));
+            for (int t = 0; t < T; ++t) {
+              long acc = 0;
+              for (int i = 0; i < D; ++i)
+                acc += long(std::nearbyint(sk[i] * (127.0 / smax))) * ksg[(size_t(h) * T + t) * D + i];
+              const double n = tq::half_to_float(tq::float_to_half(float(kn[(size_t(h) * T + t) * NP])));
+              lg[t] += double(acc) * (smax / 127.0) * kap * kg[size_t(h) * T + t] * n / 1.4426950408889634;
+            }
           }
         }
         attend(lg, &ref8[(size_t(b) * c.hq + hq) * D]);
@@ -312,6 +341,24 @@ TEST(CudaDecode, FractionalCodecsMatchCpuReference) {
   }, /*also_v1=*/false);
 }
 
+// TurboQuant-prod K and V (mse at B - 1 bits + QJL signs of the residual; K: q's sketch as a second
+// int8 mma, V: the QJL term accumulated in the sketch domain and folded per warp). v3 only.
+TEST(CudaDecode, ProdCodecsMatchCpuReference) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  using tq::cuda::DType;
+  run_cases({
+      {{1}, 32, 8, 128, "tq3p", DType::kF32},
+      {{113, 1, 4097}, 32, 8, 128, "tq4p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 128, "tq3p", DType::kF32, DType::kF16},                // GQA 7
+      {{4097}, 8, 8, 128, "tq4p", DType::kBF16, DType::kBF16},            // GQA 1
+      {{300, 65}, 8, 2, 64, "tq3p", DType::kF32},                         // GQA 4
+      {{113}, 28, 4, 64, "tq4p", DType::kF16, DType::kBF16},
+      {{257}, 8, 1, 256, "tq3p", DType::kF32},                            // GQA 8
+      {{130, 7}, 16, 4, 256, "tq4p", DType::kF16},
+      {{4097}, 32, 8, 256, "tq3p:seed=5", DType::kBF16},
+  }, /*also_v1=*/false);
+}
+
 // Many sequences of random lengths: segments that span several CTAs (partials merged by the last
 // one), CTAs that span several segments, lengths that end anywhere inside a chunk.
 TEST(CudaDecode, PersistentScheduleManySequences) {
@@ -334,6 +381,7 @@ TEST(CudaDecode, SmallShapes) {
   run_case({{65, 130}, 28, 4, 128, "k4v3", DType::kF32}, rng);
   run_case({{129}, 4, 4, 64, "fp16", DType::kF16}, rng);
   run_case({{70, 1}, 32, 8, 128, "tq2.5", DType::kF16}, rng);
+  run_case({{70, 1}, 28, 4, 128, "tq3p", DType::kF16}, rng);
 }
 
 TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
@@ -345,7 +393,12 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   EXPECT_THROW(plan("tq4.5"), tq::Error);
   EXPECT_THROW(plan("k2.5v3"), tq::Error);  // fractional K needs fractional V
   EXPECT_THROW(plan("k3.5v2.5"), tq::Error);
-  EXPECT_THROW(plan("tq3p"), tq::Error);
+  EXPECT_THROW(plan("tq2p"), tq::Error);   // prod: tq3p / tq4p only
+  EXPECT_THROW(plan("tq5p"), tq::Error);
+  EXPECT_THROW(plan("tq3.5p"), tq::Error);
+  EXPECT_THROW(plan("k3pv3"), tq::Error);  // prod K needs prod V (and the reverse), same bits
+  EXPECT_THROW(plan("k4pv3p"), tq::Error);
+  EXPECT_THROW(plan("k3v3p"), tq::Error);
   EXPECT_THROW(plan("k2v4"), tq::Error);
   EXPECT_THROW(plan("tq8"), tq::Error);
   s.head_dim = 64;

@@ -285,6 +285,74 @@ void check_fp16() {
   EXPECT_EQ(int(vd.size()), D);
 }
 
+// TurboQuant-prod: the QJL signs as the kernel's fragments, every lane emulated. K: the int8 A
+// registers from the sign words (frag::qjl_a) hold 0/1 = the sign bit of the coordinate that
+// qjl_kdim names (q's sketch follows that order). V: the half2 ±1.0 of tokens (2t, 2t+1) / (2t+8,
+// 2t+9) at the dims qjl_vdim names (rows g, g + 8 of m-tile mt). Both orders are permutations, and
+// the fold's input coordinates (qjl_fold_in) cover each k-step's 8 once.
+template <int D>
+void check_qjl() {
+  SCOPED_TRACE(testing::Message() << "D=" << D);
+  std::mt19937 rng(77 + D);
+  const Rows R = random_rows(D, 1, rng);
+  auto bit = [&](int tok, int dim) { return int(R.codes[tok][dim]); };
+  std::set<int> kd, vd;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int kc = 0; kc < D / 32; ++kc) {
+      uint32_t a[4];
+      qjl_a(R.words[g][kc], t, a[0], a[2]);
+      qjl_a(R.words[g + 8][kc], t, a[1], a[3]);
+      for (int i = 0; i < 4; ++i) {
+        const int d0 = qjl_kdim<D>(t, kc, i), d1 = qjl_kdim<D>(t, kc, 4 + i);
+        ASSERT_EQ(int(a[0] >> (8 * i) & 0xFF), bit(g, d0)) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(int(a[1] >> (8 * i) & 0xFF), bit(g + 8, d0));
+        ASSERT_EQ(int(a[2] >> (8 * i) & 0xFF), bit(g, d1));
+        ASSERT_EQ(int(a[3] >> (8 * i) & 0xFF), bit(g + 8, d1));
+        if (g == 0) { kd.insert(d0); kd.insert(d1); }
+        ASSERT_EQ(d0 / 32, kc);  // a k32-chunk stays in its group
+      }
+    }
+    const int w = qjl_vword(D, g);
+    uint32_t xab[2], xcd[2];
+    for (int i = 0; i < 2; ++i) {
+      xab[i] = prmt(R.words[2 * t][w], R.words[2 * t + 1][w], qjl_xsel(D, g, i));
+      xcd[i] = prmt(R.words[2 * t + 8][w], R.words[2 * t + 9][w], qjl_xsel(D, g, i));
+    }
+    auto val = [&](int tok, int dim) { return uint16_t(bit(tok, dim) ? 0x3C00 : 0xBC00); };
+    for (int mt = 0; mt < D / 16; ++mt) {
+      const int j0 = 2 * mt, j1 = 2 * mt + 1;
+      expect_v_fragment(qjl_h2(xab[j0 >> 4], qjl_xbit(D, j0)), qjl_h2(xab[j1 >> 4], qjl_xbit(D, j1)),
+                        qjl_h2(xcd[j0 >> 4], qjl_xbit(D, j0)), qjl_h2(xcd[j1 >> 4], qjl_xbit(D, j1)), t,
+                        qjl_vdim<D>(g, mt, 0), qjl_vdim<D>(g, mt, 1), val, lane, mt);
+      if (t == 0) { vd.insert(qjl_vdim<D>(g, mt, 0)); vd.insert(qjl_vdim<D>(g, mt, 1)); }
+    }
+  }
+  EXPECT_EQ(int(kd.size()), D);
+  EXPECT_EQ(int(vd.size()), D);
+  EXPECT_TRUE(*kd.begin() == 0 && *kd.rbegin() == D - 1);
+  EXPECT_TRUE(*vd.begin() == 0 && *vd.rbegin() == D - 1);
+  for (int ks = 0; ks < D / 8; ++ks) {
+    std::set<int> in;
+    for (int t = 0; t < 4; ++t)
+      for (int i = 0; i < 4; i += 2) in.insert(qjl_fold_in(ks, t, i));
+    EXPECT_EQ(int(in.size()), 8);
+    EXPECT_TRUE(*in.begin() == 8 * ks && *in.rbegin() == 8 * ks + 7);
+  }
+  // The fold's output rows are the tqB V dims (vdim): its A rows use the run-time form.
+  for (int bits = 2; bits <= 4; ++bits)
+    for (int g = 0; g < 8; ++g)
+      for (int mt = 0; mt < D / 16; ++mt)
+        for (int r = 0; r < 2; ++r) ASSERT_EQ(vdim_tq(D, bits, g, mt, r), code_of(bits, g * (D / 64) + (mt >> 2), 4 * (mt & 1) + ((mt >> 1) & 1) + 2 * r));
+}
+
+TEST(CudaDecodeFrag, QjlFragmentsMatchReferenceUnpacking) {
+  check_qjl<64>();
+  check_qjl<128>();
+  check_qjl<256>();
+  EXPECT_EQ((vdim<128, 3>(5, 7, 1)), vdim_tq(128, 3, 5, 7, 1));
+}
+
 TEST(CudaDecodeFrag, Fp16FragmentOrdersArePermutations) {
   check_fp16<64>();
   check_fp16<128>();
