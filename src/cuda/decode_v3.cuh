@@ -369,6 +369,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         }
       }
     }
+    if constexpr (KPR != 0) consumers_sync();  // the sketch in scr: read by all before a warp's fold / epilogue
 
     float o[NKC][4];
 #pragma unroll
