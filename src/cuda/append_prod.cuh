@@ -16,8 +16,9 @@
 //           [l·E, l·E + E)): rotate, quantize, pack (append_frac's pieces), residuals into the
 //           pass's e_s[j][VQ] in shared memory
 //   QJL   : lane v < VQ sums gamma of vector v of the pass; lane l owns sketch rows l + 32k
-//           (K = D/32): VQ·K DFMA chains over j, S^T[j][l + 32k] loaded coalesced (L1), e_s[j][v]
-//           broadcast; signs packed by redux.sync, one word per 32 rows
+//           (K = D/32): VQ·K DFMA chains over j, S^T[j][l + 32k] loaded coalesced in batches of
+//           rows (L1: prefetched at kernel start for D <= 128), e_s[j][v] broadcast; signs packed
+//           by redux.sync, one word per 32 rows
 #pragma once
 #include <cuda_fp16.h>
 #include <cstdint>
@@ -35,6 +36,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
   static_assert(VQ % 4 == 0 && VQ * K <= 32, "float4 reads of e_s, 32 accumulators at most");
   extern __shared__ uint4 smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if constexpr (D <= 128)  // S^T (<= 64 KB) into L1 while the tile is staged and the mse stage runs
+    for (int i = threadIdx.x; i < D * D / 32; i += blockDim.x) asm volatile("prefetch.global.L1 [%0];" ::"l"(P.sketch_t + 32 * i));
   const long long total = (long long)P.n_tokens * P.Hkv;
   const long long v0 = ((long long)blockIdx.x * kTileWarps + warp) * P.vpw;
   if (v0 >= total) return;
@@ -77,7 +80,12 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
     // ---- mse stage of the pass's vectors; residuals into e_s (zero past the tile) ----
 #pragma unroll 1
     for (int v = 0; v < VQ; ++v) {
-      const int t = min(t0 + v, nv - 1);
+      const int t = t0 + v;
+      if (t >= nv) {  // warp-uniform: past the tile
+#pragma unroll
+        for (int e = 0; e < E; ++e) e_s[(lane * E + e) * VQ + v] = 0.0f;
+        continue;
+      }
       const long long vdst = __shfl_sync(0xffffffffu, dst, t);
       const float vinv = __shfl_sync(0xffffffffu, inv, t);
       float x[E];
@@ -86,9 +94,9 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
 #pragma unroll
       for (int e = 0; e < E; ++e) {
         c[e] = code_of<MB>(x[e], P.bound);
-        e_s[(lane * E + e) * VQ + v] = t0 + v < nv ? __fsub_rn(x[e], P.cent[c[e]]) : 0.0f;
+        e_s[(lane * E + e) * VQ + v] = __fsub_rn(x[e], P.cent[c[e]]);
       }
-      if (t0 + v < nv && vdst >= 0) store_part_codes<D, MB>(c, reinterpret_cast<uint32_t*>(P.pool + vdst), lane);
+      if (vdst >= 0) store_part_codes<D, MB>(c, reinterpret_cast<uint32_t*>(P.pool + vdst), lane);
     }
     __syncwarp();
     // ---- gamma of vector t0 + lane ----
@@ -111,21 +119,27 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
     for (int v = 0; v < VQ; ++v)
 #pragma unroll
       for (int k = 0; k < K; ++k) acc[v][k] = 0.0;
+    // Rows of S^T in batches of U, all loaded before the batch's DFMAs (one memory round trip
+    // per batch: what a small append waits for).
     const float* st = P.sketch_t + lane;
-#pragma unroll 2
-    for (int j = 0; j < D; ++j) {
-      double s[K];
+    constexpr int U = 32 / K;
+    for (int j0 = 0; j0 < D; j0 += U) {
+      float s[U][K];
 #pragma unroll
-      for (int k = 0; k < K; ++k) s[k] = __ldg(st + j * D + 32 * k);
+      for (int jj = 0; jj < U; ++jj)
 #pragma unroll
-      for (int v4 = 0; v4 < VQ / 4; ++v4) {
-        const float4 e4 = reinterpret_cast<const float4*>(e_s + j * VQ)[v4];
-        const double e[4] = {e4.x, e4.y, e4.z, e4.w};
+        for (int k = 0; k < K; ++k) s[jj][k] = __ldg(st + (j0 + jj) * D + 32 * k);
 #pragma unroll
-        for (int b = 0; b < 4; ++b)
+      for (int jj = 0; jj < U; ++jj)
 #pragma unroll
-          for (int k = 0; k < K; ++k) acc[4 * v4 + b][k] = fma(s[k], e[b], acc[4 * v4 + b][k]);
-      }
+        for (int v4 = 0; v4 < VQ / 4; ++v4) {
+          const float4 e4 = reinterpret_cast<const float4*>(e_s + (j0 + jj) * VQ)[v4];
+          const double e[4] = {e4.x, e4.y, e4.z, e4.w};
+#pragma unroll
+          for (int b = 0; b < 4; ++b)
+#pragma unroll
+            for (int k = 0; k < K; ++k) acc[4 * v4 + b][k] = fma(double(s[jj][k]), e[b], acc[4 * v4 + b][k]);
+        }
     }
 #pragma unroll
     for (int v = 0; v < VQ; ++v) {

@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   }
   if constexpr (kKDense1)
     if (warp < kConsumers) prefetch_part1<D, KM0>(P.kproj, tid, 32 * kConsumers);
-  if constexpr (KPR != 0) if (warp < kConsumers) prefetch_part1<D, 0>(P.ksk, tid, 32 * kConsumers);
+  if constexpr (KPR != 0 && D <= 128) if (warp < kConsumers) prefetch_part1<D, 0>(P.ksk, tid, 32 * kConsumers);
   if (tid == 0) {
     for (int s = 0; s < P.stages; ++s) {
       mbar_init(&full[s], 1);
@@ -321,6 +321,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e];
     }
     if constexpr (KPR != 0) prod_q_prologue<D>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
+    if constexpr (VPR != 0 && D <= 128) prefetch_part1<D, 0>(P.vfold, tid, 32 * kConsumers);  // the fold's S^T (64 KB at most)
     consumers_sync();
     // B fragments: fp16 K -> f16 pairs per k16-chunk; TurboQuant K -> 4 int8 per register per
     // k32-chunk (rows g >= G are zero: their columns of S are ignored).
