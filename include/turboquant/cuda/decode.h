@@ -9,8 +9,9 @@
 // K and V are read from page pools in the layout of turboquant/layout.h (KvPageLayout): page p of
 // a pool holds page_tokens tokens of every KV head. TurboQuant codecs are scored in the rotated
 // domain: q is rotated once (randomized Hadamard, 3 rounds; the fractional tq2.5 / tq3.5 rotate each
-// part, a 96 / 192-dim part by its dense matrix), V is accumulated in the rotated domain and
-// inverse-rotated once per output row. docs/CUDA.md describes the kernel (v3: bulk copies into
+// part, a 96 / 192-dim part by its dense matrix; prod codecs also sketch it, S·Rq), V is
+// accumulated in the rotated domain (prod: its QJL term in the sketch domain, mapped back by S^T)
+// and inverse-rotated once per output row. docs/CUDA.md describes the kernel (v3: bulk copies into
 // a shared-memory ring, QK and PV on tensor cores, codes decoded by prmt lookups).
 #pragma once
 #include <cstddef>
@@ -49,9 +50,10 @@ struct DecodeArgs {
 
 class DecodePlan {
  public:
-  // Codecs: fp16/fp16, tqB/tqB and tq(B+1)/tqB (B = 2..4), tq2.5/tq2.5 (head_dim 128, 256) and
-  // tq3.5/tq3.5; head_dim 64, 128, 256; GQA group <= 8. Throws tq::Error(kUnsupported) for
-  // combinations without a kernel (never a silent fallback).
+  // Codecs: fp16/fp16, tqB/tqB and tq(B+1)/tqB (B = 2..4), tq2.5/tq2.5 (head_dim 128, 256),
+  // tq3.5/tq3.5, and the prod (QJL) tq3p/tq3p and tq4p/tq4p; head_dim 64, 128, 256; GQA group <= 8.
+  // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback),
+  // among them a prod codec paired with anything else (k3pv3, k4pv3p) and the v1 kernel for prod.
   DecodePlan(const DecodeShape& shape, const CodecSpec& k_codec, const CodecSpec& v_codec);
   ~DecodePlan();
   DecodePlan(const DecodePlan&) = delete;
