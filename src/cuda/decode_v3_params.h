@@ -55,7 +55,11 @@ struct Params {
   uint32_t vtabb[8];
   const float* kproj;
   const float* vproj;
+  // Debug timeline (kernels built with -DTQ_DECODE_TRACE, plan env TQ_CUDA_DECODE_TRACE=file):
+  // [grid][kTraceSlots] clock64 stamps relative to the CTA's entry; slot 15 = %globaltimer at entry.
+  unsigned long long* trace;
 };
+constexpr int kTraceSlots = 16;
 
 // Shared memory carve-up, shared by the launcher (size) and the kernel.
 struct Smem {
