@@ -19,7 +19,7 @@ import tqcuda
 from tqcuda import Hq, Hkv, D, PT, dev, check, make_plan, random_pool, graph_of, run_ours
 lib = tqcuda.load(a.lib)
 
-SLOTS = {12: "warp 0 starts", 13: "lengths loaded", 1: "lengths+prefix", 2: "page id (producer)", 3: "copies issued", 4: "q ready (consumers)",
+SLOTS = {12: "warp 0 starts", 13: "lengths loaded", 14: "producer at barrier", 1: "lengths+prefix", 2: "page id (producer)", 3: "copies issued", 4: "q ready (consumers)",
          5: "first stage landed", 6: "chunks done", 0: "4 warps in smem", 7: "partial written+fence", 8: "atomic done",
          9: "merge folded (tid 0)", 10: "merge done", 11: "row written"}
 for shape in a.shapes:
@@ -55,5 +55,5 @@ for shape in a.shapes:
         r = max(merg, key=lambda r: r[15] / 1e3 + r[11] * cyc)
         print("  last merging CTA: entry +%.2f µs; " % ((r[15] - t0) / 1e3) +
               ", ".join(f"{i}:{r[i] * cyc:.2f}" for i in SLOTS if r[i]))
-    end = max(r[15] / 1e3 + max(r[1:14]) * cyc for r in rows) - t0 / 1e3
+    end = max(r[15] / 1e3 + max(r[i] for i in SLOTS) * cyc for r in rows) - t0 / 1e3
     print(f"  first CTA entry -> last stamp: {end:.2f} µs")

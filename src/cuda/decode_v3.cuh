@@ -100,11 +100,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
   const long long trace_t0 = clock64();
   if (P.trace && threadIdx.x == 0) {
     uint64_t gt;
-    uint32_t sm;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
     P.trace[size_t(blockIdx.x) * kTraceSlots + 15] = gt;
-    P.trace[size_t(blockIdx.x) * kTraceSlots + 14] = sm;
   }
 #endif
   extern __shared__ __align__(128) uint8_t smem[];
@@ -123,45 +120,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
   const int B = P.B, Hkv = P.Hkv, G = P.G, PT = int(P.kl.page_tokens);
-  // Lookup tables (prmt operands). The empty asm makes them opaque values: without it the compiler
-  // copied the V table from uniform registers before every lookup (~30 MOVs per block); with it the
-  // loop reloads them at most once per block (LDC) under register pressure.
-  uint32_t ktab8[4], vtab[8];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
-#pragma unroll
-  for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
-  uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
-  if constexpr (FR != 0) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) { ktab8b[i] = P.ktab8b[i]; asm volatile("" : "+r"(ktab8b[i])); }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) { vtabb[i] = P.vtabb[i]; asm volatile("" : "+r"(vtabb[i])); }
-  }
-
-  // ---- setup: barriers, validated lengths, work prefix (warp 0) ----
-  // Small batches wait on a chain of dependent global loads (lengths -> page table -> copies, and the
-  // q rows after the prefix). The q rows and the page table are cold: every CTA prefetches its
-  // 1/gridDim share of them into L2 now, so the dependent loads later hit L2.
-  if (warp == kConsumers) {
-    const size_t qbytes = size_t(B) * P.Hq * D * (P.q_dtype == 0 ? 4 : 2);
-    const size_t tbytes = size_t(B) * P.max_pages * 4;
-    const size_t lines = (qbytes + 127) / 128, tlines = (tbytes + 127) / 128;
-    for (size_t i = blockIdx.x * 32 + lane; i < lines + tlines; i += size_t(gridDim.x) * 32) {
-      const char* a = i < lines ? static_cast<const char*>(P.q) + 128 * i
-                                : reinterpret_cast<const char*>(P.page_table) + 128 * (i - lines);
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
-    }
-  }
-  if constexpr (kKDense1)
-    if (warp < kConsumers) prefetch_part1<D, KM0>(P.kproj, tid, 32 * kConsumers);
-  if (tid == 0) {
-    for (int s = 0; s < P.stages; ++s) {
-      mbar_init(&full[s], 1);
-      mbar_init(&empty[s], kConsumers);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
+  // ---- setup: validated lengths and the work prefix (warp 0, first: every CTA's schedule and the
+  // producer's first page id wait on it), barriers (warp 1), L2 prefetches (producer warp) ----
   if (warp == 0) {
     if (lane == 0) TQ_TRACE(12);
     const int per = (B + 31) / 32, b0 = min(B, lane * per), b1 = min(B, b0 + per);
@@ -189,6 +149,45 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     }
     if (lane == 31) prefix[B] = incl;
   }
+  // Lookup tables (prmt operands). The empty asm makes them opaque values: without it the compiler
+  // copied the V table from uniform registers before every lookup (~30 MOVs per block); with it the
+  // loop reloads them at most once per block (LDC) under register pressure.
+  uint32_t ktab8[4], vtab[8];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
+  uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
+  if constexpr (FR != 0) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) { ktab8b[i] = P.ktab8b[i]; asm volatile("" : "+r"(ktab8b[i])); }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) { vtabb[i] = P.vtabb[i]; asm volatile("" : "+r"(vtabb[i])); }
+  }
+
+  // Small batches wait on a chain of dependent global loads (lengths -> page table -> copies, and the
+  // q rows after the prefix). The q rows and the page table are cold: every CTA prefetches its
+  // 1/gridDim share of them into L2 now, so the dependent loads later hit L2.
+  if (warp == kConsumers) {
+    const size_t qbytes = size_t(B) * P.Hq * D * (P.q_dtype == 0 ? 4 : 2);
+    const size_t tbytes = size_t(B) * P.max_pages * 4;
+    const size_t lines = (qbytes + 127) / 128, tlines = (tbytes + 127) / 128;
+    for (size_t i = blockIdx.x * 32 + lane; i < lines + tlines; i += size_t(gridDim.x) * 32) {
+      const char* a = i < lines ? static_cast<const char*>(P.q) + 128 * i
+                                : reinterpret_cast<const char*>(P.page_table) + 128 * (i - lines);
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+    }
+  }
+  if constexpr (kKDense1)
+    if (warp < kConsumers) prefetch_part1<D, KM0>(P.kproj, tid, 32 * kConsumers);
+  if (tid == 32) {
+    for (int s = 0; s < P.stages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], kConsumers);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  if (tid == 32 * kConsumers) TQ_TRACE(14);
   __syncthreads();
   if (tid == 0) TQ_TRACE(1);
   const int total = prefix[B];
