@@ -2,6 +2,7 @@
 """Timeline of one decode step per CTA (library built with -DTQ_DECODE_TRACE; see decode_v3.cuh's
 TQ_TRACE slots): where a small-batch step spends its microseconds.
   python3 trace_decode.py --lib build/trace/libturboquant.so --codec tq3 --shapes 1x1024 1x16384
+(or: bash bench/cuda/debug_on_box.sh trace tq3 1x1024 1x16384)
 Prints per slot the median / max over CTAs of the stamp (µs since the CTA's entry), the spread of
 CTA entries (globaltimer), and the merging CTAs' epilogue; graph-replay µs of the same plan."""
 import argparse, ctypes, os, statistics, sys, tempfile

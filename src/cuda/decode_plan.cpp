@@ -159,6 +159,7 @@ void plan_v3(DecodePlan::Impl& I) {
   // max_seq_len): the schedule is the same, the CTAs that would exit at once are not launched.
   const long long max_chunks = (long long)s.batch * s.heads_kv * std::max(1, (s.max_seq_len + v3::kChunk - 1) / v3::kChunk);
   I.grid = int(std::min<long long>(I.grid, (max_chunks + P.min_chunks - 1) / P.min_chunks));
+  if (const char* e = std::getenv("TQ_CUDA_DECODE_DROP")) P.drop = std::atoi(e);  // debug builds only
   if (const char* e = std::getenv("TQ_CUDA_DECODE_TRACE")) {
     const size_t n = size_t(I.grid) * v3::kTraceSlots * sizeof(unsigned long long);
     TQ_CUDA_CHECK(cudaMalloc(&I.trace.p, n));

@@ -39,6 +39,15 @@ namespace tq::cuda::v3 {
 #else
 #define TQ_TRACE(i) ((void)0)
 #endif
+// Stage-dropping variants (-DTQ_DECODE_DROP builds only, plan env TQ_CUDA_DECODE_DROP=bits): where
+// the time of a step goes. Bit 0: K selector words go to the int8 mma without their lookup; bit 1:
+// V selector words go to the f16 mma without their lookup (nibbles 0-7: finite fp16); bit 2: no
+// softmax (p = score, no max, no exp2). Loads and mma stay; the results are wrong by design.
+#ifdef TQ_DECODE_DROP
+#define TQ_DROP(bit) ((P.drop >> (bit)) & 1)
+#else
+#define TQ_DROP(bit) 0
+#endif
 
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(32 * kConsumers) : "memory"); }
 static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
@@ -432,6 +441,14 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
         int si[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
         const uint32_t* k0 = reinterpret_cast<const uint32_t*>(st + r0 * KCB);
         const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
+        if (TQ_DROP(0)) {
+#pragma unroll
+          for (int w = 0; w < D / 32; ++w) {
+            const uint32_t s0 = frag::sel_word<KB>(k0, t * (D / 32) + w);
+            const uint32_t s1 = frag::sel_word<KB>(k1, t * (D / 32) + w);
+            mma_s8(si[w & 1], s0, s1, frag::mulhi(s0, P.shifts.shr16), frag::mulhi(s1, P.shifts.shr16), qb[w][0], qb[w][1]);
+          }
+        } else {
 #pragma unroll
         for (int w = 0; w < D / 32; ++w) {
           const uint32_t s0 = frag::sel_word<KB>(k0, t * (D / 32) + w);
@@ -439,6 +456,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
           mma_s8(si[w & 1], frag::lookup_i8<KB>(ktab8, s0), frag::lookup_i8<KB>(ktab8, s1),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s0, P.shifts.shr16)),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s1, P.shifts.shr16)), qb[w][0], qb[w][1]);
+        }
         }
         sc[0] = float(si[0][0] + si[1][0]) * qf0;
         sc[1] = float(si[0][1] + si[1][1]) * qf1;
@@ -481,6 +499,15 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
     // the P^T fragments per part (V norm applied, masked rows weight 0: norms past the end may be
     // anything).
     auto softmax = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (*pb)[NP][2]) {
+      if (TQ_DROP(2)) {
+        for (int k = 0; k < nblk; ++k)
+#pragma unroll
+          for (int p = 0; p < NP; ++p) {
+            pb[k][p][0] = movm(pack_half2(x[k][0] * nv[k][2 * p], x[k][1] * nv[k][2 * p]));
+            pb[k][p][1] = movm(pack_half2(x[k][2] * nv[k][2 * p + 1], x[k][3] * nv[k][2 * p + 1]));
+          }
+        return;
+      }
       float mx0 = -INFINITY, mx1 = -INFINITY;
       for (int k = 0; k < nblk; ++k) mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2])), mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
       // The running max only moves when some lane sees a larger score (rare after the first
@@ -574,8 +601,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR)) decode_kern
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
               uint32_t a0, a1, a2, a3;
-              frag::lookup_half2<VB>(vtab, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
-              frag::lookup_half2<VB>(vtab, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
+              if (TQ_DROP(1)) {
+                a0 = hf ? frag::upper(ab, P.shifts).idx : ab.idx; a1 = a0 ^ 0x1111u;
+                a2 = hf ? frag::upper(cd, P.shifts).idx : cd.idx; a3 = a2 ^ 0x1111u;
+              } else {
+                frag::lookup_half2<VB>(vtab, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
+                frag::lookup_half2<VB>(vtab, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
+              }
               mma(o[4 * w + 2 * e + hf], a0, a1, a2, a3, pb0, pb1);
             }
           }
