@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "cuda/decode_frag.h"
@@ -110,6 +112,24 @@ struct DecodePlan::Impl {
   DeviceBuffer k_proj, v_proj;  // v3, fractional codecs: dense part rotations (Params::kproj / vproj)
   DeviceBuffer k_sketch, v_fold;  // v3, prod codecs: Params::ksk / vfold
   size_t v1_off_po = 0, v1_off_pml = 0;
+  // Debug timeline (TQ_CUDA_DECODE_TRACE=file with kernels built with -DTQ_DECODE_TRACE): the last
+  // run's per-CTA stamps are written to the file when the plan is destroyed.
+  DeviceBuffer trace;
+  std::string trace_path;
+  ~Impl() {
+    if (!trace.p) return;
+    std::vector<unsigned long long> h(size_t(grid) * v3::kTraceSlots);
+    if (cudaDeviceSynchronize() != cudaSuccess ||
+        cudaMemcpy(h.data(), trace.p, h.size() * sizeof(h[0]), cudaMemcpyDeviceToHost) != cudaSuccess)
+      return;
+    if (FILE* f = std::fopen(trace_path.c_str(), "w")) {
+      for (int c = 0; c < grid; ++c) {
+        for (int i = 0; i < v3::kTraceSlots; ++i) std::fprintf(f, "%s%llu", i ? " " : "", h[size_t(c) * v3::kTraceSlots + i]);
+        std::fprintf(f, "\n");
+      }
+      std::fclose(f);
+    }
+  }
 };
 
 namespace {
@@ -154,6 +174,14 @@ void plan_v3(DecodePlan::Impl& I) {
   // max_seq_len): the schedule is the same, the CTAs that would exit at once are not launched.
   const long long max_chunks = (long long)s.batch * s.heads_kv * std::max(1, (s.max_seq_len + v3::kChunk - 1) / v3::kChunk);
   I.grid = int(std::min<long long>(I.grid, (max_chunks + P.min_chunks - 1) / P.min_chunks));
+  if (const char* e = std::getenv("TQ_CUDA_DECODE_DROP")) P.drop = std::atoi(e);  // debug builds only
+  if (const char* e = std::getenv("TQ_CUDA_DECODE_TRACE")) {
+    const size_t n = size_t(I.grid) * v3::kTraceSlots * sizeof(unsigned long long);
+    TQ_CUDA_CHECK(cudaMalloc(&I.trace.p, n));
+    TQ_CUDA_CHECK(cudaMemset(I.trace.p, 0, n));
+    I.trace_path = e;
+    I.params.trace = static_cast<unsigned long long*>(I.trace.p);
+  }
   const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(float(s.head_dim));
   const float rs = 1.0f / std::sqrt(float(s.head_dim));
   // Single-part: 1/sqrt(D) folded into q and the output; fractional: into the dense rotations.
@@ -385,6 +413,8 @@ void DecodePlan::run(const DecodeArgs& a) const {
       TQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, I.ws_bytes, st));
       I.initialized_ws = a.workspace;
     }
+    if (I.trace.p)  // debug timeline: this run's stamps only
+      TQ_CUDA_CHECK(cudaMemsetAsync(I.trace.p, 0, size_t(I.grid) * v3::kTraceSlots * sizeof(unsigned long long), st));
     v3::Params P = I.params;
     P.q = a.q; P.out = a.out; P.k_pool = a.k_pool; P.v_pool = a.v_pool;
     P.page_table = a.page_table; P.seq_lens = a.seq_lens;

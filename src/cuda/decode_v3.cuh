@@ -34,6 +34,22 @@
 
 namespace tq::cuda::v3 {
 
+// Debug timeline (-DTQ_DECODE_TRACE builds only): slot i of this CTA = clock64 since its entry.
+#ifdef TQ_DECODE_TRACE
+#define TQ_TRACE(i) (P.trace ? void(P.trace[size_t(blockIdx.x) * kTraceSlots + (i)] = uint64_t(clock64() - trace_t0)) : void())
+#else
+#define TQ_TRACE(i) ((void)0)
+#endif
+// Stage-dropping variants (-DTQ_DECODE_DROP builds only, plan env TQ_CUDA_DECODE_DROP=bits): where
+// the time of a step goes. Bit 0: K selector words go to the int8 mma without their lookup; bit 1:
+// V selector words go to the f16 mma without their lookup (nibbles 0-7: finite fp16); bit 2: no
+// softmax (p = score, no max, no exp2). Loads and mma stay; the results are wrong by design.
+#ifdef TQ_DECODE_DROP
+#define TQ_DROP(bit) ((P.drop >> (bit)) & 1)
+#else
+#define TQ_DROP(bit) 0
+#endif
+
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(32 * kConsumers) : "memory"); }
 static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
 
@@ -93,6 +109,14 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
   static_assert(!PR || (!FR && KB != 0 && VB != 0), "prod: single-part TurboQuant K and V");
 
+#ifdef TQ_DECODE_TRACE
+  const long long trace_t0 = clock64();
+  if (P.trace && threadIdx.x == 0) {
+    uint64_t gt;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
+    P.trace[size_t(blockIdx.x) * kTraceSlots + 15] = gt;
+  }
+#endif
   extern __shared__ __align__(128) uint8_t smem[];
   const Smem L = smem_layout(D, SB, P.stages, P.B, P.G);
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + L.bars);
@@ -109,6 +133,35 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
   const int B = P.B, Hkv = P.Hkv, G = P.G, PT = int(P.kl.page_tokens);
+  // ---- setup: validated lengths and the work prefix (warp 0, first: every CTA's schedule and the
+  // producer's first page id wait on it), barriers (warp 1), L2 prefetches (producer warp) ----
+  if (warp == 0) {
+    if (lane == 0) TQ_TRACE(12);
+    const int per = (B + 31) / 32, b0 = min(B, lane * per), b1 = min(B, b0 + per);
+    int sum = 0;
+    for (int b = b0; b < b1; ++b) {
+      int len = P.seq_lens[b];
+      if (len < 0 || len > P.max_seq_len) {  // out of range: flag it, attend to nothing
+        if (blockIdx.x == 0) atomicOr(P.error_flag, 1);
+        len = 0;
+      }
+      lens[b] = len;
+      sum += max(1, (len + kChunk - 1) / kChunk) * Hkv;
+    }
+    if (lane == 0) TQ_TRACE(13);
+    int incl = sum;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += y;
+    }
+    int run = incl - sum;
+    for (int b = b0; b < b1; ++b) {
+      prefix[b] = run;
+      run += max(1, (lens[b] + kChunk - 1) / kChunk) * Hkv;
+    }
+    if (lane == 31) prefix[B] = incl;
+  }
   // Lookup tables (prmt operands). The empty asm makes them opaque values: without it the compiler
   // copied the V table from uniform registers before every lookup (~30 MOVs per block); with it the
   // loop reloads them at most once per block (LDC) under register pressure.
@@ -125,7 +178,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     for (int i = 0; i < 8; ++i) { vtabb[i] = P.vtabb[i]; asm volatile("" : "+r"(vtabb[i])); }
   }
 
-  // ---- setup: barriers, validated lengths, work prefix (warp 0) ----
   // Small batches wait on a chain of dependent global loads (lengths -> page table -> copies, and the
   // q rows after the prefix). The q rows and the page table are cold: every CTA prefetches its
   // 1/gridDim share of them into L2 now, so the dependent loads later hit L2.
@@ -142,39 +194,16 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   if constexpr (kKDense1)
     if (warp < kConsumers) prefetch_part1<D, KM0>(P.kproj, tid, 32 * kConsumers);
   if constexpr (KPR != 0 && D <= 128) if (warp < kConsumers) prefetch_part1<D, 0>(P.ksk, tid, 32 * kConsumers);
-  if (tid == 0) {
+  if (tid == 32) {
     for (int s = 0; s < P.stages; ++s) {
       mbar_init(&full[s], 1);
       mbar_init(&empty[s], kConsumers);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if (warp == 0) {
-    const int per = (B + 31) / 32, b0 = min(B, lane * per), b1 = min(B, b0 + per);
-    int sum = 0;
-    for (int b = b0; b < b1; ++b) {
-      int len = P.seq_lens[b];
-      if (len < 0 || len > P.max_seq_len) {  // out of range: flag it, attend to nothing
-        if (blockIdx.x == 0) atomicOr(P.error_flag, 1);
-        len = 0;
-      }
-      lens[b] = len;
-      sum += max(1, (len + kChunk - 1) / kChunk) * Hkv;
-    }
-    int incl = sum;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int y = __shfl_up_sync(0xffffffffu, incl, o);
-      if (lane >= o) incl += y;
-    }
-    int run = incl - sum;
-    for (int b = b0; b < b1; ++b) {
-      prefix[b] = run;
-      run += max(1, (lens[b] + kChunk - 1) / kChunk) * Hkv;
-    }
-    if (lane == 31) prefix[B] = incl;
-  }
+  if (tid == 32 * kConsumers) TQ_TRACE(14);
   __syncthreads();
+  if (tid == 0) TQ_TRACE(1);
   const int total = prefix[B];
   // Chunks per CTA: spread over the whole wave, but no fewer than the plan's floor (small problems:
   // fewer partials to merge beats more parallel CTAs; see DecodePlan's split policy).
@@ -196,6 +225,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         if (lane == 0) {
           const int tok = (cur.ch + j) * kChunk;
           const int page = len > 0 ? P.page_table[size_t(cur.b) * P.max_pages + tok / PT] : -1;
+          if (c == start && j == 0) TQ_TRACE(2);
           if (page >= 0 && page < P.num_pages) {
             const int off = tok % PT;
             uint8_t* st = smem + s * SB;
@@ -207,6 +237,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
             if (KSB) bulk_load(st + kChunk * KCB, kp + P.kl.scalars_offset(cur.hk, off), kChunk * KSB, &full[s]);
             bulk_load(st + VOFF, vp + P.vl.codes_offset(cur.hk, off), kChunk * VCB, &full[s]);
             if (VB) bulk_load(st + VOFF + kChunk * VCB, vp + P.vl.scalars_offset(cur.hk, off), kChunk * VSB, &full[s]);
+            if (c == start && j == 0) TQ_TRACE(3);
           } else {
             if (len > 0) atomicOr(P.error_flag, 2);  // bad page id: flag it, skip the chunk
             stage_ok[s] = 0;
@@ -227,6 +258,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   int s = 0;
   uint32_t ph = 0;
   for (int c = start; c < end;) {
+    const bool trace_first = c == start && tid == 0;  // trace the CTA's first segment
     const int cnt = min(end - c, cur.nb - cur.ch);
     const int len = lens[cur.b];
     const int sid = cur.b * Hkv + cur.hk;
@@ -372,6 +404,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     }
     if constexpr (KPR != 0) consumers_sync();  // the sketch in scr: read by all before a warp's fold / epilogue
 
+    if (trace_first) TQ_TRACE(4);
     float o[NKC][4];
 #pragma unroll
     for (int mt = 0; mt < NKC; ++mt) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.f;
@@ -427,6 +460,14 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         int si[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
         const uint32_t* k0 = reinterpret_cast<const uint32_t*>(st + r0 * KCB);
         const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
+        if (TQ_DROP(0)) {
+#pragma unroll
+          for (int w = 0; w < D / 32; ++w) {
+            const uint32_t s0 = frag::sel_word<KB>(k0, t * (D / 32) + w);
+            const uint32_t s1 = frag::sel_word<KB>(k1, t * (D / 32) + w);
+            mma_s8(si[w & 1], s0, s1, frag::mulhi(s0, P.shifts.shr16), frag::mulhi(s1, P.shifts.shr16), qb[w][0], qb[w][1]);
+          }
+        } else {
 #pragma unroll
         for (int w = 0; w < D / 32; ++w) {
           const uint32_t s0 = frag::sel_word<KB>(k0, t * (D / 32) + w);
@@ -434,6 +475,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
           mma_s8(si[w & 1], frag::lookup_i8<KB>(ktab8, s0), frag::lookup_i8<KB>(ktab8, s1),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s0, P.shifts.shr16)),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s1, P.shifts.shr16)), qb[w][0], qb[w][1]);
+        }
         }
         sc[0] = float(si[0][0] + si[1][0]) * qf0;
         sc[1] = float(si[0][1] + si[1][1]) * qf1;
@@ -478,6 +520,15 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     // the P^T fragments per part (V norm applied, masked rows weight 0: norms past the end may be
     // anything).
     auto softmax = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (*pb)[NP][2]) {
+      if (TQ_DROP(2)) {
+        for (int k = 0; k < nblk; ++k)
+#pragma unroll
+          for (int p = 0; p < NP; ++p) {
+            pb[k][p][0] = movm(pack_half2(x[k][0] * nv[k][2 * p], x[k][1] * nv[k][2 * p]));
+            pb[k][p][1] = movm(pack_half2(x[k][2] * nv[k][2 * p + 1], x[k][3] * nv[k][2 * p + 1]));
+          }
+        return;
+      }
       float mx0 = -INFINITY, mx1 = -INFINITY;
       for (int k = 0; k < nblk; ++k) mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2])), mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
       // The running max only moves when some lane sees a larger score (rare after the first
@@ -576,8 +627,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
               uint32_t a0, a1, a2, a3;
-              frag::lookup_half2<VB>(vtab, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
-              frag::lookup_half2<VB>(vtab, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
+              if (TQ_DROP(1)) {
+                a0 = hf ? frag::upper(ab, P.shifts).idx : ab.idx; a1 = a0 ^ 0x1111u;
+                a2 = hf ? frag::upper(cd, P.shifts).idx : cd.idx; a3 = a2 ^ 0x1111u;
+              } else {
+                frag::lookup_half2<VB>(vtab, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
+                frag::lookup_half2<VB>(vtab, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
+              }
               mma(o[4 * w + 2 * e + hf], a0, a1, a2, a3, pb0, pb1);
             }
           }
@@ -600,6 +656,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       const int tokA = (cur.ch + j) * kChunk + 16 * warp, tokB = tokA + kChunk;  // row 0 of this warp
       mbar_wait(&full[s], ph);
       if (two) mbar_wait(&full[s2], ph2);
+      if (trace_first && j == 0) TQ_TRACE(5);
       const bool okA = stage_ok[s] && tokA < len;
       const bool okB = two && stage_ok[s2] && tokB < len;
       const uint8_t* stA = smem + s * SB;
@@ -628,6 +685,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       else { s = s2; ph = ph2; j += 1; }
     }
 
+    if (trace_first) TQ_TRACE(6);
     if constexpr (VPR != 0) prod_v_fold<D>(P.vfold, scr + warp * G * D, G, g, t, lane, o2, o);  // O += κ√D S^T O2
     // ---- segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write ----
     if constexpr (kVDense1) prefetch_part1<D, VM0>(P.vproj, tid, 32 * kConsumers);
@@ -653,87 +711,82 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     }
     consumers_sync();
     const int slot = int(blockIdx.x) + sid;  // unique per (CTA, segment): see the plan
-    for (int e = tid; e < G * D; e += 32 * kConsumers) {
-      const int h = e / D;
-      float M = -INFINITY;
+    if (trace_first) TQ_TRACE(0);
+    // The 4 warps' states of each head, 4 rows at a time (float4), into the CTA's state.
+    for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
+      const int h = (4 * e4) / D;
+      float mw[kConsumers], M = -INFINITY;
 #pragma unroll
-      for (int w = 0; w < kConsumers; ++w) M = fmaxf(M, scr_ml[(w * kMaxG + h) * 2]);
-      float O = 0.f, Ls = 0.f;
+      for (int w = 0; w < kConsumers; ++w) M = fmaxf(M, mw[w] = scr_ml[(w * kMaxG + h) * 2]);
+      float4 O = make_float4(0.f, 0.f, 0.f, 0.f);
+      float Ls = 0.f;
       if (M != -INFINITY) {
 #pragma unroll
         for (int w = 0; w < kConsumers; ++w) {
-          const float f = ex2(scr_ml[(w * kMaxG + h) * 2] - M);
-          O += f * scr[w * G * D + e];
+          const float f = ex2(mw[w] - M);
+          const float4 v = reinterpret_cast<const float4*>(scr + w * G * D)[e4];
+          O.x += f * v.x; O.y += f * v.y; O.z += f * v.z; O.w += f * v.w;
           Ls += f * scr_ml[(w * kMaxG + h) * 2 + 1];
         }
       }
       if (count == 1) {
-        q_s[e] = Ls > 0.f ? O / Ls * P.out_scale : 0.f;
+        const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
+        reinterpret_cast<float4*>(q_s)[e4] = make_float4(O.x * sc, O.y * sc, O.z * sc, O.w * sc);
       } else {
-        P.part_o[size_t(slot) * G * D + e] = O;
-        if (e % D == 0) {
-          P.part_ml[(size_t(slot) * G + h) * 2] = M;
-          P.part_ml[(size_t(slot) * G + h) * 2 + 1] = Ls;
-        }
+        reinterpret_cast<float4*>(P.part_o + size_t(slot) * G * D)[e4] = O;
+        if ((4 * e4) % D == 0) reinterpret_cast<float2*>(P.part_ml)[size_t(slot) * G + h] = make_float2(M, Ls);
       }
     }
     bool write = true;
     if (count > 1) {
-      __threadfence();
+      // Publish: the CTA barrier orders every thread's partial stores before tid 0's gpu-scope
+      // acq_rel atomic (release is cumulative), whose acquire side, followed by the barrier, orders
+      // the merging CTA's loads after all partials (one fence by one thread, not 128 fences).
       consumers_sync();
+      if (trace_first) TQ_TRACE(7);
       int* last_flag = reinterpret_cast<int*>(misc + 2 * kMaxG);
       if (tid == 0) {
-        const int prev = atomicAdd(&P.counters[sid], 1);
+        const int prev = atom_add_acq_rel(&P.counters[sid], 1);
         *last_flag = prev == count - 1;
         if (prev == count - 1) P.counters[sid] = 0;  // ready for the next run
       }
       consumers_sync();
       write = *last_flag != 0;
+      if (trace_first) TQ_TRACE(8);
       if (write) {
-        __threadfence();
-        // Per head: max and sum over the partials in one pass (each lane folds its share online,
-        // then a warp reduction), so one L2 round trip instead of two.
-        for (int h = warp; h < G; h += kConsumers) {
-          float M = -INFINITY, Ls = 0.f;
-          for (int i = lane; i < count; i += 32) {
-            const float2 ml = __ldcg(reinterpret_cast<const float2*>(&P.part_ml[(size_t(first + i + sid) * G + h) * 2]));
-            if (ml.x == -INFINITY) continue;
-            const float Mn = fmaxf(M, ml.x);
-            Ls = Ls * ex2(M - Mn) + ml.y * ex2(ml.x - Mn);
-            M = Mn;
-          }
-#pragma unroll
-          for (int off = 1; off < 32; off <<= 1) {
-            const float Mo = __shfl_xor_sync(0xffffffffu, M, off), Lo = __shfl_xor_sync(0xffffffffu, Ls, off);
-            const float Mn = fmaxf(M, Mo);
-            Ls = (M == -INFINITY ? 0.f : Ls * ex2(M - Mn)) + (Mo == -INFINITY ? 0.f : Lo * ex2(Mo - Mn));
-            M = Mn;
-          }
-          if (lane == 0) { misc[2 * h] = M; misc[2 * h + 1] = Ls; }
-        }
-        consumers_sync();
-        // Weighted sum of the partial rows: batches of kMergeBatch partials whose loads are all
-        // issued before any is used (the merge is a chain of L2 round trips otherwise).
+        // One pass over the partials: batches of kMergeBatch (max, sum) pairs and row slices whose
+        // loads are all issued before any is used, folded online into (M, L, acc).
         constexpr int kMergeBatch = 8;
         for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
           const int h = (4 * e4) / D;
-          const float M = misc[2 * h], Ls = misc[2 * h + 1];
+          float M = -INFINITY, Ls = 0.f;
           float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
           for (int i0 = 0; i0 < count; i0 += kMergeBatch) {
-            float mi[kMergeBatch];
+            float2 ml[kMergeBatch];
             float4 v[kMergeBatch];
 #pragma unroll
             for (int u = 0; u < kMergeBatch; ++u) {
               const size_t sl = size_t(first + min(i0 + u, count - 1) + sid);
-              mi[u] = __ldcg(&P.part_ml[(sl * G + h) * 2]);
+              ml[u] = __ldcg(reinterpret_cast<const float2*>(P.part_ml + (sl * G + h) * 2));
               v[u] = __ldcg(reinterpret_cast<const float4*>(P.part_o + sl * G * D) + e4);
             }
+            float Mb = M;
+#pragma unroll
+            for (int u = 0; u < kMergeBatch; ++u)
+              if (i0 + u < count) Mb = fmaxf(Mb, ml[u].x);
+            if (Mb == -INFINITY) continue;  // only empty partials so far
+            const float al = ex2(M - Mb);    // 0 while M is -inf
+            acc.x *= al; acc.y *= al; acc.z *= al; acc.w *= al;
+            Ls *= al;
 #pragma unroll
             for (int u = 0; u < kMergeBatch; ++u) {
-              const float f = (i0 + u >= count || mi[u] == -INFINITY) ? 0.f : ex2(mi[u] - M);
+              const float f = (i0 + u >= count || ml[u].x == -INFINITY) ? 0.f : ex2(ml[u].x - Mb);
               acc.x += f * v[u].x; acc.y += f * v[u].y; acc.z += f * v[u].z; acc.w += f * v[u].w;
+              Ls += f * ml[u].y;
             }
+            M = Mb;
           }
+          if (trace_first && e4 == 0) TQ_TRACE(9);
           const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
           reinterpret_cast<float4*>(q_s)[e4] = make_float4(acc.x * sc, acc.y * sc, acc.z * sc, acc.w * sc);
         }
@@ -741,6 +794,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     }
     if (write) {
       consumers_sync();
+      if (trace_first) TQ_TRACE(10);
       if constexpr (kVDense1) {  // the dense part's inverse rotation (1/sqrt(m_1) folded in)
         dense_part1<D, VM0>(P.vproj, q_s, scr, G, warp, lane);
         consumers_sync();
@@ -786,6 +840,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       }
     }
     consumers_sync();  // q_s / scr are rewritten by the next segment
+    if (trace_first) TQ_TRACE(11);
     c += cnt;
     if (c < end) next_segment(cur, prefix, Hkv);
   }

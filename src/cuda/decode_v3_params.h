@@ -67,7 +67,12 @@ struct Params {
   const float* ksk;
   float kqjl;
   const float* vfold;
+  // Debug timeline (kernels built with -DTQ_DECODE_TRACE, plan env TQ_CUDA_DECODE_TRACE=file):
+  // [grid][kTraceSlots] clock64 stamps relative to the CTA's entry; slot 15 = %globaltimer at entry.
+  unsigned long long* trace;
+  int drop;                      // stage-dropping variants (-DTQ_DECODE_DROP builds, decode_v3.cuh)
 };
+constexpr int kTraceSlots = 16;
 
 // Shared memory carve-up, shared by the launcher (size) and the kernel.
 struct Smem {
