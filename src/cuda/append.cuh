@@ -210,6 +210,39 @@ __device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool 
 
 static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
 
+// The slot of vector v = token * Hkv + head of an append (page * page_tokens + offset), or -1 when
+// it is skipped: padding (slot < 0), or a slot beyond the pool (flagged: error bit 0).
+template <class AP>
+__device__ __forceinline__ int checked_slot(const AP& P, long long v, int& head) {
+  head = int(v % P.Hkv);
+  const int slot = P.slot_mapping[v / P.Hkv];
+  if (slot >= P.num_pages * int(P.layout.page_tokens)) {
+    atomicOr(P.error_flag, 1);
+    return -1;
+  }
+  return slot;
+}
+
+// Adds the squares of the 4 (f32) or 8 (f16 / bf16) values of one staged 16-byte chunk to s, in
+// order, in double (the CPU encoder's norm: products of floats are exact in double, fma = mul + add).
+template <int DT>
+__device__ __forceinline__ void add_squares(const uint4 q4, double& s) {
+  const uint32_t w4[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (DT == 0) {
+      const double f = __uint_as_float(w4[j]);
+      s = fma(f, f, s);
+    } else {
+      const float lo = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j]))) : __uint_as_float(w4[j] << 16);
+      const float hi = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j] >> 16))) : __uint_as_float(w4[j] & 0xFFFF0000u);
+      const double a = lo, b = hi;
+      s = fma(a, a, s);
+      s = fma(b, b, s);
+    }
+  }
+}
+
 // Stages rows [0, nv) of x (CH 16-byte chunks each, contiguous from src) into a warp's tile (row
 // stride RS chunks): coalesced 16-byte streaming loads, 8 per lane in flight; chunk i is stored as
 // xf(c, value), c = i % CH its column (the v2 kernel xors the first round's signs in, the fractional
@@ -286,32 +319,13 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
   float inv = 1.0f;
   long long dst = -1;  // byte offset of the vector's codes in the pool; -1: skip
   if (lane < nv) {
-    const long long v = v0 + lane;
-    const int token = int(v / P.Hkv), head = int(v % P.Hkv);
-    const int slot = P.slot_mapping[token];
-    if (slot >= P.num_pages * int(P.layout.page_tokens)) {
-      atomicOr(P.error_flag, 1);
-    } else if (slot >= 0) {
+    int head;
+    const int slot = checked_slot(P, v0 + lane, head);
+    if (slot >= 0) {
       const uint4* row = tile + lane * RS;
       double ss = 0.0;
 #pragma unroll 4
-      for (int c = 0; c < CH; ++c) {
-        const uint4 q4 = row[c];
-        const uint32_t w4[4] = {q4.x, q4.y, q4.z, q4.w};
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          if constexpr (DT == 0) {
-            const double f = __uint_as_float(w4[j]);
-            ss = fma(f, f, ss);
-          } else {
-            const float lo = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j]))) : __uint_as_float(w4[j] << 16);
-            const float hi = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j] >> 16))) : __uint_as_float(w4[j] & 0xFFFF0000u);
-            const double a = lo, b = hi;
-            ss = fma(a, a, ss);
-            ss = fma(b, b, ss);
-          }
-        }
-      }
+      for (int c = 0; c < CH; ++c) add_squares<DT>(row[c], ss);
       const double norm = sqrt(ss);
       inv = norm > 0.0 ? float(1.0 / norm) : 1.0f;  // the CPU's x * 1.0f for the zero vector
       const int page = slot / int(P.layout.page_tokens), off = slot % int(P.layout.page_tokens);

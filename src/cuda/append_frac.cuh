@@ -140,26 +140,6 @@ __device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first
   store_part_codes<M, B>(c, out, lane);
 }
 
-// Adds the squares of the 4 (f32) or 8 (f16 / bf16) values of one staged 16-byte chunk to s, in
-// order, in double (the CPU encoder's norm: products of floats are exact in double, fma = mul + add).
-template <int DT>
-__device__ __forceinline__ void add_squares(const uint4 q4, double& s) {
-  const uint32_t w4[4] = {q4.x, q4.y, q4.z, q4.w};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if constexpr (DT == 0) {
-      const double f = __uint_as_float(w4[j]);
-      s = fma(f, f, s);
-    } else {
-      const float lo = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j]))) : __uint_as_float(w4[j] << 16);
-      const float hi = DT == 1 ? __half2float(__ushort_as_half(uint16_t(w4[j] >> 16))) : __uint_as_float(w4[j] & 0xFFFF0000u);
-      const double a = lo, b = hi;
-      s = fma(a, a, s);
-      s = fma(b, b, s);
-    }
-  }
-}
-
 // One pass of the dense part 1 over vectors [t0, t0 + VP) of the tile (t0 a multiple of VP or of
 // a larger pass size: t0 + VP <= 32). Whole warp.
 //   fill   : u[j][v] = x[t0 + v][M0 + j] · inv1 (fp32, = the CPU's u; zero past the tile)
@@ -255,12 +235,9 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
   float inv0 = 1.0f, inv1 = 1.0f;
   long long dst = -1;  // byte offset of the vector's codes in the pool; -1: skip
   if (lane < nv) {
-    const long long v = v0 + lane;
-    const int token = int(v / P.Hkv), head = int(v % P.Hkv);
-    const int slot = P.slot_mapping[token];
-    if (slot >= P.num_pages * int(P.layout.page_tokens)) {
-      atomicOr(P.error_flag, 1);
-    } else if (slot >= 0) {
+    int head;
+    const int slot = checked_slot(P, v0 + lane, head);
+    if (slot >= 0) {
       const uint4* row = tile + lane * RS;
       double s0 = 0.0, s1 = 0.0;
 #pragma unroll

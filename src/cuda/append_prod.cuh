@@ -53,12 +53,9 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
   bool nonzero = false;
   long long dst = -1, sdst = -1;  // byte offsets of the vector's codes / scalars in the pool; -1: skip
   if (lane < nv) {
-    const long long v = v0 + lane;
-    const int token = int(v / P.Hkv), head = int(v % P.Hkv);
-    const int slot = P.slot_mapping[token];
-    if (slot >= P.num_pages * int(P.layout.page_tokens)) {
-      atomicOr(P.error_flag, 1);
-    } else if (slot >= 0) {
+    int head;
+    const int slot = checked_slot(P, v0 + lane, head);
+    if (slot >= 0) {
       const uint4* row = tile + lane * RS;
       double ss = 0.0;
 #pragma unroll 4

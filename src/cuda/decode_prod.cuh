@@ -75,15 +75,7 @@ __device__ __forceinline__ void prod_q_prologue(const Params& P, float* q_s, flo
 // B fragments of the int8 sketch of head g (row sk = scr + g·D; on = g < G), in frag::qjl_kdim order.
 template <int D>
 __device__ __forceinline__ void prod_q_frags(const float* sk, bool on, int t, uint32_t (&qsb)[D / 32][2]) {
-#pragma unroll
-  for (int kc = 0; kc < D / 32; ++kc)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      uint32_t w = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) w |= uint32_t(uint8_t(int8_t(int(sk[frag::qjl_kdim<D>(t, kc, 4 * r + i)])))) << (8 * i);
-      qsb[kc][r] = on ? w : 0u;
-    }
+  pack_i8_frags<D / 32>(sk, on, [&](int kc, int j) { return frag::qjl_kdim<D>(t, kc, j); }, qsb);
 }
 
 // The QJL term of one 16-token block's scores, added to sc (C fragment: rows r0 = g, r1 = g + 8 of

@@ -32,6 +32,21 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
                "l"(src), "r"(bytes), "r"(smem_u32(bar))
                : "memory");
 }
+// B fragments of an int8 mma from a row of integer-valued floats: out[kc][r] byte i =
+// int8(row[dim(kc, 4r + i)]) (dim: the coordinate order of the A side), all zero when !on (the
+// group's padding heads).
+template <int NC, class Dim>
+__device__ __forceinline__ void pack_i8_frags(const float* row, bool on, Dim dim, uint32_t (&out)[NC][2]) {
+#pragma unroll
+  for (int kc = 0; kc < NC; ++kc)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      uint32_t w = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) w |= uint32_t(uint8_t(int8_t(int(row[dim(kc, 4 * r + i)])))) << (8 * i);
+      out[kc][r] = on ? w : 0u;
+    }
+}
 // Atomic add at gpu scope with acquire + release semantics (the split-KV publish / merge handshake).
 __device__ __forceinline__ int atom_add_acq_rel(int* p, int v) {
   int r;

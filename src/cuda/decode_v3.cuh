@@ -367,17 +367,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       const float* qr = q_s + g * D;
       const bool on = g < G;
       // int8 K: 4 int8 q values per register in the order kdim8 (kdim8_frac) names.
-      auto int8_frags = [&](auto kdim_of) {
-#pragma unroll
-        for (int kc = 0; kc < D / 32; ++kc)
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            uint32_t w = 0;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) w |= uint32_t(uint8_t(int8_t(int(qr[kdim_of(kc, 4 * r + j)])))) << (8 * j);
-            qb[kc][r] = on ? w : 0u;
-          }
-      };
+      auto int8_frags = [&](auto kdim_of) { pack_i8_frags<D / 32>(qr, on, kdim_of, qb); };
       if constexpr (KB == 0) {
 #pragma unroll
         for (int kc = 0; kc < NKC; ++kc) {
