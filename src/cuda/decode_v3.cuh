@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + L.bars);
   uint64_t* empty = full + kMaxStages;
   int* stage_ok = reinterpret_cast<int*>(smem + L.ok);
-  float* misc = reinterpret_cast<float*>(smem + L.misc);  // [kMaxG][2] merge stats, [2*kMaxG] flags
+  float* misc = reinterpret_cast<float*>(smem + L.misc);  // [2*kMaxG]: the merging-CTA flag
   float* qsc = reinterpret_cast<float*>(smem + L.qsc);    // [kMaxG] int8 q row scale * kdeq
   int* prefix = reinterpret_cast<int*>(smem + L.prefix);  // [B + 1] first work chunk of sequence b
   int* lens = reinterpret_cast<int*>(smem + L.lens);      // [B] validated lengths
