@@ -138,7 +138,7 @@ void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
   I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod);
-  TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB)",
+  TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, fp16/tq3, fp16/tq4)",
            I.kb, I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
   const int fr = I.frac, kp = I.prod & 1, vp = I.prod & 2;
@@ -370,7 +370,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
-           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, tq2.5/tq2.5, tq3.5/tq3.5, "
+           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, fp16/tq3, fp16/tq4, tq2.5/tq2.5, tq3.5/tq3.5, "
            "tq3p/tq3p, tq4p/tq4p)",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");

@@ -322,6 +322,10 @@ TEST(CudaDecode, MatchesCpuReference) {
       {{129}, 4, 4, 64, "fp16", DType::kF16},
       {{200, 7}, 16, 2, 256, "fp16", DType::kF32},                       // GQA 8, fp16 tails
       {{65}, 8, 8, 64, "tq2", DType::kF32},
+      // fp16 K with TurboQuant V: exact fp16 scores, compressed values (K is the sensitive side)
+      {{113, 7}, 32, 8, 128, "k=fp16,v=tq3", DType::kF16},
+      {{4097}, 28, 4, 64, "k=fp16,v=tq4", DType::kBF16},                 // GQA 7
+      {{300, 1}, 16, 2, 256, "k=fp16,v=tq3", DType::kF32},               // GQA 8
   }, /*also_v1=*/true);
 }
 
