@@ -43,7 +43,10 @@ namespace tq::cuda::v3 {
 // Stage-dropping variants (-DTQ_DECODE_DROP builds only, plan env TQ_CUDA_DECODE_DROP=bits): where
 // the time of a step goes. Bit 0: K selector words go to the int8 mma without their lookup; bit 1:
 // V selector words go to the f16 mma without their lookup (nibbles 0-7: finite fp16); bit 2: no
-// softmax (p = score, no max, no exp2). Loads and mma stay; the results are wrong by design.
+// softmax (p = score, no max, no exp2); bit 3: no PV (P^T folded into one accumulator); bit 4: no
+// scoring (scores made up from the token index, K never read); bit 5: no compute at all (the ring's
+// loads and barriers only); bit 6: PV through the fragment-native e4m3 probe (pv_probe). Bits 0-2
+// keep loads and mma; the results are wrong by design.
 #ifdef TQ_DECODE_DROP
 #define TQ_DROP(bit) ((P.drop >> (bit)) & 1)
 #else
@@ -632,6 +635,75 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       }
     };
 
+#if defined(TQ_DECODE_DROP) || defined(TQ_DECODE_PROBE)
+#ifndef TQ_PROBE_KIND
+#define TQ_PROBE_KIND 1
+#endif
+    // Probe (drop bit 6, or every block pair in -DTQ_DECODE_PROBE builds; -DTQ_PROBE_KIND=2: the int8
+    // flavour below; tq3 V only; results wrong by design): the PV of a block pair as it would
+    // run if V codes were stored fragment-native (a selector word = 4 tokens x 2 dims, built from
+    // the 2-bit / 1-bit planes like K's) and PV ran on mma.m16n8k32.e4m3 (one prmt per 4 codes,
+    // P^T as e4m3). Measures that design's speed before any layout changes.
+    auto pv_probe = [&](const uint8_t* sA, const uint8_t* sB, const uint32_t (&pA)[NP][2], const uint32_t (&pB)[NP][2]) {
+      if constexpr (VB == 3 && !FR && !PR && TQ_PROBE_KIND == 2) {
+        // int8 flavour: V centroids int8 (K's table), P^T as int8 by one HFMA2 (p * 127 + 1536: the
+        // integer lands in the low byte) and one prmt per 4 tokens, the pair's scores' block max by
+        // shuffles, int32 accumulators per pair converted and added with the block's weight.
+        const uint32_t kMagic = 0x66006600u, k127 = 0x57F057F0u;  // half2(1536), half2(127)
+        auto u8x4 = [&](uint32_t h0, uint32_t h1) {
+          uint32_t x0, x1;
+          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(x0) : "r"(h0), "r"(k127), "r"(kMagic));
+          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(x1) : "r"(h1), "r"(k127), "r"(kMagic));
+          return frag::prmt(x0, x1, 0x6420u);
+        };
+        const uint32_t b0 = u8x4(pA[0][0], pA[0][1]), b1 = u8x4(pB[0][0], pB[0][1]);
+        float w0 = fmaxf(fabsf(__uint_as_float(pA[0][0])), fabsf(__uint_as_float(pB[0][1])));
+        float w1 = fmaxf(fabsf(__uint_as_float(pA[0][1])), fabsf(__uint_as_float(pB[0][0])));
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) {
+          w0 = fmaxf(w0, __shfl_xor_sync(0xffffffffu, w0, off));
+          w1 = fmaxf(w1, __shfl_xor_sync(0xffffffffu, w1, off));
+        }
+        w0 = ex2(w0 * 1e-30f); w1 = ex2(w1 * 1e-30f);
+        const uint32_t* gA = reinterpret_cast<const uint32_t*>(sA + VOFF + 16 * warp * VCB) + 3 * lane;
+        const uint32_t* gB = reinterpret_cast<const uint32_t*>(sB + VOFF + 16 * warp * VCB) + 3 * lane;
+#pragma unroll
+        for (int mt = 0; mt < NKC; ++mt) {
+          const int j = mt >> 2, i = mt & 3;
+          const uint32_t sa = frag::sel_in_group<3>(gA + 96 * j, i), sb = frag::sel_in_group<3>(gB + 96 * j, i);
+          int acc[4] = {0, 0, 0, 0};
+          mma_s8(acc, frag::prmt(ktab8[0], ktab8[1], sa), frag::prmt(ktab8[0], ktab8[1], frag::mulhi(sa, P.shifts.shr16)),
+                 frag::prmt(ktab8[0], ktab8[1], sb), frag::prmt(ktab8[0], ktab8[1], frag::mulhi(sb, P.shifts.shr16)), b0, b1);
+          o[mt][0] = fmaf(float(acc[0]), w0, o[mt][0]);
+          o[mt][1] = fmaf(float(acc[1]), w1, o[mt][1]);
+          o[mt][2] = fmaf(float(acc[2]), w0, o[mt][2]);
+          o[mt][3] = fmaf(float(acc[3]), w1, o[mt][3]);
+        }
+      } else if constexpr (VB == 3 && !FR && !PR) {
+        auto e4x4 = [](uint32_t h0, uint32_t h1) {
+          unsigned short lo, hi;
+          asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(lo) : "r"(h0));
+          asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(hi) : "r"(h1));
+          return uint32_t(lo) | (uint32_t(hi) << 16);
+        };
+        const uint32_t b0 = e4x4(pA[0][0], pA[0][1]), b1 = e4x4(pB[0][0], pB[0][1]);
+        // m-tile mt = 4j + i: selector word i of group j of each block (rows g, g + 8: low / high half)
+        const uint32_t* gA = reinterpret_cast<const uint32_t*>(sA + VOFF + 16 * warp * VCB) + 3 * lane;
+        const uint32_t* gB = reinterpret_cast<const uint32_t*>(sB + VOFF + 16 * warp * VCB) + 3 * lane;
+#pragma unroll
+        for (int mt = 0; mt < NKC; ++mt) {
+          const int j = mt >> 2, i = mt & 3;
+          const uint32_t sa = frag::sel_in_group<3>(gA + 96 * j, i), sb = frag::sel_in_group<3>(gB + 96 * j, i);
+          const uint32_t a0 = frag::prmt(vtab[0], vtab[1], sa), a1 = frag::prmt(vtab[0], vtab[1], frag::mulhi(sa, P.shifts.shr16));
+          const uint32_t a2 = frag::prmt(vtab[0], vtab[1], sb), a3 = frag::prmt(vtab[0], vtab[1], frag::mulhi(sb, P.shifts.shr16));
+          asm(
+              "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+              : "+f"(o[mt][0]), "+f"(o[mt][1]), "+f"(o[mt][2]), "+f"(o[mt][3])
+              : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+        }
+      }
+    };
+#endif
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
     // this warp: the two blocks' lookups and mma chains are independent work for the scheduler,
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
@@ -653,18 +725,48 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       const uint8_t* stB = smem + s2 * SB;
       float x[2][4], nv[2][2 * NP];
       uint32_t pb[2][NP][2];
-      if (okA && okB) {
-        score(stA, tokA, x[0], nv[0]);
-        score(stB, tokB, x[1], nv[1]);
+      if (TQ_DROP(5)) {
+        // nothing: the ring alone (loads, barriers)
+      } else if (okA && okB) {
+        if (TQ_DROP(4)) {
+#pragma unroll
+          for (int k = 0; k < 2; ++k) {
+            x[k][0] = x[k][2] = 1e-3f * float(tokA + k + g);
+            x[k][1] = x[k][3] = 1e-3f * float(tokB + k + t);
+#pragma unroll
+            for (int i = 0; i < 2 * NP; ++i) nv[k][i] = 1.f;
+          }
+        } else {
+          score(stA, tokA, x[0], nv[0]);
+          score(stB, tokB, x[1], nv[1]);
+        }
         softmax(x, nv, 2, pb);
-        pv(stA, tokA, pb[0]);
-        pv(stB, tokB, pb[1]);
+#if defined(TQ_DECODE_PROBE)
+        constexpr bool kProbe = VB == 3 && !FR && !PR;
+#else
+        const bool kProbe = TQ_DROP(6);
+#endif
+        if (kProbe) {
+#if defined(TQ_DECODE_DROP) || defined(TQ_DECODE_PROBE)
+          pv_probe(stA, stB, pb[0], pb[1]);
+#endif
+        } else if (!TQ_DROP(3)) {
+          pv(stA, tokA, pb[0]);
+          pv(stB, tokB, pb[1]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < 2; ++k) o[k][0] += __uint_as_float(pb[k][0][0] ^ pb[k][0][1]);
+        }
       } else if (okA || okB) {
         const uint8_t* st = okA ? stA : stB;
         const int tk = okA ? tokA : tokB;
         score(st, tk, x[0], nv[0]);
         softmax(x, nv, 1, pb);
+#if defined(TQ_DECODE_PROBE)
+        pv_probe(st, st, pb[0], pb[0]);
+#else
         pv(st, tk, pb[0]);
+#endif
       }
       __syncwarp();
       if (lane == 0) {
