@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
 namespace tq::cuda::append {
 
 // ---------------------------------------------------------------------------------------------
-// v2: tiled encoder for the TurboQuant codecs (bits 2..4), one kernel per input dtype DT
+// v2: tiled encoder for the TurboQuant codecs (bits 1..4), one kernel per input dtype DT
 // (0 f32, 1 f16, 2 bf16) and per C, the coordinates each lane owns (32 or 64: C/32 code groups).
 // Same bytes as v1 / TqCodec::encode; fewer instructions per vector.
 //
@@ -190,7 +190,9 @@ __device__ __forceinline__ float4 lds_f4(const float4* p) {
 // the bits above it; the selects are between constant-bank operands.
 template <int BITS>
 __device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool (&bit)[BITS]) {
-  if constexpr (BITS == 2) {
+  if constexpr (BITS == 1) {
+    bit[0] = u > b[0];
+  } else if constexpr (BITS == 2) {
     bit[1] = u > b[1];
     bit[0] = u > (bit[1] ? b[2] : b[0]);
   } else if constexpr (BITS == 3) {
@@ -198,7 +200,7 @@ __device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool 
     bit[1] = u > (bit[2] ? b[5] : b[1]);
     bit[0] = u > (bit[2] ? (bit[1] ? b[6] : b[4]) : (bit[1] ? b[2] : b[0]));
   } else {
-    static_assert(BITS == 4, "2..4 bits");
+    static_assert(BITS == 4, "1..4 bits");
     bit[3] = u > b[7];
     bit[2] = u > (bit[3] ? b[11] : b[3]);
     bit[1] = u > (bit[3] ? (bit[2] ? b[13] : b[9]) : (bit[2] ? b[5] : b[1]));

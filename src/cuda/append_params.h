@@ -24,7 +24,7 @@ struct Params {
 
 // v1 kernel entry per (head_dim, bits), bits 0 = fp16 pass-through; nullptr if none.
 const void* append_kernel_for(int d, int bits);
-// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 2..4, in_dtype); nullptr if none.
+// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 1..4, in_dtype); nullptr if none.
 const void* append_tile_kernel_for(int d, int c, int bits, int in_dtype);
 
 // v2 geometry: L = D/C lanes per vector (lane q owns coordinates [Cq, Cq+C), C/32 code groups),

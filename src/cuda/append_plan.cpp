@@ -31,7 +31,7 @@ struct AppendPlan::Impl {
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
   const void* fn_frac = nullptr;  // tq2.5 / tq3.5 (append_frac.cuh), their only kernel
-  const void* fn_prod = nullptr;  // tq3p / tq4p (append_prod.cuh), their only kernel
+  const void* fn_prod = nullptr;  // tq2p / tq3p / tq4p (append_prod.cuh), their only kernel
   int head_dim = 0, in_bytes = 0, bits = 0;
   int frac_vpw = 0;   // fractional, prod: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
@@ -128,11 +128,11 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   const bool frac = s.id == CodecId::kTqMse && s.fractional;
   const bool prod = s.id == CodecId::kTqProd;
   if (s.id != CodecId::kFp16) {
-    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 2 && s.bits <= 4)) ||
-              (prod && !s.fractional && (s.bits == 3 || s.bits == 4))) &&
+    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 1 && s.bits <= 4)) ||
+              (prod && !s.fractional && s.bits >= 2 && s.bits <= 4)) &&
                  s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
              kUnsupported,
-             "CUDA append: codec '{}' has no kernel (supported: fp16, tq2, tq3, tq4, tq2.5, tq3.5, tq3p, tq4p; fp16 norms, "
+             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1, tq2, tq3, tq4, tq2.5, tq3.5, tq2p, tq3p, tq4p; fp16 norms, "
              "Hadamard rotation)", s.name());
     bits = s.bits;
   }

@@ -11,7 +11,7 @@
 // 8-code "selector words" and q / the output follow the order the lookups produce (kdim / vdim).
 //
 // Selector word s of a row: 8 nibbles, nibble m = the 4-bit prmt selector of code code_of(s, m)
-// (bit 3 clear for b < 4). Built from group-plane words with 0 (b = 4), 2 (b = 2) or ~3 (b = 3)
+// (bit 3 clear for b < 4). Built from group-plane words with 0 (b = 4), 2 (b = 1, 2) or ~3 (b = 3)
 // integer ops; a prmt lookup of 4 nibbles gives 4 fp16 centroids as low / high byte words, and two
 // more prmt interleave them into two half2 registers: ~1.4 integer ops per code at 3 bits.
 #pragma once
@@ -62,7 +62,9 @@ TQ_HD uint32_t mulhi(uint32_t a, uint32_t b) {
 TQ_HD constexpr int code_of(int bits, int s, int m) {
   const int group = s >> 2, i = s & 3;
   if (bits == 4) return 32 * group + 8 * i + m;  // 4-bit plane: word i holds codes 8i..8i+7
-  return 32 * group + 16 * (i >> 1) + 2 * m + (i & 1);  // i = 2k + h: codes 16k + 2m + h
+  // i = 2k + h: codes 16k + 2m + h (the 2-bit plane's words k, half h; the 1-bit plane's bit 4m + i
+  // is the same code: layout.h's plane_pos)
+  return 32 * group + 16 * (i >> 1) + 2 * m + (i & 1);
 }
 template <int BITS>
 TQ_HD constexpr int code_of(int s, int m) { return code_of(BITS, s, m); }
@@ -106,6 +108,8 @@ template <int BITS>
 TQ_HD uint32_t sel_in_group(const uint32_t* gw, int i) {
   if constexpr (BITS == 4) {
     return gw[i];
+  } else if constexpr (BITS == 1) {
+    return rotr(gw[0], i) & 0x11111111u;  // code 16(i>>1) + 2m + (i&1) at bit 4m + i
   } else {
     const int k = i >> 1, h = i & 1;
     uint32_t w = rotr(gw[k], 2 * h) & 0x33333333u;  // code 16k+2m+h at bits 4m+2h
@@ -161,6 +165,7 @@ TQ_HD uint32_t merge_sel_lane(uint32_t a, uint32_t b, int e) {
 // the sum of its plane shift and the merge shift and masked to its final nibble bits.
 template <int BITS>
 TQ_HD uint32_t merged_sel(const uint32_t* gwA, const uint32_t* gwB, int i, int e) {
+  static_assert(BITS >= 2, "fractional parts have 2..4 bits");
   if constexpr (BITS == 4) {
     return merge_sel_lane(gwA[i], gwB[i], e);
   } else {

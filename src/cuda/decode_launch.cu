@@ -19,7 +19,7 @@ struct Kernel {
 template <int D, int MAXG>
 Kernel pick(int kb, int vb) {
 #define TQ_CASE(K, V) if (kb == K && vb == V) return {kern::decode_split<D, K, V, MAXG>, kern::stage_bytes(D, K, V)};
-  TQ_CASE(0, 0) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3) TQ_CASE(0, 3) TQ_CASE(0, 4)
+  TQ_CASE(0, 0) TQ_CASE(1, 1) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3) TQ_CASE(0, 3) TQ_CASE(0, 4)
 #undef TQ_CASE
   return {};
 }

@@ -168,7 +168,7 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
-  for (const char* codec : {"tq2", "tq3", "tq4", "fp16", "tq3.5"})
+  for (const char* codec : {"tq1", "tq2", "tq3", "tq4", "fp16", "tq3.5"})
     for (int D : {64, 128, 256}) run_append(codec, D, DType::kF32, rng);
   for (int D : {128, 256}) run_append("tq2.5", D, DType::kF32, rng);
   run_append("tq3", 128, DType::kF16, rng);
@@ -215,6 +215,8 @@ TEST(CudaAppend, TiledOddShapes) {
     }
   run_append("tq4", 256, DType::kF32, rng, 1, 1);
   run_append("tq3", 64, DType::kBF16, rng, 113, 3);
+  run_append("tq1", 128, DType::kF16, rng, 4097, 8);
+  run_append("tq1", 256, DType::kBF16, rng, 7, 3);
   // Several passes per tile from f32 / at D = 256 (largest tiles of 16 vectors), a short last tile.
   run_append("tq3", 128, DType::kF32, rng, 8191, 8);
   run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
@@ -229,7 +231,7 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   using tq::cuda::DType;
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   int i = 0;
-  for (const char* codec : {"tq3p", "tq4p"})
+  for (const char* codec : {"tq2p", "tq3p", "tq4p"})
     for (int D : {64, 128, 256}) {
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
       run_append(codec, D, dts[i++ % 3], rng, 1, 1);
@@ -238,6 +240,7 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   run_append("tq3p", 128, DType::kF16, rng, 4097, 8);
   run_append("tq4p", 256, DType::kF32, rng, 2049, 8);
   run_append("tq3p:seed=11", 64, DType::kBF16, rng, 4097, 8);
+  run_append("tq2p", 128, DType::kF32, rng, 4097, 8);
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   run_append("tq4p", 128, DType::kF32, rng, 113, 3);
   run_append("tq3p", 256, DType::kBF16, rng, 70, 3);
@@ -267,7 +270,7 @@ TEST(CudaAppend, V1BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   TQ_FRESH_RNG(rng);
   setenv("TQ_CUDA_APPEND_V1", "1", 1);
-  for (const char* codec : {"tq2", "tq3", "tq4"}) run_append(codec, 128, tq::cuda::DType::kF16, rng, 4097, 3);
+  for (const char* codec : {"tq1", "tq2", "tq3", "tq4"}) run_append(codec, 128, tq::cuda::DType::kF16, rng, 4097, 3);
   unsetenv("TQ_CUDA_APPEND_V1");
 }
 
@@ -284,7 +287,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     }
     return tq::Status::kOk;
   };
-  for (const char* c : {"tq2p", "tq5p", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
+  for (const char* c : {"tq5", "tq8", "tq5p", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
                         "tq3.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
@@ -294,6 +297,8 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   EXPECT_EQ(status("tq3.5", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq3p", 128), tq::Status::kOk);
   EXPECT_EQ(status("tq4p", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq2p", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq1", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
 }
 

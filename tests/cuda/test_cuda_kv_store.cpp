@@ -25,7 +25,7 @@ using tq::testing::rel_l2;  // tests/test_util.h
 
 TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p"}) {
+  for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p", "tq1", "tq2p"}) {
     for (int D : {64, 128}) {
       if (std::string(codec) == "tq2.5" && D == 64) continue;  // no kernel (16 + 48 dims): see below
       tq::model::KvShape s{2, 8, 2, D, float(1 / std::sqrt(double(D)))};

@@ -326,6 +326,10 @@ TEST(CudaDecode, MatchesCpuReference) {
       {{113, 7}, 32, 8, 128, "k=fp16,v=tq3", DType::kF16},
       {{4097}, 28, 4, 64, "k=fp16,v=tq4", DType::kBF16},                 // GQA 7
       {{300, 1}, 16, 2, 256, "k=fp16,v=tq3", DType::kF32},               // GQA 8
+      // 1 bit: the sign of each rotated coordinate (two centroids), the 1-bit plane of layout.h
+      {{113, 7}, 32, 8, 128, "tq1", DType::kF32},
+      {{4097}, 8, 2, 64, "tq1", DType::kF16, DType::kBF16},               // GQA 4
+      {{257, 1}, 16, 2, 256, "tq1", DType::kBF16},
   }, /*also_v1=*/true);
 }
 
@@ -360,6 +364,10 @@ TEST(CudaDecode, ProdCodecsMatchCpuReference) {
       {{257}, 8, 1, 256, "tq3p", DType::kF32},                            // GQA 8
       {{130, 7}, 16, 4, 256, "tq4p", DType::kF16},
       {{4097}, 32, 8, 256, "tq3p:seed=5", DType::kBF16},
+      // tq2p: 1-bit mse codes + 1-bit QJL signs
+      {{113, 1, 4097}, 32, 8, 128, "tq2p", DType::kF16, DType::kF32, 2},
+      {{300, 65}, 28, 4, 64, "tq2p", DType::kF32},                        // GQA 7
+      {{257}, 8, 1, 256, "tq2p", DType::kBF16},                            // GQA 8
   }, /*also_v1=*/false);
 }
 
@@ -386,6 +394,8 @@ TEST(CudaDecode, SmallShapes) {
   run_case({{129}, 4, 4, 64, "fp16", DType::kF16}, rng);
   run_case({{70, 1}, 32, 8, 128, "tq2.5", DType::kF16}, rng);
   run_case({{70, 1}, 28, 4, 128, "tq3p", DType::kF16}, rng);
+  run_case({{65, 7}, 32, 8, 128, "tq1", DType::kF16}, rng);
+  run_case({{70, 1}, 8, 2, 64, "tq2p", DType::kF32}, rng);
 }
 
 TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
@@ -397,8 +407,9 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   EXPECT_THROW(plan("tq4.5"), tq::Error);
   EXPECT_THROW(plan("k2.5v3"), tq::Error);  // fractional K needs fractional V
   EXPECT_THROW(plan("k3.5v2.5"), tq::Error);
-  EXPECT_THROW(plan("tq2p"), tq::Error);   // prod: tq3p / tq4p only
-  EXPECT_THROW(plan("tq5p"), tq::Error);
+  EXPECT_THROW(plan("tq5p"), tq::Error);   // prod: tq2p .. tq4p only
+  EXPECT_THROW(plan("tq5"), tq::Error);
+  EXPECT_THROW(plan("k2v1"), tq::Error);   // tq(B+1)/tqB for B = 2, 3 only
   EXPECT_THROW(plan("tq3.5p"), tq::Error);
   EXPECT_THROW(plan("k3pv3"), tq::Error);  // prod K needs prod V (and the reverse), same bits
   EXPECT_THROW(plan("k4pv3p"), tq::Error);

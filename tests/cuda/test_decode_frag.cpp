@@ -138,9 +138,9 @@ void check_tq() {
 }
 
 TEST(CudaDecodeFrag, TurboQuantFragmentsMatchReferenceUnpacking) {
-  check_tq<64, 2>(); check_tq<64, 3>(); check_tq<64, 4>();
-  check_tq<128, 2>(); check_tq<128, 3>(); check_tq<128, 4>();
-  check_tq<256, 2>(); check_tq<256, 3>(); check_tq<256, 4>();
+  check_tq<64, 1>(); check_tq<64, 2>(); check_tq<64, 3>(); check_tq<64, 4>();
+  check_tq<128, 1>(); check_tq<128, 2>(); check_tq<128, 3>(); check_tq<128, 4>();
+  check_tq<256, 1>(); check_tq<256, 2>(); check_tq<256, 3>(); check_tq<256, 4>();
 }
 
 // Fractional codecs (frag::Groups<D, B, true>): part 0 = the first kHi groups at B + 1 bits, part
@@ -340,7 +340,7 @@ void check_qjl() {
     EXPECT_TRUE(*in.begin() == 8 * ks && *in.rbegin() == 8 * ks + 7);
   }
   // The fold's output rows are the tqB V dims (vdim): its A rows use the run-time form.
-  for (int bits = 2; bits <= 4; ++bits)
+  for (int bits = 1; bits <= 4; ++bits)
     for (int g = 0; g < 8; ++g)
       for (int mt = 0; mt < D / 16; ++mt)
         for (int r = 0; r < 2; ++r) ASSERT_EQ(vdim_tq(D, bits, g, mt, r), code_of(bits, g * (D / 64) + (mt >> 2), 4 * (mt & 1) + ((mt >> 1) & 1) + 2 * r));

@@ -19,12 +19,12 @@ namespace tq::cuda {
 
 class AppendPlan {
  public:
-  // codec: fp16, single-part TurboQuant-mse tq2/tq3/tq4 (Hadamard rotation, fp16 norms) at
+  // codec: fp16, single-part TurboQuant-mse tq1/tq2/tq3/tq4 (Hadamard rotation, fp16 norms) at
   // head_dim 64, 128 or 256, or the fractional tq2.5 (head_dim 128, 256) and tq3.5 (64, 128, 256)
   // with fp16 norms and the default rotations (uncalibrated split: part 0 = the first D/4 resp.
-  // D/2 channels; tq2.5's part 1 rotates densely), or TurboQuant-prod tq3p / tq4p (single part,
+  // D/2 channels; tq2.5's part 1 rotates densely), or TurboQuant-prod tq2p / tq3p / tq4p (single part,
   // Hadamard, fp16 norm and gamma) at 64, 128, 256. Throws tq::Error(kUnsupported) otherwise
-  // (tq2.5 at 64, tq1.5, tq4.5+, tq2p, tq5p+, fractional prod, fp32 norms, other head_dims).
+  // (tq5+, tq2.5 at 64, tq1.5, tq4.5+, tq5p+, fractional prod, fp32 norms, other head_dims).
   AppendPlan(const CodecSpec& codec, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype);
   ~AppendPlan();
   AppendPlan(const AppendPlan&) = delete;

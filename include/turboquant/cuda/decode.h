@@ -50,8 +50,9 @@ struct DecodeArgs {
 
 class DecodePlan {
  public:
-  // Codecs: fp16/fp16, tqB/tqB and tq(B+1)/tqB (B = 2..4), tq2.5/tq2.5 (head_dim 128, 256),
-  // tq3.5/tq3.5, and the prod (QJL) tq3p/tq3p and tq4p/tq4p; head_dim 64, 128, 256; GQA group <= 8.
+  // Codecs: fp16/fp16, tqB/tqB (B = 1..4), tq(B+1)/tqB (B = 2, 3), fp16 K with tq3 / tq4 V,
+  // tq2.5/tq2.5 (head_dim 128, 256), tq3.5/tq3.5, and the prod (QJL) tq2p/tq2p, tq3p/tq3p and
+  // tq4p/tq4p; head_dim 64, 128, 256; GQA group <= 8.
   // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback),
   // among them a prod codec paired with anything else (k3pv3, k4pv3p) and the v1 kernel for prod.
   DecodePlan(const DecodeShape& shape, const CodecSpec& k_codec, const CodecSpec& v_codec);
