@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
-# On the GPU box: the production library and the -DTQ_DECODE_PROBE libraries (e4m3 and int8 PV
-# probes, decode_v3.cuh) built side by side, then the same decode steps timed with each
-# (drop_stages.py, no stage dropped).
-#   bash bench/cuda/probe_on_box.sh tq3 32x131072 32x16384
+# On the GPU box: the production library and -DTQ_DECODE_PROBE libraries (PV probes of
+# decode_v3.cuh: kind 1 e4m3 and 2 int8 from a fragment-native V layout, 3 int8 from today's layout)
+# built side by side, then the same decode steps timed with each (drop_stages.py, no stage dropped).
+#   PROBES="2 3" bash bench/cuda/probe_on_box.sh tq3 32x131072 32x16384
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 codec=${1:-tq3}; shift || true
+kinds=${PROBES:-1 2 3}
 hwy=(); [[ -d .hwy ]] && hwy=(-Dhwy_DIR="$PWD/.hwy/usr/lib/x86_64-linux-gnu/cmake/hwy") \
   && export LD_LIBRARY_PATH="$PWD/.hwy/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 build() {  # dir flags
   cmake -S . -B "build/$1" "${hwy[@]}" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTQ_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DTQ_BUILD_BENCH=OFF -DTQ_WITH_FAISS=OFF -DTQ_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="$2" > "$OUT/$1_build.log" 2>&1 \
-    && cmake --build "build/$1" -j 6 --target turboquant_shared >> "$OUT/$1_build.log" 2>&1
+    && cmake --build "build/$1" -j 5 --target turboquant_shared >> "$OUT/$1_build.log" 2>&1
 }
-build prod "" & p1=$!
-build probe -DTQ_DECODE_PROBE & p2=$!
-build probe2 "-DTQ_DECODE_PROBE -DTQ_PROBE_KIND=2" & p3=$!
-wait $p1 && wait $p2 && wait $p3 || { grep -h -E "error" -A5 "$OUT"/*_build.log | head -30; exit 1; }
-for v in prod probe probe2; do
+pids=(); build prod "" & pids+=($!)
+for k in $kinds; do build probe$k "-DTQ_DECODE_PROBE -DTQ_PROBE_KIND=$k" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || { grep -h -E "error" -A5 "$OUT"/*_build.log | head -30; exit 1; }; done
+for v in prod $(for k in $kinds; do echo probe$k; done); do
   echo "== $v"
   timeout 200 python3 bench/cuda/drop_stages.py --lib "build/$v/libturboquant.so" --codec "$codec" --shapes "$@" --drops 0 2>&1 | tee -a "$OUT/probe.txt"
 done
-for v in probe probe2; do
+for k in $kinds; do
   cuobjdump -sass -fun '_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3ELi0ELi0EEEvNS1_6ParamsE' \
-    build/$v/CMakeFiles/tq_objects.dir/src/cuda/decode_v3_d128.cu.o > "$OUT/${v}_sass.txt" 2>&1
+    build/probe$k/CMakeFiles/tq_objects.dir/src/cuda/decode_v3_d128.cu.o > "$OUT/probe${k}_sass.txt" 2>&1
 done

@@ -640,12 +640,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
 #define TQ_PROBE_KIND 1
 #endif
     // Probe (drop bit 6, or every block pair in -DTQ_DECODE_PROBE builds; -DTQ_PROBE_KIND=2: the int8
-    // flavour below; tq3 V only; results wrong by design): the PV of a block pair as it would
+    // flavour below, =3: int8 from today's layout; tq3 V only; results wrong by design): the PV of a block pair as it would
     // run if V codes were stored fragment-native (a selector word = 4 tokens x 2 dims, built from
     // the 2-bit / 1-bit planes like K's) and PV ran on mma.m16n8k32.e4m3 (one prmt per 4 codes,
     // P^T as e4m3). Measures that design's speed before any layout changes.
     auto pv_probe = [&](const uint8_t* sA, const uint8_t* sB, const uint32_t (&pA)[NP][2], const uint32_t (&pB)[NP][2]) {
-      if constexpr (VB == 3 && !FR && !PR && TQ_PROBE_KIND == 2) {
+      if constexpr (VB == 3 && !FR && !PR && TQ_PROBE_KIND >= 2) {
         // int8 flavour: V centroids int8 (K's table), P^T as int8 by one HFMA2 (p * 127 + 1536: the
         // integer lands in the low byte) and one prmt per 4 tokens, the pair's scores' block max by
         // shuffles, int32 accumulators per pair converted and added with the block's weight.
@@ -665,6 +665,42 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
           w1 = fmaxf(w1, __shfl_xor_sync(0xffffffffu, w1, off));
         }
         w0 = ex2(w0 * 1e-30f); w1 = ex2(w1 * 1e-30f);
+#if TQ_PROBE_KIND == 3
+        // Kind 3: V from today's page layout: the lane's tokens 2t, 2t+1, 2t+8, 2t+9 merged as for
+        // the fp16 path, then bytes interleaved into 4-token words (one prmt per 8 codes).
+        auto quads = [&](const uint8_t* st, int w, int e, uint32_t (&r)[4]) {
+          const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
+          const uint32_t* rB = rA + VCB / 4;
+          const uint32_t* rC = rA + 8 * VCB / 4;
+          const uint32_t* rD = rC + VCB / 4;
+          const int sw = g * (D / 64) + w;
+          const uint32_t ab = frag::merge_sel(frag::sel_word<3>(rA, sw), frag::sel_word<3>(rB, sw), e, P.shifts);
+          const uint32_t cd = frag::merge_sel(frag::sel_word<3>(rC, sw), frag::sel_word<3>(rD, sw), e, P.shifts);
+          const uint32_t lo = frag::prmt(ab, cd, 0x5140u), hi = frag::prmt(ab, cd, 0x7362u);
+          r[0] = frag::prmt(ktab8[0], ktab8[1], lo);
+          r[1] = frag::prmt(ktab8[0], ktab8[1], frag::mulhi(lo, P.shifts.shr16));
+          r[2] = frag::prmt(ktab8[0], ktab8[1], hi);
+          r[3] = frag::prmt(ktab8[0], ktab8[1], frag::mulhi(hi, P.shifts.shr16));
+        };
+#pragma unroll
+        for (int w = 0; w < D / 64; ++w)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            uint32_t ra[4], rb[4];
+            quads(sA, w, e, ra);
+            quads(sB, w, e, rb);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int mt = 4 * w + 2 * e + h;
+              int acc[4] = {0, 0, 0, 0};
+              mma_s8(acc, ra[2 * h], ra[2 * h + 1], rb[2 * h], rb[2 * h + 1], b0, b1);
+              o[mt][0] = fmaf(float(acc[0]), w0, o[mt][0]);
+              o[mt][1] = fmaf(float(acc[1]), w1, o[mt][1]);
+              o[mt][2] = fmaf(float(acc[2]), w0, o[mt][2]);
+              o[mt][3] = fmaf(float(acc[3]), w1, o[mt][3]);
+            }
+          }
+#else
         const uint32_t* gA = reinterpret_cast<const uint32_t*>(sA + VOFF + 16 * warp * VCB) + 3 * lane;
         const uint32_t* gB = reinterpret_cast<const uint32_t*>(sB + VOFF + 16 * warp * VCB) + 3 * lane;
 #pragma unroll
@@ -679,6 +715,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
           o[mt][2] = fmaf(float(acc[2]), w0, o[mt][2]);
           o[mt][3] = fmaf(float(acc[3]), w1, o[mt][3]);
         }
+#endif
       } else if constexpr (VB == 3 && !FR && !PR) {
         auto e4x4 = [](uint32_t h0, uint32_t h1) {
           unsigned short lo, hi;
