@@ -149,7 +149,9 @@ void plan_v3(DecodePlan::Impl& I) {
            kInternal, "CUDA decode: codec layout does not match the kernel's");
   const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb, fr, I.prod);
   // Ring depth: ~40 KB of chunks in flight per CTA (several CTAs per SM), at least double buffering.
-  const int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
+  // (TQ_CUDA_DECODE_STAGES overrides it: ring-depth experiments.)
+  int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
+  if (const char* e = std::getenv("TQ_CUDA_DECODE_STAGES")) stages = std::clamp(std::atoi(e), 2, v3::kMaxStages);
   const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G);
   I.smem = L.total;
   TQ_CUDA_CHECK(cudaFuncSetAttribute(I.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(I.smem)));

@@ -181,6 +181,15 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     for (int i = 0; i < 8; ++i) { vtabb[i] = P.vtabb[i]; asm volatile("" : "+r"(vtabb[i])); }
   }
 
+#if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
+  // Probe kind 4: V lookups from a shared-memory table instead of prmt. Entry e = (A | B << 3) of
+  // two 3-bit codes is half2(c[A], c[B]), one copy per lane (column = lane: conflict-free).
+  __shared__ uint32_t vpair[64 * 32];
+  if constexpr (VB == 3 && !FR && !PR) {
+    auto cent = [&](int i) { return ((P.vtab[i >> 2] >> (8 * (i & 3))) & 0xFFu) | (((P.vtab[4 + (i >> 2)] >> (8 * (i & 3))) & 0xFFu) << 8); };
+    for (int x = tid; x < 64 * 32; x += kThreads) vpair[x] = cent((x >> 5) & 7) | (cent(x >> 8) << 16);
+  }
+#endif
   // Small batches wait on a chain of dependent global loads (lengths -> page table -> copies, and the
   // q rows after the prefix). The q rows and the page table are cold: every CTA prefetches its
   // 1/gridDim share of them into L2 now, so the dependent loads later hit L2.
@@ -741,6 +750,39 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       }
     };
 #endif
+#if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
+    // Kind 4: today's layout and fp16 PV (exact, no numerics change), the V lookups from vpair:
+    // merges build bytes A | B << 3, one prmt extracts a byte, one IMAD forms its address.
+    auto pv_smem = [&](const uint8_t* st, const uint32_t (&pbk)[NP][2]) {
+      if constexpr (VB == 3 && !FR && !PR) {
+        const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
+        const uint32_t* rB = rA + VCB / 4;
+        const uint32_t* rC = rA + 8 * VCB / 4;
+        const uint32_t* rD = rC + VCB / 4;
+        auto merge3 = [&](uint32_t a, uint32_t b, int e) {
+          return e == 0 ? (a & 0x07070707u) | ((b * 8u) & 0x38383838u)
+                        : (frag::mulhi(a, P.shifts.shr4) & 0x07070707u) | (frag::mulhi(b, 1u << 31) & 0x38383838u);
+        };
+        auto lk = [&](uint32_t m, int j) {
+          const uint32_t idx = frag::prmt(m, 0u, 0x4440u + uint32_t(j));
+          return vpair[idx * 32 + lane];
+        };
+#pragma unroll
+        for (int w = 0; w < D / 64; ++w) {
+          const int sw = g * (D / 64) + w;
+          const uint32_t sA = frag::sel_word<3>(rA, sw), sB = frag::sel_word<3>(rB, sw);
+          const uint32_t sC = frag::sel_word<3>(rC, sw), sD = frag::sel_word<3>(rD, sw);
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const uint32_t ab = merge3(sA, sB, e), cd = merge3(sC, sD, e);
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf)
+              mma(o[4 * w + 2 * e + hf], lk(ab, 2 * hf), lk(ab, 2 * hf + 1), lk(cd, 2 * hf), lk(cd, 2 * hf + 1), pbk[0][0], pbk[0][1]);
+          }
+        }
+      }
+    };
+#endif
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
     // this warp: the two blocks' lookups and mma chains are independent work for the scheduler,
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
@@ -784,7 +826,10 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         const bool kProbe = TQ_DROP(6);
 #endif
         if (kProbe) {
-#if defined(TQ_DECODE_DROP) || defined(TQ_DECODE_PROBE)
+#if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
+          pv_smem(stA, pb[0]);
+          pv_smem(stB, pb[1]);
+#elif defined(TQ_DECODE_DROP) || defined(TQ_DECODE_PROBE)
           pv_probe(stA, stB, pb[0], pb[1]);
 #endif
         } else if (!TQ_DROP(3)) {
@@ -799,7 +844,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         const int tk = okA ? tokA : tokB;
         score(st, tk, x[0], nv[0]);
         softmax(x, nv, 1, pb);
-#if defined(TQ_DECODE_PROBE)
+#if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
+        if constexpr (VB == 3 && !FR && !PR) pv_smem(st, pb[0]); else pv(st, tk, pb[0]);
+#elif defined(TQ_DECODE_PROBE)
         pv_probe(st, st, pb[0], pb[0]);
 #else
         pv(st, tk, pb[0]);
