@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Where a large-batch decode step's time goes: the same step with one stage dropped (library built
 with -DTQ_DECODE_DROP; TQ_CUDA_DECODE_DROP bits, see decode_v3.cuh): 1 = K lookups, 2 = V lookups,
-4 = softmax, 8 = PV, 16 = scoring, 32 = all compute (loads and barriers only), 64 = PV
-through the fragment-native e4m3 probe. Results are wrong by design; loads and mma stay. µs = median of CUDA-graph replays.
+4 = softmax, 8 = PV, 16 = scoring, 32 = all compute (loads and barriers only). Results are wrong
+by design. µs = median of CUDA-graph replays. Also times the -DTQ_DECODE_PROBE libraries (PV of
+other designs, src/cuda/decode_probe.cuh) with --drops 0: bench/cuda/probe_on_box.sh.
   python3 drop_stages.py --lib build/drop/libturboquant.so --codec tq3 --shapes 32x16384 32x131072"""
 import argparse, os, sys
 import torch
@@ -20,7 +21,7 @@ from tqcuda import Hq, D, PT, dev, make_plan, random_pool, graph_of, run_ours
 lib = tqcuda.load(a.lib)
 names = {0: "all stages", 1: "no K lookup", 2: "no V lookup", 4: "no softmax", 3: "no K, V lookups",
          7: "no lookups, no softmax", 8: "no PV", 16: "no scoring", 24: "no scoring, no PV",
-         32: "loads only", 64: "PV probe: native layout, e4m3"}
+         32: "loads only"}
 drops = [int(x) for x in a.drops.split(",")]
 print(f"| {a.codec} B x T | " + " | ".join(names.get(d, str(d)) for d in drops) + " |")
 print("|---|" + "---|" * len(drops))

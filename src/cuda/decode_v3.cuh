@@ -27,6 +27,9 @@
 #include "cuda/decode_frac.cuh"
 #include "cuda/decode_frag.h"
 #include "cuda/decode_prod.cuh"
+#if defined(TQ_DECODE_PROBE)
+#include "cuda/decode_probe.cuh"
+#endif
 #include "cuda/decode_ptx.cuh"
 #include "cuda/decode_v3_params.h"
 #include "cuda/hadamard.cuh"
@@ -45,7 +48,7 @@ namespace tq::cuda::v3 {
 // V selector words go to the f16 mma without their lookup (nibbles 0-7: finite fp16); bit 2: no
 // softmax (p = score, no max, no exp2); bit 3: no PV (P^T folded into one accumulator); bit 4: no
 // scoring (scores made up from the token index, K never read); bit 5: no compute at all (the ring's
-// loads and barriers only); bit 6: PV through the fragment-native e4m3 probe (pv_probe). Bits 0-2
+// loads and barriers only). Bits 0-2
 // keep loads and mma; the results are wrong by design.
 #ifdef TQ_DECODE_DROP
 #define TQ_DROP(bit) ((P.drop >> (bit)) & 1)
@@ -182,13 +185,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   }
 
 #if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
-  // Probe kind 4: V lookups from a shared-memory table instead of prmt. Entry e = (A | B << 3) of
-  // two 3-bit codes is half2(c[A], c[B]), one copy per lane (column = lane: conflict-free).
-  __shared__ uint32_t vpair[64 * 32];
-  if constexpr (VB == 3 && !FR && !PR) {
-    auto cent = [&](int i) { return ((P.vtab[i >> 2] >> (8 * (i & 3))) & 0xFFu) | (((P.vtab[4 + (i >> 2)] >> (8 * (i & 3))) & 0xFFu) << 8); };
-    for (int x = tid; x < 64 * 32; x += kThreads) vpair[x] = cent((x >> 5) & 7) | (cent(x >> 8) << 16);
-  }
+  __shared__ uint32_t vpair[64 * 32];  // probe kind 4's table (decode_probe.cuh)
+  if constexpr (VB == 3 && !FR && !PR) probe::fill_pair_table(vpair, P.vtab, tid, kThreads);
 #endif
   // Small batches wait on a chain of dependent global loads (lengths -> page table -> copies, and the
   // q rows after the prefix). The q rows and the page table are cold: every CTA prefetches its
@@ -644,145 +642,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       }
     };
 
-#if defined(TQ_DECODE_DROP) || defined(TQ_DECODE_PROBE)
-#ifndef TQ_PROBE_KIND
-#define TQ_PROBE_KIND 1
-#endif
-    // Probe (drop bit 6, or every block pair in -DTQ_DECODE_PROBE builds; -DTQ_PROBE_KIND=2: the int8
-    // flavour below, =3: int8 from today's layout; tq3 V only; results wrong by design): the PV of a block pair as it would
-    // run if V codes were stored fragment-native (a selector word = 4 tokens x 2 dims, built from
-    // the 2-bit / 1-bit planes like K's) and PV ran on mma.m16n8k32.e4m3 (one prmt per 4 codes,
-    // P^T as e4m3). Measures that design's speed before any layout changes.
-    auto pv_probe = [&](const uint8_t* sA, const uint8_t* sB, const uint32_t (&pA)[NP][2], const uint32_t (&pB)[NP][2]) {
-      if constexpr (VB == 3 && !FR && !PR && TQ_PROBE_KIND >= 2) {
-        // int8 flavour: V centroids int8 (K's table), P^T as int8 by one HFMA2 (p * 127 + 1536: the
-        // integer lands in the low byte) and one prmt per 4 tokens, the pair's scores' block max by
-        // shuffles, int32 accumulators per pair converted and added with the block's weight.
-        const uint32_t kMagic = 0x66006600u, k127 = 0x57F057F0u;  // half2(1536), half2(127)
-        auto u8x4 = [&](uint32_t h0, uint32_t h1) {
-          uint32_t x0, x1;
-          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(x0) : "r"(h0), "r"(k127), "r"(kMagic));
-          asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(x1) : "r"(h1), "r"(k127), "r"(kMagic));
-          return frag::prmt(x0, x1, 0x6420u);
-        };
-        const uint32_t b0 = u8x4(pA[0][0], pA[0][1]), b1 = u8x4(pB[0][0], pB[0][1]);
-        float w0 = fmaxf(fabsf(__uint_as_float(pA[0][0])), fabsf(__uint_as_float(pB[0][1])));
-        float w1 = fmaxf(fabsf(__uint_as_float(pA[0][1])), fabsf(__uint_as_float(pB[0][0])));
-#pragma unroll
-        for (int off = 4; off < 32; off <<= 1) {
-          w0 = fmaxf(w0, __shfl_xor_sync(0xffffffffu, w0, off));
-          w1 = fmaxf(w1, __shfl_xor_sync(0xffffffffu, w1, off));
-        }
-        w0 = ex2(w0 * 1e-30f); w1 = ex2(w1 * 1e-30f);
-#if TQ_PROBE_KIND == 3
-        // Kind 3: V from today's page layout: the lane's tokens 2t, 2t+1, 2t+8, 2t+9 merged as for
-        // the fp16 path, then bytes interleaved into 4-token words (one prmt per 8 codes).
-        auto quads = [&](const uint8_t* st, int w, int e, uint32_t (&r)[4]) {
-          const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
-          const uint32_t* rB = rA + VCB / 4;
-          const uint32_t* rC = rA + 8 * VCB / 4;
-          const uint32_t* rD = rC + VCB / 4;
-          const int sw = g * (D / 64) + w;
-          const uint32_t ab = frag::merge_sel(frag::sel_word<3>(rA, sw), frag::sel_word<3>(rB, sw), e, P.shifts);
-          const uint32_t cd = frag::merge_sel(frag::sel_word<3>(rC, sw), frag::sel_word<3>(rD, sw), e, P.shifts);
-          const uint32_t lo = frag::prmt(ab, cd, 0x5140u), hi = frag::prmt(ab, cd, 0x7362u);
-          r[0] = frag::prmt(ktab8[0], ktab8[1], lo);
-          r[1] = frag::prmt(ktab8[0], ktab8[1], frag::mulhi(lo, P.shifts.shr16));
-          r[2] = frag::prmt(ktab8[0], ktab8[1], hi);
-          r[3] = frag::prmt(ktab8[0], ktab8[1], frag::mulhi(hi, P.shifts.shr16));
-        };
-#pragma unroll
-        for (int w = 0; w < D / 64; ++w)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            uint32_t ra[4], rb[4];
-            quads(sA, w, e, ra);
-            quads(sB, w, e, rb);
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const int mt = 4 * w + 2 * e + h;
-              int acc[4] = {0, 0, 0, 0};
-              mma_s8(acc, ra[2 * h], ra[2 * h + 1], rb[2 * h], rb[2 * h + 1], b0, b1);
-              o[mt][0] = fmaf(float(acc[0]), w0, o[mt][0]);
-              o[mt][1] = fmaf(float(acc[1]), w1, o[mt][1]);
-              o[mt][2] = fmaf(float(acc[2]), w0, o[mt][2]);
-              o[mt][3] = fmaf(float(acc[3]), w1, o[mt][3]);
-            }
-          }
-#else
-        const uint32_t* gA = reinterpret_cast<const uint32_t*>(sA + VOFF + 16 * warp * VCB) + 3 * lane;
-        const uint32_t* gB = reinterpret_cast<const uint32_t*>(sB + VOFF + 16 * warp * VCB) + 3 * lane;
-#pragma unroll
-        for (int mt = 0; mt < NKC; ++mt) {
-          const int j = mt >> 2, i = mt & 3;
-          const uint32_t sa = frag::sel_in_group<3>(gA + 96 * j, i), sb = frag::sel_in_group<3>(gB + 96 * j, i);
-          int acc[4] = {0, 0, 0, 0};
-          mma_s8(acc, frag::prmt(ktab8[0], ktab8[1], sa), frag::prmt(ktab8[0], ktab8[1], frag::mulhi(sa, P.shifts.shr16)),
-                 frag::prmt(ktab8[0], ktab8[1], sb), frag::prmt(ktab8[0], ktab8[1], frag::mulhi(sb, P.shifts.shr16)), b0, b1);
-          o[mt][0] = fmaf(float(acc[0]), w0, o[mt][0]);
-          o[mt][1] = fmaf(float(acc[1]), w1, o[mt][1]);
-          o[mt][2] = fmaf(float(acc[2]), w0, o[mt][2]);
-          o[mt][3] = fmaf(float(acc[3]), w1, o[mt][3]);
-        }
-#endif
-      } else if constexpr (VB == 3 && !FR && !PR) {
-        auto e4x4 = [](uint32_t h0, uint32_t h1) {
-          unsigned short lo, hi;
-          asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(lo) : "r"(h0));
-          asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(hi) : "r"(h1));
-          return uint32_t(lo) | (uint32_t(hi) << 16);
-        };
-        const uint32_t b0 = e4x4(pA[0][0], pA[0][1]), b1 = e4x4(pB[0][0], pB[0][1]);
-        // m-tile mt = 4j + i: selector word i of group j of each block (rows g, g + 8: low / high half)
-        const uint32_t* gA = reinterpret_cast<const uint32_t*>(sA + VOFF + 16 * warp * VCB) + 3 * lane;
-        const uint32_t* gB = reinterpret_cast<const uint32_t*>(sB + VOFF + 16 * warp * VCB) + 3 * lane;
-#pragma unroll
-        for (int mt = 0; mt < NKC; ++mt) {
-          const int j = mt >> 2, i = mt & 3;
-          const uint32_t sa = frag::sel_in_group<3>(gA + 96 * j, i), sb = frag::sel_in_group<3>(gB + 96 * j, i);
-          const uint32_t a0 = frag::prmt(vtab[0], vtab[1], sa), a1 = frag::prmt(vtab[0], vtab[1], frag::mulhi(sa, P.shifts.shr16));
-          const uint32_t a2 = frag::prmt(vtab[0], vtab[1], sb), a3 = frag::prmt(vtab[0], vtab[1], frag::mulhi(sb, P.shifts.shr16));
-          asm(
-              "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-              : "+f"(o[mt][0]), "+f"(o[mt][1]), "+f"(o[mt][2]), "+f"(o[mt][3])
-              : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-        }
-      }
-    };
-#endif
-#if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
-    // Kind 4: today's layout and fp16 PV (exact, no numerics change), the V lookups from vpair:
-    // merges build bytes A | B << 3, one prmt extracts a byte, one IMAD forms its address.
-    auto pv_smem = [&](const uint8_t* st, const uint32_t (&pbk)[NP][2]) {
-      if constexpr (VB == 3 && !FR && !PR) {
-        const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
-        const uint32_t* rB = rA + VCB / 4;
-        const uint32_t* rC = rA + 8 * VCB / 4;
-        const uint32_t* rD = rC + VCB / 4;
-        auto merge3 = [&](uint32_t a, uint32_t b, int e) {
-          return e == 0 ? (a & 0x07070707u) | ((b * 8u) & 0x38383838u)
-                        : (frag::mulhi(a, P.shifts.shr4) & 0x07070707u) | (frag::mulhi(b, 1u << 31) & 0x38383838u);
-        };
-        auto lk = [&](uint32_t m, int j) {
-          const uint32_t idx = frag::prmt(m, 0u, 0x4440u + uint32_t(j));
-          return vpair[idx * 32 + lane];
-        };
-#pragma unroll
-        for (int w = 0; w < D / 64; ++w) {
-          const int sw = g * (D / 64) + w;
-          const uint32_t sA = frag::sel_word<3>(rA, sw), sB = frag::sel_word<3>(rB, sw);
-          const uint32_t sC = frag::sel_word<3>(rC, sw), sD = frag::sel_word<3>(rD, sw);
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const uint32_t ab = merge3(sA, sB, e), cd = merge3(sC, sD, e);
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf)
-              mma(o[4 * w + 2 * e + hf], lk(ab, 2 * hf), lk(ab, 2 * hf + 1), lk(cd, 2 * hf), lk(cd, 2 * hf + 1), pbk[0][0], pbk[0][1]);
-          }
-        }
-      }
-    };
-#endif
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
     // this warp: the two blocks' lookups and mma chains are independent work for the scheduler,
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
@@ -820,19 +679,18 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
           score(stB, tokB, x[1], nv[1]);
         }
         softmax(x, nv, 2, pb);
-#if defined(TQ_DECODE_PROBE)
-        constexpr bool kProbe = VB == 3 && !FR && !PR;
+#if defined(TQ_DECODE_PROBE)  // the PV of another design (decode_probe.cuh), tq3 V only
+        if constexpr (VB == 3 && !FR && !PR) {
+          const uint32_t pa[2] = {pb[0][0][0], pb[0][0][1]}, pq[2] = {pb[1][0][0], pb[1][0][1]};
+#if TQ_PROBE_KIND == 4
+          probe::pv_smem<D, VCB>(stA + VOFF, pa, vpair, P.shifts, o, warp, lane, g, t);
+          probe::pv_smem<D, VCB>(stB + VOFF, pq, vpair, P.shifts, o, warp, lane, g, t);
 #else
-        const bool kProbe = TQ_DROP(6);
+          probe::pv_pair<D, VCB, TQ_PROBE_KIND>(stA + VOFF, stB + VOFF, pa, pq, ktab8, vtab, P.shifts, o, warp, lane, g, t);
 #endif
-        if (kProbe) {
-#if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
-          pv_smem(stA, pb[0]);
-          pv_smem(stB, pb[1]);
-#elif defined(TQ_DECODE_DROP) || defined(TQ_DECODE_PROBE)
-          pv_probe(stA, stB, pb[0], pb[1]);
+        } else
 #endif
-        } else if (!TQ_DROP(3)) {
+        if (!TQ_DROP(3)) {
           pv(stA, tokA, pb[0]);
           pv(stB, tokB, pb[1]);
         } else {
@@ -844,10 +702,17 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         const int tk = okA ? tokA : tokB;
         score(st, tk, x[0], nv[0]);
         softmax(x, nv, 1, pb);
-#if defined(TQ_DECODE_PROBE) && TQ_PROBE_KIND == 4
-        if constexpr (VB == 3 && !FR && !PR) pv_smem(st, pb[0]); else pv(st, tk, pb[0]);
-#elif defined(TQ_DECODE_PROBE)
-        pv_probe(st, st, pb[0], pb[0]);
+#if defined(TQ_DECODE_PROBE)
+        if constexpr (VB == 3 && !FR && !PR) {
+          const uint32_t pa[2] = {pb[0][0][0], pb[0][0][1]};
+#if TQ_PROBE_KIND == 4
+          probe::pv_smem<D, VCB>(st + VOFF, pa, vpair, P.shifts, o, warp, lane, g, t);
+#else
+          probe::pv_pair<D, VCB, TQ_PROBE_KIND>(st + VOFF, st + VOFF, pa, pa, ktab8, vtab, P.shifts, o, warp, lane, g, t);
+#endif
+        } else {
+          pv(st, tk, pb[0]);
+        }
 #else
         pv(st, tk, pb[0]);
 #endif
