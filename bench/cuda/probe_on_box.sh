@@ -29,6 +29,6 @@ for v in prod $(for k in $kinds; do echo probe$k; done); do
   timeout 200 python3 bench/cuda/drop_stages.py --lib "build/$v/libturboquant.so" --codec "$codec" --shapes "$@" --drops 0 2>&1 | tee -a "$OUT/probe.txt"
 done
 for k in $kinds; do
-  cuobjdump -sass -fun '_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3ELi0ELi0EEEvNS1_6ParamsE' \
+  cuobjdump -sass -fun '_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3ELi0ELi0ELi0EEEvNS1_6ParamsE' \
     build/probe$k/CMakeFiles/tq_objects.dir/src/cuda/decode_v3_d128.cu.o > "$OUT/probe${k}_sass.txt" 2>&1
 done

@@ -97,6 +97,7 @@ struct DecodePlan::Impl {
   DecodeShape shape;
   std::shared_ptr<const Codec> kc, vc;
   int kb = 0, vb = 0, frac = 0, prod = 0, version = 3;  // prod: bit 0 = K, bit 1 = V
+  int qv = 0;  // V pages in token quads, PV on int8 (TQ_CUDA_DECODE_QUAD_V=1; prototype)
   KvPageLayout kl{}, vl{};
   size_t ws_bytes = 0, off_err = 0;
   // v3: one persistent launch
@@ -137,7 +138,7 @@ namespace {
 void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
-  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod);
+  I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod, I.qv);
   TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, fp16/tq3, fp16/tq4)",
            I.kb, I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
@@ -259,6 +260,7 @@ void plan_v3(DecodePlan::Impl& I) {
   }
   if (const TqCodec* t = signs(*I.vc, P.vsign)) {
     v_table(t->parts()[0], P.vtab);
+    if (I.qv) P.vdeq = k_table(t->parts()[0], P.vtab8);  // int8 centroids, as K's
     if (fr) {
       v_table(t->parts()[1], P.vtabb);
       P.vproj = proj(*t, false, I.v_proj);
@@ -371,6 +373,10 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
            vspec.name());
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
+  if (const char* e = std::getenv("TQ_CUDA_DECODE_QUAD_V")) I.qv = std::atoi(e) != 0;
+  TQ_CHECK(!I.qv || (I.kb == I.vb && I.kb >= 2 && !I.frac && !I.prod), kUnsupported,
+           "CUDA decode: quad V (TQ_CUDA_DECODE_QUAD_V) is built for tqB/tqB, B = 2..4, not K '{}' with V '{}'",
+           kspec.name(), vspec.name());
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
            "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB for B >= 2, fp16/tq3, fp16/tq4, tq2.5/tq2.5, "
            "tq3.5/tq3.5, tq2p/tq2p, tq3p/tq3p, tq4p/tq4p)",
@@ -384,6 +390,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   TQ_CHECK(I.version == 3 || !I.frac, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for fractional codecs");
   TQ_CHECK(I.version == 3 || !I.prod, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for prod codecs ('{}')",
            kspec.name());
+  TQ_CHECK(I.version == 3 || !I.qv, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no quad-V kernel");
   if (I.version == 3) plan_v3(I); else plan_v1(I);
 }
 

@@ -95,7 +95,9 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0) {
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
 // PR: bit 0 = K, bit 1 = V is tq(B+1)p (KB / VB = the mse bits; decode_prod.cuh).
-template <int D, int KB, int VB, int FR, int PR = 0>
+// QV = 1: V pages in token quads (frag::quad_pos) and PV on int8 tensor cores, P^T as u8 per block
+// pair (prototype, TQ_CUDA_DECODE_QUAD_V).
+template <int D, int KB, int VB, int FR, int PR = 0, int QV = 0>
 __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
@@ -114,6 +116,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   constexpr bool kVDense1 = FR && ((D - VM0) & (D - VM0 - 1)) != 0;
   static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
   static_assert(!PR || (!FR && KB != 0 && VB != 0), "prod: single-part TurboQuant K and V");
+  static_assert(!QV || (KB == VB && KB >= 2 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
 
 #ifdef TQ_DECODE_TRACE
   const long long trace_t0 = clock64();
@@ -176,6 +179,11 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
 #pragma unroll
   for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
+  uint32_t vtab8[4] = {0, 0, 0, 0};  // quad V: int8 V centroids
+  if constexpr (QV != 0) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) { vtab8[i] = P.vtab8[i]; asm volatile("" : "+r"(vtab8[i])); }
+  }
   uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
   if constexpr (FR != 0) {
 #pragma unroll
@@ -417,7 +425,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     // (-inf); also returns the V norms nv[r + 2p] of the lane's rows r (g, g + 8) and parts p.
     // Stage `st`, first token `tok0` of the warp's rows.
     auto score = [&](const uint8_t* st, int tok0, float (&x)[4], float (&nv)[2 * NP]) {
-      const int r0 = 16 * warp + g, r1 = r0 + 8;  // stage rows of this lane's K tokens
+      // Stage rows of this lane's K tokens (QV: rows g, g + 8 of S^T read tokens 2g, 2g + 1).
+      const int r0 = 16 * warp + (QV ? frag::quad_row_token(g) : g), r1 = QV ? r0 + 1 : r0 + 8;
       float sc[4] = {0.f, 0.f, 0.f, 0.f};
       if constexpr (KB == 0) {
         // Two accumulators (even / odd k-chunks): two independent HMMA chains.
@@ -504,12 +513,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       // Rows past the end: score -inf (p = 0) and V norm 0 (norms there may be anything, and
       // 0 * NaN would reach the tensor cores).
       if (tok0 + 16 > len) {  // warp-uniform: only the last block of a sequence is partial
-        if (tok0 + g >= len) {
+        if (tok0 + r0 - 16 * warp >= len) {
           x[0] = x[1] = -INFINITY;
 #pragma unroll
           for (int p = 0; p < NP; ++p) nv[2 * p] = 0.f;
         }
-        if (tok0 + g + 8 >= len) {
+        if (tok0 + r1 - 16 * warp >= len) {
           x[2] = x[3] = -INFINITY;
 #pragma unroll
           for (int p = 0; p < NP; ++p) nv[2 * p + 1] = 0.f;
@@ -642,6 +651,75 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       }
     };
 
+    // Quad V: the online softmax of `nblk` blocks (1 or 2), then P^T as u8 for PV on int8: w = p·n_v
+    // rounded to 255 levels of its head's max over the blocks (this lane: heads 2t, 2t+1), the
+    // bytes of S^T rows (r, r + 8) of a head paired in a b16 so that movmatrix hands lane t the k
+    // slots of tokens 4t..4t+3 (frag::quad_row_token). f0 / f1 dequantize heads 2t, 2t+1.
+    auto softmax_q = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (&bq)[2], float& f0, float& f1) {
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+      for (int k = 0; k < nblk; ++k) mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2])), mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
+      if (__any_sync(0xffffffffu, mx0 > m0 || mx1 > m1)) {
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) {
+          mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+          mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+        }
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float al0 = ex2(m0 - mn0), al1 = ex2(m1 - mn1);
+        l0 *= al0;
+        l1 *= al1;
+#pragma unroll
+        for (int mt = 0; mt < NKC; ++mt) {
+          o[mt][0] *= al0; o[mt][2] *= al0;
+          o[mt][1] *= al1; o[mt][3] *= al1;
+        }
+        m0 = mn0;
+        m1 = mn1;
+      }
+      float w[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+      float wm0 = 0.f, wm1 = 0.f;
+      for (int k = 0; k < nblk; ++k) {
+        const float p0 = ex2(x[k][0] - m0), p1 = ex2(x[k][1] - m1), p2 = ex2(x[k][2] - m0), p3 = ex2(x[k][3] - m1);
+        l0 += p0 + p2;
+        l1 += p1 + p3;
+        w[k][0] = p0 * nv[k][0]; w[k][1] = p1 * nv[k][0]; w[k][2] = p2 * nv[k][1]; w[k][3] = p3 * nv[k][1];
+        wm0 = fmaxf(wm0, fmaxf(w[k][0], w[k][2]));
+        wm1 = fmaxf(wm1, fmaxf(w[k][1], w[k][3]));
+      }
+#pragma unroll
+      for (int off = 4; off < 32; off <<= 1) {
+        wm0 = fmaxf(wm0, __shfl_xor_sync(0xffffffffu, wm0, off));
+        wm1 = fmaxf(wm1, __shfl_xor_sync(0xffffffffu, wm1, off));
+      }
+      const float s0 = wm0 > 0.f ? 255.f / wm0 : 0.f, s1 = wm1 > 0.f ? 255.f / wm1 : 0.f;
+      bq[1] = 0u;
+      for (int k = 0; k < nblk; ++k) {  // w * s + 1.5 * 2^23: the rounded integer in the low byte
+        const uint32_t u0 = __float_as_uint(fmaf(w[k][0], s0, 12582912.f)), u1 = __float_as_uint(fmaf(w[k][1], s1, 12582912.f));
+        const uint32_t u2 = __float_as_uint(fmaf(w[k][2], s0, 12582912.f)), u3 = __float_as_uint(fmaf(w[k][3], s1, 12582912.f));
+        bq[k] = movm(frag::prmt(frag::prmt(u0, u2, 0x0040u), frag::prmt(u1, u3, 0x0040u), 0x5410u));
+      }
+      f0 = wm0 * (1.f / 255.f) * P.vdeq;
+      f1 = wm1 * (1.f / 255.f) * P.vdeq;
+    };
+    // Quad V: O^T += V^T · P^T over the pair (A: k 0..15, B: k 16..31; a single block passes B = A
+    // with b1 = 0), one int32 accumulator set per m-tile converted with the pair's scales.
+    auto pv_q = [&](const uint8_t* sA, const uint8_t* sB, uint32_t b0, uint32_t b1, float f0, float f1) {
+      const uint32_t* gA = reinterpret_cast<const uint32_t*>(sA + VOFF + 16 * warp * VCB) + VB * lane;
+      const uint32_t* gB = reinterpret_cast<const uint32_t*>(sB + VOFF + 16 * warp * VCB) + VB * lane;
+#pragma unroll
+      for (int mt = 0; mt < NKC; ++mt) {
+        const uint32_t sa = frag::sel_in_group<VB>(gA + 32 * VB * (mt >> 2), mt & 3);
+        const uint32_t sb = frag::sel_in_group<VB>(gB + 32 * VB * (mt >> 2), mt & 3);
+        int acc[4] = {0, 0, 0, 0};
+        mma_s8u8(acc, frag::lookup_i8<VB>(vtab8, sa), frag::lookup_i8<VB>(vtab8, frag::mulhi(sa, P.shifts.shr16)),
+                 frag::lookup_i8<VB>(vtab8, sb), frag::lookup_i8<VB>(vtab8, frag::mulhi(sb, P.shifts.shr16)), b0, b1);
+        o[mt][0] = fmaf(float(acc[0]), f0, o[mt][0]);
+        o[mt][1] = fmaf(float(acc[1]), f1, o[mt][1]);
+        o[mt][2] = fmaf(float(acc[2]), f0, o[mt][2]);
+        o[mt][3] = fmaf(float(acc[3]), f1, o[mt][3]);
+      }
+    };
+
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
     // this warp: the two blocks' lookups and mma chains are independent work for the scheduler,
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
@@ -663,7 +741,23 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       const uint8_t* stB = smem + s2 * SB;
       float x[2][4], nv[2][2 * NP];
       uint32_t pb[2][NP][2];
-      if (TQ_DROP(5)) {
+      if constexpr (QV != 0) {
+        if (okA || okB) {
+          uint32_t bq[2];
+          float f0, f1;
+          if (okA && okB) {
+            score(stA, tokA, x[0], nv[0]);
+            score(stB, tokB, x[1], nv[1]);
+            softmax_q(x, nv, 2, bq, f0, f1);
+            pv_q(stA, stB, bq[0], bq[1], f0, f1);
+          } else {
+            const uint8_t* st = okA ? stA : stB;
+            score(st, okA ? tokA : tokB, x[0], nv[0]);
+            softmax_q(x, nv, 1, bq, f0, f1);
+            pv_q(st, st, bq[0], 0u, f0, f1);
+          }
+        }
+      } else if (TQ_DROP(5)) {
         // nothing: the ring alone (loads, barriers)
       } else if (okA && okB) {
         if (TQ_DROP(4)) {
@@ -740,8 +834,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       const int h0 = 2 * t, h1 = 2 * t + 1;
 #pragma unroll
       for (int mt = 0; mt < NKC; ++mt) {
-        const int d0 = FR ? frag::vdim_frac<D, VB>(g, mt, 0) : frag::vdim<D, VB>(g, mt, 0);
-        const int d1 = FR ? frag::vdim_frac<D, VB>(g, mt, 1) : frag::vdim<D, VB>(g, mt, 1);
+        const int d0 = QV ? 16 * mt + g : FR ? frag::vdim_frac<D, VB>(g, mt, 0) : frag::vdim<D, VB>(g, mt, 0);
+        const int d1 = QV ? 16 * mt + g + 8 : FR ? frag::vdim_frac<D, VB>(g, mt, 1) : frag::vdim<D, VB>(g, mt, 1);
         if (h0 < G) { sw[h0 * D + d0] = o[mt][0]; sw[h0 * D + d1] = o[mt][2]; }
         if (h1 < G) { sw[h1 * D + d0] = o[mt][1]; sw[h1 * D + d1] = o[mt][3]; }
       }

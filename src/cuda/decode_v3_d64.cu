@@ -3,7 +3,12 @@
 
 namespace tq::cuda::v3 {
 
-const void* kernel_d64(int kb, int vb, int frac, int prod) {
+const void* kernel_d64(int kb, int vb, int frac, int prod, int qv) {
+#define TQ_QV(B) \
+  if (qv && !frac && !prod && kb == B && vb == B) return reinterpret_cast<const void*>(&decode_kernel<64, B, B, 0, 0, 1>);
+  TQ_QV(2) TQ_QV(3) TQ_QV(4)
+#undef TQ_QV
+  if (qv) return nullptr;
 #define TQ_CASE(K, V) \
   if (!frac && !prod && kb == K && vb == V) return reinterpret_cast<const void*>(&decode_kernel<64, K, V, 0>);
 #define TQ_FRAC(B) \

@@ -71,6 +71,9 @@ struct Params {
   // [grid][kTraceSlots] clock64 stamps relative to the CTA's entry; slot 15 = %globaltimer at entry.
   unsigned long long* trace;
   int drop;                      // stage-dropping variants (-DTQ_DECODE_DROP builds, decode_v3.cuh)
+  // Quad V (QV kernels, prototype): V pages in token quads (frag::quad_pos), V centroids as int8.
+  uint32_t vtab8[4];
+  float vdeq;                    // int8 V entry * vdeq = c * sqrt(D)
 };
 constexpr int kTraceSlots = 16;
 
@@ -100,14 +103,15 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
 // 3/2, 4/3, 0/3, 0/4 (fp16 K, TurboQuant V), and with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is
 // not a group), 3.5/3.5; with prod = 3 (K and V both tq(B+1)p, bits = the mse bits B): 1/1 (tq2p),
 // 2/2 (tq3p), 3/3 (tq4p).
-const void* kernel_d64(int k_bits, int v_bits, int frac, int prod);
-const void* kernel_d128(int k_bits, int v_bits, int frac, int prod);
-const void* kernel_d256(int k_bits, int v_bits, int frac, int prod);
-inline const void* find_kernel(int d, int k_bits, int v_bits, int frac = 0, int prod = 0) {
+// qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; prototype).
+const void* kernel_d64(int k_bits, int v_bits, int frac, int prod, int qv);
+const void* kernel_d128(int k_bits, int v_bits, int frac, int prod, int qv);
+const void* kernel_d256(int k_bits, int v_bits, int frac, int prod, int qv);
+inline const void* find_kernel(int d, int k_bits, int v_bits, int frac = 0, int prod = 0, int qv = 0) {
   switch (d) {
-    case 64: return kernel_d64(k_bits, v_bits, frac, prod);
-    case 128: return kernel_d128(k_bits, v_bits, frac, prod);
-    case 256: return kernel_d256(k_bits, v_bits, frac, prod);
+    case 64: return kernel_d64(k_bits, v_bits, frac, prod, qv);
+    case 128: return kernel_d128(k_bits, v_bits, frac, prod, qv);
+    case 256: return kernel_d256(k_bits, v_bits, frac, prod, qv);
     default: return nullptr;
   }
 }

@@ -137,6 +137,57 @@ void check_tq() {
   EXPECT_EQ(*vd.rbegin(), D - 1);
 }
 
+// V in token quads (QV kernel): lane (g, t)'s selector word i of virtual group lane + 32 j gives,
+// through one int8 prmt per half, tokens 4t..4t+3 at dims 16 mt + g (low half) and + 8 (high).
+template <int D, int BITS>
+void check_quad() {
+  SCOPED_TRACE(testing::Message() << "quad D=" << D << " bits=" << BITS);
+  std::mt19937 rng(99 + D + BITS);
+  std::vector<uint8_t> codes(16 * D), packed(2 * D * BITS);
+  for (auto& c : codes) c = uint8_t(rng() % (1u << BITS));
+  pack_quad_block(codes.data(), D, BITS, packed.data());
+  std::vector<uint32_t> words(packed.size() / 4);
+  std::memcpy(words.data(), packed.data(), packed.size());
+  uint32_t tab8[4] = {0, 0, 0, 0};
+  std::vector<uint8_t> e8(1 << BITS);
+  for (size_t i = 0; i < e8.size(); ++i) {
+    e8[i] = uint8_t(0x11 * (i + 1) + (rng() & 0x0F));
+    tab8[i / 4] |= uint32_t(e8[i]) << (8 * (i % 4));
+  }
+  std::set<std::pair<int, int>> seen;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int mt = 0; mt < D / 16; ++mt) {
+      const uint32_t s = sel_in_group<BITS>(words.data() + BITS * (lane + 32 * (mt >> 2)), mt & 3);
+      const uint32_t a[2] = {lookup_i8<BITS>(tab8, s), lookup_i8<BITS>(tab8, s >> 16)};
+      for (int r = 0; r < 2; ++r)
+        for (int sl = 0; sl < 4; ++sl) {
+          const int tok = 4 * t + sl, dim = 16 * mt + g + 8 * r;
+          ASSERT_EQ(uint8_t(a[r] >> (8 * sl)), e8[codes[tok * D + dim]]) << "lane " << lane << " mt " << mt;
+          seen.insert({tok, dim});
+        }
+    }
+  }
+  EXPECT_EQ(int(seen.size()), 16 * D) << "quad fragments do not cover the block";
+}
+
+TEST(CudaDecodeFrag, QuadVFragmentsMatchTheirCodes) {
+  check_quad<64, 2>(); check_quad<64, 3>(); check_quad<128, 2>(); check_quad<128, 3>(); check_quad<128, 4>();
+  check_quad<256, 3>();
+  // K rows of the QV kernel: rows 2t, 2t+8, 2t+1, 2t+9 (the k slots of lane t after movmatrix) are
+  // tokens 4t..4t+3; rows g, g + 8 are tokens 2g, 2g + 1.
+  std::set<int> toks;
+  for (int rho = 0; rho < 16; ++rho) toks.insert(quad_row_token(rho));
+  EXPECT_EQ(int(toks.size()), 16);
+  for (int t = 0; t < 4; ++t) {
+    EXPECT_EQ(quad_row_token(2 * t), 4 * t);
+    EXPECT_EQ(quad_row_token(2 * t + 8), 4 * t + 1);
+    EXPECT_EQ(quad_row_token(2 * t + 1), 4 * t + 2);
+    EXPECT_EQ(quad_row_token(2 * t + 9), 4 * t + 3);
+  }
+  for (int g = 0; g < 8; ++g) EXPECT_EQ(quad_row_token(g + 8), quad_row_token(g) + 1);
+}
+
 TEST(CudaDecodeFrag, TurboQuantFragmentsMatchReferenceUnpacking) {
   check_tq<64, 1>(); check_tq<64, 2>(); check_tq<64, 3>(); check_tq<64, 4>();
   check_tq<128, 1>(); check_tq<128, 2>(); check_tq<128, 3>(); check_tq<128, 4>();
