@@ -432,6 +432,9 @@ TEST(CudaDecode, SmallShapes) {
   run_case({{70, 1}, 28, 4, 128, "tq3p", DType::kF16}, rng);
   run_case({{65, 7}, 32, 8, 128, "tq1", DType::kF16}, rng);
   run_case({{70, 1}, 8, 2, 64, "tq2p", DType::kF32}, rng);
+  Case quad{{65, 7}, 32, 8, 128, "tq3", DType::kF16};
+  quad.quad_v = true;
+  run_case(quad, rng);
 }
 
 TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
