@@ -525,23 +525,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         }
       }
     };
-    // Online softmax (log2 domain) over the scores of `nblk` blocks at once: one max update, then
-    // the P^T fragments per part (V norm applied, masked rows weight 0: norms past the end may be
-    // anything).
-    auto softmax = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (*pb)[NP][2]) {
-      if (TQ_DROP(2)) {
-        for (int k = 0; k < nblk; ++k)
-#pragma unroll
-          for (int p = 0; p < NP; ++p) {
-            pb[k][p][0] = movm(pack_half2(x[k][0] * nv[k][2 * p], x[k][1] * nv[k][2 * p]));
-            pb[k][p][1] = movm(pack_half2(x[k][2] * nv[k][2 * p + 1], x[k][3] * nv[k][2 * p + 1]));
-          }
-        return;
-      }
+    // Running max (log2 domain) of heads 2t, 2t+1 over the scores of `nblk` blocks. It only moves
+    // when some lane sees a larger score (rare after the first steps): the shuffle reduction and the
+    // rescale of l and the accumulators run only then.
+    auto raise_max = [&](float (*x)[4], int nblk) {
       float mx0 = -INFINITY, mx1 = -INFINITY;
       for (int k = 0; k < nblk; ++k) mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2])), mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
-      // The running max only moves when some lane sees a larger score (rare after the first
-      // steps): the shuffle reduction and the rescale run only then.
       if (__any_sync(0xffffffffu, mx0 > m0 || mx1 > m1)) {
 #pragma unroll
         for (int off = 4; off < 32; off <<= 1) {
@@ -565,6 +554,21 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         m0 = mn0;
         m1 = mn1;
       }
+    };
+    // Online softmax (log2 domain) over the scores of `nblk` blocks at once: one max update, then
+    // the P^T fragments per part (V norm applied, masked rows weight 0: norms past the end may be
+    // anything).
+    auto softmax = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (*pb)[NP][2]) {
+      if (TQ_DROP(2)) {
+        for (int k = 0; k < nblk; ++k)
+#pragma unroll
+          for (int p = 0; p < NP; ++p) {
+            pb[k][p][0] = movm(pack_half2(x[k][0] * nv[k][2 * p], x[k][1] * nv[k][2 * p]));
+            pb[k][p][1] = movm(pack_half2(x[k][2] * nv[k][2 * p + 1], x[k][3] * nv[k][2 * p + 1]));
+          }
+        return;
+      }
+      raise_max(x, nblk);
       for (int k = 0; k < nblk; ++k) {
         const float p0 = ex2(x[k][0] - m0), p1 = ex2(x[k][1] - m1), p2 = ex2(x[k][2] - m0), p3 = ex2(x[k][3] - m1);
         l0 += p0 + p2;
@@ -656,26 +660,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
     // bytes of S^T rows (r, r + 8) of a head paired in a b16 so that movmatrix hands lane t the k
     // slots of tokens 4t..4t+3 (frag::quad_row_token). f0 / f1 dequantize heads 2t, 2t+1.
     auto softmax_q = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (&bq)[2], float& f0, float& f1) {
-      float mx0 = -INFINITY, mx1 = -INFINITY;
-      for (int k = 0; k < nblk; ++k) mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2])), mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
-      if (__any_sync(0xffffffffu, mx0 > m0 || mx1 > m1)) {
-#pragma unroll
-        for (int off = 4; off < 32; off <<= 1) {
-          mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
-          mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
-        }
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float al0 = ex2(m0 - mn0), al1 = ex2(m1 - mn1);
-        l0 *= al0;
-        l1 *= al1;
-#pragma unroll
-        for (int mt = 0; mt < NKC; ++mt) {
-          o[mt][0] *= al0; o[mt][2] *= al0;
-          o[mt][1] *= al1; o[mt][3] *= al1;
-        }
-        m0 = mn0;
-        m1 = mn1;
-      }
+      raise_max(x, nblk);
       float w[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
       float wm0 = 0.f, wm1 = 0.f;
       for (int k = 0; k < nblk; ++k) {
