@@ -98,7 +98,7 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   return s;
 }
 
-// Kernel entry points per head_dim (decode_v3_d*.cu), nullptr for a (k_bits, v_bits, frac, prod)
+// Kernel entry points per head_dim (decode_v3_d*.cu, one decode_v3_table.cuh), nullptr for a (k_bits, v_bits, frac, prod)
 // combination without a kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 1/1, 2/2, 3/3, 4/4,
 // 3/2, 4/3, 0/3, 0/4 (fp16 K, TurboQuant V), and with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is
 // not a group), 3.5/3.5; with prod = 3 (K and V both tq(B+1)p, bits = the mse bits B): 1/1 (tq2p),

@@ -1,0 +1,33 @@
+// src/cuda/decode_v3_table.cuh — the compiled v3 decode kernels of one head_dim, by codec pair:
+// instantiated once per head_dim in decode_v3_d{64,128,256}.cu (parallel builds). The pairs are
+// listed in decode_v3_params.h (kernel_d*).
+#pragma once
+#include "cuda/decode_v3.cuh"
+
+namespace tq::cuda::v3 {
+
+template <int D>
+const void* kernel_table(int kb, int vb, int frac, int prod, int qv) {
+#define TQ_RET(...) return reinterpret_cast<const void*>(&decode_kernel<__VA_ARGS__>)
+  if (qv) {  // V in token quads, PV on int8 (prototype): tqB/tqB
+#define TQ_QV(B) if (!frac && !prod && kb == B && vb == B) TQ_RET(D, B, B, 0, 0, 1);
+    TQ_QV(2) TQ_QV(3) TQ_QV(4)
+#undef TQ_QV
+    return nullptr;
+  }
+#define TQ_CASE(K, V) if (!frac && !prod && kb == K && vb == V) TQ_RET(D, K, V, 0);
+  TQ_CASE(0, 0) TQ_CASE(1, 1) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3) TQ_CASE(0, 3) TQ_CASE(0, 4)
+#undef TQ_CASE
+  // Fractional tqB.5 (K and V): tq2.5 needs D >= 128 (its part 0 of D/4 dims is a whole 32-group).
+  if constexpr (D >= 128)
+    if (frac && !prod && kb == 2 && vb == 2) TQ_RET(D, 2, 2, 1);
+  if (frac && !prod && kb == 3 && vb == 3) TQ_RET(D, 3, 3, 1);
+  // Prod tq(B+1)p (K and V), B = the mse bits.
+#define TQ_PROD(B) if (!frac && prod == 3 && kb == B && vb == B) TQ_RET(D, B, B, 0, 3);
+  TQ_PROD(1) TQ_PROD(2) TQ_PROD(3)
+#undef TQ_PROD
+#undef TQ_RET
+  return nullptr;
+}
+
+}  // namespace tq::cuda::v3
