@@ -696,7 +696,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         const uint32_t sa = frag::sel_in_group<VB>(gA + 32 * VB * (mt >> 2), mt & 3);
         const uint32_t sb = frag::sel_in_group<VB>(gB + 32 * VB * (mt >> 2), mt & 3);
         int acc[4] = {0, 0, 0, 0};
-        mma_s8u8(acc, frag::lookup_i8<VB>(vtab8, sa), frag::lookup_i8<VB>(vtab8, frag::mulhi(sa, P.shifts.shr16)),
+        mma_s8<true>(acc, frag::lookup_i8<VB>(vtab8, sa), frag::lookup_i8<VB>(vtab8, frag::mulhi(sa, P.shifts.shr16)),
                  frag::lookup_i8<VB>(vtab8, sb), frag::lookup_i8<VB>(vtab8, frag::mulhi(sb, P.shifts.shr16)), b0, b1);
         o[mt][0] = fmaf(float(acc[0]), f0, o[mt][0]);
         o[mt][1] = fmaf(float(acc[1]), f1, o[mt][1]);
