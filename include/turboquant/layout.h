@@ -236,6 +236,65 @@ struct KvPageLayout {
   }
 };
 
+// ---- V codes in token quads (the layout of the CUDA int8-PV decode prototype) ---------------
+// Single-part codes of b = 1..4 bits at d % 64 == 0. A block of 16 consecutive tokens of one head
+// (the same 16 * packed_bytes(d, b) bytes as 16 rows) holds d/2 groups of 32 codes, b words each,
+// in the group-plane format of section 1. Group 4g + t + 32j, selector word i (= m-tile 4j + i of
+// the decode kernel), nibble m holds the code of token 4t + (m & 3) at coordinate
+// 16 (4j + i) + g + 8 (m >> 2): lane (g, t) of a warp reads its int8 mma A fragments (4 tokens of one
+// coordinate) as selector words, like K's. Selector word i, nibble m of a group is code
+// 8i + m (b = 4) or 16 (i >> 1) + 2m + (i & 1) (b < 4) of the group (plane_pos above).
+// Not yet written by the cache or the CUDA append: the decode prototype's test converts pages.
+struct QuadPos {
+  int group, code;  // group of the 16-token block, code index within it
+};
+TQ_HD constexpr QuadPos quad_pos(int b, int tok, int coord) {  // tok: 0..15 within the block
+  const int t = tok >> 2, s = tok & 3, mt = coord >> 4, r = (coord >> 3) & 1, g = coord & 7;
+  const int i = mt & 3, m = s + 4 * r;
+  return {4 * g + t + 32 * (mt >> 2), b == 4 ? 8 * i + m : 16 * (i >> 1) + 2 * m + (i & 1)};
+}
+TQ_HD constexpr bool quad_fits(uint32_t d, int b) { return d % 64 == 0 && b >= 1 && b <= 4; }
+// Reference scatter of one token's codes (codes[0..d), each < 2^b) into its block (2 d b bytes):
+// only the token's own bits change, so the tokens of a block may be written in any order.
+TQ_HD void quad_put_token(const uint8_t* codes, uint32_t d, int b, int tok, uint8_t* block) {
+  int w[3] = {0, 0, 0};
+  const int np = plane_widths(b, w);
+  for (uint32_t x = 0; x < d; ++x) {
+    const QuadPos q = quad_pos(b, tok, int(x));
+    uint8_t* gw = block + 4 * b * q.group;
+    int word_base = 0, bit_off = 0;
+    for (int p = 0; p < np; ++p) {
+      int word = 0;
+      const int sh = plane_pos(w[p], q.code, &word);
+      const uint32_t bitpos = 32u * uint32_t(word_base + word) + uint32_t(sh);
+      for (int k = 0; k < w[p]; ++k) {
+        const uint32_t bit = bitpos + uint32_t(k), on = (uint32_t(codes[x]) >> (bit_off + k)) & 1u;
+        gw[bit >> 3] = uint8_t((gw[bit >> 3] & ~(1u << (bit & 7))) | (on << (bit & 7)));
+      }
+      word_base += w[p];
+      bit_off += w[p];
+    }
+  }
+}
+// Reference gather: code of token `tok` at coordinate x.
+TQ_HD uint32_t quad_get_code(const uint8_t* block, int b, int tok, int x) {
+  int w[3] = {0, 0, 0};
+  const int np = plane_widths(b, w);
+  const QuadPos q = quad_pos(b, tok, x);
+  const uint8_t* gw = block + 4 * b * q.group;
+  uint32_t v = 0;
+  int word_base = 0, bit_off = 0;
+  for (int p = 0; p < np; ++p) {
+    int word = 0;
+    const int sh = plane_pos(w[p], q.code, &word);
+    const uint32_t bitpos = 32u * uint32_t(word_base + word) + uint32_t(sh);
+    for (int k = 0; k < w[p]; ++k) v |= uint32_t(gw[(bitpos + k) >> 3] >> ((bitpos + k) & 7) & 1u) << (bit_off + k);
+    word_base += w[p];
+    bit_off += w[p];
+  }
+  return v;
+}
+
 // ---- sizes pinned for the shapes the kernels are tuned for (D = 128) ------------------------
 namespace layout_checks {
 constexpr uint32_t d128[1] = {128};

@@ -308,21 +308,11 @@ TQ_HD constexpr int qjl_vdim(int g, int mt, int r) {
 // the matrix out in this order (float4 per lane per mma).
 TQ_HD constexpr int qjl_fold_in(int ks, int t, int i) { return 8 * ks + t + 4 * (i >> 1); }
 
-// ---- V in token quads (the int8-PV layout, decode_v3 with QV = 1; prototype) ------------------
+// ---- V in token quads (layout.h's quad_pos; decode_v3 with QV = 1, prototype) -----------------
 // PV on int8 tensor cores (mma.m16n8k32.s8.u8, k = 32 tokens of a block pair) wants 4 tokens of one
-// dim per A register. A 16-token block of V codes (16 * D*B/8 bytes, the same bytes as 16 rows)
-// holds D/2 virtual groups of 32 codes, B words each in the group-plane format of layout.h:
-// virtual group vg = lane + 32 j (lane = 4g + t, j < D/64) holds, in selector word i (m-tile
-// mt = 4j + i), nibble m, the code of token 4t + (m & 3) at dim 16 mt + g + 8 (m >> 2). So lane
-// (g, t) builds the selector words of its m-tiles like K's (sel_in_group) and one prmt per 4 codes
-// gives A register a0 (nibbles 0-3: row g) or a1 (4-7: row g + 8); k = 4t + s is token 4t + s.
-struct QuadPos {
-  int vg, code;  // virtual group of the block, code index within it
-};
-TQ_HD constexpr QuadPos quad_pos(int bits, int tok, int dim) {  // tok: 0..15 within the block
-  const int t = tok >> 2, s = tok & 3, mt = dim >> 4, r = (dim >> 3) & 1, g = dim & 7;
-  return {4 * g + t + 32 * (mt >> 2), code_of(bits, mt & 3, s + 4 * r)};
-}
+// dim per A register: lane (g, t) builds the selector words of its m-tiles from its groups
+// lane + 32 j of each 16-token block like K's, and one prmt per 4 codes gives A register a0
+// (nibbles 0-3: row g) or a1 (4-7: row g + 8); k = 4t + s is token 4t + s.
 // The K rows each lane scores in the QV kernel: P^T reaches PV through movmatrix of (row, row + 8)
 // u8 pairs, so lane t's four k slots are S^T rows 2t, 2t+8, 2t+1, 2t+9; row rho reads token
 // quad_row_token(rho) so that those are tokens 4t..4t+3 (rows g and g + 8 read tokens 2g, 2g + 1).
@@ -330,27 +320,10 @@ TQ_HD constexpr int quad_row_token(int rho) {
   const int r = rho & 7;
   return 4 * (r >> 1) + 2 * (r & 1) + (rho >> 3);
 }
-// Reference packing of one 16-token block: codes[tok * D + dim] (each < 2^bits) -> out (D*bits*2 bytes).
+// One 16-token block from its rows' codes (codes[tok * D + dim]) through layout.h's quad_put_token.
 inline void pack_quad_block(const uint8_t* codes, int D, int bits, uint8_t* out) {
   for (int i = 0; i < 2 * D * bits; ++i) out[i] = 0;
-  int w[3] = {0, 0, 0};
-  const int np = plane_widths(bits, w);
-  for (int tok = 0; tok < 16; ++tok)
-    for (int dim = 0; dim < D; ++dim) {
-      const QuadPos q = quad_pos(bits, tok, dim);
-      uint8_t* gw = out + 4 * bits * q.vg;
-      int word_base = 0, bit_off = 0;
-      for (int p = 0; p < np; ++p) {
-        int word = 0;
-        const int sh = plane_pos(w[p], q.code, &word);
-        const uint32_t field = (uint32_t(codes[tok * D + dim]) >> bit_off) & ((1u << w[p]) - 1u);
-        const int bitpos = 32 * (word_base + word) + sh;
-        for (int k = 0; k < w[p]; ++k)
-          if (field >> k & 1u) gw[(bitpos + k) >> 3] = uint8_t(gw[(bitpos + k) >> 3] | (1u << ((bitpos + k) & 7)));
-        word_base += w[p];
-        bit_off += w[p];
-      }
-    }
+  for (int tok = 0; tok < 16; ++tok) quad_put_token(codes + tok * D, uint32_t(D), bits, tok, out);
 }
 
 // fp16 table of a codebook (entries c_i * sqrt(dim), ascending), in the lookup_half2 format: the

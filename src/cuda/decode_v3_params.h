@@ -71,7 +71,7 @@ struct Params {
   // [grid][kTraceSlots] clock64 stamps relative to the CTA's entry; slot 15 = %globaltimer at entry.
   unsigned long long* trace;
   int drop;                      // stage-dropping variants (-DTQ_DECODE_DROP builds, decode_v3.cuh)
-  // Quad V (QV kernels, prototype): V pages in token quads (frag::quad_pos), V centroids as int8.
+  // Quad V (QV kernels, prototype): V pages in token quads (layout.h quad_pos), V centroids as int8.
   uint32_t vtab8[4];
   float vdeq;                    // int8 V entry * vdeq = c * sqrt(D)
 };

@@ -1,6 +1,7 @@
 // Packing: fast path bit-identical to the layout.h reference, exact round trip, exact size.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "turboquant/layout.h"
@@ -44,6 +45,50 @@ TEST(Pack, GroupPlanesGiveNibbleSelectors) {
       const uint32_t sel = ((w[k] >> (2 * h)) & 0x33333333u) | (hi & 0x44444444u);
       for (int m = 0; m < 8; ++m) EXPECT_EQ((sel >> (4 * m)) & 0xF, codes[16 * k + 2 * m + h]);
     }
+}
+
+// V in token quads (layout.h): a block of 16 tokens is a permutation of its rows' bits; a token's
+// put touches only its own bits (any order, any prior contents); every code reads back.
+TEST(Pack, QuadBlocksArePermutationsOfTheirRows) {
+  std::mt19937 rng(std::random_device{}());
+  for (int b = 1; b <= 4; ++b)
+    for (uint32_t d : {64u, 128u, 256u}) {
+      SCOPED_TRACE(testing::Message() << "b=" << b << " d=" << d);
+      ASSERT_TRUE(tq::quad_fits(d, b));
+      const size_t bytes = size_t(2) * d * b;
+      ASSERT_EQ(bytes, 16 * size_t(tq::packed_bytes(d, b)));
+      std::vector<uint8_t> codes(16 * size_t(d));
+      for (auto& c : codes) c = uint8_t(rng() & ((1u << b) - 1u));
+      std::vector<uint8_t> a(bytes), z(bytes, 0);
+      for (auto& x : a) x = uint8_t(rng());  // garbage: every bit must be overwritten
+      std::vector<int> order(16);
+      for (int i = 0; i < 16; ++i) order[size_t(i)] = i;
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int tok : order) tq::quad_put_token(&codes[size_t(tok) * d], d, b, tok, a.data());
+      for (int tok = 0; tok < 16; ++tok) tq::quad_put_token(&codes[size_t(tok) * d], d, b, tok, z.data());
+      ASSERT_EQ(a, z);
+      for (int tok = 0; tok < 16; ++tok)
+        for (uint32_t x = 0; x < d; ++x) ASSERT_EQ(tq::quad_get_code(a.data(), b, tok, int(x)), codes[tok * d + x]);
+      // Distinct (token, coordinate) pairs land on distinct (group, code) slots, all of them used.
+      std::vector<int> hits(size_t(d / 2) * 32, 0);
+      for (int tok = 0; tok < 16; ++tok)
+        for (uint32_t x = 0; x < d; ++x) {
+          const tq::QuadPos q = tq::quad_pos(b, tok, int(x));
+          ASSERT_LT(q.group, int(d / 2));
+          ASSERT_LT(q.code, 32);
+          ++hits[size_t(q.group) * 32 + size_t(q.code)];
+        }
+      for (int h : hits) ASSERT_EQ(h, 1);
+      // Rewriting one token changes its codes only.
+      std::vector<uint8_t> other(d);
+      for (auto& c : other) c = uint8_t(rng() & ((1u << b) - 1u));
+      tq::quad_put_token(other.data(), d, b, 5, a.data());
+      for (int tok = 0; tok < 16; ++tok)
+        for (uint32_t x = 0; x < d; ++x)
+          ASSERT_EQ(tq::quad_get_code(a.data(), b, tok, int(x)), tok == 5 ? other[x] : codes[tok * d + x]);
+    }
+  EXPECT_FALSE(tq::quad_fits(96, 3));
+  EXPECT_FALSE(tq::quad_fits(128, 5));
 }
 
 }  // namespace

@@ -392,7 +392,7 @@ TEST(CudaDecode, ProdCodecsMatchCpuReference) {
 
 // Many sequences of random lengths: segments that span several CTAs (partials merged by the last
 // one), CTAs that span several segments, lengths that end anywhere inside a chunk.
-// Prototype: V pages in token quads and PV on int8 tensor cores (decode_frag.h, quad_pos).
+// Prototype: V pages in token quads (layout.h quad_pos) and PV on int8 tensor cores.
 TEST(CudaDecode, QuadVMatchesCpuReference) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   using tq::cuda::DType;
