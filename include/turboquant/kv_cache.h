@@ -56,6 +56,11 @@ struct KvCacheConfig {
   int max_seqs = 0;      // contiguous: sequence slots (required); paged: 0 = no limit
   int max_seq_len = 0;   // contiguous: tokens per sequence (required); paged: 0 = no limit
   int window = 0;        // R: most recent tokens kept in float32 (0 = every token is encoded)
+  // V codes of the layers whose V codec is single-part TurboQuant-mse (tq1..tq4) stored in token
+  // quads (layout.h, quad_pos): the layout of the CUDA int8-PV decode (a prototype there). Needs
+  // head_dim % 64 == 0 and page_tokens (contiguous: max_seq_len) % 16 == 0, else
+  // kInvalidArgument; other layers keep rows. Attention results are the same as with rows.
+  bool v_quads = false;
 };
 
 // A read-only [n, Hkv, D] tensor: element (t, h, i) at data + t*token_stride + h*head_stride + i

@@ -219,11 +219,17 @@ TQ_HD constexpr TqLayout make_tq_layout(uint32_t n_parts, const uint32_t* dims, 
 // so that a CUDA block working on (sequence, KV head) streams one contiguous region per page and
 // every token's codes start at a fixed stride. codes_bytes/scalar_bytes come from the codec
 // (pass-through codecs: codes = raw values, no scalars).
+//
+// quad_bits > 0 (V of single-part TurboQuant codecs, KvCacheConfig::v_quads): the codes of every 16
+// tokens (page_tokens % 16 == 0) are one block in token quads (quad_pos below, quad_bits bits per
+// code) instead of 16 rows; codes_offset(head, tok) is then a row address only for tok % 16 == 0,
+// the start of its block. Scalars stay per token.
 struct KvPageLayout {
   uint32_t page_tokens;
   uint32_t n_kv_heads;
   uint32_t codes_bytes;
   uint32_t scalar_bytes;
+  uint32_t quad_bits = 0;
   TQ_HD constexpr uint32_t head_block_bytes() const {
     return (page_tokens * (codes_bytes + scalar_bytes) + 15u) & ~15u;
   }
@@ -275,6 +281,15 @@ TQ_HD void quad_put_token(const uint8_t* codes, uint32_t d, int b, int tok, uint
       bit_off += w[p];
     }
   }
+}
+// Inverse of quad_pos: the token (0..15) and coordinate of code `code` of group `group`.
+struct QuadTokCoord {
+  int tok, coord;
+};
+TQ_HD constexpr QuadTokCoord quad_unpos(int b, int group, int code) {
+  const int i = b == 4 ? code >> 3 : 2 * (code >> 4) + (code & 1), m = b == 4 ? code & 7 : (code >> 1) & 7;
+  const int j = group >> 5, g = (group & 31) >> 2, t = group & 3;
+  return {4 * t + (m & 3), 16 * (4 * j + i) + g + 8 * (m >> 2)};
 }
 // Reference gather: code of token `tok` at coordinate x.
 TQ_HD uint32_t quad_get_code(const uint8_t* block, int b, int tok, int x) {

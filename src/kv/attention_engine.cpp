@@ -161,10 +161,14 @@ State state_at(float* base, int R, int vwidth) {
   return {base, base + R, base + 2 * R, base + 2 * R + size_t(R) * vwidth};
 }
 
-// The tokens of a block as kernel runs: codes and scalars of one side, page by page.
+// The tokens of a block as kernel runs: codes and scalars of one side, page by page (codes of a
+// quad layout: the block's rows unpacked into `rows`, one run).
 struct Runs {
   std::vector<const uint8_t*> codes, scalars;
   std::vector<int> count;
+  std::vector<uint8_t> rows;
+  const uint8_t* rows_base = nullptr;
+  int rows_count = 0;
   kv::TokenRun c, s;
 };
 
@@ -183,6 +187,13 @@ void build_runs(const Side& sd, const KvSeqView& sv, int g, int pos, int n, Runs
   }
   r.c = kv::TokenRun{r.codes.data(), r.count.data(), int(r.count.size()), sd.lay.codes_bytes, n};
   r.s = kv::TokenRun{r.scalars.data(), r.count.data(), int(r.count.size()), sd.lay.scalar_bytes, n};
+  if (sd.lay.quad_bits) {
+    r.rows.resize(size_t(n) * sd.lay.codes_bytes);
+    kv::gather_rows(sd.pool, sd.lay, sv, g, pos, n, r.rows.data());
+    r.rows_base = r.rows.data();
+    r.rows_count = n;
+    r.c = kv::TokenRun{&r.rows_base, &r.rows_count, 1, sd.lay.codes_bytes, n};
+  }
 }
 
 // Pulls the head blocks of the pages of tokens [pos, pos+n) towards the cache: pages are

@@ -10,6 +10,7 @@
 
 #include "kv/dtype_io.h"
 #include "turboquant/error.h"
+#include "turboquant/pack.h"
 
 namespace tq {
 
@@ -96,6 +97,10 @@ std::vector<KvCodecSpec> kv_layer_codecs(const KvCacheConfig& cfg) {
 KvCache::KvCache(const KvCacheConfig& cfg) : cfg_(cfg), alloc_(pool_pages(cfg)) {
   const bool contiguous = cfg.storage == KvStorage::kContiguous;
   page_tokens_ = contiguous ? cfg.max_seq_len : cfg.page_tokens;
+  TQ_CHECK_ARG(!cfg.v_quads || (cfg.head_dim % 64 == 0 && page_tokens_ % 16 == 0),
+               "KV cache: v_quads needs head_dim % 64 == 0 and {} % 16 == 0 (head_dim {}, {} {})",
+               contiguous ? "max_seq_len" : "page_tokens", cfg.head_dim, contiguous ? "max_seq_len" : "page_tokens",
+               page_tokens_);
   max_pages_per_seq_ = contiguous ? 1 : 0;
   const std::vector<KvCodecSpec> specs = kv_layer_codecs(cfg);
   std::map<std::string, std::shared_ptr<const Codec>> made;  // equal specs share one Codec object
@@ -111,6 +116,9 @@ KvCache::KvCache(const KvCacheConfig& cfg) : cfg_(cfg), alloc_(pool_pages(cfg)) 
     L->vc = codec_for(L->spec.v);
     L->kl = page_layout(*L->kc, page_tokens_, cfg.n_kv_heads, "K", l);
     L->vl = page_layout(*L->vc, page_tokens_, cfg.n_kv_heads, "V", l);
+    const CodecSpec& vs = L->spec.v;
+    if (cfg.v_quads && vs.id == CodecId::kTqMse && !vs.fractional && quad_fits(uint32_t(cfg.head_dim), vs.bits))
+      L->vl.quad_bits = uint32_t(vs.bits);
     const size_t np = size_t(alloc_.num_pages());
     L->k_pool = std::make_unique<AlignedBytes>(np * L->kl.page_bytes());
     L->v_pool = std::make_unique<AlignedBytes>(np * L->vl.page_bytes());
@@ -231,6 +239,7 @@ void KvCache::append(int layer, int seq, int n, const KvInput& k, const KvInput&
       TQ_CHECK_ARG(std::isfinite(fresh[w][i]), "append (layer {}, sequence {}): {} token {} has a non-finite value",
                    layer, seq, w ? "v" : "k", i / row);
 
+  std::vector<uint8_t> quad_tmp(L.vl.quad_bits ? size_t(cfg_.head_dim) : 0);  // unpacked codes (quad V)
   // 3. Pages (all or nothing), then commit — nothing below throws.
   const int64_t pages_needed = (int64_t(enc_new) + page_tokens_ - 1) / page_tokens_;
   if (max_pages_per_seq_ > 0)
@@ -242,13 +251,20 @@ void KvCache::append(int layer, int seq, int n, const KvInput& k, const KvInput&
   uint8_t* pool[2] = {L.k_pool->p, L.v_pool->p};
   for (int w = 0; w < 2; ++w) {
     const size_t cs = codec[w]->code_size(), cb = lay[w]->codes_bytes, sb = lay[w]->scalar_bytes;
+    const int qb = int(lay[w]->quad_bits);
     for (int i = 0; i < m; ++i) {
       const int pos = enc_old + i;
       uint8_t* page = pool[w] + size_t(s.pages[size_t(pos / page_tokens_)]) * lay[w]->page_bytes();
       const uint32_t slot = uint32_t(pos % page_tokens_);
       for (int h = 0; h < H; ++h) {
         const uint8_t* src = &codes[w][(size_t(i) * H + h) * cs];
-        std::memcpy(page + lay[w]->codes_offset(uint32_t(h), slot), src, cb);
+        if (qb) {  // token quads: the token's own bits of its 16-token block
+          unpack_codes(src, uint32_t(cfg_.head_dim), qb, quad_tmp.data());
+          quad_put_token(quad_tmp.data(), uint32_t(cfg_.head_dim), qb, int(slot % 16),
+                         page + lay[w]->codes_offset(uint32_t(h), slot & ~15u));
+        } else {
+          std::memcpy(page + lay[w]->codes_offset(uint32_t(h), slot), src, cb);
+        }
         if (sb) std::memcpy(page + lay[w]->scalars_offset(uint32_t(h), slot), src + cb, sb);
       }
     }

@@ -19,11 +19,17 @@ inline TokenBytes token_bytes(const uint8_t* pool, const KvPageLayout& L, const 
   return {page + L.codes_offset(uint32_t(head), slot), page + L.scalars_offset(uint32_t(head), slot)};
 }
 
+// Codes of tokens [pos, pos + n) (all < n_encoded) as packed rows, rows[i * codes_bytes]: a copy for
+// row layouts, the quads of their 16-token blocks unpacked for quad layouts (L.quad_bits).
+void gather_rows(const uint8_t* pool, const KvPageLayout& L, const KvSeqView& s, int head, int pos, int n,
+                 uint8_t* rows);
+
 // Copies token `pos`'s encoded vector (codes then scalars, as Codec::decode wants it) into out.
 inline void gather_code(const uint8_t* pool, const KvPageLayout& L, const KvSeqView& s, int head, int pos,
                         uint8_t* out) {
   const TokenBytes t = token_bytes(pool, L, s, head, pos);
-  std::memcpy(out, t.codes, L.codes_bytes);
+  if (L.quad_bits) gather_rows(pool, L, s, head, pos, 1, out);
+  else std::memcpy(out, t.codes, L.codes_bytes);
   if (L.scalar_bytes) std::memcpy(out + L.codes_bytes, t.scalars, L.scalar_bytes);
 }
 

@@ -47,8 +47,9 @@ TEST(Pack, GroupPlanesGiveNibbleSelectors) {
     }
 }
 
-// V in token quads (layout.h): a block of 16 tokens is a permutation of its rows' bits; a token's
-// put touches only its own bits (any order, any prior contents); every code reads back.
+// V in token quads (layout.h): a block of 16 tokens is a permutation of its rows' bits (quad_unpos
+// inverts quad_pos); a token's put touches only its own bits (any order, any prior contents); every
+// code reads back.
 TEST(Pack, QuadBlocksArePermutationsOfTheirRows) {
   std::mt19937 rng(std::random_device{}());
   for (int b = 1; b <= 4; ++b)
@@ -77,6 +78,9 @@ TEST(Pack, QuadBlocksArePermutationsOfTheirRows) {
           ASSERT_LT(q.group, int(d / 2));
           ASSERT_LT(q.code, 32);
           ++hits[size_t(q.group) * 32 + size_t(q.code)];
+          const tq::QuadTokCoord back = tq::quad_unpos(b, q.group, q.code);
+          ASSERT_EQ(back.tok, tok);
+          ASSERT_EQ(back.coord, int(x));
         }
       for (int h : hits) ASSERT_EQ(h, 1);
       // Rewriting one token changes its codes only.

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "kv_test_util.h"
+#include "turboquant/attention.h"
 #include "turboquant/error.h"
 #include "turboquant/half.h"
 
@@ -109,6 +110,73 @@ TEST(KvCache, StoresExactlyWhatTheCodecEncodes) {
       expect_stored_bytes_match(c, 1, s1, k, v);
     }
   }
+}
+
+// V in token quads (KvCacheConfig::v_quads, layout.h quad_pos): the same codes come back, the
+// pages hold them in quads (layers whose V codec cannot: rows), and attention is the same as with
+// rows, reference and fused, at odd lengths and windows.
+TEST(KvCache, QuadVStoresTheSameCodesAndAttendsTheSame) {
+  for (const char* codec : {"tq3", "tq1", "tq4", "k=fp16,v=tq2", "k4v3"})
+    for (int window : {0, 5}) {
+      SCOPED_TRACE(std::string(codec) + " window " + std::to_string(window));
+      const int H = 2, D = 64, Hq = 4;
+      KvCacheConfig rc = small_cfg(codec, H, D, 32, 64, window), qc = rc;
+      qc.v_quads = true;
+      qc.layer_codecs = {"fp16", codec};  // layer 0: fp16 V keeps rows
+      rc.layer_codecs = qc.layer_codecs;
+      KvCache rows(rc), quads(qc);
+      EXPECT_EQ(quads.layer_view(0).v_layout.quad_bits, 0u);
+      EXPECT_GT(quads.layer_view(1).v_layout.quad_bits, 0u);
+      const int sr = rows.add_sequence(), sq = quads.add_sequence();
+      const int chunks[] = {1, 7, 3, 13, 1, 40, 9};
+      const int T = std::accumulate(std::begin(chunks), std::end(chunks), 0);
+      const auto k = tqtest::randn(size_t(T) * H * D, 21), v = tqtest::randn(size_t(T) * H * D, 22);
+      int at = 0;
+      for (int n : chunks) {
+        for (int l = 0; l < 2; ++l) {
+          rows.append(l, sr, n, {&k[size_t(at) * H * D]}, {&v[size_t(at) * H * D]});
+          quads.append(l, sq, n, {&k[size_t(at) * H * D]}, {&v[size_t(at) * H * D]});
+        }
+        at += n;
+      }
+      expect_stored_bytes_match(quads, 1, sq, k, v);
+      // The first 16-token block of layer 1, head 1, is the quad packing of its rows.
+      const tq::KvLayerView L = quads.layer_view(1);
+      const tq::KvSeqView s = quads.seq_view(1, sq);
+      const int b = int(L.v_layout.quad_bits);
+      if (s.n_encoded >= 16) {
+        const uint8_t* block = tq::kv::token_bytes(L.v_pool, L.v_layout, s, 1, 0).codes;
+        for (int t = 0; t < 16; ++t) {
+          std::vector<uint8_t> code(L.v_codec->code_size()), idx(D);
+          L.v_codec->encode(&v[(size_t(t) * H + 1) * D], 1, size_t(D), code.data());
+          for (int x = 0; x < D; ++x) ASSERT_EQ(tq::quad_get_code(block, b, t, x), tq::unpack_code_ref(code.data(), D, b, x));
+        }
+      }
+      const auto q = tqtest::randn(size_t(Hq) * D, 23);
+      for (bool fused : {false, true}) {
+        std::vector<float> o1(size_t(Hq) * D), o2(o1.size());
+        for (int l = 0; l < 2; ++l) {
+          tq::AttendQuery a;
+          a.seqs = &sr; a.batch = 1; a.heads_q = Hq; a.q = q.data(); a.out = o1.data();
+          tq::AttendQuery b2 = a;
+          b2.seqs = &sq; b2.out = o2.data();
+          if (fused) { tq::attend(rows, l, a); tq::attend(quads, l, b2); }
+          else { tq::attend_reference(rows, l, a); tq::attend_reference(quads, l, b2); }
+          EXPECT_EQ(o1, o2) << (fused ? "fused" : "reference") << " layer " << l;
+        }
+      }
+    }
+}
+
+TEST(KvCache, QuadVNeedsWholeBlocks) {
+  KvCacheConfig c = small_cfg("tq3", 2, 64, 8, 16);
+  c.v_quads = true;
+  EXPECT_THROW(KvCache{c}, tq::Error);  // page_tokens 8: no 16-token blocks
+  c.page_tokens = 16;
+  c.head_dim = 40;
+  EXPECT_THROW(KvCache{c}, tq::Error);  // head_dim 40: not whole 64-coordinate groups of quads
+  c.head_dim = 128;
+  EXPECT_NO_THROW(KvCache{c});
 }
 
 TEST(KvCache, Float16AndBfloat16AndStridedInputsStoreTheSameAsFloat32) {
