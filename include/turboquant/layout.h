@@ -250,7 +250,7 @@ struct KvPageLayout {
 // 16 (4j + i) + g + 8 (m >> 2): lane (g, t) of a warp reads its int8 mma A fragments (4 tokens of one
 // coordinate) as selector words, like K's. Selector word i, nibble m of a group is code
 // 8i + m (b = 4) or 16 (i >> 1) + 2m + (i & 1) (b < 4) of the group (plane_pos above).
-// Not yet written by the cache or the CUDA append: the decode prototype's test converts pages.
+// Written by the CPU cache (KvCacheConfig::v_quads); not yet by the CUDA append.
 struct QuadPos {
   int group, code;  // group of the 16-token block, code index within it
 };
