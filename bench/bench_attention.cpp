@@ -170,13 +170,15 @@ void BM_AccRows(benchmark::State& st) {
   st.SetItemsProcessed(int64_t(st.iterations()) * kTokens);
 }
 
-// A whole decode step: B=1, Hq=32, Hkv=8, D=128 (the ANCHORS shape), one thread or all.
+// A whole decode step: B=1, Hq=32, Hkv=8, D=128 (the ANCHORS shape), one thread or all; range 3 =
+// 1: V in token quads (KvCacheConfig::v_quads: whole blocks unpacked per step).
 const char* kCodecs[] = {"fp32", "fp16", "tq4", "tq3", "tq2", "k4v3", "tq3p"};
 
 void BM_Attend(benchmark::State& st) {
   const char* codec = kCodecs[st.range(0)];
   const int T = int(st.range(1)), threads = int(st.range(2));
   tq::KvCacheConfig cfg;
+  cfg.v_quads = st.range(3) != 0;
   cfg.n_kv_heads = 8;
   cfg.head_dim = 128;
   cfg.codec = codec;
@@ -199,7 +201,7 @@ void BM_Attend(benchmark::State& st) {
   tq::AttentionOptions o;
   o.threads = threads;
   for (auto _ : st) tq::attend(cache, 0, a, o);
-  st.SetLabel(codec);
+  st.SetLabel(std::string(codec) + (cfg.v_quads ? " quads" : ""));
   st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(cache.bytes_per_token(0)) * T);
 }
 
@@ -212,7 +214,8 @@ BENCHMARK(BM_AccCodesHistogram)->DenseRange(2, 4);
 BENCHMARK(BM_DotRows)->Arg(32)->Arg(16);
 BENCHMARK(BM_AccRows)->Arg(32)->Arg(16);
 BENCHMARK(BM_Attend)
-    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1024, 4096, 16384}, {1, 0}})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1024, 4096, 16384}, {1, 0}, {0}})
+    ->ArgsProduct({{3, 4, 5}, {4096, 16384}, {1, 0}, {1}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

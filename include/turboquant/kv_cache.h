@@ -59,7 +59,9 @@ struct KvCacheConfig {
   // V codes of the layers whose V codec is single-part TurboQuant-mse (tq1..tq4) stored in token
   // quads (layout.h, quad_pos): the layout of the CUDA int8-PV decode (a prototype there). Needs
   // head_dim % 64 == 0 and page_tokens (contiguous: max_seq_len) % 16 == 0, else
-  // kInvalidArgument; other layers keep rows. Attention results are the same as with rows.
+  // kInvalidArgument; other layers keep rows. Attention results are the same as with rows, but the
+  // CPU engine unpacks whole blocks every step (scalar): 26x slower CPU attention for tq3 at 16K
+  // tokens (bench_attention BM_Attend/3/16384/1/1). Meant for caches the CUDA kernels serve.
   bool v_quads = false;
 };
 
