@@ -58,13 +58,22 @@ __device__ __forceinline__ uint32_t movm(uint32_t x) {
   asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(x));
   return r;
 }
+// fp32-accumulating mma of the given shape and input types (4 A registers, 2 B registers).
+#define TQ_MMA_F32(SHAPE_TYPES)                                                                   \
+  asm volatile("mma.sync.aligned." SHAPE_TYPES " {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n" \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                  \
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+// C[16 x 8] += A[16 x 16] * B[16 x 8], f16 in.
 __device__ __forceinline__ void mma(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                     uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  TQ_MMA_F32("m16n8k16.row.col.f32.f16.f16.f32");
 }
+// C[16 x 8] += A[16 x 8] * B[8 x 8], tf32 in (the prod fold, decode_prod.cuh).
+__device__ __forceinline__ void mma_tf32(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+  TQ_MMA_F32("m16n8k8.row.col.f32.tf32.tf32.f32");
+}
+#undef TQ_MMA_F32
 // S[16 x 8] += A[16 x 32] * B[32 x 8], int8 in (B unsigned with U8B: quad-V's P^T), int32
 // accumulate (exact).
 template <bool U8B = false>
