@@ -31,6 +31,7 @@
 #include "cuda/decode_probe.cuh"
 #endif
 #include "cuda/decode_ptx.cuh"
+#include "cuda/decode_quad.cuh"
 #include "cuda/decode_v3_params.h"
 #include "cuda/hadamard.cuh"
 #include "turboquant/layout.h"
@@ -655,54 +656,20 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       }
     };
 
-    // Quad V: the online softmax of `nblk` blocks (1 or 2), then P^T as u8 for PV on int8: w = p·n_v
-    // rounded to 255 levels of its head's max over the blocks (this lane: heads 2t, 2t+1), the
-    // bytes of S^T rows (r, r + 8) of a head paired in a b16 so that movmatrix hands lane t the k
-    // slots of tokens 4t..4t+3 (frag::quad_row_token). f0 / f1 dequantize heads 2t, 2t+1.
+    // Quad V: the online softmax of `nblk` blocks (1 or 2), then P^T as u8 (decode_quad.cuh).
     auto softmax_q = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (&bq)[2], float& f0, float& f1) {
       raise_max(x, nblk);
       float w[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-      float wm0 = 0.f, wm1 = 0.f;
       for (int k = 0; k < nblk; ++k) {
         const float p0 = ex2(x[k][0] - m0), p1 = ex2(x[k][1] - m1), p2 = ex2(x[k][2] - m0), p3 = ex2(x[k][3] - m1);
         l0 += p0 + p2;
         l1 += p1 + p3;
         w[k][0] = p0 * nv[k][0]; w[k][1] = p1 * nv[k][0]; w[k][2] = p2 * nv[k][1]; w[k][3] = p3 * nv[k][1];
-        wm0 = fmaxf(wm0, fmaxf(w[k][0], w[k][2]));
-        wm1 = fmaxf(wm1, fmaxf(w[k][1], w[k][3]));
       }
-#pragma unroll
-      for (int off = 4; off < 32; off <<= 1) {
-        wm0 = fmaxf(wm0, __shfl_xor_sync(0xffffffffu, wm0, off));
-        wm1 = fmaxf(wm1, __shfl_xor_sync(0xffffffffu, wm1, off));
-      }
-      const float s0 = wm0 > 0.f ? 255.f / wm0 : 0.f, s1 = wm1 > 0.f ? 255.f / wm1 : 0.f;
-      bq[1] = 0u;
-      for (int k = 0; k < nblk; ++k) {  // w * s + 1.5 * 2^23: the rounded integer in the low byte
-        const uint32_t u0 = __float_as_uint(fmaf(w[k][0], s0, 12582912.f)), u1 = __float_as_uint(fmaf(w[k][1], s1, 12582912.f));
-        const uint32_t u2 = __float_as_uint(fmaf(w[k][2], s0, 12582912.f)), u3 = __float_as_uint(fmaf(w[k][3], s1, 12582912.f));
-        bq[k] = movm(frag::prmt(frag::prmt(u0, u2, 0x0040u), frag::prmt(u1, u3, 0x0040u), 0x5410u));
-      }
-      f0 = wm0 * (1.f / 255.f) * P.vdeq;
-      f1 = wm1 * (1.f / 255.f) * P.vdeq;
+      quad::p_transposed(w, nblk, P.vdeq, bq, f0, f1);
     };
-    // Quad V: O^T += V^T · P^T over the pair (A: k 0..15, B: k 16..31; a single block passes B = A
-    // with b1 = 0), one int32 accumulator set per m-tile converted with the pair's scales.
     auto pv_q = [&](const uint8_t* sA, const uint8_t* sB, uint32_t b0, uint32_t b1, float f0, float f1) {
-      const uint32_t* gA = reinterpret_cast<const uint32_t*>(sA + VOFF + 16 * warp * VCB) + VB * lane;
-      const uint32_t* gB = reinterpret_cast<const uint32_t*>(sB + VOFF + 16 * warp * VCB) + VB * lane;
-#pragma unroll
-      for (int mt = 0; mt < NKC; ++mt) {
-        const uint32_t sa = frag::sel_in_group<VB>(gA + 32 * VB * (mt >> 2), mt & 3);
-        const uint32_t sb = frag::sel_in_group<VB>(gB + 32 * VB * (mt >> 2), mt & 3);
-        int acc[4] = {0, 0, 0, 0};
-        mma_s8<true>(acc, frag::lookup_i8<VB>(vtab8, sa), frag::lookup_i8<VB>(vtab8, frag::mulhi(sa, P.shifts.shr16)),
-                 frag::lookup_i8<VB>(vtab8, sb), frag::lookup_i8<VB>(vtab8, frag::mulhi(sb, P.shifts.shr16)), b0, b1);
-        o[mt][0] = fmaf(float(acc[0]), f0, o[mt][0]);
-        o[mt][1] = fmaf(float(acc[1]), f1, o[mt][1]);
-        o[mt][2] = fmaf(float(acc[2]), f0, o[mt][2]);
-        o[mt][3] = fmaf(float(acc[3]), f1, o[mt][3]);
-      }
+      quad::pv<D, VB, VCB>(sA + VOFF, sB + VOFF, b0, b1, f0, f1, vtab8, P.shifts, o, warp, lane);
     };
 
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
