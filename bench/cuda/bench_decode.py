@@ -15,11 +15,11 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--lib", required=True)
 ap.add_argument("--batch", default="1,8,32")
 ap.add_argument("--context", default="1024,4096,16384,65536,131072")
-ap.add_argument("--codecs", default="fp16,k4v4,k4v3,tq4,tq3.5,tq3,tq2.5,tq2")
+ap.add_argument("--codecs", default="fp16,k4v4,k4v3,tq4,tq3.5,tq3,tq3+q,tq2.5,tq2")  # +q: V in token quads
 ap.add_argument("--out", default=".")
 a = ap.parse_args()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tqcuda import Hq, Hkv, D, PT, dev, PageInfo, check, make_plan, random_pool, graph_of, run_ours, error_flag
+from tqcuda import Hq, Hkv, D, PT, dev, PageInfo, check, make_plan, random_pool, graph_of, run_ours, error_flag, split_codec
 import tqcuda
 lib = tqcuda.load(a.lib)
 
@@ -134,11 +134,12 @@ copy_tbps = 2 * src.numel() * 2 / (copy_ms * 1e-3) / 1e12
 del src, dst
 print(f"\ndevice copy: {copy_tbps:.2f} TB/s (read + write)", flush=True)
 append_rows = []
-for codec in ["tq2", "tq3", "tq4", "fp16"]:
+for codec in ["tq2", "tq3", "tq3+q", "tq4", "fp16"]:
     for n in (32, 65536):
         ap_ = ctypes.c_void_p()
         npages = (n + PT - 1) // PT + 1
-        check(lib.tq_cuda_append_plan_create(codec.encode(), Hkv, D, PT, npages, 1, ctypes.byref(ap_)))
+        name, flags = split_codec(codec)
+        check(lib.tq_cuda_append_plan_create_ex(name.encode(), Hkv, D, PT, npages, 1, ctypes.c_uint(flags), ctypes.byref(ap_)))
         info = PageInfo()
         check(lib.tq_cuda_append_plan_info(ap_, ctypes.byref(info)))
         pool = torch.empty(npages * info.page_bytes, device=dev, dtype=torch.uint8)
@@ -155,7 +156,7 @@ for codec in ["tq2", "tq3", "tq4", "fp16"]:
         nbytes = xin.numel() * 2 + n * Hkv * (info.codes_bytes + info.scalar_bytes) + n * 4
         tbps = nbytes / us / 1e6
         append_rows.append(dict(codec=codec, tokens=n, us=us, bytes=nbytes, tbps=tbps, of_copy=tbps / copy_tbps))
-        print(f"append {codec:5s} {n:6d} tokens x {Hkv} heads: {us:8.1f} us  {tbps:5.2f} TB/s = {100 * tbps / copy_tbps:5.1f}% of copy",
+        print(f"append {codec:6s} {n:6d} tokens x {Hkv} heads: {us:8.1f} us  {tbps:5.2f} TB/s = {100 * tbps / copy_tbps:5.1f}% of copy",
               flush=True)
         del g, pool, xin
         lib.tq_cuda_append_plan_destroy(ap_)

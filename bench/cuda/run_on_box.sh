@@ -3,8 +3,9 @@
 # on small shapes, SASS of the hot kernel, ncu on two shapes, then the decode benchmark against SDPA.
 # Logs and results go to $OUT (8 files at most come back):
 #   build.log test.log (tests + sanitizers) sass.txt ncu.txt bench.log bench_decode.{csv,json,svg}
-#   bash bench/cuda/run_on_box.sh [all|test|bench|sweep|quick]   (sweep: split policy; quick: decode
-#   tests without sanitizers, then the benchmark without ncu)
+#   bash bench/cuda/run_on_box.sh [all|test|bench|sweep|quick|verify]   (sweep: split policy; quick: decode
+#   tests without sanitizers, then the benchmark without ncu; verify: every CUDA test, memcheck and
+#   racecheck on SAN_FILTER, the benchmark)
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -66,6 +67,20 @@ if [[ $what == final ]]; then  # everything a session ends with, most important 
     done
   fi
   sanitize racecheck
+fi
+if [[ $what == verify ]]; then  # every CUDA test, memcheck + racecheck on small shapes, then the benchmark
+  timeout 300 ./build/box/tests/tq_test_cuda > "$OUT/test.log" 2>&1
+  echo "all CUDA tests: exit $? ($((SECONDS - t0)) s)"
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|seed|differing" "$OUT/test.log" | head -30
+  for tool in memcheck racecheck; do
+    timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 ./build/box/tests/tq_test_cuda \
+      --gtest_filter="${SAN_FILTER:-CudaDecode.SmallShapes:CudaKvStore.VQuads*}" >> "$OUT/sanitize.log" 2>&1
+    echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitize.log" | tail -1
+  done
+  PYTHONUNBUFFERED=1 timeout 300 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
+    > "$OUT/bench.log" 2>&1
+  echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error|append" "$OUT/bench.log" | head -30
+  sed -n '/^| B |/,$p' "$OUT/bench.log"
 fi
 if [[ $what == quick ]]; then
   timeout 200 ./build/box/tests/tq_test_cuda --gtest_filter='CudaDecodeFrag*:CudaDecode.*' > "$OUT/test.log" 2>&1

@@ -10,7 +10,16 @@ lib = None
 
 
 class PageInfo(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint32) for n in ("page_tokens", "codes_bytes", "scalar_bytes", "head_block_bytes", "page_bytes")]
+    _fields_ = [(n, ctypes.c_uint32)
+                for n in ("page_tokens", "codes_bytes", "scalar_bytes", "head_block_bytes", "page_bytes", "quad_bits")]
+
+
+QUADS = 1  # TQ_CUDA_TOKEN_QUADS
+
+
+def split_codec(codec):
+    """'tq3+q' -> ('tq3', TQ_CUDA_TOKEN_QUADS): V pages in token quads; 'tq3' -> ('tq3', 0)."""
+    return (codec[:-2], QUADS) if codec.endswith("+q") else (codec, 0)
 
 
 def load(path):
@@ -26,10 +35,12 @@ def check(st):
 
 
 def make_plan(codec, B, T, npages):
-    """Decode plan for B sequences of up to T tokens (fp16 q/out); (plan, workspace bytes, CTAs, K info, V info)."""
+    """Decode plan for B sequences of up to T tokens (fp16 q/out); (plan, workspace bytes, CTAs, K info, V info).
+    codec 'tq3+q': V in token quads (split_codec)."""
+    name, flags = split_codec(codec)
     p = ctypes.c_void_p()
-    check(lib.tq_cuda_decode_plan_create(codec.encode(), B, Hq, Hkv, D, PT, T // PT, npages, T, 1, 1,
-                                         ctypes.c_float(0.0), ctypes.byref(p)))
+    check(lib.tq_cuda_decode_plan_create_ex(name.encode(), B, Hq, Hkv, D, PT, T // PT, npages, T, 1, 1,
+                                            ctypes.c_float(0.0), ctypes.c_uint(flags), ctypes.byref(p)))
     ws, sp, ki, vi = ctypes.c_size_t(), ctypes.c_int(), PageInfo(), PageInfo()
     check(lib.tq_cuda_decode_plan_info(p, ctypes.byref(ws), ctypes.byref(sp), ctypes.byref(ki), ctypes.byref(vi)))
     return p, ws.value, sp.value, ki, vi

@@ -15,12 +15,22 @@ typedef struct tq_cuda_decode_plan tq_cuda_decode_plan;
 /* Byte layout of one page of a K or V pool (turboquant/layout.h, KvPageLayout). */
 typedef struct tq_kv_page_info {
   uint32_t page_tokens, codes_bytes, scalar_bytes, head_block_bytes, page_bytes;
+  uint32_t quad_bits; /* > 0: codes in 16-token blocks of token quads (layout.h quad_pos), bits per code */
 } tq_kv_page_info;
+
+/* Plan flags (the _ex creators). TQ_CUDA_TOKEN_QUADS: decode, the V pool holds tqB codes in token
+ * quads (PV on int8 tensor cores; tqB/tqB, B = 2..4); append, write the pool in token quads (tq1..tq4,
+ * head_dim % 64 == 0). */
+#define TQ_CUDA_TOKEN_QUADS 1u
 
 /* kv_codec: "fp16", "tq3", "k4v3", "k=tq4,v=tq3". Fails (TQ_UNSUPPORTED) when no kernel exists. */
 TQ_API tq_status tq_cuda_decode_plan_create(const char* kv_codec, int batch, int heads_q, int heads_kv, int head_dim,
                                             int page_tokens, int max_pages_per_seq, int num_pages, int max_seq_len,
                                             int q_dtype, int out_dtype, float scale, tq_cuda_decode_plan** out);
+TQ_API tq_status tq_cuda_decode_plan_create_ex(const char* kv_codec, int batch, int heads_q, int heads_kv, int head_dim,
+                                               int page_tokens, int max_pages_per_seq, int num_pages, int max_seq_len,
+                                               int q_dtype, int out_dtype, float scale, unsigned flags,
+                                               tq_cuda_decode_plan** out);
 TQ_API tq_status tq_cuda_decode_plan_info(const tq_cuda_decode_plan* plan, size_t* workspace_bytes, int* splits,
                                           tq_kv_page_info* k, tq_kv_page_info* v);
 /* q [B,Hq,D], pools as described by plan_info (16-byte aligned), page_table int32 [B, max_pages_per_seq],
@@ -42,6 +52,8 @@ TQ_API void tq_cuda_decode_plan_destroy(tq_cuda_decode_plan* plan);
 typedef struct tq_cuda_append_plan tq_cuda_append_plan;
 TQ_API tq_status tq_cuda_append_plan_create(const char* codec, int heads_kv, int head_dim, int page_tokens,
                                             int num_pages, int in_dtype, tq_cuda_append_plan** out);
+TQ_API tq_status tq_cuda_append_plan_create_ex(const char* codec, int heads_kv, int head_dim, int page_tokens,
+                                               int num_pages, int in_dtype, unsigned flags, tq_cuda_append_plan** out);
 TQ_API tq_status tq_cuda_append_plan_info(const tq_cuda_append_plan* plan, tq_kv_page_info* info);
 /* x [n_tokens, heads_kv, head_dim], slot_mapping int32 [n_tokens] = page * page_tokens + offset (negative:
  * skipped), pool: device pages. No allocation, no host synchronization. */

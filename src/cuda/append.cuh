@@ -9,7 +9,8 @@
 //   rotate  : u = x * float(1 / norm), then the randomized Hadamard transform (3 rounds) in fp32
 //             with the CPU's butterfly order (warp_fwht), no contraction into FMAs
 //   quantize: code = number of float boundaries below u (= Codebook::quantize, ties to the lower)
-//   pack    : group-plane words (layout.h), OR-reduced over the 32 / E lanes of a group
+//   pack    : group-plane words (layout.h), OR-reduced over the 32 / E lanes of a group; V in
+//             token quads (QUAD, layout.quad_bits): the token's bits of its 16-token block (QuadWords)
 // slot_mapping[token] = page * page_tokens + offset (negative: padding, skipped).
 #pragma once
 #include <cuda_bf16.h>
@@ -31,7 +32,54 @@ constexpr Planes planes(int bits) {
   return p;
 }
 
-template <int D, int BITS>
+// ---- V in token quads (layout.h quad_pos; KvPageLayout::quad_bits) ----------------------------
+// A token's codes go to the 16-token block of its slot, each code to the token's own bits of a
+// group-plane word that three other tokens share: cleared with atomicAnd and set with atomicOr, so
+// the tokens of a block (other warps, other launches) may be written in any order. Codes of one
+// token that land in the same group are gathered first (QuadWords), one atomic pair per word.
+template <int BITS>
+struct QuadWords {
+  int group = -1;
+  uint32_t set[BITS] = {}, clr[BITS] = {};
+};
+// Adds code c of token `tok` (0..15 in its block) at coordinate x; every add of one QuadWords must
+// land in the same group (the callers add the coordinates x, x + 8, x + 16, ... of one 32-aligned run).
+template <int BITS>
+__device__ __forceinline__ void quad_add(QuadWords<BITS>& w, int tok, int x, uint32_t c) {
+  constexpr Planes PL = planes(BITS);
+  const QuadPos q = quad_pos(BITS, tok, x);
+  w.group = q.group;
+  int wb = 0, bo = 0;
+#pragma unroll
+  for (int p = 0; p < PL.n; ++p) {
+    int word = 0;
+    const int sh = plane_pos(PL.w[p], q.code, &word);
+    const uint32_t m = (1u << PL.w[p]) - 1u;
+#pragma unroll
+    for (int k = 0; k < BITS; ++k)  // word wb + word is runtime: predicated adds to the register words
+      if (k == wb + word) {
+        w.clr[k] |= m << sh;
+        w.set[k] |= ((c >> bo) & m) << sh;
+      }
+    wb += PL.w[p];
+    bo += PL.w[p];
+  }
+}
+// block: the 32-bit words of the 16-token block (BITS words per group).
+template <int BITS>
+__device__ __forceinline__ void quad_flush(uint32_t* block, const QuadWords<BITS>& w) {
+  uint32_t* gw = block + BITS * w.group;
+#pragma unroll
+  for (int k = 0; k < BITS; ++k)
+    if (w.clr[k]) {
+      atomicAnd(gw + k, ~w.clr[k]);
+      if (w.set[k]) atomicOr(gw + k, w.set[k]);
+    }
+}
+
+// QUAD: V in token quads (P.layout.quad_bits == BITS; its own instantiations, so that the row
+// kernels keep their registers).
+template <int D, int BITS, bool QUAD = false>
 __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;
   constexpr int LPG = 32 / E;  // lanes per 32-code group
@@ -108,38 +156,54 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
       }
       // ---- rotation (exactly the CPU's float operations: hadamard.cuh) ----
       randomized_hadamard<D>(x, P.sign, lane);
-      // ---- quantize + pack: this lane's codes into the BITS words of its group ----
-      uint32_t w[BITS];
-#pragma unroll
-      for (int i = 0; i < BITS; ++i) w[i] = 0;
-      constexpr Planes PL = planes(BITS);
+      // ---- quantize: code = number of boundaries below ----
+      uint32_t cs[E];
 #pragma unroll
       for (int e = 0; e < E; ++e) {
-        uint32_t c = 0;
+        cs[e] = 0;
 #pragma unroll
-        for (int j = 0; j < (1 << BITS) - 1; ++j) c += x[e] > P.bound[j] ? 1u : 0u;
-        const int pos = (lane % LPG) * E + e;  // position in the group
-        int wb = 0, bo = 0;
-#pragma unroll
-        for (int p = 0; p < PL.n; ++p) {
-          int word = 0;
-          const int sh = plane_pos(PL.w[p], pos, &word);
-#pragma unroll
-          for (int i = 0; i < BITS; ++i)
-            if (i == wb + word) w[i] |= ((c >> bo) & ((1u << PL.w[p]) - 1u)) << sh;
-          wb += PL.w[p];
-          bo += PL.w[p];
-        }
+        for (int j = 0; j < (1 << BITS) - 1; ++j) cs[e] += x[e] > P.bound[j] ? 1u : 0u;
       }
+      if constexpr (QUAD) {  // V in token quads: each code straight into its block's words
+        uint32_t* block = reinterpret_cast<uint32_t*>(base + P.layout.codes_offset(head, off & ~15));
 #pragma unroll
-      for (int m = 1; m < LPG; m <<= 1)
+        for (int e = 0; e < E; ++e) {
+          QuadWords<BITS> qw;
+          quad_add<BITS>(qw, off & 15, lane * E + e, cs[e]);
+          quad_flush<BITS>(block, qw);
+        }
+      } else {
+        // ---- pack: this lane's codes into the BITS words of its group ----
+        uint32_t w[BITS];
 #pragma unroll
-        for (int i = 0; i < BITS; ++i) w[i] |= __shfl_xor_sync(0xffffffffu, w[i], m);
-      const int group = lane / LPG, first = lane % LPG;
-      uint32_t* gw = reinterpret_cast<uint32_t*>(codes) + group * BITS;
+        for (int i = 0; i < BITS; ++i) w[i] = 0;
+        constexpr Planes PL = planes(BITS);
 #pragma unroll
-      for (int i = 0; i < BITS; ++i)
-        if (first == i) gw[i] = w[i];
+        for (int e = 0; e < E; ++e) {
+          const uint32_t c = cs[e];
+          const int pos = (lane % LPG) * E + e;  // position in the group
+          int wb = 0, bo = 0;
+#pragma unroll
+          for (int p = 0; p < PL.n; ++p) {
+            int word = 0;
+            const int sh = plane_pos(PL.w[p], pos, &word);
+#pragma unroll
+            for (int i = 0; i < BITS; ++i)
+              if (i == wb + word) w[i] |= ((c >> bo) & ((1u << PL.w[p]) - 1u)) << sh;
+            wb += PL.w[p];
+            bo += PL.w[p];
+          }
+        }
+#pragma unroll
+        for (int m = 1; m < LPG; m <<= 1)
+#pragma unroll
+          for (int i = 0; i < BITS; ++i) w[i] |= __shfl_xor_sync(0xffffffffu, w[i], m);
+        const int group = lane / LPG, first = lane % LPG;
+        uint32_t* gw = reinterpret_cast<uint32_t*>(codes) + group * BITS;
+#pragma unroll
+        for (int i = 0; i < BITS; ++i)
+          if (first == i) gw[i] = w[i];
+      }
       if (lane == 0) {
         const float nf = float(norm);
         if (!(nf < 65504.f)) atomicOr(P.error_flag, 2);  // beyond fp16 norms (the CPU encoder throws)
@@ -271,7 +335,7 @@ __device__ __forceinline__ void stage_rows(const uint4* src, int nv, uint4* tile
   }
 }
 
-template <int D, int C, int BITS, int DT>
+template <int D, int C, int BITS, int DT, bool QUAD = false>
 __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __grid_constant__ Params P) {
   constexpr int L = D / C;                  // lanes per vector
   constexpr int G = C / 32;                 // code groups per lane
@@ -319,7 +383,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
 
   // ---- norm of row `lane` (exact CPU order), fp16 norm written, destination handed out ----
   float inv = 1.0f;
-  long long dst = -1;  // byte offset of the vector's codes in the pool; -1: skip
+  long long dst = -1;  // byte offset of the vector's codes (quad V: of its 16-token block) in the pool; -1: skip
+  int qtok = 0;        // quad V: the token's place in its block
   if (lane < nv) {
     int head;
     const int slot = checked_slot(P, v0 + lane, head);
@@ -332,7 +397,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
       inv = norm > 0.0 ? float(1.0 / norm) : 1.0f;  // the CPU's x * 1.0f for the zero vector
       const int page = slot / int(P.layout.page_tokens), off = slot % int(P.layout.page_tokens);
       const size_t base = size_t(page) * P.layout.page_bytes();
-      dst = (long long)(base + P.layout.codes_offset(head, off));
+      qtok = off & 15;
+      dst = (long long)(base + P.layout.codes_offset(head, QUAD ? off & ~15 : off));
       const float nf = float(norm);
       if (!(nf < 65504.f)) atomicOr(P.error_flag, 2);  // beyond fp16 norms (the CPU encoder throws)
       *reinterpret_cast<__half*>(P.pool + base + P.layout.scalars_offset(head, off)) = __float2half_rn(nf);
@@ -349,6 +415,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
     const int t = t0 + lane / L;  // < 32 (vpw <= 32)
     const float vinv = __shfl_sync(0xffffffffu, inv, t);
     const long long vdst = __shfl_sync(0xffffffffu, dst, t);
+    const int vtok = __shfl_sync(0xffffffffu, qtok, t);
     const uint4* row = tile + min(t, nv - 1) * RS + q * LCH;  // lanes past the tile redo its last row
     float x[C];
 #pragma unroll
@@ -404,6 +471,29 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
     }
     // ---- quantize (binary search) + pack, group by group ----
     constexpr Planes PL = planes(BITS);
+    if constexpr (QUAD) {  // V in token quads: coordinates e, e + 8, e + 16, e + 24 share a group
+      if (vdst >= 0 && t < nv) {
+        uint32_t* block = reinterpret_cast<uint32_t*>(P.pool + vdst);
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+          for (int e0 = 0; e0 < 8; ++e0) {
+            QuadWords<BITS> qw;
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+              const int e = e0 + 8 * k;
+              bool bit[BITS];
+              search_bits<BITS>(x[32 * g + e], P.bound, bit);
+              uint32_t c = 0;
+#pragma unroll
+              for (int i = 0; i < BITS; ++i) c |= uint32_t(bit[i]) << i;
+              quad_add<BITS>(qw, vtok, C * q + 32 * g + e, c);
+            }
+            quad_flush<BITS>(block, qw);
+          }
+      }
+      continue;
+    }
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       uint32_t w[BITS];

@@ -26,6 +26,9 @@ struct Params {
 const void* append_kernel_for(int d, int bits);
 // v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 1..4, in_dtype); nullptr if none.
 const void* append_tile_kernel_for(int d, int c, int bits, int in_dtype);
+// The same two writing token quads (layout.h quad_pos; append_quad.cu), bits 1..4.
+const void* append_quad_kernel_for(int d, int bits);
+const void* append_quad_tile_kernel_for(int d, int c, int bits, int in_dtype);
 
 // v2 geometry: L = D/C lanes per vector (lane q owns coordinates [Cq, Cq+C), C/32 code groups),
 // 32/L vectors per pass, a tile of vpw vectors per warp staged in shared memory (rows padded by 16

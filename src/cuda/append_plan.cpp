@@ -119,7 +119,8 @@ void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch) 
 
 }  // namespace
 
-AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype)
+AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype,
+                       bool token_quads)
     : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   TQ_CHECK_ARG(heads_kv >= 1 && page_tokens >= 1 && num_pages >= 1, "CUDA append: heads, page_tokens, pages must be >= 1");
@@ -136,6 +137,10 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
              "Hadamard rotation)", s.name());
     bits = s.bits;
   }
+  TQ_CHECK(!token_quads || (bits >= 1 && !frac && !prod && quad_fits(uint32_t(head_dim), bits)), kUnsupported,
+           "CUDA append: token quads are for tq1..tq4 at head_dim % 64 == 0, not '{}' at {}", s.name(), head_dim);
+  TQ_CHECK_ARG(!token_quads || page_tokens % 16 == 0, "CUDA append: token quads need page_tokens % 16 == 0, not {}",
+               page_tokens);
   I.head_dim = head_dim;
   I.bits = bits;
   I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
@@ -150,12 +155,13 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; tq3.5: 64, 128, 256)",
              s.name(), head_dim);
   } else {
-    I.fn = append::append_kernel_for(head_dim, bits);
+    I.fn = token_quads ? append::append_quad_kernel_for(head_dim, bits) : append::append_kernel_for(head_dim, bits);
     TQ_CHECK(I.fn, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
   }
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
   if (bits != 0 && !frac && !prod && !(v1 && v1[0] == '1')) {
-    I.fn_tile = append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
+    I.fn_tile = token_quads ? append::append_quad_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype))
+                            : append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
     TQ_CHECK(I.fn_tile, kInternal, "CUDA append: no tiled kernel for head_dim {} bits {}", head_dim, bits);
     constexpr int lc = kLaneCoords;
     TQ_CHECK(append::tile_smem_bytes(head_dim, lc, I.in_bytes, append::tile_max_vpw(head_dim, lc, I.in_bytes)) <= 48 * 1024,
@@ -165,7 +171,7 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   I.codec = Codec::create(s, head_dim);
   append::Params& P = I.params;
   P.layout = KvPageLayout{uint32_t(page_tokens), uint32_t(heads_kv), uint32_t(I.codec->codes_bytes()),
-                          uint32_t(I.codec->scalar_bytes())};
+                          uint32_t(I.codec->scalar_bytes()), token_quads ? uint32_t(bits) : 0u};
   if (I.fn_tile) {
     const int vpp = append::tile_vpp(head_dim, kLaneCoords);
     TQ_CUDA_CHECK_A(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
@@ -301,11 +307,17 @@ extern "C" {
 
 tq_status tq_cuda_append_plan_create(const char* codec, int heads_kv, int head_dim, int page_tokens, int num_pages,
                                      int in_dtype, tq_cuda_append_plan** out) {
+  return tq_cuda_append_plan_create_ex(codec, heads_kv, head_dim, page_tokens, num_pages, in_dtype, 0u, out);
+}
+
+tq_status tq_cuda_append_plan_create_ex(const char* codec, int heads_kv, int head_dim, int page_tokens, int num_pages,
+                                        int in_dtype, unsigned flags, tq_cuda_append_plan** out) {
   return tq::capi::guard([&] {
     TQ_CHECK_ARG(codec && out, "null argument");
+    TQ_CHECK_ARG((flags & ~TQ_CUDA_TOKEN_QUADS) == 0, "unknown plan flags {:#x}", flags);
     auto p = std::make_unique<tq_cuda_append_plan>();
     p->plan = std::make_unique<tq::cuda::AppendPlan>(tq::parse_codec(codec), heads_kv, head_dim, page_tokens, num_pages,
-                                                     tq::cuda::DType(in_dtype));
+                                                     tq::cuda::DType(in_dtype), (flags & TQ_CUDA_TOKEN_QUADS) != 0);
     *out = p.release();
   });
 }
@@ -315,7 +327,7 @@ tq_status tq_cuda_append_plan_info(const tq_cuda_append_plan* p, tq_kv_page_info
     TQ_CHECK_ARG(p && p->plan && info, "null argument");
     const tq::KvPageLayout l = p->plan->layout();
     info->page_tokens = l.page_tokens; info->codes_bytes = l.codes_bytes; info->scalar_bytes = l.scalar_bytes;
-    info->head_block_bytes = l.head_block_bytes(); info->page_bytes = l.page_bytes();
+    info->head_block_bytes = l.head_block_bytes(); info->page_bytes = l.page_bytes(); info->quad_bits = l.quad_bits;
   });
 }
 

@@ -97,7 +97,7 @@ struct DecodePlan::Impl {
   DecodeShape shape;
   std::shared_ptr<const Codec> kc, vc;
   int kb = 0, vb = 0, frac = 0, prod = 0, version = 3;  // prod: bit 0 = K, bit 1 = V
-  int qv = 0;  // V pages in token quads, PV on int8 (TQ_CUDA_DECODE_QUAD_V=1; prototype)
+  int qv = 0;  // V pages in token quads, PV on int8 (DecodeShape::v_quads)
   KvPageLayout kl{}, vl{};
   size_t ws_bytes = 0, off_err = 0;
   // v3: one persistent launch
@@ -373,9 +373,9 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
            vspec.name());
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
-  if (const char* e = std::getenv("TQ_CUDA_DECODE_QUAD_V")) I.qv = std::atoi(e) != 0;
+  I.qv = s.v_quads;
   TQ_CHECK(!I.qv || (I.kb == I.vb && I.kb >= 2 && !I.frac && !I.prod), kUnsupported,
-           "CUDA decode: quad V (TQ_CUDA_DECODE_QUAD_V) is built for tqB/tqB, B = 2..4, not K '{}' with V '{}'",
+           "CUDA decode: V in token quads (v_quads) is built for tqB/tqB, B = 2..4, not K '{}' with V '{}'",
            kspec.name(), vspec.name());
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
            "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB for B >= 2, fp16/tq3, fp16/tq4, tq2.5/tq2.5, "
@@ -385,7 +385,8 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   I.kc = Codec::create(kspec, s.head_dim);
   I.vc = Codec::create(vspec, s.head_dim);
   I.kl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.kc->codes_bytes()), uint32_t(I.kc->scalar_bytes())};
-  I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes())};
+  I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes()),
+                      I.qv ? uint32_t(I.vb) : 0u};
   I.version = std::getenv("TQ_CUDA_DECODE_V1") != nullptr ? 1 : 3;
   TQ_CHECK(I.version == 3 || !I.frac, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for fractional codecs");
   TQ_CHECK(I.version == 3 || !I.prod, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for prod codecs ('{}')",
@@ -476,8 +477,16 @@ extern "C" {
 tq_status tq_cuda_decode_plan_create(const char* kv_codec, int batch, int heads_q, int heads_kv, int head_dim,
                                      int page_tokens, int max_pages_per_seq, int num_pages, int max_seq_len,
                                      int q_dtype, int out_dtype, float scale, tq_cuda_decode_plan** out) {
+  return tq_cuda_decode_plan_create_ex(kv_codec, batch, heads_q, heads_kv, head_dim, page_tokens, max_pages_per_seq,
+                                       num_pages, max_seq_len, q_dtype, out_dtype, scale, 0u, out);
+}
+
+tq_status tq_cuda_decode_plan_create_ex(const char* kv_codec, int batch, int heads_q, int heads_kv, int head_dim,
+                                        int page_tokens, int max_pages_per_seq, int num_pages, int max_seq_len,
+                                        int q_dtype, int out_dtype, float scale, unsigned flags, tq_cuda_decode_plan** out) {
   return tq::capi::guard([&] {
     TQ_CHECK_ARG(kv_codec && out, "null argument");
+    TQ_CHECK_ARG((flags & ~TQ_CUDA_TOKEN_QUADS) == 0, "unknown plan flags {:#x}", flags);
     TQ_CHECK_ARG(q_dtype >= 0 && q_dtype <= 2 && out_dtype >= 0 && out_dtype <= 2, "dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
     const tq::KvCodecSpec kv = tq::parse_kv_codec(kv_codec);
     tq::cuda::DecodeShape s;
@@ -485,6 +494,7 @@ tq_status tq_cuda_decode_plan_create(const char* kv_codec, int batch, int heads_
     s.page_tokens = page_tokens; s.max_pages_per_seq = max_pages_per_seq; s.num_pages = num_pages;
     s.max_seq_len = max_seq_len; s.q_dtype = tq::cuda::DType(q_dtype); s.out_dtype = tq::cuda::DType(out_dtype);
     s.scale = scale;
+    s.v_quads = (flags & TQ_CUDA_TOKEN_QUADS) != 0;
     auto p = std::make_unique<tq_cuda_decode_plan>();
     p->plan = std::make_unique<tq::cuda::DecodePlan>(s, kv.k, kv.v);
     *out = p.release();
@@ -500,7 +510,7 @@ tq_status tq_cuda_decode_plan_info(const tq_cuda_decode_plan* p, size_t* workspa
     auto fill = [](tq_kv_page_info* o, const tq::KvPageLayout& l) {
       if (!o) return;
       o->page_tokens = l.page_tokens; o->codes_bytes = l.codes_bytes; o->scalar_bytes = l.scalar_bytes;
-      o->head_block_bytes = l.head_block_bytes(); o->page_bytes = l.page_bytes();
+      o->head_block_bytes = l.head_block_bytes(); o->page_bytes = l.page_bytes(); o->quad_bits = l.quad_bits;
     };
     fill(k, p->plan->k_layout());
     fill(v, p->plan->v_layout());

@@ -1,5 +1,5 @@
 // src/cuda/decode_quad.cuh — the quad-V pieces of the v3 decode kernel (decode_v3.cuh, QV = 1;
-// prototype, TQ_CUDA_DECODE_QUAD_V): V pages in token quads (layout.h quad_pos), PV on int8 tensor
+// DecodeShape::v_quads): V pages in token quads (layout.h quad_pos), PV on int8 tensor
 // cores (mma.m16n8k32.s8.u8, k = the 32 tokens of a block pair).
 #pragma once
 #include <cstdint>

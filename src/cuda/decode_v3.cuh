@@ -97,7 +97,7 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0) {
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
 // PR: bit 0 = K, bit 1 = V is tq(B+1)p (KB / VB = the mse bits; decode_prod.cuh).
 // QV = 1: V pages in token quads (layout.h quad_pos) and PV on int8 tensor cores, P^T as u8 per block
-// pair (prototype, TQ_CUDA_DECODE_QUAD_V).
+// pair (DecodeShape::v_quads).
 template <int D, int KB, int VB, int FR, int PR = 0, int QV = 0>
 __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;       // row elements per lane (rotations)

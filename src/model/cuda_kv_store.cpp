@@ -52,12 +52,13 @@ class StagedStore : public CudaKvStore {
 // Compressed pages: CUDA append + decode.
 class PagedStore final : public StagedStore {
  public:
-  PagedStore(const KvShape& s, const std::string& kv_codec, int capacity)
-      : StagedStore(s), spec_(parse_kv_codec(kv_codec)), pages_((capacity + kPageTokens - 1) / kPageTokens) {
+  PagedStore(const KvShape& s, const std::string& kv_codec, int capacity, bool v_quads)
+      : StagedStore(s), spec_(parse_kv_codec(kv_codec)), pages_((capacity + kPageTokens - 1) / kPageTokens), v_quads_(v_quads) {
     TQ_CHECK(cuda::device_available(), kUnsupported, "cuda kv store: no CUDA device");
     TQ_CHECK_ARG(capacity >= 1, "cuda kv store: capacity must be >= 1");
     kapp_ = std::make_unique<cuda::AppendPlan>(spec_.k, s.n_kv_head, s.head_dim, kPageTokens, pages_, cuda::DType::kF32);
-    vapp_ = std::make_unique<cuda::AppendPlan>(spec_.v, s.n_kv_head, s.head_dim, kPageTokens, pages_, cuda::DType::kF32);
+    vapp_ = std::make_unique<cuda::AppendPlan>(spec_.v, s.n_kv_head, s.head_dim, kPageTokens, pages_, cuda::DType::kF32,
+                                               v_quads);
     plan(1);  // fails now, not mid-forward, for a codec pair without a decode kernel
     layers_.resize(size_t(s.n_layer));
     for (auto& L : layers_) {
@@ -118,7 +119,7 @@ class PagedStore final : public StagedStore {
     const auto& vl = vapp_->layout();
     return size_t(shape_.n_layer) * shape_.n_kv_head * (kl.codes_bytes + kl.scalar_bytes + vl.codes_bytes + vl.scalar_bytes);
   }
-  std::string name() const override { return spec_.name() + " (cuda)"; }
+  std::string name() const override { return spec_.name() + (v_quads_ ? " (cuda, V quads)" : " (cuda)"); }
 
  private:
   struct Layer {
@@ -146,10 +147,12 @@ class PagedStore final : public StagedStore {
     d.num_pages = pages_;
     d.q_dtype = d.out_dtype = cuda::DType::kF32;
     d.scale = shape_.scale;
+    d.v_quads = v_quads_;
     Plan P;
     P.plan = std::make_unique<cuda::DecodePlan>(d, spec_.k, spec_.v);
     TQ_CHECK(P.plan->k_layout().codes_bytes == kapp_->layout().codes_bytes &&
-                 P.plan->v_layout().codes_bytes == vapp_->layout().codes_bytes,
+                 P.plan->v_layout().codes_bytes == vapp_->layout().codes_bytes &&
+                 P.plan->v_layout().quad_bits == vapp_->layout().quad_bits,
              kInternal, "cuda kv store: append and decode layouts differ");
     P.ws.resize(std::max<size_t>(P.plan->workspace_bytes(), 256));
     // Zeroed now, not only by the plan's first run: check() reads the error flag of every plan, and
@@ -165,6 +168,7 @@ class PagedStore final : public StagedStore {
 
   KvCodecSpec spec_;
   int pages_;
+  bool v_quads_;
   std::unique_ptr<cuda::AppendPlan> kapp_, vapp_;
   std::vector<Layer> layers_;
   mutable std::map<int, Plan> plans_;
@@ -228,10 +232,13 @@ class ExactStore final : public StagedStore {
 
 }  // namespace
 
-std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape& s, const std::string& kv_codec, int capacity) {
+std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape& s, const std::string& kv_codec, int capacity, bool v_quads) {
   s.validate();
-  if (kv_codec == "fp32" || kv_codec == "exact") return std::make_unique<ExactStore>(s, capacity);
-  return std::make_unique<PagedStore>(s, kv_codec, capacity);
+  if (kv_codec == "fp32" || kv_codec == "exact") {
+    TQ_CHECK_ARG(!v_quads, "cuda kv store fp32: no V quads (float rows)");
+    return std::make_unique<ExactStore>(s, capacity);
+  }
+  return std::make_unique<PagedStore>(s, kv_codec, capacity, v_quads);
 }
 
 }  // namespace tq::model
@@ -239,7 +246,7 @@ std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape& s, const std::str
 #else  // no CUDA in this build
 
 namespace tq::model {
-std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape&, const std::string&, int) {
+std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape&, const std::string&, int, bool) {
   TQ_FAIL(kUnsupported, "cuda kv store: this build has no CUDA (configure with -DTQ_ENABLE_CUDA=ON)");
 }
 }  // namespace tq::model

@@ -139,8 +139,8 @@ CudaLlama::~CudaLlama() = default;
 
 size_t CudaLlama::weight_bytes() const { return impl_->weight_bytes; }
 
-std::unique_ptr<CudaKvStore> CudaLlama::make_kv_store(const std::string& kv_codec, int capacity) const {
-  return make_cuda_kv_store(model_.kv_shape(), kv_codec, capacity);
+std::unique_ptr<CudaKvStore> CudaLlama::make_kv_store(const std::string& kv_codec, int capacity, bool v_quads) const {
+  return make_cuda_kv_store(model_.kv_shape(), kv_codec, capacity, v_quads);
 }
 
 void CudaLlama::forward(const int32_t* tokens, int n, KvStore& kv_store, float* logits, bool all_logits) const {
@@ -219,8 +219,8 @@ CudaLlama::CudaLlama(const LlamaModel& model, const std::string& weights) : mode
 }
 CudaLlama::~CudaLlama() = default;
 size_t CudaLlama::weight_bytes() const { return 0; }
-std::unique_ptr<CudaKvStore> CudaLlama::make_kv_store(const std::string& kv_codec, int capacity) const {
-  return make_cuda_kv_store(model_.kv_shape(), kv_codec, capacity);
+std::unique_ptr<CudaKvStore> CudaLlama::make_kv_store(const std::string& kv_codec, int capacity, bool v_quads) const {
+  return make_cuda_kv_store(model_.kv_shape(), kv_codec, capacity, v_quads);
 }
 void CudaLlama::forward(const int32_t*, int, KvStore&, float*, bool) const {
   TQ_FAIL(kUnsupported, "cuda forward: this build has no CUDA");

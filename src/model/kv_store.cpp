@@ -197,6 +197,7 @@ std::string KvCacheStore::name() const {
   std::string n = parse_kv_codec(c.codec).name();
   if (c.edge_layers > 0) n += fmt::format(" (edge {}: {})", c.edge_layers, parse_kv_codec(c.edge_codec).name());
   if (c.window > 0) n += fmt::format(" (window {})", c.window);
+  if (c.v_quads) n += " (V quads)";
   if (attn_ == KvAttention::kReference) n += " (reference attention)";
   return n;
 }
@@ -209,13 +210,13 @@ std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_c
   if (opt.kind == "cuda") {
     TQ_CHECK_ARG(opt.edge_layers == 0 && opt.window == 0 && attn == KvAttention::kFused,
                  "kv store 'cuda' has no edge layers, window or reference attention");
-    return make_cuda_kv_store(s, kv_codec, opt.capacity);
+    return make_cuda_kv_store(s, kv_codec, opt.capacity, opt.v_quads);
   }
   const bool codec_store =
-      opt.kind == "codec" || (opt.kind == "auto" && attn == KvAttention::kReference && opt.edge_layers == 0 && opt.window == 0);
+      opt.kind == "codec" || (opt.kind == "auto" && attn == KvAttention::kReference && opt.edge_layers == 0 && opt.window == 0 && !opt.v_quads);
   if (codec_store) {
-    TQ_CHECK_ARG(opt.edge_layers == 0 && opt.window == 0,
-                 "kv store 'codec' has no edge layers or window (use the 'cache' store)");
+    TQ_CHECK_ARG(opt.edge_layers == 0 && opt.window == 0 && !opt.v_quads,
+                 "kv store 'codec' has no edge layers, window or V quads (use the 'cache' store)");
     TQ_CHECK_ARG(attn == KvAttention::kReference,
                  "kv store 'codec' decodes rows and has only reference attention (--attn reference, or the 'cache' store for fused)");
     return std::make_unique<CodecKvStore>(s, parse_kv_codec(kv_codec));
@@ -225,6 +226,7 @@ std::unique_ptr<KvStore> make_kv_store(const KvShape& s, const std::string& kv_c
   cfg.edge_layers = opt.edge_layers;
   cfg.edge_codec = opt.edge_codec;
   cfg.window = opt.window;
+  cfg.v_quads = opt.v_quads;
   return std::make_unique<KvCacheStore>(s, cfg, opt.capacity, attn);
 }
 

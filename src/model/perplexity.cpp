@@ -36,7 +36,7 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
                  "reference attention)",
                  s.kind);
     gpu = std::make_unique<CudaLlama>(model, opt.weights);
-    test = gpu->make_kv_store(opt.kv, opt.ctx);
+    test = gpu->make_kv_store(opt.kv, opt.ctx, s.v_quads);
     ref = gpu->make_kv_store(opt.kv_ref, opt.ctx);  // the reference runs on the same device
   } else {
     TQ_CHECK_ARG(opt.weights == "fp32", "perplexity: weights '{}' on the CPU (fp32 only; fp16 / bf16 with device cuda)",

@@ -32,13 +32,16 @@ namespace {
 
 #define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
 
-// n tokens x Hkv heads; the pool has room for n + 200 tokens (pages of 64).
-void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng, int n = 113, int Hkv = 3) {
+// n tokens x Hkv heads; the pool has room for n + 200 tokens (pages of 64). quads: the pool in token
+// quads (AppendPlan token_quads), expected as layout.h's quad_put_token of the CPU encoder's codes.
+void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng, int n = 113, int Hkv = 3,
+                bool quads = false) {
   SCOPED_TRACE(testing::Message() << "codec=" << codec << " D=" << D << " dtype=" << int(dt) << " n=" << n
-                                  << " Hkv=" << Hkv);
+                                  << " Hkv=" << Hkv << (quads ? " quads" : ""));
   const int PT = 64, num_pages = (n + 200) / PT + 1;
-  tq::cuda::AppendPlan plan(tq::parse_codec(codec), Hkv, D, PT, num_pages, dt);
+  tq::cuda::AppendPlan plan(tq::parse_codec(codec), Hkv, D, PT, num_pages, dt, quads);
   const tq::KvPageLayout L = plan.layout();
+  EXPECT_EQ(L.quad_bits, quads ? uint32_t(tq::parse_codec(codec).bits) : 0u);
   const tq::Codec& c = plan.codec();
   // Inputs: Gaussian rows at scales 1e-3 .. 1e2, every 4th TurboQuant row on the boundaries (part
   // by part: all coordinates but the last on random boundaries, the last one making the part a unit
@@ -126,14 +129,20 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
   if (n > 1) slots[n - 1] = -1;  // padding at the tail of the last tile too
   // Expected pool: the poison, with the CPU encoder's bytes where the GPU must write.
   const size_t pool_bytes = size_t(num_pages) * L.page_bytes();
-  std::vector<uint8_t> expect(pool_bytes, 0xAB), code(c.code_size());
+  std::vector<uint8_t> expect(pool_bytes, 0xAB), code(c.code_size()), codes(D);
   for (int i = 0; i < n; ++i) {
     if (slots[i] < 0) continue;
     const int page = slots[i] / PT, off = slots[i] % PT;
     for (int h = 0; h < Hkv; ++h) {
       c.encode(&x[(size_t(i) * Hkv + h) * D], 1, D, code.data());
       uint8_t* pg = expect.data() + size_t(page) * L.page_bytes();
-      std::copy_n(code.data(), L.codes_bytes, pg + L.codes_offset(h, off));
+      if (quads) {  // only the token's own bits of its 16-token block; the rest keeps the poison
+        const int b = int(L.quad_bits);
+        for (int j = 0; j < D; ++j) codes[j] = uint8_t(tq::unpack_code_ref(code.data(), uint32_t(D), b, uint32_t(j)));
+        tq::quad_put_token(codes.data(), uint32_t(D), b, off % 16, pg + L.codes_offset(h, off - off % 16));
+      } else {
+        std::copy_n(code.data(), L.codes_bytes, pg + L.codes_offset(h, off));
+      }
       std::copy_n(code.data() + L.codes_bytes, L.scalar_bytes, pg + L.scalars_offset(h, off));
     }
   }
@@ -265,6 +274,29 @@ TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
   unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
 }
 
+// V in token quads (token_quads): every tqB, head_dim and input dtype, one token, a few, tiles of one
+// and of several passes; 16-token blocks whose tokens other warps write at the same time (shuffled
+// slots); the v1 kernel too.
+TEST(CudaAppend, TokenQuadsBitIdenticalToCpuLayout) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  int i = 0;
+  for (const char* codec : {"tq1", "tq2", "tq3", "tq4"})
+    for (int D : {64, 128, 256}) {
+      run_append(codec, D, dts[i++ % 3], rng, 113, 3, true);
+      run_append(codec, D, dts[i++ % 3], rng, 1, 1, true);
+    }
+  run_append("tq3", 128, DType::kF16, rng, 4097, 8, true);
+  run_append("tq2", 256, DType::kF32, rng, 8191, 8, true);
+  run_append("tq4", 64, DType::kBF16, rng, 7, 8, true);
+  setenv("TQ_CUDA_APPEND_V1", "1", 1);
+  for (const char* codec : {"tq1", "tq2", "tq3", "tq4"})
+    for (int D : {64, 128, 256}) run_append(codec, D, DType::kF16, rng, D == 128 ? 4097 : 113, 3, true);
+  unsetenv("TQ_CUDA_APPEND_V1");
+}
+
 // The previous kernel (v1), still selectable with TQ_CUDA_APPEND_V1=1 at plan time.
 TEST(CudaAppend, V1BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
@@ -300,6 +332,19 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   EXPECT_EQ(status("tq2p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq1", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
+  // Token quads: single-part tq1..tq4 only, pages of whole 16-token blocks.
+  auto quads = [](const char* c, int d, int pt) {
+    try {
+      tq::cuda::AppendPlan p(tq::parse_codec(c), 8, d, pt, 4, tq::cuda::DType::kF16, true);
+    } catch (const tq::Error& e) {
+      return e.status();
+    }
+    return tq::Status::kOk;
+  };
+  for (const char* c : {"fp16", "tq2.5", "tq3.5", "tq3p", "tq2p"}) EXPECT_EQ(quads(c, 128, 64), tq::Status::kUnsupported) << c;
+  EXPECT_EQ(quads("tq3", 128, 40), tq::Status::kInvalidArgument);
+  EXPECT_EQ(quads("tq3", 128, 48), tq::Status::kOk);
+  EXPECT_EQ(quads("tq1", 64, 64), tq::Status::kOk);
 }
 
 }  // namespace

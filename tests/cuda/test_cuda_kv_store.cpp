@@ -56,6 +56,47 @@ TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
   }
 }
 
+// V in token quads (KvStoreOptions::v_quads): the GPU store (quad append, int8-PV decode) against the
+// CPU cache holding the same codes in the same layout. The int8 PV adds V centroids rounded to int8
+// and p * |v| to u8 per 32-token block (~0.2-0.4% per term, CudaDecode.QuadVMatchesCpuReference
+// measures up to 8e-3 against an int8-K reference), on top of the int8 scores' 1.3%: 3e-2 still.
+TEST(CudaKvStore, VQuadsMatchTheCpuQuadCache) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  for (const char* codec : {"tq3", "tq2", "tq4"}) {
+    for (int D : {64, 128}) {
+      tq::model::KvShape s{2, 8, 2, D, float(1 / std::sqrt(double(D)))};
+      tq::model::KvStoreOptions o;
+      o.kind = "cuda";
+      o.capacity = 1000;
+      o.v_quads = true;
+      auto gpu = tq::model::make_kv_store(s, codec, o);
+      o.kind = "cache";
+      o.attn = "reference";
+      auto cpu = tq::model::make_kv_store(s, codec, o);
+      EXPECT_NE(gpu->name().find("quads"), std::string::npos) << gpu->name();
+      EXPECT_NE(cpu->name().find("quads"), std::string::npos) << cpu->name();
+      uint64_t seed = 7;
+      for (int n : {113, 1, 1, 7, 1, 30}) {  // a prefill, decode steps, blocks filled across appends
+        for (int layer = 0; layer < 2; ++layer) {
+          const auto k = tq::testing::randn(size_t(n) * 2 * D, seed++);
+          const auto v = tq::testing::randn(size_t(n) * 2 * D, seed++);
+          const auto q = tq::testing::randn(size_t(n) * 8 * D, seed++);
+          gpu->append(layer, k.data(), v.data(), n);
+          cpu->append(layer, k.data(), v.data(), n);
+          std::vector<float> og(q.size(), NAN), oc(q.size(), NAN);
+          gpu->attend(layer, q.data(), n, og.data());
+          cpu->attend(layer, q.data(), n, oc.data());
+          const double r = rel_l2(og, oc);
+          EXPECT_LT(r, 3e-2) << codec << " D " << D << " n " << n << " layer " << layer;
+        }
+      }
+    }
+  }
+  tq::model::KvShape s{1, 4, 2, 64, 0.125f};
+  for (const char* codec : {"tq1", "k4v3", "fp16", "tq3.5"})  // no quad-V decode kernel
+    EXPECT_THROW(tq::model::make_cuda_kv_store(s, codec, 64, true), tq::Error) << codec;
+}
+
 TEST(CudaKvStore, UnsupportedCodecFailsAtConstruction) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   tq::model::KvShape s{1, 4, 2, 64, 0.125f};

@@ -36,7 +36,7 @@ struct Case {
   tq::cuda::DType out_dtype;
   tq::cuda::DType q_dtype = tq::cuda::DType::kF32;
   int repeats = 1;  // > 1: run again on the same workspace, outputs must be bit-identical
-  bool quad_v = false;  // V pages in token quads, PV on int8 (TQ_CUDA_DECODE_QUAD_V, prototype)
+  bool quad_v = false;  // V pages in token quads, PV on int8 (DecodeShape::v_quads)
 };
 
 // q as the kernel reads it: rounded to the dtype (the reference uses the rounded values too).
@@ -68,10 +68,10 @@ void run_case(const Case& c, std::mt19937& rng) {
   s.max_pages_per_seq = max_pages; s.num_pages = num_pages; s.max_seq_len = max_len;
   s.q_dtype = c.q_dtype; s.out_dtype = c.out_dtype;
   const auto kv = tq::parse_kv_codec(c.kv);
-  if (c.quad_v) setenv("TQ_CUDA_DECODE_QUAD_V", "1", 1);
+  s.v_quads = c.quad_v;
   tq::cuda::DecodePlan plan(s, kv.k, kv.v);
-  unsetenv("TQ_CUDA_DECODE_QUAD_V");
   const auto kl = plan.k_layout(), vl = plan.v_layout();
+  EXPECT_EQ(vl.quad_bits, c.quad_v ? uint32_t(tq::parse_kv_codec(c.kv).v.bits) : 0u);
   const tq::Codec &kc = plan.k_codec(), &vc = plan.v_codec();
 
   // int8 scores: per part p of the K codec (fractional codecs have two), the kernel's int8
@@ -218,16 +218,17 @@ void run_case(const Case& c, std::mt19937& rng) {
       }
     }
   }
-  if (c.quad_v) {  // every 16-token block of every page and head into token quads (decode_frag.h)
+  if (c.quad_v) {  // every 16-token block of every page and head into token quads (layout.h)
     const int bits = vc.spec().bits;
-    std::vector<uint8_t> codes(size_t(16) * D), quad(size_t(2) * D * bits);
+    std::vector<uint8_t> codes(D), quad(size_t(2) * D * bits);
     for (int page = 0; page < num_pages; ++page)
       for (int h = 0; h < c.hkv; ++h)
         for (int blk = 0; blk < PT / 16; ++blk) {
           uint8_t* rows = vpool.data() + size_t(page) * vl.page_bytes() + vl.codes_offset(h, 16 * blk);
-          for (int r = 0; r < 16; ++r)
-            for (int i = 0; i < D; ++i) codes[size_t(r) * D + i] = uint8_t(tq::unpack_code_ref(rows + r * vl.codes_bytes, D, bits, i));
-          tq::cuda::frag::pack_quad_block(codes.data(), D, bits, quad.data());
+          for (int r = 0; r < 16; ++r) {
+            for (int i = 0; i < D; ++i) codes[i] = uint8_t(tq::unpack_code_ref(rows + r * vl.codes_bytes, D, bits, i));
+            tq::quad_put_token(codes.data(), uint32_t(D), bits, r, quad.data());
+          }
           std::copy(quad.begin(), quad.end(), rows);
         }
   }
@@ -392,7 +393,7 @@ TEST(CudaDecode, ProdCodecsMatchCpuReference) {
 
 // Many sequences of random lengths: segments that span several CTAs (partials merged by the last
 // one), CTAs that span several segments, lengths that end anywhere inside a chunk.
-// Prototype: V pages in token quads (layout.h quad_pos) and PV on int8 tensor cores.
+// V pages in token quads (layout.h quad_pos; DecodeShape::v_quads) and PV on int8 tensor cores.
 TEST(CudaDecode, QuadVMatchesCpuReference) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   using tq::cuda::DType;
@@ -463,6 +464,14 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   EXPECT_THROW(plan("tq3"), tq::Error);
   s.heads_q = 32; s.page_tokens = 16;
   EXPECT_THROW(plan("tq3"), tq::Error);
+  // V in token quads: tqB/tqB, B = 2..4 only.
+  s.page_tokens = 64;
+  s.v_quads = true;
+  for (const char* kv : {"tq1", "fp16", "k4v3", "k=fp16,v=tq3", "tq2.5", "tq3.5", "tq3p"}) {
+    SCOPED_TRACE(kv);
+    EXPECT_THROW(plan(kv), tq::Error);
+  }
+  EXPECT_NO_THROW(plan("tq3"));
 }
 
 TEST(CudaDecode, BadPageIdsAndLengthsAreFlaggedNotRead) {

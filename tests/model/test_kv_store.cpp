@@ -161,6 +161,29 @@ TEST(KvCacheStore, MatchesTheCodecStore) {
   }
 }
 
+// KvStoreOptions::v_quads: the cache keeps V in token quads (KvCacheConfig::v_quads), the same codes
+// in another order, so attention is bit-identical to the row layout (both attention paths; "auto"
+// with reference attention then picks the cache, the codec store has no quads).
+TEST(KvCacheStore, VQuadsOptionKeepsTheAttention) {
+  std::mt19937 rng(12);
+  const KvShape sh{2, 4, 2, 64, 0.125f};
+  const int len = 37;
+  const auto k = randn(size_t(len) * 2 * 64, rng), v = randn(k.size(), rng), q = randn(size_t(len) * 4 * 64, rng);
+  for (const char* codec : {"tq3", "k4v2"}) {
+    for (const char* attn : {"reference", "fused"}) {
+      KvStoreOptions o{"auto", 64, 0, "fp16", 0, attn};
+      auto rows = make_kv_store(sh, codec, o);
+      o.v_quads = true;
+      auto quads = make_kv_store(sh, codec, o);
+      EXPECT_NE(quads->name().find("V quads"), std::string::npos) << quads->name();
+      EXPECT_EQ(run(*rows, k, v, q, len, 5), run(*quads, k, v, q, len, 5)) << codec << " " << attn;
+    }
+  }
+  KvStoreOptions o{"codec", 64, 0, "fp16", 0, "reference"};
+  o.v_quads = true;
+  EXPECT_THROW(make_kv_store(sh, "tq3", o), tq::Error);
+}
+
 TEST(KvStore, AttentionChoice) {
   const KvShape sh = shape3();
   EXPECT_NE(dynamic_cast<KvCacheStore*>(make_kv_store(sh, "tq3").get()), nullptr);  // auto + fused: the cache

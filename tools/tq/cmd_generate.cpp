@@ -47,7 +47,7 @@ int run(const Opts& o) {
                  "attention)",
                  so.kind);
     gpu = std::make_unique<tq::model::CudaLlama>(*model, o.weights);
-    kv = gpu->make_kv_store(o.kv, so.capacity);
+    kv = gpu->make_kv_store(o.kv, so.capacity, so.v_quads);
   } else {
     TQ_CHECK_ARG(o.weights == "fp32", "weights '{}' on the CPU (fp32 only; fp16 / bf16 with --device cuda)", o.weights);
     kv = tq::model::make_kv_store(model->kv_shape(), o.kv, so);

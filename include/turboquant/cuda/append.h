@@ -25,7 +25,14 @@ class AppendPlan {
   // D/2 channels; tq2.5's part 1 rotates densely), or TurboQuant-prod tq2p / tq3p / tq4p (single part,
   // Hadamard, fp16 norm and gamma) at 64, 128, 256. Throws tq::Error(kUnsupported) otherwise
   // (tq5+, tq2.5 at 64, tq1.5, tq4.5+, tq5p+, fractional prod, fp32 norms, other head_dims).
-  AppendPlan(const CodecSpec& codec, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype);
+  //
+  // token_quads: the codes of every 16 tokens are written as one block in token quads (layout.h
+  // quad_pos; layout().quad_bits = the codec's bits), the V layout of DecodeShape::v_quads and of
+  // KvCacheConfig::v_quads. Single-part tq1..tq4 only, head_dim % 64 == 0 and page_tokens % 16 ==
+  // 0 (kUnsupported / kInvalidArgument otherwise). Each token's bits are set by atomics, so the
+  // tokens of a block may be appended in any order and by concurrent runs.
+  AppendPlan(const CodecSpec& codec, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype,
+             bool token_quads = false);
   ~AppendPlan();
   AppendPlan(const AppendPlan&) = delete;
   AppendPlan& operator=(const AppendPlan&) = delete;

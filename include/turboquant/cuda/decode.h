@@ -33,6 +33,11 @@ struct DecodeShape {
   int num_pages = 0;          // pages in each pool (page ids are checked on the device)
   DType q_dtype = DType::kF16, out_dtype = DType::kF16;
   float scale = 0;            // 0: 1/sqrt(head_dim)
+  // V pages in token quads (layout.h quad_pos; v_layout().quad_bits > 0), PV on int8 tensor cores
+  // (mma.s8.u8: V's centroids rounded to int8, p to u8 per 32-token block pair; docs/CUDA.md).
+  // Built for tqB/tqB, B = 2..4; the pages come from AppendPlan(..., token_quads = true) or a CPU
+  // cache with KvCacheConfig::v_quads.
+  bool v_quads = false;
 };
 
 struct DecodeArgs {

@@ -34,6 +34,9 @@ class CudaKvStore : public KvStore {
 // kv_codec "fp32" / "exact": float rows (capacity <= 8192 positions). Otherwise a codec with a CUDA
 // kernel: fp16, tq2-4 and the tq(B+1)/tqB pairs, head_dim 64/128/256. Throws kUnsupported when the
 // build has no CUDA, no device is present, or the codec / head_dim pair has no CUDA kernel.
-std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape& s, const std::string& kv_codec, int capacity);
+// v_quads: V pages in token quads and the int8-PV decode kernel (cuda/decode.h DecodeShape::v_quads;
+// tqB/tqB, B = 2..4, head_dim % 64 == 0).
+std::unique_ptr<CudaKvStore> make_cuda_kv_store(const KvShape& s, const std::string& kv_codec, int capacity,
+                                                bool v_quads = false);
 
 }  // namespace tq::model

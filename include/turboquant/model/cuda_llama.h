@@ -32,8 +32,8 @@ class CudaLlama {
 
   const LlamaModel& model() const { return model_; }
   const std::string& weights() const { return weights_; }
-  // A GPU store of the model's shape: make_cuda_kv_store(model.kv_shape(), kv_codec, capacity).
-  std::unique_ptr<CudaKvStore> make_kv_store(const std::string& kv_codec, int capacity) const;
+  // A GPU store of the model's shape: make_cuda_kv_store(model.kv_shape(), kv_codec, capacity, v_quads).
+  std::unique_ptr<CudaKvStore> make_kv_store(const std::string& kv_codec, int capacity, bool v_quads = false) const;
   // As LlamaModel::forward: tokens [n] (host) at positions kv.length(0) .. +n-1; logits (host)
   // [n, vocab] when all_logits, else [vocab] for the last token. kv must be a CudaKvStore of the
   // model's shape (kInvalidArgument otherwise); errors its kernels flag are thrown before return.

@@ -130,6 +130,8 @@ struct KvStoreOptions {
   std::string edge_codec = "fp16";
   int window = 0;                // cache: most recent tokens kept in float32
   std::string attn = "fused";    // "fused" (tq::attend) or "reference"; "codec" + "fused" is an error
+  bool v_quads = false;          // cache, cuda: V codes in token quads (KvCacheConfig::v_quads; on CUDA
+                                 // the int8-PV decode kernel, DecodeShape::v_quads)
 };
 
 // "fp32" / "exact" -> ExactKvStore; any other KV codec string (tq::parse_kv_codec) -> the store
