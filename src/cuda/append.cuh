@@ -35,8 +35,9 @@ constexpr Planes planes(int bits) {
 // ---- V in token quads (layout.h quad_pos; KvPageLayout::quad_bits) ----------------------------
 // A token's codes go to the 16-token block of its slot, each code to the token's own bits of a
 // group-plane word that three other tokens share: cleared with atomicAnd and set with atomicOr, so
-// the tokens of a block (other warps, other launches) may be written in any order. Codes of one
-// token that land in the same group are gathered first (QuadWords), one atomic pair per word.
+// the tokens of a block (other warps, other launches) may be written in any order. v1: per code
+// (QuadWords: the code's bits of its group's words); v2: per lane word (LaneQuad below), and
+// plain stores when a pass holds all 4 tokens sharing the words.
 template <int BITS>
 struct QuadWords {
   int group = -1;
@@ -79,6 +80,35 @@ __device__ __forceinline__ void quad_flush(uint32_t* block, const QuadWords<BITS
 
 // QUAD: V in token quads (P.layout.quad_bits == BITS; its own instantiations, so that the row
 // kernels keep their registers).
+// The v2 kernel's pack into token quads (QUAD; C = 32: lane q = 2j + p owns coordinates [32q,
+// 32q + 32)). Lane code e (coordinate 32q + e) of token tok lands in group 4 (e & 7) + tok / 4 + 32 j
+// of the token's block, word word(l, p), bit 4 s + 16 r + (2 h, or 2 p + h in the 1-bit plane)
+// (s = tok & 3, r = (e >> 3) & 1, h = e >> 4: quad_pos and plane_pos written out, so that all is
+// compile-time but the shift by 4 s (+ 2 p), applied once per word). Lane words l: BITS 4: l = h
+// (group words 2p, 2p + 1); 3: the 2-bit word p and the 1-bit word 2; 2: word p; 1: word 0. The
+// 1-bit plane's words are shared by the lanes p = 0, 1 of one j, the others belong to one lane.
+template <int BITS>
+struct LaneQuad {
+  static constexpr int NW = BITS >= 3 ? 2 : 1;
+  static constexpr bool shared(int l) { return BITS == 1 || (BITS == 3 && l == 1); }
+  static constexpr int word(int l, int p) { return BITS == 4 ? 2 * p + l : BITS == 3 ? (l == 0 ? p : 2) : BITS == 2 ? p : 0; }
+  __device__ static int shift(int l, int s, int p) { return shared(l) ? 4 * s + 2 * p : 4 * s; }
+  // Adds code c of lane code e (compile time after unrolling), placed as for s = p = 0.
+  __device__ static void add(uint32_t (&w)[NW], int e, uint32_t c) {
+    const int r = (e >> 3) & 1, h = e >> 4;
+    if constexpr (BITS == 4) {
+      w[h] |= c << (16 * r);
+    } else if constexpr (BITS == 3) {
+      w[0] |= (c & 3u) << (16 * r + 2 * h);
+      w[1] |= (c >> 2) << (16 * r + h);
+    } else if constexpr (BITS == 2) {
+      w[0] |= c << (16 * r + 2 * h);
+    } else {
+      w[0] |= c << (16 * r + h);
+    }
+  }
+};
+
 template <int D, int BITS, bool QUAD = false>
 __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;
@@ -279,14 +309,27 @@ static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
 // The slot of vector v = token * Hkv + head of an append (page * page_tokens + offset), or -1 when
 // it is skipped: padding (slot < 0), or a slot beyond the pool (flagged: error bit 0).
 template <class AP>
-__device__ __forceinline__ int checked_slot(const AP& P, long long v, int& head) {
-  head = int(v % P.Hkv);
-  const int slot = P.slot_mapping[v / P.Hkv];
+__device__ __forceinline__ int checked_token_slot(const AP& P, long long token) {
+  const int slot = P.slot_mapping[token];
   if (slot >= P.num_pages * int(P.layout.page_tokens)) {
     atomicOr(P.error_flag, 1);
     return -1;
   }
   return slot;
+}
+template <class AP>
+__device__ __forceinline__ int checked_slot(const AP& P, long long v, int& head) {
+  head = int(v % P.Hkv);
+  return checked_token_slot(P, v / P.Hkv);
+}
+
+// QUAD vector order of the v2 kernel: quads of 4 consecutive tokens of one head, v = 4 (token / 4 ·
+// Hkv + head) + token % 4, so that a pass holds the 4 tokens that share every word they touch in a
+// block. The last quad is padded to 4 tokens (token >= n_tokens: skipped).
+__device__ __forceinline__ void quad_vector(long long v, int Hkv, long long& token, int& head) {
+  const long long u = v >> 2;
+  token = 4 * (u / Hkv) + (v & 3);
+  head = int(u % Hkv);
 }
 
 // Adds the squares of the 4 (f32) or 8 (f16 / bf16) values of one staged 16-byte chunk to s, in
@@ -309,12 +352,18 @@ __device__ __forceinline__ void add_squares(const uint4 q4, double& s) {
   }
 }
 
-// Stages rows [0, nv) of x (CH 16-byte chunks each, contiguous from src) into a warp's tile (row
-// stride RS chunks): coalesced 16-byte streaming loads, 8 per lane in flight; chunk i is stored as
-// xf(c, value), c = i % CH its column (the v2 kernel xors the first round's signs in, the fractional
-// kernel stores as is).
-template <int CH, int RS, class Xf>
-__device__ __forceinline__ void stage_rows(const uint4* src, int nv, uint4* tile, int lane, Xf xf) {
+// Chunk i of the rows to stage: contiguous rows from a pointer, or row(i / CH) + i % CH.
+template <int CH>
+__device__ __forceinline__ const uint4* chunk_at(const uint4* src, int i) { return src + i; }
+template <int CH, class Row>
+__device__ __forceinline__ const uint4* chunk_at(const Row& row, int i) { return row(i / CH) + i % CH; }
+
+// Stages rows [0, nv) of x (CH 16-byte chunks each, contiguous from src, or src(r) for row r) into a
+// warp's tile (row stride RS chunks): coalesced 16-byte streaming loads, 8 per lane in flight; chunk
+// i is stored as xf(c, value), c = i % CH its column (the v2 kernel xors the first round's signs in,
+// the fractional kernel stores as is).
+template <int CH, int RS, class Src, class Xf>
+__device__ __forceinline__ void stage_rows(Src src, int nv, uint4* tile, int lane, Xf xf) {
   const int nch = nv * CH;
   constexpr int U = 8;  // loads in flight per lane
   for (int base = 0; base < nch; base += 32 * U) {
@@ -322,7 +371,7 @@ __device__ __forceinline__ void stage_rows(const uint4* src, int nv, uint4* tile
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int i = base + 32 * u + lane;
-      if (i < nch) buf[u] = __ldcs(src + i);
+      if (i < nch) buf[u] = __ldcs(chunk_at<CH>(src, i));
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -367,27 +416,45 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
   }
   __syncthreads();
   // Warp w of W encodes vectors [total·w/W, total·(w+1)/W): equal shares, at most vpw (the plan
-  // launches W >= total / vpw warps).
-  const long long total = (long long)P.n_tokens * P.Hkv;
+  // launches W >= total / vpw warps). QUAD: in quad order (quad_vector), whole quads per warp.
+  const long long total = QUAD ? ((long long)P.n_tokens + 3) / 4 * 4 * P.Hkv : (long long)P.n_tokens * P.Hkv;
   const long long W = (long long)gridDim.x * kTileWarps, wid = (long long)blockIdx.x * kTileWarps + warp;
-  const long long v0 = total * wid / W, vend = total * (wid + 1) / W;
+  const long long v0 = QUAD ? 4 * (total / 4 * wid / W) : total * wid / W;
+  const long long vend = QUAD ? 4 * (total / 4 * (wid + 1) / W) : total * (wid + 1) / W;
   if (v0 >= vend) return;
   const int nv = int(min((long long)P.vpw, vend - v0));  // = vend - v0 (plan: W·vpw >= total)
   uint4* tile = masks + CH + warp * P.vpw * RS;
   // ---- stage: rows v0 .. v0+nv into the tile, round-0 signs xor-ed in ----
-  stage_rows<CH, RS>(static_cast<const uint4*>(P.x) + size_t(v0) * CH, nv, tile, lane, [&](int c, uint4 v) {
+  const uint4* x4 = static_cast<const uint4*>(P.x);
+  const auto sign0 = [&](int c, uint4 v) {
     const uint4 m = masks[c];
     return make_uint4(v.x ^ m.x, v.y ^ m.y, v.z ^ m.z, v.w ^ m.w);
-  });
+  };
+  if constexpr (QUAD) {
+    stage_rows<CH, RS>([&](int r) {  // a padding token reads token 0's row (not encoded)
+      long long token;
+      int head;
+      quad_vector(v0 + r, P.Hkv, token, head);
+      return x4 + (token < P.n_tokens ? (size_t(token) * P.Hkv + head) * CH : 0);
+    }, nv, tile, lane, sign0);
+  } else {
+    stage_rows<CH, RS>(x4 + size_t(v0) * CH, nv, tile, lane, sign0);
+  }
   __syncwarp();
 
   // ---- norm of row `lane` (exact CPU order), fp16 norm written, destination handed out ----
   float inv = 1.0f;
   long long dst = -1;  // byte offset of the vector's codes (quad V: of its 16-token block) in the pool; -1: skip
-  int qtok = 0;        // quad V: the token's place in its block
+  [[maybe_unused]] int qtok = 0;  // QUAD: the token's place in its block
   if (lane < nv) {
-    int head;
-    const int slot = checked_slot(P, v0 + lane, head);
+    int head, slot;
+    if constexpr (QUAD) {
+      long long token;
+      quad_vector(v0 + lane, P.Hkv, token, head);
+      slot = token < P.n_tokens ? checked_token_slot(P, token) : -1;
+    } else {
+      slot = checked_slot(P, v0 + lane, head);
+    }
     if (slot >= 0) {
       const uint4* row = tile + lane * RS;
       double ss = 0.0;
@@ -397,7 +464,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
       inv = norm > 0.0 ? float(1.0 / norm) : 1.0f;  // the CPU's x * 1.0f for the zero vector
       const int page = slot / int(P.layout.page_tokens), off = slot % int(P.layout.page_tokens);
       const size_t base = size_t(page) * P.layout.page_bytes();
-      qtok = off & 15;
+      if constexpr (QUAD) qtok = off & 15;
       dst = (long long)(base + P.layout.codes_offset(head, QUAD ? off & ~15 : off));
       const float nf = float(norm);
       if (!(nf < 65504.f)) atomicOr(P.error_flag, 2);  // beyond fp16 norms (the CPU encoder throws)
@@ -415,7 +482,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
     const int t = t0 + lane / L;  // < 32 (vpw <= 32)
     const float vinv = __shfl_sync(0xffffffffu, inv, t);
     const long long vdst = __shfl_sync(0xffffffffu, dst, t);
-    const int vtok = __shfl_sync(0xffffffffu, qtok, t);
+    [[maybe_unused]] const int vtok = QUAD ? __shfl_sync(0xffffffffu, qtok, t) : 0;
     const uint4* row = tile + min(t, nv - 1) * RS + q * LCH;  // lanes past the tile redo its last row
     float x[C];
 #pragma unroll
@@ -471,54 +538,78 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
     }
     // ---- quantize (binary search) + pack, group by group ----
     constexpr Planes PL = planes(BITS);
-    if constexpr (QUAD) {  // V in token quads: coordinates e, e + 8, e + 16, e + 24 share a group
-      if (vdst >= 0 && t < nv) {
-        uint32_t* block = reinterpret_cast<uint32_t*>(P.pool + vdst);
+    if constexpr (QUAD) {  // V in token quads (LaneQuad): whole quads by plain stores, others by atomics
+      static_assert(C == 32, "the quad pack is written for 32 coordinates per lane");
+      using LQ = LaneQuad<BITS>;
+      const int p = q & 1, j = q >> 1, s = vtok & 3;
+      uint32_t w[8][LQ::NW], m[8][LQ::NW];  // per group g = e & 7: this lane's words and their masks
 #pragma unroll
-        for (int g = 0; g < G; ++g)
+      for (int g = 0; g < 8; ++g)
 #pragma unroll
-          for (int e0 = 0; e0 < 8; ++e0) {
-            QuadWords<BITS> qw;
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-              const int e = e0 + 8 * k;
-              bool bit[BITS];
-              search_bits<BITS>(x[32 * g + e], P.bound, bit);
-              uint32_t c = 0;
-#pragma unroll
-              for (int i = 0; i < BITS; ++i) c |= uint32_t(bit[i]) << i;
-              quad_add<BITS>(qw, vtok, C * q + 32 * g + e, c);
-            }
-            quad_flush<BITS>(block, qw);
-          }
-      }
-      continue;
-    }
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      uint32_t w[BITS];
-#pragma unroll
-      for (int i = 0; i < BITS; ++i) w[i] = 0;
+        for (int l = 0; l < LQ::NW; ++l) w[g][l] = m[g][l] = 0;
 #pragma unroll
       for (int e = 0; e < 32; ++e) {
         bool bit[BITS];
-        search_bits<BITS>(x[32 * g + e], P.bound, bit);
-        int wb = 0, bo = 0;
+        search_bits<BITS>(x[e], P.bound, bit);
+        uint32_t c = 0;
 #pragma unroll
-        for (int p = 0; p < PL.n; ++p) {
-          int word = 0;
-          const int sh = plane_pos(PL.w[p], e, &word);
-#pragma unroll
-          for (int i = 0; i < PL.w[p]; ++i)
-            if (bit[bo + i]) w[wb + word] |= 1u << (sh + i);
-          wb += PL.w[p];
-          bo += PL.w[p];
-        }
+        for (int i = 0; i < BITS; ++i) c |= uint32_t(bit[i]) << i;
+        LQ::add(w[e & 7], e, c);
+        LQ::add(m[e & 7], e, (1u << BITS) - 1u);
       }
-      if (vdst >= 0 && t < nv) {
-        uint32_t* gw = reinterpret_cast<uint32_t*>(P.pool + vdst) + (q * G + g) * BITS;
+      // Whole quad: the pass's 4 vectors of this quad (lanes b0 + i·L + q, i = 0..3) are tokens
+      // 4u .. 4u + 3 of one block: together they own every bit of the words they touch.
+      const int i = (lane / L) & 3, b0 = lane & ~(4 * L - 1);
+      const long long d0 = __shfl_sync(0xffffffffu, vdst, b0 + q);
+      const int tok0 = __shfl_sync(0xffffffffu, vtok, b0 + q);
+      const bool ok = t < nv && vdst >= 0 && vdst == d0 && vtok == tok0 + i && (tok0 & 3) == 0;
+      const uint32_t pat = 1u | 1u << L | 1u << (2 * L) | 1u << (3 * L);
+      const bool whole = ((__ballot_sync(0xffffffffu, ok) >> b0) & pat) == pat;
+      uint32_t* block = reinterpret_cast<uint32_t*>(P.pool + (vdst >= 0 ? vdst : 0));
 #pragma unroll
-        for (int i = 0; i < BITS; ++i) gw[i] = w[i];
+      for (int g = 0; g < 8; ++g)
+#pragma unroll
+        for (int l = 0; l < LQ::NW; ++l) {
+          const int sh = LQ::shift(l, s, p);
+          const uint32_t mine = w[g][l] << sh;
+          uint32_t all = mine | __shfl_xor_sync(0xffffffffu, mine, L);  // OR over the quad's tokens
+          all |= __shfl_xor_sync(0xffffffffu, all, 2 * L);
+          if (LQ::shared(l)) all |= __shfl_xor_sync(0xffffffffu, all, 1);  // and the lane pair
+          uint32_t* a = block + BITS * (4 * g + (vtok >> 2) + 32 * j) + LQ::word(l, p);
+          if (whole) {  // token i's lanes store groups 2i, 2i + 1; shared words from p = 0
+            if ((g >> 1) == i && (!LQ::shared(l) || p == 0)) *a = all;
+          } else if (vdst >= 0 && t < nv) {
+            atomicAnd(a, ~(m[g][l] << sh));
+            if (mine) atomicOr(a, mine);
+          }
+        }
+    } else {  // rows
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        uint32_t w[BITS];
+#pragma unroll
+        for (int i = 0; i < BITS; ++i) w[i] = 0;
+#pragma unroll
+        for (int e = 0; e < 32; ++e) {
+          bool bit[BITS];
+          search_bits<BITS>(x[32 * g + e], P.bound, bit);
+          int wb = 0, bo = 0;
+#pragma unroll
+          for (int p = 0; p < PL.n; ++p) {
+            int word = 0;
+            const int sh = plane_pos(PL.w[p], e, &word);
+#pragma unroll
+            for (int i = 0; i < PL.w[p]; ++i)
+              if (bit[bo + i]) w[wb + word] |= 1u << (sh + i);
+            wb += PL.w[p];
+            bo += PL.w[p];
+          }
+        }
+        if (vdst >= 0 && t < nv) {
+          uint32_t* gw = reinterpret_cast<uint32_t*>(P.pool + vdst) + (q * G + g) * BITS;
+#pragma unroll
+          for (int i = 0; i < BITS; ++i) gw[i] = w[i];
+        }
       }
     }
   }

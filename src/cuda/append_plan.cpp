@@ -260,6 +260,9 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
     const int d = impl_->head_dim;
     constexpr int lc = kLaneCoords;
     const int vpp = append::tile_vpp(d, lc), vmax = append::tile_max_vpw(d, lc, impl_->in_bytes);
+    // Token quads: vectors in quads of 4 tokens of one head, the last quad padded (append.cuh).
+    const long long vectors = P.layout.quad_bits ? ((long long)n_tokens + 3) / 4 * 4 * P.Hkv : (long long)n_tokens * P.Hkv;
+    static_assert(append::tile_vpp(64, lc) % 4 == 0 && append::tile_vpp(256, lc) % 4 == 0, "passes of whole quads");
     if (vectors <= (long long)impl_->sms * impl_->small_bps * append::kTileWarps * vpp) {
       P.vpw = vpp;
     } else {

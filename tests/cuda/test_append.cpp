@@ -34,8 +34,10 @@ namespace {
 
 // n tokens x Hkv heads; the pool has room for n + 200 tokens (pages of 64). quads: the pool in token
 // quads (AppendPlan token_quads), expected as layout.h's quad_put_token of the CPU encoder's codes.
+// contiguous: slots start + i (a prefill; start random, so quads of 4 tokens may straddle blocks)
+// instead of shuffled ones.
 void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng, int n = 113, int Hkv = 3,
-                bool quads = false) {
+                bool quads = false, bool contiguous = false) {
   SCOPED_TRACE(testing::Message() << "codec=" << codec << " D=" << D << " dtype=" << int(dt) << " n=" << n
                                   << " Hkv=" << Hkv << (quads ? " quads" : ""));
   const int PT = 64, num_pages = (n + 200) / PT + 1;
@@ -120,10 +122,10 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
       x[i] = v;
     }
   }
-  // Slots: distinct, shuffled, every 10th token padding (-1), and the last one.
+  // Slots: distinct, shuffled (or contiguous), every 10th token padding (-1), and the last one.
   std::vector<int32_t> slots(num_pages * PT);
-  std::iota(slots.begin(), slots.end(), 0);
-  std::shuffle(slots.begin(), slots.end(), rng);
+  std::iota(slots.begin(), slots.end(), contiguous ? int(rng() % 200) : 0);
+  if (!contiguous) std::shuffle(slots.begin(), slots.end(), rng);
   slots.resize(n);
   for (int i = 3; i < n; i += 10) slots[i] = -1;
   if (n > 1) slots[n - 1] = -1;  // padding at the tail of the last tile too
@@ -276,7 +278,8 @@ TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
 
 // V in token quads (token_quads): every tqB, head_dim and input dtype, one token, a few, tiles of one
 // and of several passes; 16-token blocks whose tokens other warps write at the same time (shuffled
-// slots); the v1 kernel too.
+// slots: atomics); prefills (contiguous slots: whole quads by plain stores, the rest by atomics);
+// the v1 kernel too.
 TEST(CudaAppend, TokenQuadsBitIdenticalToCpuLayout) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   TQ_FRESH_RNG(rng);
@@ -291,9 +294,14 @@ TEST(CudaAppend, TokenQuadsBitIdenticalToCpuLayout) {
   run_append("tq3", 128, DType::kF16, rng, 4097, 8, true);
   run_append("tq2", 256, DType::kF32, rng, 8191, 8, true);
   run_append("tq4", 64, DType::kBF16, rng, 7, 8, true);
+  // A prefill: whole quads (4 tokens of one block in one pass: plain stores) beside broken ones.
+  for (const char* codec : {"tq1", "tq2", "tq3", "tq4"})
+    for (int D : {64, 128, 256}) run_append(codec, D, dts[i++ % 3], rng, D == 128 ? 4097 : 301, 8, true, true);
+  run_append("tq3", 128, DType::kF16, rng, 10000, 8, true, true);
+  run_append("tq3", 128, DType::kF32, rng, 2, 2, true, true);
   setenv("TQ_CUDA_APPEND_V1", "1", 1);
   for (const char* codec : {"tq1", "tq2", "tq3", "tq4"})
-    for (int D : {64, 128, 256}) run_append(codec, D, DType::kF16, rng, D == 128 ? 4097 : 113, 3, true);
+    for (int D : {64, 128, 256}) run_append(codec, D, DType::kF16, rng, D == 128 ? 4097 : 113, 3, true, D == 64);
   unsetenv("TQ_CUDA_APPEND_V1");
 }
 
