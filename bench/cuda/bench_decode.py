@@ -134,7 +134,9 @@ copy_tbps = 2 * src.numel() * 2 / (copy_ms * 1e-3) / 1e12
 del src, dst
 print(f"\ndevice copy: {copy_tbps:.2f} TB/s (read + write)", flush=True)
 append_rows = []
-for codec in ["tq2", "tq3", "tq3+q", "tq4", "fp16"]:
+for codec in ["tq2", "tq3", "tq3+q", "tq3+q prefill", "tq4", "fp16"]:
+    prefill = codec.endswith(" prefill")  # slots 0 .. n-1 (whole token quads) instead of random ones
+    codec = codec.split()[0]
     for n in (32, 65536):
         ap_ = ctypes.c_void_p()
         npages = (n + PT - 1) // PT + 1
@@ -144,7 +146,7 @@ for codec in ["tq2", "tq3", "tq3+q", "tq4", "fp16"]:
         check(lib.tq_cuda_append_plan_info(ap_, ctypes.byref(info)))
         pool = torch.empty(npages * info.page_bytes, device=dev, dtype=torch.uint8)
         xin = torch.randn(n, Hkv, D, device=dev, dtype=torch.float16)
-        slots = torch.randperm(npages * PT, device=dev)[:n].to(torch.int32)
+        slots = (torch.arange(n, device=dev) if prefill else torch.randperm(npages * PT, device=dev)[:n]).to(torch.int32)
         fn = lambda: check(lib.tq_cuda_append_run(ap_, ctypes.c_void_p(xin.data_ptr()), ctypes.c_void_p(slots.data_ptr()),
                                                   n, ctypes.c_void_p(pool.data_ptr()),
                                                   ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)))
@@ -155,8 +157,9 @@ for codec in ["tq2", "tq3", "tq3+q", "tq4", "fp16"]:
         assert flag.value == 0
         nbytes = xin.numel() * 2 + n * Hkv * (info.codes_bytes + info.scalar_bytes) + n * 4
         tbps = nbytes / us / 1e6
-        append_rows.append(dict(codec=codec, tokens=n, us=us, bytes=nbytes, tbps=tbps, of_copy=tbps / copy_tbps))
-        print(f"append {codec:6s} {n:6d} tokens x {Hkv} heads: {us:8.1f} us  {tbps:5.2f} TB/s = {100 * tbps / copy_tbps:5.1f}% of copy",
+        label = codec + (" prefill" if prefill else "")
+        append_rows.append(dict(codec=label, tokens=n, us=us, bytes=nbytes, tbps=tbps, of_copy=tbps / copy_tbps))
+        print(f"append {label:13s} {n:6d} tokens x {Hkv} heads: {us:8.1f} us  {tbps:5.2f} TB/s = {100 * tbps / copy_tbps:5.1f}% of copy",
               flush=True)
         del g, pool, xin
         lib.tq_cuda_append_plan_destroy(ap_)

@@ -2,7 +2,8 @@
 """Append (encode into pages) throughput against the device copy bandwidth, in one process.
   python3 profile_append.py --lib build/box/libturboquant.so                 # table: v2 and v1
   python3 profile_append.py --lib ... --ncu --codec tq3 --tokens 65536       # a few plain runs, for ncu
-x fp16 [tokens, Hkv=8, D=128] (torch.randn), random distinct slots in 64-token pages. Bytes moved =
+x fp16 [tokens, Hkv=8, D=128] (torch.randn), random distinct slots in 64-token pages (--slots
+contiguous: slots 0 .. tokens-1, a prefill). Bytes moved =
 input read + codes and norms written + slot ids. µs: median of triton do_bench over CUDA-graph
 replays. Before timing, the v2 pools are compared byte for byte with the v1 pool on the same input
 (two independent GPU encoders; the GPU tests compare both with the CPU encoder). The fractional
@@ -21,7 +22,8 @@ ap.add_argument("--tokens", type=int, default=65536)
 ap.add_argument("--iters", type=int, default=4)
 ap.add_argument("--ncu", action="store_true", help="only run one plan --iters times (profiler target)")
 ap.add_argument("--kernel", default="v2", help="v2, v1 or frac (tq2.5 / tq3.5)")
-ap.add_argument("--codecs", default="tq2,tq3,tq4,fp16,tq2.5,tq3.5", help="table: codecs, comma-separated")
+ap.add_argument("--codecs", default="tq2,tq3,tq4,fp16,tq2.5,tq3.5", help="table: codecs, comma-separated (tq3+q: token quads)")
+ap.add_argument("--slots", default="random", help="random (distinct, shuffled) or contiguous (a prefill from slot 0)")
 a = ap.parse_args()
 lib = tqcuda.load(a.lib)
 stream = lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
@@ -33,7 +35,8 @@ KERNELS = {"v2": {}, "v1": {"TQ_CUDA_APPEND_V1": "1"}, "frac": {}}  # environmen
 def plan(codec, npages, kern):
     os.environ.update(KERNELS[kern])
     p = ctypes.c_void_p()
-    check(lib.tq_cuda_append_plan_create(codec.encode(), Hkv, D, PT, npages, 1, ctypes.byref(p)))
+    name, flags = tqcuda.split_codec(codec)
+    check(lib.tq_cuda_append_plan_create_ex(name.encode(), Hkv, D, PT, npages, 1, ctypes.c_uint(flags), ctypes.byref(p)))
     for k in KERNELS[kern]: os.environ.pop(k)
     info = PageInfo()
     check(lib.tq_cuda_append_plan_info(p, ctypes.byref(info)))
@@ -43,7 +46,7 @@ def plan(codec, npages, kern):
 def inputs(n):
     npages = (n + PT - 1) // PT + 1
     x = torch.randn(n, Hkv, D, device=dev, dtype=torch.float16)
-    slots = torch.randperm(npages * PT, device=dev)[:n].to(torch.int32)
+    slots = (torch.randperm(npages * PT, device=dev)[:n] if a.slots == "random" else torch.arange(n, device=dev)).to(torch.int32)
     return npages, x, slots
 
 
