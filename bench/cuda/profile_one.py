@@ -19,7 +19,9 @@ lib = tqcuda.load(a.lib)
 B, T = a.batch, a.context
 npg = T // PT
 p = ctypes.c_void_p()
-check(lib.tq_cuda_decode_plan_create(a.codec.encode(), B, Hq, Hkv, D, PT, npg, B * npg, T, 1, 1, ctypes.c_float(0.0), ctypes.byref(p)))
+name, flags = tqcuda.split_codec(a.codec)  # tq3+q: V in token quads
+check(lib.tq_cuda_decode_plan_create_ex(name.encode(), B, Hq, Hkv, D, PT, npg, B * npg, T, 1, 1, ctypes.c_float(0.0),
+                                        ctypes.c_uint(flags), ctypes.byref(p)))
 ws_b, ctas, ki, vi = ctypes.c_size_t(), ctypes.c_int(), PageInfo(), PageInfo()
 check(lib.tq_cuda_decode_plan_info(p, ctypes.byref(ws_b), ctypes.byref(ctas), ctypes.byref(ki), ctypes.byref(vi)))
 kp = torch.randint(0, 256, (B * npg * ki.page_bytes,), device=dev, dtype=torch.uint8)

@@ -565,24 +565,31 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
       const bool ok = t < nv && vdst >= 0 && vdst == d0 && vtok == tok0 + i && (tok0 & 3) == 0;
       const uint32_t pat = 1u | 1u << L | 1u << (2 * L) | 1u << (3 * L);
       const bool whole = ((__ballot_sync(0xffffffffu, ok) >> b0) & pat) == pat;
-      uint32_t* block = reinterpret_cast<uint32_t*>(P.pool + (vdst >= 0 ? vdst : 0));
+      uint32_t* gw = reinterpret_cast<uint32_t*>(P.pool + (vdst >= 0 ? vdst : 0)) + BITS * ((vtok >> 2) + 32 * j);
+      if (whole) {  // OR over the quad's tokens (and the lane pair for shared words), plain stores:
+        // token i's lanes store groups 2i, 2i + 1, shared words from p = 0. The quad's lanes agree.
+        const uint32_t qmask = (4 * L == 32 ? 0xffffffffu : (1u << (4 * L)) - 1u) << b0;
 #pragma unroll
-      for (int g = 0; g < 8; ++g)
+        for (int g = 0; g < 8; ++g)
 #pragma unroll
-        for (int l = 0; l < LQ::NW; ++l) {
-          const int sh = LQ::shift(l, s, p);
-          const uint32_t mine = w[g][l] << sh;
-          uint32_t all = mine | __shfl_xor_sync(0xffffffffu, mine, L);  // OR over the quad's tokens
-          all |= __shfl_xor_sync(0xffffffffu, all, 2 * L);
-          if (LQ::shared(l)) all |= __shfl_xor_sync(0xffffffffu, all, 1);  // and the lane pair
-          uint32_t* a = block + BITS * (4 * g + (vtok >> 2) + 32 * j) + LQ::word(l, p);
-          if (whole) {  // token i's lanes store groups 2i, 2i + 1; shared words from p = 0
-            if ((g >> 1) == i && (!LQ::shared(l) || p == 0)) *a = all;
-          } else if (vdst >= 0 && t < nv) {
-            atomicAnd(a, ~(m[g][l] << sh));
-            if (mine) atomicOr(a, mine);
+          for (int l = 0; l < LQ::NW; ++l) {
+            uint32_t all = w[g][l] << LQ::shift(l, s, p);
+            all |= __shfl_xor_sync(qmask, all, L);
+            all |= __shfl_xor_sync(qmask, all, 2 * L);
+            if (LQ::shared(l)) all |= __shfl_xor_sync(qmask, all, 1);
+            if ((g >> 1) == i && (!LQ::shared(l) || p == 0)) gw[BITS * 4 * g + LQ::word(l, p)] = all;
           }
-        }
+      } else if (vdst >= 0 && t < nv) {  // this token's bits only
+#pragma unroll
+        for (int g = 0; g < 8; ++g)
+#pragma unroll
+          for (int l = 0; l < LQ::NW; ++l) {
+            const int sh = LQ::shift(l, s, p);
+            uint32_t* a = gw + BITS * 4 * g + LQ::word(l, p);
+            atomicAnd(a, ~(m[g][l] << sh));
+            if (w[g][l]) atomicOr(a, w[g][l] << sh);
+          }
+      }
     } else {  // rows
 #pragma unroll
       for (int g = 0; g < G; ++g) {
