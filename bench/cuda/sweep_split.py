@@ -48,8 +48,10 @@ for B in map(int, a.batch.split(",")):
                 assert error_flag(p, ws) == 0 and torch.isfinite(out).all(), (codec, m)
                 if ref is None:
                     ref = out.float().clone()
-                rel = ((out.float() - ref).norm() / ref.norm()).item()  # same result whatever the split
-                assert rel < 1e-3, (codec, m, rel)
+                rel = ((out.float() - ref).norm() / ref.norm()).item()  # same result whatever the split,
+                # up to summation order; V in token quads rounds p to u8 per block pair of a CTA's
+                # chunks, so its pairs (and that rounding, ~4e-3 on these pools) follow the split
+                assert rel < (1.5e-2 if codec.endswith("+q") else 1e-3), (codec, m, rel)
                 cells.append(f"{us:.1f} ({sdpa / us:.2f}x)")
                 del g
                 lib.tq_cuda_decode_plan_destroy(p)

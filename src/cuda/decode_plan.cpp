@@ -170,12 +170,16 @@ void plan_v3(DecodePlan::Impl& I) {
   // Split policy: the kernel spreads the work evenly over the wave (occupancy x SMs), but gives a CTA
   // at least two chunks: at small B a chunk costs one warp step (~1-2 us of dependent latency), and
   // halving the partials to merge measured 1-3 us faster at B = 1-4, T <= 4K and equal beyond
-  // (bench/cuda/sweep_split.py, docs/CUDA.md). TQ_CUDA_MIN_CHUNKS overrides it for that sweep.
-  P.min_chunks = 2;
+  // (bench/cuda/sweep_split.py, docs/CUDA.md). From 512 chunks of work on, four: 128-256 CTAs whose
+  // segments tile the heads, a quarter of the partials (session 7, H200: B = 1 T = 4K, B = 2 T = 2K-4K,
+  // B = 4 T = 1K-2K, B = 8 T = 1K 0.4-5.7 us faster, every codec; below 512 chunks four was 0.3-1.0
+  // us slower, from 2048 on equal; three splits block pairs and was worst everywhere).
+  // TQ_CUDA_MIN_CHUNKS overrides it for that sweep.
+  const long long max_chunks = (long long)s.batch * s.heads_kv * std::max(1, (s.max_seq_len + v3::kChunk - 1) / v3::kChunk);
+  P.min_chunks = max_chunks >= 512 ? 4 : 2;
   if (const char* e = std::getenv("TQ_CUDA_MIN_CHUNKS")) P.min_chunks = std::max(1, std::atoi(e));
   // No more CTAs than the largest possible work needs at that floor (every sequence at
   // max_seq_len): the schedule is the same, the CTAs that would exit at once are not launched.
-  const long long max_chunks = (long long)s.batch * s.heads_kv * std::max(1, (s.max_seq_len + v3::kChunk - 1) / v3::kChunk);
   I.grid = int(std::min<long long>(I.grid, (max_chunks + P.min_chunks - 1) / P.min_chunks));
   if (const char* e = std::getenv("TQ_CUDA_DECODE_DROP")) P.drop = std::atoi(e);  // debug builds only
   if (const char* e = std::getenv("TQ_CUDA_DECODE_TRACE")) {
