@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <random>
 
 #include "kv_test_util.h"
 #include "turboquant/attention.h"
@@ -163,6 +164,46 @@ TEST(KvCache, QuadVStoresTheSameCodesAndAttendsTheSame) {
           if (fused) { tq::attend(rows, l, a); tq::attend(quads, l, b2); }
           else { tq::attend_reference(rows, l, a); tq::attend_reference(quads, l, b2); }
           EXPECT_EQ(o1, o2) << (fused ? "fused" : "reference") << " layer " << l;
+        }
+      }
+    }
+}
+
+// gather_rows of a quad layout (its fast block transpose, kv_read.cpp) against the layout's own
+// definition: every token's row is pack_codes_ref of quad_get_code, for whole blocks, every offset
+// in a block and runs that cross blocks and pages; fresh random blocks each run (seed printed).
+TEST(KvCache, QuadGatherMatchesReference) {
+  const uint32_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  for (int b = 1; b <= 4; ++b)
+    for (int d : {64, 128, 192, 256}) {
+      SCOPED_TRACE("b " + std::to_string(b) + " d " + std::to_string(d));
+      const tq::KvPageLayout L{32, 2, tq::packed_bytes(uint32_t(d), uint32_t(b)), 2, uint32_t(b)};
+      const std::vector<int32_t> pages = {2, 0, 3};  // tokens 0..95, pages out of order
+      std::vector<uint8_t> pool(size_t(4) * L.page_bytes());
+      for (auto& x : pool) x = uint8_t(rng());  // every bit of a block is a code bit
+      tq::KvSeqView s;
+      s.n_tokens = s.n_encoded = 96;
+      s.pages = pages.data();
+      s.n_pages = 3;
+      const size_t cb = L.codes_bytes;
+      for (int head = 0; head < 2; ++head) {
+        std::vector<uint8_t> want(96 * cb), codes(static_cast<size_t>(d));
+        for (int t = 0; t < 96; ++t) {
+          const uint8_t* block = tq::kv::token_bytes(pool.data(), L, s, head, t & ~15).codes;
+          for (int x = 0; x < d; ++x) codes[size_t(x)] = uint8_t(tq::quad_get_code(block, b, t & 15, x));
+          tq::pack_codes_ref(codes.data(), uint32_t(d), b, &want[size_t(t) * cb]);
+        }
+        std::vector<std::pair<int, int>> runs = {{0, 96}, {32, 64}, {16, 16}};  // (pos, n)
+        for (int pos = 0; pos < 32; ++pos)
+          for (int n : {1, 7, 16, 33}) runs.emplace_back(pos, n);
+        for (const auto& [pos, n] : runs) {
+          std::vector<uint8_t> got(size_t(n) * cb + 1, 0xA5);  // + a guard byte
+          tq::kv::gather_rows(pool.data(), L, s, head, pos, n, got.data());
+          ASSERT_EQ(got.back(), 0xA5) << "wrote past the rows, pos " << pos << " n " << n;
+          ASSERT_EQ(0, std::memcmp(got.data(), &want[size_t(pos) * cb], size_t(n) * cb))
+              << "head " << head << " pos " << pos << " n " << n;
         }
       }
     }
