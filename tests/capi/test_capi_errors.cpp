@@ -47,6 +47,24 @@ TEST(CApi, CudaPlanRejectsBadArgumentsWithoutCrashing) {
   EXPECT_EQ(tq_cuda_decode_plan_info(nullptr, &ws, nullptr, nullptr, nullptr), TQ_INVALID_ARGUMENT);
   tq_cuda_decode_plan_destroy(nullptr);
 }
+
+// The _ex creators: unknown flags are invalid; token quads with a codec or page size they do not
+// cover fail at plan time (before any device is needed), the same on a machine without a GPU.
+TEST(CApi, CudaPlanFlagsAreValidated) {
+  tq_cuda_decode_plan* p = nullptr;
+  EXPECT_EQ(tq_cuda_decode_plan_create_ex("tq3", 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, 2u, &p), TQ_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tq_last_error()).find("flags"), std::string::npos) << tq_last_error();
+  for (const char* kv : {"tq1", "k4v3", "fp16", "tq3.5"})
+    EXPECT_EQ(tq_cuda_decode_plan_create_ex(kv, 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, TQ_CUDA_TOKEN_QUADS, &p),
+              TQ_UNSUPPORTED) << kv;
+  EXPECT_EQ(p, nullptr);
+  tq_cuda_append_plan* a = nullptr;
+  EXPECT_EQ(tq_cuda_append_plan_create_ex("tq3", 8, 128, 64, 4, 1, 4u, &a), TQ_INVALID_ARGUMENT);
+  EXPECT_EQ(tq_cuda_append_plan_create_ex("fp16", 8, 128, 64, 4, 1, TQ_CUDA_TOKEN_QUADS, &a), TQ_UNSUPPORTED);
+  EXPECT_EQ(tq_cuda_append_plan_create_ex("tq3p", 8, 128, 64, 4, 1, TQ_CUDA_TOKEN_QUADS, &a), TQ_UNSUPPORTED);
+  EXPECT_EQ(tq_cuda_append_plan_create_ex("tq3", 8, 128, 40, 4, 1, TQ_CUDA_TOKEN_QUADS, &a), TQ_INVALID_ARGUMENT);
+  EXPECT_EQ(a, nullptr);
+}
 #endif
 
 }  // namespace
