@@ -57,11 +57,11 @@ struct KvCacheConfig {
   int max_seq_len = 0;   // contiguous: tokens per sequence (required); paged: 0 = no limit
   int window = 0;        // R: most recent tokens kept in float32 (0 = every token is encoded)
   // V codes of the layers whose V codec is single-part TurboQuant-mse (tq1..tq4) stored in token
-  // quads (layout.h, quad_pos): the layout of the CUDA int8-PV decode (a prototype there). Needs
+  // quads (layout.h, quad_pos): the layout of the CUDA int8-PV decode (DecodeShape::v_quads). Needs
   // head_dim % 64 == 0 and page_tokens (contiguous: max_seq_len) % 16 == 0, else
-  // kInvalidArgument; other layers keep rows. Attention results are the same as with rows, but the
-  // CPU engine unpacks whole blocks every step (scalar): 26x slower CPU attention for tq3 at 16K
-  // tokens (bench_attention BM_Attend/3/16384/1/1). Meant for caches the CUDA kernels serve.
+  // kInvalidArgument; other layers keep rows. Attention results are the same as with rows; the CPU
+  // engine turns whole blocks back into rows every step (bit-matrix transposes, kv_read.cpp):
+  // ~1.2-1.3x the CPU attention time of rows (bench_attention BM_Attend/{3,4,5}/16384/1/{0,1}).
   bool v_quads = false;
 };
 

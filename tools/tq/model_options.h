@@ -22,7 +22,7 @@ inline void add_kv_store_options(CLI::App& app, tq::model::KvStoreOptions& s) {
   app.add_option("--window", s.window, "cache: most recent tokens kept in float32")->check(CLI::NonNegativeNumber);
   app.add_flag("--v-quads", s.v_quads,
                "cache, cuda: V codes in 16-token blocks of token quads (tqB V; on CUDA the int8-PV decode kernel "
-               "for tqB/tqB, B = 2..4; on the CPU slower: docs/CUDA.md)");
+               "for tqB/tqB, B = 2..4; on the CPU ~1.25x the attention time of rows: docs/CUDA.md)");
 }
 
 // --device: where the forward pass runs. cuda: CudaLlama (cuBLAS matmuls, activations on the GPU)
