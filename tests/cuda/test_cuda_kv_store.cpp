@@ -23,6 +23,27 @@ namespace {
 
 using tq::testing::rel_l2;  // tests/test_util.h
 
+// Both stores (2 layers, 8 q / 2 kv heads) take the same random appends of steps[i] positions per
+// layer and answer the same causal queries; outputs within rel. L2 tol.
+void append_and_attend(tq::model::KvStore& gpu, tq::model::KvStore& cpu, std::initializer_list<int> steps,
+                       uint64_t seed, double tol) {
+  SCOPED_TRACE(gpu.name());
+  const int D = gpu.shape().head_dim;
+  for (int n : steps) {
+    for (int layer = 0; layer < 2; ++layer) {
+      const auto k = tq::testing::randn(size_t(n) * 2 * D, seed++);
+      const auto v = tq::testing::randn(size_t(n) * 2 * D, seed++);
+      const auto q = tq::testing::randn(size_t(n) * 8 * D, seed++);
+      gpu.append(layer, k.data(), v.data(), n);
+      cpu.append(layer, k.data(), v.data(), n);
+      std::vector<float> og(q.size(), NAN), oc(q.size(), NAN);
+      gpu.attend(layer, q.data(), n, og.data());
+      cpu.attend(layer, q.data(), n, oc.data());
+      EXPECT_LT(rel_l2(og, oc), tol) << "D " << D << " n " << n << " layer " << layer;
+    }
+  }
+}
+
 TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p", "tq1", "tq2p"}) {
@@ -35,21 +56,8 @@ TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
       o.attn = "reference";
       o.capacity = 1000;
       auto cpu = tq::model::make_kv_store(s, codec, o);
-      uint64_t seed = 1;
-      for (int n : {113, 1, 1, 7, 1}) {  // a prefill, decode steps, a 7-token speculative batch
-        for (int layer = 0; layer < 2; ++layer) {
-          const auto k = tq::testing::randn(size_t(n) * 2 * D, seed++);
-          const auto v = tq::testing::randn(size_t(n) * 2 * D, seed++);
-          const auto q = tq::testing::randn(size_t(n) * 8 * D, seed++);
-          gpu->append(layer, k.data(), v.data(), n);
-          cpu->append(layer, k.data(), v.data(), n);
-          std::vector<float> og(q.size(), NAN), oc(q.size(), NAN);
-          gpu->attend(layer, q.data(), n, og.data());
-          cpu->attend(layer, q.data(), n, oc.data());
-          const double r = rel_l2(og, oc);
-          EXPECT_LT(r, std::string(codec) == "fp16" ? 5e-3 : 3e-2) << codec << " D " << D << " n " << n << " layer " << layer;
-        }
-      }
+      // A prefill, decode steps, a 7-token speculative batch.
+      append_and_attend(*gpu, *cpu, {113, 1, 1, 7, 1}, 1, std::string(codec) == "fp16" ? 5e-3 : 3e-2);
       EXPECT_EQ(gpu->length(0), cpu->length(0));
       EXPECT_EQ(gpu->bytes_per_token(), cpu->bytes_per_token()) << codec;
     }
@@ -75,21 +83,7 @@ TEST(CudaKvStore, VQuadsMatchTheCpuQuadCache) {
       auto cpu = tq::model::make_kv_store(s, codec, o);
       EXPECT_NE(gpu->name().find("quads"), std::string::npos) << gpu->name();
       EXPECT_NE(cpu->name().find("quads"), std::string::npos) << cpu->name();
-      uint64_t seed = 7;
-      for (int n : {113, 1, 1, 7, 1, 30}) {  // a prefill, decode steps, blocks filled across appends
-        for (int layer = 0; layer < 2; ++layer) {
-          const auto k = tq::testing::randn(size_t(n) * 2 * D, seed++);
-          const auto v = tq::testing::randn(size_t(n) * 2 * D, seed++);
-          const auto q = tq::testing::randn(size_t(n) * 8 * D, seed++);
-          gpu->append(layer, k.data(), v.data(), n);
-          cpu->append(layer, k.data(), v.data(), n);
-          std::vector<float> og(q.size(), NAN), oc(q.size(), NAN);
-          gpu->attend(layer, q.data(), n, og.data());
-          cpu->attend(layer, q.data(), n, oc.data());
-          const double r = rel_l2(og, oc);
-          EXPECT_LT(r, 3e-2) << codec << " D " << D << " n " << n << " layer " << layer;
-        }
-      }
+      append_and_attend(*gpu, *cpu, {113, 1, 1, 7, 1, 30}, 7, 3e-2);  // the last: blocks filled across appends
     }
   }
   tq::model::KvShape s{1, 4, 2, 64, 0.125f};
