@@ -242,7 +242,7 @@ struct KvPageLayout {
   }
 };
 
-// ---- V codes in token quads (the layout of the CUDA int8-PV decode prototype) ---------------
+// ---- V codes in token quads (the layout of the CUDA int8-PV decode, DecodeShape::v_quads) -----
 // Single-part codes of b = 1..4 bits at d % 64 == 0. A block of 16 consecutive tokens of one head
 // (the same 16 * packed_bytes(d, b) bytes as 16 rows) holds d/2 groups of 32 codes, b words each,
 // in the group-plane format of section 1. Group 4g + t + 32j, selector word i (= m-tile 4j + i of
@@ -250,7 +250,7 @@ struct KvPageLayout {
 // 16 (4j + i) + g + 8 (m >> 2): lane (g, t) of a warp reads its int8 mma A fragments (4 tokens of one
 // coordinate) as selector words, like K's. Selector word i, nibble m of a group is code
 // 8i + m (b = 4) or 16 (i >> 1) + 2m + (i & 1) (b < 4) of the group (plane_pos above).
-// Written by the CPU cache (KvCacheConfig::v_quads); not yet by the CUDA append.
+// Written by the CPU cache (KvCacheConfig::v_quads) and the CUDA append (AppendPlan token_quads).
 struct QuadPos {
   int group, code;  // group of the 16-token block, code index within it
 };
