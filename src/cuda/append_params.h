@@ -10,6 +10,16 @@ constexpr int kThreads = 256;      // v1: 8 warps per block
 constexpr int kTileWarps = 4;      // v2: warps per block, each encoding its own tile of vectors
 constexpr int kRounds = 3;     // Hadamard rounds (Rotation::kHadamardRounds)
 
+// The bit planes of a b-bit code (layout.h plane_widths): n planes of widths w[0..n).
+struct Planes {
+  int n, w[3];
+};
+constexpr Planes planes(int bits) {
+  Planes p{0, {0, 0, 0}};
+  p.n = plane_widths(bits, p.w);
+  return p;
+}
+
 struct Params {
   const void* x;                 // [n_tokens, Hkv, D] in_dtype
   const int32_t* slot_mapping;   // [n_tokens] page * page_tokens + offset, < 0 = skip
