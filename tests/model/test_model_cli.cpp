@@ -85,7 +85,9 @@ TEST_F(ModelCli, BadInputIsOneErrorLine) {
         "perplexity --model " + model + " --text /nonexistent.txt", "perplexity --model " + model + " --text " + text +
         " --kv k9v3", "perplexity --model " + model + " --text " + shared("data/README.md") + " --ctx 100000",
         "generate --model " + model + " --kv nonsense", "generate --model " + text,
-        "generate --model " + model + " --kv tq3 --kv-store codec --attn fused"}) {
+        "generate --model " + model + " --kv tq3 --kv-store codec --attn fused",
+        "generate --model " + model + " --kv tq3 --v-quads",  // head_dim 8: V quads need % 64
+        "generate --model " + model + " --kv tq3 --v-quads --kv-store codec --attn reference"}) {
     const auto r = tq(args, true);
     EXPECT_EQ(r.status, 1) << args;
     EXPECT_EQ(r.out.rfind("tq ", 0), 0u) << args << ": " << r.out;
