@@ -12,7 +12,8 @@ extern "C" {
 
 typedef struct tq_cuda_decode_plan tq_cuda_decode_plan;
 
-/* Byte layout of one page of a K or V pool (turboquant/layout.h, KvPageLayout). */
+/* Byte layout of one page of a K or V pool (turboquant/layout.h, KvPageLayout). quad_bits was added
+ * after 0.1.0 (the struct grew by 4 bytes: callers built against the older header must be rebuilt). */
 typedef struct tq_kv_page_info {
   uint32_t page_tokens, codes_bytes, scalar_bytes, head_block_bytes, page_bytes;
   uint32_t quad_bits; /* > 0: codes in 16-token blocks of token quads (layout.h quad_pos), bits per code */
