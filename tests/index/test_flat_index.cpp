@@ -226,7 +226,10 @@ TEST(FlatIndex, RecallRisesWithBits) {
     if (std::string(desc) == "TQ6") EXPECT_GE(recall, prev) << desc; else EXPECT_GT(recall, prev) << desc;
     prev = recall;
   }
-  EXPECT_GT(prev, 0.9);
+  // TQ6 over 120 fresh seeds: median 0.943, min 0.900, 5th percentile 0.920; 300 queries give a
+  // binomial sd of 0.014. 0.85 is 6 sd under the median (0.9 failed CI once at exactly 0.900) and
+  // above every TQ4 recall seen (max 0.840).
+  EXPECT_GT(prev, 0.85);
 }
 
 // The mse reconstruction shrinks inner products by about (1 - D) (D: distortion); with norm
