@@ -8,6 +8,9 @@
 //   u8/32 : p_t · n_t rounded to 255 levels of its 32-token block's max (int8 mma, s8 x u8)
 //   s8/32 : the same with 127 levels (s8 x s8)
 //   u8/16 : 255 levels per 16-token block
+//   u8/n128: p_t · n_t in 255 levels of max(n) over its 128-token window (p <= 1 after the
+//            softmax max): one scale per window shared by every head, a P scale the kernel could
+//            keep across block pairs instead of reducing max(p · n) per pair (docs/CUDA.md)
 // The softmax denominator stays exact (fp32 p in the kernel), as the kernel would compute it.
 //   study_pv_precision MODEL TEXT [ctx=2048] [max_tokens=8192] [kv=tq3]
 #include <algorithm>
@@ -27,8 +30,8 @@ namespace {
 
 using tq::model::KvShape;
 
-enum Mode { kExact, kFp16, kU8B32, kS8B32, kU8B16, kModes };
-const char* kNames[] = {"exact", "fp16", "u8/32", "s8/32", "u8/16"};
+enum Mode { kExact, kFp16, kU8B32, kS8B32, kU8B16, kU8N128, kModes };
+const char* kNames[] = {"exact", "fp16", "u8/32", "s8/32", "u8/16", "u8/n128"};
 
 double round_fp16(double x) {  // round to nearest fp16 (normal range: weights here are <= ~1e3)
   if (x == 0) return 0;
@@ -54,7 +57,7 @@ class StudyStore final : public tq::model::KvStore {
     inner_.decode_layer(layer, K, V);
     const int Hq = shape_.n_head, Hkv = shape_.n_kv_head, D = shape_.head_dim, G = Hq / Hkv;
     const int len = inner_.length(layer);
-    const int levels = mode_ == kS8B32 ? 127 : 255, blk = mode_ == kU8B16 ? 16 : 32;
+    const int levels = mode_ == kS8B32 ? 127 : 255, blk = mode_ == kU8B16 ? 16 : mode_ == kU8N128 ? 128 : 32;
 #pragma omp parallel for schedule(dynamic)
     for (int r = 0; r < n * Hq; ++r) {
       const int i = r / Hq, h = r % Hq, g = h / G, last = len - n + i;
@@ -80,7 +83,7 @@ class StudyStore final : public tq::model::KvStore {
         for (int t0 = 0; t0 <= last; t0 += blk) {  // blocks of positions [t0, t0 + blk)
           const int t1 = std::min(last + 1, t0 + blk);
           double bm = 0;
-          for (int t = t0; t < t1; ++t) bm = std::max(bm, w[size_t(t)] * nv[size_t(t)]);
+          for (int t = t0; t < t1; ++t) bm = std::max(bm, (mode_ == kU8N128 ? 1.0 : w[size_t(t)]) * nv[size_t(t)]);
           if (bm == 0) continue;
           for (int t = t0; t < t1; ++t)
             if (nv[size_t(t)] > 0)
