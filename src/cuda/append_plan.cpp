@@ -261,17 +261,17 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
     constexpr int lc = kLaneCoords;
     const int vpp = append::tile_vpp(d, lc), vmax = append::tile_max_vpw(d, lc, impl_->in_bytes);
     // Token quads: vectors in quads of 4 tokens of one head, the last quad padded (append.cuh).
-    const long long vectors = P.layout.quad_bits ? ((long long)n_tokens + 3) / 4 * 4 * P.Hkv : (long long)n_tokens * P.Hkv;
+    const long long tile_vectors = P.layout.quad_bits ? ((long long)n_tokens + 3) / 4 * 4 * P.Hkv : vectors;
     static_assert(append::tile_vpp(64, lc) % 4 == 0 && append::tile_vpp(256, lc) % 4 == 0, "passes of whole quads");
-    if (vectors <= (long long)impl_->sms * impl_->small_bps * append::kTileWarps * vpp) {
+    if (tile_vectors <= (long long)impl_->sms * impl_->small_bps * append::kTileWarps * vpp) {
       P.vpw = vpp;
     } else {
-      const long long want = (vectors + (long long)impl_->sms * 24 - 1) / ((long long)impl_->sms * 24);
+      const long long want = (tile_vectors + (long long)impl_->sms * 24 - 1) / ((long long)impl_->sms * 24);
       P.vpw = int(std::clamp<long long>((want + vpp - 1) / vpp * vpp, vpp, vmax));
     }
     const long long per_block = (long long)P.vpw * append::kTileWarps;
-    const long long blocks = (vectors + per_block - 1) / per_block;
-    TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
+    const long long blocks = (tile_vectors + per_block - 1) / per_block;
+    TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", tile_vectors);
     void* args[] = {&P};
     const cudaError_t e = cudaLaunchKernel(impl_->fn_tile, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args,
                                            size_t(append::tile_smem_bytes(d, lc, impl_->in_bytes, P.vpw)),

@@ -308,7 +308,7 @@ TQ_HD constexpr int qjl_vdim(int g, int mt, int r) {
 // the matrix out in this order (float4 per lane per mma).
 TQ_HD constexpr int qjl_fold_in(int ks, int t, int i) { return 8 * ks + t + 4 * (i >> 1); }
 
-// ---- V in token quads (layout.h's quad_pos; decode_v3 with QV = 1, prototype) -----------------
+// ---- V in token quads (layout.h's quad_pos; decode_v3 with QV = 1) -------------------------------
 // PV on int8 tensor cores (mma.m16n8k32.s8.u8, k = 32 tokens of a block pair) wants 4 tokens of one
 // dim per A register: lane (g, t) builds the selector words of its m-tiles from its groups
 // lane + 32 j of each 16-token block like K's, and one prmt per 4 codes gives A register a0

@@ -71,7 +71,7 @@ struct Params {
   // [grid][kTraceSlots] clock64 stamps relative to the CTA's entry; slot 15 = %globaltimer at entry.
   unsigned long long* trace;
   int drop;                      // stage-dropping variants (-DTQ_DECODE_DROP builds, decode_v3.cuh)
-  // Quad V (QV kernels, prototype): V pages in token quads (layout.h quad_pos), V centroids as int8.
+  // Quad V (QV kernels, DecodeShape::v_quads): V pages in token quads (layout.h quad_pos), V centroids as int8.
   uint32_t vtab8[4];
   float vdeq;                    // int8 V entry * vdeq = c * sqrt(D)
 };
@@ -103,7 +103,7 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
 // 3/2, 4/3, 0/3, 0/4 (fp16 K, TurboQuant V), and with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is
 // not a group), 3.5/3.5; with prod = 3 (K and V both tq(B+1)p, bits = the mse bits B): 1/1 (tq2p),
 // 2/2 (tq3p), 3/3 (tq4p).
-// qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; prototype).
+// qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; DecodeShape::v_quads).
 const void* kernel_d64(int k_bits, int v_bits, int frac, int prod, int qv);
 const void* kernel_d128(int k_bits, int v_bits, int frac, int prod, int qv);
 const void* kernel_d256(int k_bits, int v_bits, int frac, int prod, int qv);

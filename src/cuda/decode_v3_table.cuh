@@ -9,7 +9,7 @@ namespace tq::cuda::v3 {
 template <int D>
 const void* kernel_table(int kb, int vb, int frac, int prod, int qv) {
 #define TQ_RET(...) return reinterpret_cast<const void*>(&decode_kernel<__VA_ARGS__>)
-  if (qv) {  // V in token quads, PV on int8 (prototype): tqB/tqB
+  if (qv) {  // V in token quads, PV on int8 (DecodeShape::v_quads): tqB/tqB
 #define TQ_QV(B) if (!frac && !prod && kb == B && vb == B) TQ_RET(D, B, B, 0, 0, 1);
     TQ_QV(2) TQ_QV(3) TQ_QV(4)
 #undef TQ_QV
