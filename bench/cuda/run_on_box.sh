@@ -21,7 +21,8 @@ cmake --build build/box -j 16 --target "${targets[@]}" >> "$OUT/build.log" 2>&1 
   || { grep -E "error" -A5 "$OUT/build.log" | head -60; exit 1; }
 echo "build ok ($((SECONDS - t0)) s)"
 obj=build/box/CMakeFiles/tq_objects.dir/src/cuda/decode_v3_d128.cu.o
-cuobjdump -sass -fun '_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3ELi0ELi0ELi0EEEvNS1_6ParamsE' "$obj" > "$OUT/sass.txt" 2>&1
+# SASS_QV=1: the quad-V kernel (V in token quads) instead of the row kernel.
+cuobjdump -sass -fun "_ZN2tq4cuda2v313decode_kernelILi128ELi3ELi3ELi0ELi0ELi${SASS_QV:-0}EEEvNS1_6ParamsE" "$obj" > "$OUT/sass.txt" 2>&1
 echo "SASS tq3 D=128: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass.txt") instructions," \
   "$(grep -c 'HMMA' "$OUT/sass.txt") HMMA, $(grep -c 'PRMT' "$OUT/sass.txt") PRMT, $(grep -cE 'LDL|STL' "$OUT/sass.txt") local"
 if [[ $what == ncu ]]; then  # stall reasons + top stalled instructions, large and small batch (tq3)
