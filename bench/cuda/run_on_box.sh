@@ -3,7 +3,7 @@
 # on small shapes, SASS of the hot kernel, ncu on two shapes, then the decode benchmark against SDPA.
 # Logs and results go to $OUT (8 files at most come back):
 #   build.log test.log (tests + sanitizers) sass.txt ncu.txt bench.log bench_decode.{csv,json,svg}
-#   bash bench/cuda/run_on_box.sh [all|test|bench|sweep|quick|verify]   (sweep: split policy; quick: decode
+#   bash bench/cuda/run_on_box.sh [all|test|bench|sweep|quick|verify|pipes]   (sweep: split policy; quick: decode
 #   tests without sanitizers, then the benchmark without ncu; verify: every CUDA test, memcheck and
 #   racecheck on SAN_FILTER, the benchmark)
 set -uo pipefail
@@ -129,6 +129,15 @@ if [[ $what == all || $what == bench ]]; then
     > "$OUT/bench.log" 2>&1
   echo "bench: exit $? ($((SECONDS - t0)) s)"; grep -E "cross-check|reference|Error|error" "$OUT/bench.log" | head -12
   sed -n '/^| B |/,$p' "$OUT/bench.log"
+fi
+if [[ $what == quick || $what == pipes ]]; then  # per-pipe issue share of the decode kernel, PIPE_CODECS at B = 32, T = 16K
+  for c in ${PIPE_CODECS:-tq3+q}; do
+    echo "== $c" >> "$OUT/pipes.txt"
+    timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --metrics \
+      sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fmaheavy.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
+      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec $c >> "$OUT/pipes.txt" 2>&1
+  done
+  grep -E "^== |pipe_|inst_executed.sum|duration|dram__" "$OUT/pipes.txt" | awk '{print $1, $(NF)}' | paste -sd' ' | sed 's/== /\n/g'; echo
 fi
 if [[ $what == sweep ]]; then
   PYTHONUNBUFFERED=1 timeout 200 python3 bench/cuda/sweep_split.py --lib build/box/libturboquant.so ${SWEEP_ARGS:-} \

@@ -49,6 +49,7 @@ TQ_HD uint32_t prmt(uint32_t a, uint32_t b, uint32_t s) {
 struct Shifts {
   uint32_t shl4 = 16u;
   uint32_t shr3 = 1u << 29, shr4 = 1u << 28, shr16 = 1u << 16;
+  uint32_t shl1 = 2u, shl2 = 4u, shr1 = 1u << 31, shr2 = 1u << 30;  // sel_in_group_fma
 };
 TQ_HD uint32_t mulhi(uint32_t a, uint32_t b) {
 #if defined(__CUDA_ARCH__)
@@ -102,6 +103,29 @@ TQ_HD uint32_t sel_in_group(const uint32_t* gw, int i);
 template <int BITS>
 TQ_HD uint32_t sel_word(const uint32_t* row, int s) {
   return sel_in_group<BITS>(row + (s >> 2) * BITS, s & 3);
+}
+// sel_in_group for an i known at compile time (after unrolling), with the plane shifts as IMAD /
+// IMAD.HI (FMA pipe) instead of funnel shifts (SHF, on the ALU pipe with the lookups' prmt and lop3).
+// The masks keep no bit that the rotation would have wrapped around, so plain shifts give the same
+// word: 2-bit plane h = 1: bits 4m+2..3 -> 4m..4m+1 (>> 2); 3-bit high plane: bit 4m+(2k+h) ->
+// 4m+2, a shift by 2k+h-2 in -2..1.
+// HI = false keeps the rotations of the 3-bit high plane (four shifted copies of one word cost
+// registers that the quad-V PV does not have: 56 bytes of spills instead of 16).
+template <int BITS, bool HI = true>
+TQ_HD uint32_t sel_in_group_fma(const uint32_t* gw, int i, const Shifts& S) {
+  if constexpr (BITS == 2 || BITS == 3) {
+    const int k = i >> 1, h = i & 1;
+    uint32_t w = (h ? mulhi(gw[k], S.shr2) : gw[k]) & 0x33333333u;
+    if constexpr (BITS == 3) {
+      const int r = 2 * k + h - 2;
+      const uint32_t b = gw[2];
+      if constexpr (HI) w |= (r == -2 ? b * S.shl2 : r == -1 ? b * S.shl1 : r == 0 ? b : mulhi(b, S.shr1)) & 0x44444444u;
+      else w |= rotr(b, r) & 0x44444444u;
+    }
+    return w;
+  } else {
+    return sel_in_group<BITS>(gw, i);
+  }
 }
 // Selector word i (0..3) of the group whose BITS words start at gw.
 template <int BITS>

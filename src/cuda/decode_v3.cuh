@@ -180,11 +180,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
   for (int i = 0; i < 4; ++i) { ktab8[i] = P.ktab8[i]; asm volatile("" : "+r"(ktab8[i])); }
 #pragma unroll
   for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
-  uint32_t vtab8[4] = {0, 0, 0, 0};  // quad V: int8 V centroids
-  if constexpr (QV != 0) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) { vtab8[i] = P.vtab8[i]; asm volatile("" : "+r"(vtab8[i])); }
-  }
+  // Quad V: the int8 V centroids live in shared memory and are read right before each block pair's
+  // lookups. Held in registers from the prologue, the compiler kept one in a uniform register and
+  // copied it into a vector register before every prmt (~20 MOVs per block pair, SASS of 0da4594).
+  __shared__ uint32_t vtab8_s[4];
+  if constexpr (QV != 0)
+    if (tid < 4) vtab8_s[tid] = P.vtab8[tid];
   uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
   if constexpr (FR != 0) {
 #pragma unroll
@@ -480,8 +481,11 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
         } else {
 #pragma unroll
         for (int w = 0; w < D / 32; ++w) {
-          const uint32_t s0 = frag::sel_word<KB>(k0, t * (D / 32) + w);
-          const uint32_t s1 = frag::sel_word<KB>(k1, t * (D / 32) + w);
+          // D >= 128: selector word t * D/32 + w is word w % 4 of a group, fixed at compile time.
+          const uint32_t s0 = D % 128 == 0 ? frag::sel_in_group_fma<KB>(k0 + (t * (D / 128) + w / 4) * KB, w & 3, P.shifts)
+                                           : frag::sel_word<KB>(k0, t * (D / 32) + w);
+          const uint32_t s1 = D % 128 == 0 ? frag::sel_in_group_fma<KB>(k1 + (t * (D / 128) + w / 4) * KB, w & 3, P.shifts)
+                                           : frag::sel_word<KB>(k1, t * (D / 32) + w);
           mma_s8(si[w & 1], frag::lookup_i8<KB>(ktab8, s0), frag::lookup_i8<KB>(ktab8, s1),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s0, P.shifts.shr16)),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s1, P.shifts.shr16)), qb[w][0], qb[w][1]);
@@ -669,6 +673,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_
       quad::p_transposed(w, nblk, P.vdeq, bq, f0, f1);
     };
     auto pv_q = [&](const uint8_t* sA, const uint8_t* sB, uint32_t b0, uint32_t b1, float f0, float f1) {
+      uint32_t vtab8[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) vtab8[i] = VB == 4 || i < 2 ? vtab8_s[i] : 0u;
       quad::pv<D, VB, VCB>(sA + VOFF, sB + VOFF, b0, b1, f0, f1, vtab8, P.shifts, o, warp, lane);
     };
 

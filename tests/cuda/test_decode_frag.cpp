@@ -418,6 +418,25 @@ TEST(CudaDecodeFrag, ShiftsAsMultiplications) {
   }
 }
 
+TEST(CudaDecodeFrag, FmaSelectorsMatchTheRotatedOnes) {
+  // The kernel builds selector words with multiplications where the word index is known at compile
+  // time; with any plane bits, each must equal the rotation-based reference selector.
+  const Shifts S;
+  EXPECT_EQ(7u * S.shl1, 7u << 1); EXPECT_EQ(7u * S.shl2, 7u << 2);
+  std::mt19937 rng(std::random_device{}());
+  for (int rep = 0; rep < 2000; ++rep) {
+    uint32_t gw[4];
+    for (auto& w : gw) w = rng();
+    if (rep == 0) gw[0] = gw[1] = gw[2] = gw[3] = 0xFFFFFFFFu;  // every bit that could wrap
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_EQ(sel_in_group_fma<1>(gw, i, S), sel_in_group<1>(gw, i));
+      EXPECT_EQ(sel_in_group_fma<2>(gw, i, S), sel_in_group<2>(gw, i)) << std::hex << gw[0] << " " << gw[1] << " i " << i;
+      EXPECT_EQ(sel_in_group_fma<3>(gw, i, S), sel_in_group<3>(gw, i)) << std::hex << gw[2] << " i " << i;
+      EXPECT_EQ(sel_in_group_fma<4>(gw, i, S), sel_in_group<4>(gw, i));
+    }
+  }
+}
+
 TEST(CudaDecodeFrag, Int8TableIsTheScaledCodebook) {
   // Entries round(c * 127 / max|c|): the largest magnitude maps to +-127, the scale maps back within
   // half a step, and symmetric codebooks stay symmetric (the int8 scores of +-x cancel exactly).
