@@ -90,7 +90,10 @@ __device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int H
 // CTAs per SM the register budget is capped for: 4 (<= 102 registers) where the kernel fits without
 // spills, fewer for the wider 4-bit decode and head_dim 256 (prod at 256: 2 x 64 fp32 accumulators).
 // (FR: fractional codecs, a 4-bit part 0 for tq3.5; PR: prod, the QJL fragments and accumulators.)
-constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0) {
+constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0, int qv = 0) {
+#ifdef TQ_QV_MIN_CTAS  // experiment builds: the quad-V kernels at another register budget
+  if (qv && d != 256) return TQ_QV_MIN_CTAS;
+#endif
   return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3) || pr) ? 3 : 4;
 }
 
@@ -99,7 +102,7 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0) {
 // QV = 1: V pages in token quads (layout.h quad_pos) and PV on int8 tensor cores, P^T as u8 per block
 // pair (DecodeShape::v_quads).
 template <int D, int KB, int VB, int FR, int PR = 0, int QV = 0>
-__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR)) decode_kernel(const __grid_constant__ Params P) {
+__global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) decode_kernel(const __grid_constant__ Params P) {
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
   constexpr int KPR = PR & 1, VPR = PR & 2;
