@@ -151,9 +151,7 @@ void plan_v3(DecodePlan::Impl& I) {
   const int sb = v3::stage_bytes(s.head_dim, I.kb, I.vb, fr, I.prod);
   // Ring depth: ~40 KB of chunks in flight per CTA (several CTAs per SM), at least double buffering.
   // (TQ_CUDA_DECODE_STAGES overrides it: ring-depth experiments.)
-  // Quad V takes kQuadBlocks stages per step at 3 CTAs/SM: ~52 KB, so that the producer keeps
-  // loading while the consumers hold a step's stages.
-  int stages = std::clamp((I.qv && v3::kQuadBlocks > 2 ? 53248 : 40960) / sb, 2, v3::kMaxStages);
+  int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
   if (const char* e = std::getenv("TQ_CUDA_DECODE_STAGES")) stages = std::clamp(std::atoi(e), 2, v3::kMaxStages);
   const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G);
   I.smem = L.total;

@@ -94,7 +94,6 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0, int qv = 0) {
 #ifdef TQ_QV_MIN_CTAS  // experiment builds: the quad-V kernels at another register budget
   if (qv && d != 256) return TQ_QV_MIN_CTAS;
 #endif
-  if (qv && d != 256 && kQuadBlocks > 2) return 3;  // 4-block steps: 128 registers (96: 244 B of spills)
   return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3) || pr) ? 3 : 4;
 }
 
@@ -664,69 +663,23 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       }
     };
 
-    // Quad V: NB = 1, 2 or 4 blocks (ring stages) per step, one P^T scale and one int32 PV chain
-    // for all of them (decode_quad.cuh): the conversions of the accumulators, the scale's max
-    // reduction and the max vote run once per 16 * NB tokens. Blocks that hold no tokens of this
-    // warp (past `len`, or a stage whose page id was bad) get score -inf and V norm 0: their P^T is
-    // 0 and their (unloaded) V codes are finite int8 table entries, so they add exactly nothing.
-    int j_q = 0;  // quad V: chunks of the segment done
-    auto quad_step = [&](auto nb_c) {
-      constexpr int NB = decltype(nb_c)::value;
-      int ss[NB];
-      uint32_t pp[NB];
-      ss[0] = s; pp[0] = ph;
-#pragma unroll
-      for (int k = 1; k < NB; ++k) {
-        ss[k] = ss[k - 1] + 1; pp[k] = pp[k - 1];
-        if (ss[k] == P.stages) { ss[k] = 0; pp[k] ^= 1u; }
+    // Quad V: the online softmax of `nblk` blocks (1 or 2), then P^T as u8 (decode_quad.cuh).
+    auto softmax_q = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (&bq)[2], float& f0, float& f1) {
+      raise_max(x, nblk);
+      float w[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+      for (int k = 0; k < nblk; ++k) {
+        const float p0 = ex2(x[k][0] - m0), p1 = ex2(x[k][1] - m1), p2 = ex2(x[k][2] - m0), p3 = ex2(x[k][3] - m1);
+        l0 += p0 + p2;
+        l1 += p1 + p3;
+        w[k][0] = p0 * nv[k][0]; w[k][1] = p1 * nv[k][0]; w[k][2] = p2 * nv[k][1]; w[k][3] = p3 * nv[k][1];
       }
-      const int tok0 = (cur.ch + j_q) * kChunk + 16 * warp;  // row 0 of this warp in the first block
-      bool ok[NB], any = false;
+      quad::p_transposed(w, nblk, P.vdeq, bq, f0, f1);
+    };
+    auto pv_q = [&](const uint8_t* sA, const uint8_t* sB, uint32_t b0, uint32_t b1, float f0, float f1) {
+      uint32_t vtab8[4];
 #pragma unroll
-      for (int k = 0; k < NB; ++k) {
-        mbar_wait(&full[ss[k]], pp[k]);
-        ok[k] = stage_ok[ss[k]] && tok0 + k * kChunk < len;
-        any = any || ok[k];
-      }
-      if (trace_first && j_q == 0) TQ_TRACE(5);
-      if (any) {
-        const uint8_t* st[NB];
-        float x[NB][4], nv[NB][2 * NP];
-#pragma unroll
-        for (int k = 0; k < NB; ++k) {
-          st[k] = smem + ss[k] * SB;
-          score(st[k], tok0 + k * kChunk, x[k], nv[k]);
-          if (!ok[k]) x[k][0] = x[k][1] = x[k][2] = x[k][3] = -INFINITY, nv[k][0] = nv[k][1] = 0.f;
-        }
-        raise_max(x, NB);
-        float w[NB][4];
-#pragma unroll
-        for (int k = 0; k < NB; ++k) {
-          const float p0 = ex2(x[k][0] - m0), p1 = ex2(x[k][1] - m1), p2 = ex2(x[k][2] - m0), p3 = ex2(x[k][3] - m1);
-          l0 += p0 + p2;
-          l1 += p1 + p3;
-          w[k][0] = p0 * nv[k][0]; w[k][1] = p1 * nv[k][0]; w[k][2] = p2 * nv[k][1]; w[k][3] = p3 * nv[k][1];
-        }
-        constexpr int NS = NB == 1 ? 2 : NB;  // a single block pairs with itself, its second P^T zero
-        uint32_t bq[NS];
-        float f0, f1;
-        quad::p_transposed<NB>(w, P.vdeq, bq, f0, f1);
-        const uint8_t* sv[NS];
-#pragma unroll
-        for (int k = 0; k < NS; ++k) sv[k] = st[k < NB ? k : 0] + VOFF;
-        if constexpr (NB == 1) bq[1] = 0u;
-        uint32_t vtab8[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) vtab8[i] = VB == 4 || i < 2 ? vtab8_s[i] : 0u;
-        quad::pv<D, VB, VCB, NS / 2>(sv, bq, f0, f1, vtab8, P.shifts, o, warp, lane);
-      }
-      __syncwarp();
-      if (lane == 0)
-#pragma unroll
-        for (int k = 0; k < NB; ++k) mbar_arrive(&empty[ss[k]]);
-      s = ss[NB - 1] + 1; ph = pp[NB - 1];
-      if (s == P.stages) { s = 0; ph ^= 1u; }
-      j_q += NB;
+      for (int i = 0; i < 4; ++i) vtab8[i] = VB == 4 || i < 2 ? vtab8_s[i] : 0u;
+      quad::pv<D, VB, VCB>(sA + VOFF, sB + VOFF, b0, b1, f0, f1, vtab8, P.shifts, o, warp, lane);
     };
 
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
@@ -735,13 +688,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     // T=128K: 1649 -> 1566 us). fp16 K/V stays at one block: it is memory-bound, and the pair needs
     // registers it does not have (128, spills).
     constexpr bool kPairs = KB != 0 && !PR;
-    if constexpr (QV != 0) {
-      while (j_q < cnt) {
-        if (cnt - j_q >= kQuadBlocks && P.stages >= kQuadBlocks) quad_step(std::integral_constant<int, kQuadBlocks>{});
-        else if (cnt - j_q >= 2) quad_step(std::integral_constant<int, 2>{});
-        else quad_step(std::integral_constant<int, 1>{});
-      }
-    } else
     for (int j = 0; j < cnt;) {
       int s2 = s + 1;
       uint32_t ph2 = ph;
@@ -757,7 +703,23 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       const uint8_t* stB = smem + s2 * SB;
       float x[2][4], nv[2][2 * NP];
       uint32_t pb[2][NP][2];
-      if (TQ_DROP(5)) {
+      if constexpr (QV != 0) {
+        if (okA || okB) {
+          uint32_t bq[2];
+          float f0, f1;
+          if (okA && okB) {
+            score(stA, tokA, x[0], nv[0]);
+            score(stB, tokB, x[1], nv[1]);
+            softmax_q(x, nv, 2, bq, f0, f1);
+            pv_q(stA, stB, bq[0], bq[1], f0, f1);
+          } else {
+            const uint8_t* st = okA ? stA : stB;
+            score(st, okA ? tokA : tokB, x[0], nv[0]);
+            softmax_q(x, nv, 1, bq, f0, f1);
+            pv_q(st, st, bq[0], 0u, f0, f1);
+          }
+        }
+      } else if (TQ_DROP(5)) {
         // nothing: the ring alone (loads, barriers)
       } else if (okA && okB) {
         if (TQ_DROP(4)) {

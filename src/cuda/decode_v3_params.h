@@ -12,11 +12,6 @@ constexpr int kChunk = 64;      // tokens per pipeline stage (page_tokens must b
 constexpr int kConsumers = 4;   // consumer warps, 16 tokens of each chunk each
 constexpr int kThreads = 32 * (kConsumers + 1);
 constexpr int kMaxStages = 8;
-// Quad V: 16-token blocks (ring stages) per softmax / PV step of a consumer warp (decode_v3.cuh).
-#ifndef TQ_QUAD_BLOCKS
-#define TQ_QUAD_BLOCKS 4
-#endif
-constexpr int kQuadBlocks = TQ_QUAD_BLOCKS;
 constexpr int kMaxG = 8;        // GQA group = the N = 8 side of the mma
 constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
 
