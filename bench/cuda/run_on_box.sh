@@ -29,16 +29,19 @@ if [[ $what == ncu ]]; then  # stall reasons + top stalled instructions, large a
   stalls=$(for r in long_scoreboard short_scoreboard barrier membar wait math_pipe_throttle mio_throttle lg_throttle \
     not_selected selected dispatch_stall no_instruction branch_resolving sleeping drain misc tex_throttle; do
     printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' $r; done)
-  for shape in "--batch 32 --context 16384" "--batch 1 --context 16384" "--batch 1 --context 1024"; do
-    echo "== tq3 $shape" >> "$OUT/ncu.txt"
+  # NCU_CODEC (default tq3; e.g. tq3+q), NCU_SHAPES (;-separated profile_one.py arguments)
+  IFS=';' read -ra shapes <<< "${NCU_SHAPES:---batch 32 --context 16384;--batch 1 --context 16384;--batch 1 --context 1024}"
+  nc=${NCU_CODEC:-tq3}
+  for shape in "${shapes[@]}"; do
+    echo "== $nc $shape" >> "$OUT/ncu.txt"
     timeout 60 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --section SpeedOfLight --section SchedulerStats \
       --metrics "${stalls%,},sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active" \
-      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 $shape >> "$OUT/ncu.txt" 2>&1
+      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec $nc $shape >> "$OUT/ncu.txt" 2>&1
     tag=$(echo "$shape" | tr -dc '0-9_')
     timeout 90 ncu --clock-control none -k regex:decode_kernel -s 3 -c 1 --section SourceCounters --section WarpStateStats \
       --page source --print-source sass --csv \
-      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec tq3 $shape > "/tmp/src_$tag.csv" 2>&1
-    echo "== top stalled instructions, tq3 $shape" >> "$OUT/stalls.txt"
+      python3 bench/cuda/profile_one.py --lib build/box/libturboquant.so --codec $nc $shape > "/tmp/src_$tag.csv" 2>&1
+    echo "== top stalled instructions, $nc $shape" >> "$OUT/stalls.txt"
     python3 bench/cuda/stall_pcs.py "/tmp/src_$tag.csv" 45 >> "$OUT/stalls.txt" 2>&1
   done
   echo "ncu done ($((SECONDS - t0)) s)"
