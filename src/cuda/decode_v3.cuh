@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   for (int i = 0; i < 8; ++i) { vtab[i] = P.vtab[i]; asm volatile("" : "+r"(vtab[i])); }
   // Quad V: the int8 V centroids live in shared memory and are read right before each block pair's
   // lookups. Held in registers from the prologue, the compiler kept one in a uniform register and
-  // copied it into a vector register before every prmt (~20 MOVs per block pair, SASS of 0da4594).
+  // copied it into a vector register before every prmt (a dozen MOVs per block pair, SASS of 0da4594).
   __shared__ uint32_t vtab8_s[4];
   if constexpr (QV != 0)
     if (tid < 4) vtab8_s[tid] = P.vtab8[tid];
