@@ -127,6 +127,13 @@ TQ_HD uint32_t sel_in_group_fma(const uint32_t* gw, int i, const Shifts& S) {
     return sel_in_group<BITS>(gw, i);
   }
 }
+// K's selector word t * D/32 + w of a row (lane t, k32-chunk w): for D >= 128 it is word w % 4 of
+// group t * D/128 + w / 4, an index fixed at compile time, so the shifts can be multiplications.
+template <int D, int BITS>
+TQ_HD uint32_t k_sel_word(const uint32_t* row, int t, int w, const Shifts& S) {
+  if constexpr (D % 128 == 0) return sel_in_group_fma<BITS>(row + (t * (D / 128) + w / 4) * BITS, w & 3, S);
+  else return sel_word<BITS>(row, t * (D / 32) + w);
+}
 // Selector word i (0..3) of the group whose BITS words start at gw.
 template <int BITS>
 TQ_HD uint32_t sel_in_group(const uint32_t* gw, int i) {

@@ -9,6 +9,7 @@
 // Producer warp: per chunk, one bulk copy (cp.async.bulk, completes on an mbarrier) each for the K
 // codes, K norms, V codes, V norms of the chunk's head block — contiguous in the layout of layout.h
 // — into a ring of `stages` shared-memory stages. No registers, no address math per token.
+// (decode_ring.cuh: the walk through the work and the producer.)
 // Consumer warp w: tokens [16w, 16w+16) of each chunk (TurboQuant K: of two chunks per iteration,
 // one softmax update for both), GQA group (G <= 8 heads) as the N = 8 side:
 //   S^T[16 tok x 8 head] = K · Q^T   (TurboQuant K: int8 centroids by one prmt per 4 codes, q
@@ -18,13 +19,15 @@
 // Norms: K norm multiplies the scores, V norm multiplies p (before fp16 rounding). Tables hold
 // c * sqrt(D) (no fp16 subnormals); 1/sqrt(D) is folded into q and into the output scale.
 // Per segment: q rows rotated in the prologue (randomized Hadamard, warp shuffles), the 4 warps'
-// states merged in shared memory, and the final row inverse-rotated and written in the out dtype.
+// states merged in shared memory, and the final row inverse-rotated and written in the out dtype
+// (decode_epilogue.cuh).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
 
 #include "cuda/decode_frac.cuh"
+#include "cuda/decode_epilogue.cuh"
 #include "cuda/decode_frag.h"
 #include "cuda/decode_prod.cuh"
 #if defined(TQ_DECODE_PROBE)
@@ -32,18 +35,13 @@
 #endif
 #include "cuda/decode_ptx.cuh"
 #include "cuda/decode_quad.cuh"
+#include "cuda/decode_ring.cuh"
 #include "cuda/decode_v3_params.h"
 #include "cuda/hadamard.cuh"
 #include "turboquant/layout.h"
 
 namespace tq::cuda::v3 {
 
-// Debug timeline (-DTQ_DECODE_TRACE builds only): slot i of this CTA = clock64 since its entry.
-#ifdef TQ_DECODE_TRACE
-#define TQ_TRACE(i) (P.trace ? void(P.trace[size_t(blockIdx.x) * kTraceSlots + (i)] = uint64_t(clock64() - trace_t0)) : void())
-#else
-#define TQ_TRACE(i) ((void)0)
-#endif
 // Stage-dropping variants (-DTQ_DECODE_DROP builds only, plan env TQ_CUDA_DECODE_DROP=bits): where
 // the time of a step goes. Bit 0: K selector words go to the int8 mma without their lookup; bit 1:
 // V selector words go to the f16 mma without their lookup (nibbles 0-7: finite fp16); bit 2: no
@@ -57,35 +55,7 @@ namespace tq::cuda::v3 {
 #define TQ_DROP(bit) 0
 #endif
 
-__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(32 * kConsumers) : "memory"); }
 static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
-
-// (b, head, chunk) position of the CTA's walk through the work.
-struct Cursor {
-  int b, hk, ch, nb;  // sequence, KV head, chunk within the segment, chunks of the segment
-};
-__device__ __forceinline__ Cursor locate(const int* prefix, int B, int Hkv, int c) {
-  int lo = 0, hi = B - 1;  // last b with prefix[b] <= c
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (prefix[mid] <= c) lo = mid; else hi = mid - 1;
-  }
-  Cursor k;
-  k.b = lo;
-  k.nb = (prefix[lo + 1] - prefix[lo]) / Hkv;
-  const int r = c - prefix[lo];
-  k.hk = r / k.nb;
-  k.ch = r - k.hk * k.nb;
-  return k;
-}
-__device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int Hkv) {
-  k.ch = 0;
-  if (++k.hk == Hkv) {
-    k.hk = 0;
-    ++k.b;
-    k.nb = (prefix[k.b + 1] - prefix[k.b]) / Hkv;
-  }
-}
 
 // CTAs per SM the register budget is capped for: 4 (<= 102 registers) where the kernel fits without
 // spills, fewer for the wider 4-bit decode and head_dim 256 (prod at 256: 2 x 64 fp32 accumulators).
@@ -117,7 +87,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   constexpr int KM0 = 32 * GK::kHi, VM0 = 32 * GV::kHi;  // fractional: dims of part 0
   // Fractional: a part 1 that is not a power of two (tq2.5: 96 / 192 dims) has a dense rotation.
   constexpr bool kKDense1 = FR && ((D - KM0) & (D - KM0 - 1)) != 0;
-  constexpr bool kVDense1 = FR && ((D - VM0) & (D - VM0 - 1)) != 0;
   static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
   static_assert(!PR || (!FR && KB != 0 && VB != 0), "prod: single-part TurboQuant K and V");
   static_assert(!QV || (KB == VB && KB >= 2 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
@@ -129,6 +98,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
     P.trace[size_t(blockIdx.x) * kTraceSlots + 15] = gt;
   }
+#else
+  [[maybe_unused]] constexpr long long trace_t0 = 0;
 #endif
   extern __shared__ __align__(128) uint8_t smem[];
   const Smem L = smem_layout(D, SB, P.stages, P.B, P.G);
@@ -234,45 +205,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   const int start = int(blockIdx.x) * W, end = min(total, start + W);
   if (start >= end) return;
 
-  if (warp == kConsumers) {
-    // ===================== producer warp =====================
-    Cursor cur = locate(prefix, B, Hkv, start);
-    const uint32_t kpage = P.kl.page_bytes(), vpage = P.vl.page_bytes();
-    int s = 0;
-    uint32_t ph = 0;
-    for (int c = start; c < end;) {
-      const int cnt = min(end - c, cur.nb - cur.ch);
-      const int len = lens[cur.b];
-      for (int j = 0; j < cnt; ++j) {
-        mbar_wait(&empty[s], ph ^ 1u);
-        if (lane == 0) {
-          const int tok = (cur.ch + j) * kChunk;
-          const int page = len > 0 ? P.page_table[size_t(cur.b) * P.max_pages + tok / PT] : -1;
-          if (c == start && j == 0) TQ_TRACE(2);
-          if (page >= 0 && page < P.num_pages) {
-            const int off = tok % PT;
-            uint8_t* st = smem + s * SB;
-            const uint8_t* kp = P.k_pool + size_t(page) * kpage;
-            const uint8_t* vp = P.v_pool + size_t(page) * vpage;
-            stage_ok[s] = 1;
-            mbar_arrive_tx(&full[s], TX);
-            bulk_load(st, kp + P.kl.codes_offset(cur.hk, off), kChunk * KCB, &full[s]);
-            if (KSB) bulk_load(st + kChunk * KCB, kp + P.kl.scalars_offset(cur.hk, off), kChunk * KSB, &full[s]);
-            bulk_load(st + VOFF, vp + P.vl.codes_offset(cur.hk, off), kChunk * VCB, &full[s]);
-            if (VB) bulk_load(st + VOFF + kChunk * VCB, vp + P.vl.scalars_offset(cur.hk, off), kChunk * VSB, &full[s]);
-            if (c == start && j == 0) TQ_TRACE(3);
-          } else {
-            if (len > 0) atomicOr(P.error_flag, 2);  // bad page id: flag it, skip the chunk
-            stage_ok[s] = 0;
-            mbar_arrive(&full[s]);
-          }
-        }
-        __syncwarp();
-        if (++s == P.stages) { s = 0; ph ^= 1u; }
-      }
-      c += cnt;
-      if (c < end) next_segment(cur, prefix, Hkv);
-    }
+  if (warp == kConsumers) {  // the producer warp
+    produce<D, KB, VB, FR, PR>(P, smem, full, empty, stage_ok, prefix, lens, B, Hkv, PT, start, end, lane, trace_t0);
     return;
   }
 
@@ -477,18 +411,15 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         if (TQ_DROP(0)) {
 #pragma unroll
           for (int w = 0; w < D / 32; ++w) {
-            const uint32_t s0 = frag::sel_word<KB>(k0, t * (D / 32) + w);
-            const uint32_t s1 = frag::sel_word<KB>(k1, t * (D / 32) + w);
+            const uint32_t s0 = frag::k_sel_word<D, KB>(k0, t, w, P.shifts);
+            const uint32_t s1 = frag::k_sel_word<D, KB>(k1, t, w, P.shifts);
             mma_s8(si[w & 1], s0, s1, frag::mulhi(s0, P.shifts.shr16), frag::mulhi(s1, P.shifts.shr16), qb[w][0], qb[w][1]);
           }
         } else {
 #pragma unroll
         for (int w = 0; w < D / 32; ++w) {
-          // D >= 128: selector word t * D/32 + w is word w % 4 of a group, fixed at compile time.
-          const uint32_t s0 = D % 128 == 0 ? frag::sel_in_group_fma<KB>(k0 + (t * (D / 128) + w / 4) * KB, w & 3, P.shifts)
-                                           : frag::sel_word<KB>(k0, t * (D / 32) + w);
-          const uint32_t s1 = D % 128 == 0 ? frag::sel_in_group_fma<KB>(k1 + (t * (D / 128) + w / 4) * KB, w & 3, P.shifts)
-                                           : frag::sel_word<KB>(k1, t * (D / 32) + w);
+          const uint32_t s0 = frag::k_sel_word<D, KB>(k0, t, w, P.shifts);
+          const uint32_t s1 = frag::k_sel_word<D, KB>(k1, t, w, P.shifts);
           mma_s8(si[w & 1], frag::lookup_i8<KB>(ktab8, s0), frag::lookup_i8<KB>(ktab8, s1),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s0, P.shifts.shr16)),
                  frag::lookup_i8<KB>(ktab8, frag::mulhi(s1, P.shifts.shr16)), qb[w][0], qb[w][1]);
@@ -784,158 +715,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
 
     if (trace_first) TQ_TRACE(6);
     if constexpr (VPR != 0) prod_v_fold<D>(P.vfold, scr + warp * G * D, G, g, t, lane, o2, o);  // O += κ√D S^T O2
-    // ---- segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write ----
-    if constexpr (kVDense1) prefetch_part1<D, VM0>(P.vproj, tid, 32 * kConsumers);
-#pragma unroll
-    for (int off = 4; off < 32; off <<= 1) {
-      l0 += __shfl_xor_sync(0xffffffffu, l0, off);
-      l1 += __shfl_xor_sync(0xffffffffu, l1, off);
-    }
-    {
-      float* sw = scr + warp * G * D;
-      const int h0 = 2 * t, h1 = 2 * t + 1;
-#pragma unroll
-      for (int mt = 0; mt < NKC; ++mt) {
-        const int d0 = QV ? 16 * mt + g : FR ? frag::vdim_frac<D, VB>(g, mt, 0) : frag::vdim<D, VB>(g, mt, 0);
-        const int d1 = QV ? 16 * mt + g + 8 : FR ? frag::vdim_frac<D, VB>(g, mt, 1) : frag::vdim<D, VB>(g, mt, 1);
-        if (h0 < G) { sw[h0 * D + d0] = o[mt][0]; sw[h0 * D + d1] = o[mt][2]; }
-        if (h1 < G) { sw[h1 * D + d0] = o[mt][1]; sw[h1 * D + d1] = o[mt][3]; }
-      }
-      if (g == 0) {
-        scr_ml[(warp * kMaxG + h0) * 2] = m0; scr_ml[(warp * kMaxG + h0) * 2 + 1] = l0;
-        scr_ml[(warp * kMaxG + h1) * 2] = m1; scr_ml[(warp * kMaxG + h1) * 2 + 1] = l1;
-      }
-    }
-    consumers_sync();
-    const int slot = int(blockIdx.x) + sid;  // unique per (CTA, segment): see the plan
-    if (trace_first) TQ_TRACE(0);
-    // The 4 warps' states of each head, 4 rows at a time (float4), into the CTA's state.
-    for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
-      const int h = (4 * e4) / D;
-      float mw[kConsumers], M = -INFINITY;
-#pragma unroll
-      for (int w = 0; w < kConsumers; ++w) M = fmaxf(M, mw[w] = scr_ml[(w * kMaxG + h) * 2]);
-      float4 O = make_float4(0.f, 0.f, 0.f, 0.f);
-      float Ls = 0.f;
-      if (M != -INFINITY) {
-#pragma unroll
-        for (int w = 0; w < kConsumers; ++w) {
-          const float f = ex2(mw[w] - M);
-          const float4 v = reinterpret_cast<const float4*>(scr + w * G * D)[e4];
-          O.x += f * v.x; O.y += f * v.y; O.z += f * v.z; O.w += f * v.w;
-          Ls += f * scr_ml[(w * kMaxG + h) * 2 + 1];
-        }
-      }
-      if (count == 1) {
-        const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
-        reinterpret_cast<float4*>(q_s)[e4] = make_float4(O.x * sc, O.y * sc, O.z * sc, O.w * sc);
-      } else {
-        reinterpret_cast<float4*>(P.part_o + size_t(slot) * G * D)[e4] = O;
-        if ((4 * e4) % D == 0) reinterpret_cast<float2*>(P.part_ml)[size_t(slot) * G + h] = make_float2(M, Ls);
-      }
-    }
-    bool write = true;
-    if (count > 1) {
-      // Publish: the CTA barrier orders every thread's partial stores before tid 0's gpu-scope
-      // acq_rel atomic (release is cumulative), whose acquire side, followed by the barrier, orders
-      // the merging CTA's loads after all partials (one fence by one thread, not 128 fences).
-      consumers_sync();
-      if (trace_first) TQ_TRACE(7);
-      int* last_flag = reinterpret_cast<int*>(misc + 2 * kMaxG);
-      if (tid == 0) {
-        const int prev = atom_add_acq_rel(&P.counters[sid], 1);
-        *last_flag = prev == count - 1;
-        if (prev == count - 1) P.counters[sid] = 0;  // ready for the next run
-      }
-      consumers_sync();
-      write = *last_flag != 0;
-      if (trace_first) TQ_TRACE(8);
-      if (write) {
-        // One pass over the partials: batches of kMergeBatch (max, sum) pairs and row slices whose
-        // loads are all issued before any is used, folded online into (M, L, acc).
-        constexpr int kMergeBatch = 8;
-        for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
-          const int h = (4 * e4) / D;
-          float M = -INFINITY, Ls = 0.f;
-          float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-          for (int i0 = 0; i0 < count; i0 += kMergeBatch) {
-            float2 ml[kMergeBatch];
-            float4 v[kMergeBatch];
-#pragma unroll
-            for (int u = 0; u < kMergeBatch; ++u) {
-              const size_t sl = size_t(first + min(i0 + u, count - 1) + sid);
-              ml[u] = __ldcg(reinterpret_cast<const float2*>(P.part_ml + (sl * G + h) * 2));
-              v[u] = __ldcg(reinterpret_cast<const float4*>(P.part_o + sl * G * D) + e4);
-            }
-            float Mb = M;
-#pragma unroll
-            for (int u = 0; u < kMergeBatch; ++u)
-              if (i0 + u < count) Mb = fmaxf(Mb, ml[u].x);
-            if (Mb == -INFINITY) continue;  // only empty partials so far
-            const float al = ex2(M - Mb);    // 0 while M is -inf
-            acc.x *= al; acc.y *= al; acc.z *= al; acc.w *= al;
-            Ls *= al;
-#pragma unroll
-            for (int u = 0; u < kMergeBatch; ++u) {
-              const float f = (i0 + u >= count || ml[u].x == -INFINITY) ? 0.f : ex2(ml[u].x - Mb);
-              acc.x += f * v[u].x; acc.y += f * v[u].y; acc.z += f * v[u].z; acc.w += f * v[u].w;
-              Ls += f * ml[u].y;
-            }
-            M = Mb;
-          }
-          if (trace_first && e4 == 0) TQ_TRACE(9);
-          const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
-          reinterpret_cast<float4*>(q_s)[e4] = make_float4(acc.x * sc, acc.y * sc, acc.z * sc, acc.w * sc);
-        }
-      }
-    }
-    if (write) {
-      consumers_sync();
-      if (trace_first) TQ_TRACE(10);
-      if constexpr (kVDense1) {  // the dense part's inverse rotation (1/sqrt(m_1) folded in)
-        dense_part1<D, VM0>(P.vproj, q_s, scr, G, warp, lane);
-        consumers_sync();
-      }
-      for (int h = warp; h < G; h += kConsumers) {  // inverse rotation, output row in its dtype
-        const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
-        if constexpr (FR != 0) {  // per part: inverse rotation, times 1/sqrt(m_p)
-          {
-            constexpr int n = VM0 / 32;
-            float x[n];
-#pragma unroll
-            for (int e = 0; e < n; ++e) x[e] = q_s[h * D + lane * n + e];
-            randomized_hadamard_inv<VM0>(x, P.vsign, lane);
-#pragma unroll
-            for (int e = 0; e < n; ++e) store_elem(P.out, P.out_dtype, row + lane * n + e, x[e] * (1.0f / sqrtf(float(VM0))));
-          }
-          if constexpr (!kVDense1) {
-            constexpr int n = (D - VM0) / 32;
-            float x[n];
-#pragma unroll
-            for (int e = 0; e < n; ++e) x[e] = q_s[h * D + VM0 + lane * n + e];
-            randomized_hadamard_inv<D - VM0>(x, P.vsign, lane, VM0);
-#pragma unroll
-            for (int e = 0; e < n; ++e)
-              store_elem(P.out, P.out_dtype, row + VM0 + lane * n + e, x[e] * (1.0f / sqrtf(float(D - VM0))));
-          } else {
-#pragma unroll
-            for (int k = GV::kHi; k < E; ++k) {
-              float y = 0.f;
-#pragma unroll
-              for (int w = 0; w < kConsumers; ++w) y += scr[(w * G + h) * D + 32 * k + lane];
-              store_elem(P.out, P.out_dtype, row + 32 * k + lane, y);
-            }
-          }
-        } else {
-          float x[E];
-#pragma unroll
-          for (int e = 0; e < E; ++e) x[e] = q_s[h * D + lane * E + e];
-          if constexpr (VB != 0) randomized_hadamard_inv<D>(x, P.vsign, lane);
-#pragma unroll
-          for (int e = 0; e < E; ++e) store_elem(P.out, P.out_dtype, row + lane * E + e, x[e]);
-        }
-      }
-    }
+    // Segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write.
+    segment_epilogue<D, VB, FR, QV>(P, o, m0, m1, l0, l1, q_s, scr, scr_ml, misc, cur.b, cur.hk, G, sid, first, count, tid, warp,
+                                    lane, g, t, trace_first, trace_t0);
     consumers_sync();  // q_s / scr are rewritten by the next segment
     if (trace_first) TQ_TRACE(11);
     c += cnt;

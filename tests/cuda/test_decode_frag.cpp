@@ -435,6 +435,14 @@ TEST(CudaDecodeFrag, FmaSelectorsMatchTheRotatedOnes) {
       EXPECT_EQ(sel_in_group_fma<4>(gw, i, S), sel_in_group<4>(gw, i));
     }
   }
+  // K's per-lane selector words: a 256-coordinate row of 3-bit groups, every lane and k32-chunk.
+  std::vector<uint32_t> row(256 * 3 / 32);
+  for (auto& w : row) w = rng();
+  for (int t = 0; t < 4; ++t) {
+    for (int w = 0; w < 64 / 32; ++w) EXPECT_EQ((k_sel_word<64, 3>(row.data(), t, w, S)), sel_word<3>(row.data(), t * 2 + w));
+    for (int w = 0; w < 128 / 32; ++w) EXPECT_EQ((k_sel_word<128, 3>(row.data(), t, w, S)), sel_word<3>(row.data(), t * 4 + w));
+    for (int w = 0; w < 256 / 32; ++w) EXPECT_EQ((k_sel_word<256, 3>(row.data(), t, w, S)), sel_word<3>(row.data(), t * 8 + w));
+  }
 }
 
 TEST(CudaDecodeFrag, Int8TableIsTheScaledCodebook) {
