@@ -15,6 +15,63 @@
 
 namespace tq::cuda::v3 {
 
+constexpr int kMergeBatch = 8;  // partial states whose loads are in flight at once per thread
+constexpr int kMergeFlat = 32;  // up to this many CTAs per segment: one merge level
+
+// Publishes the CTA's stores to `counter` (expected arrivals n) and says whether this CTA arrived
+// last (then it resets the counter for the next run). The CTA barrier orders every thread's stores
+// before tid 0's gpu-scope acq_rel atomic (release is cumulative), whose acquire side, followed by
+// the barrier, orders the last CTA's loads after all of them (one fence by one thread, not 128).
+__device__ __forceinline__ bool publish(int* counter, int n, int* flag, int tid) {
+  consumers_sync();
+  if (tid == 0) {
+    const int prev = atom_add_acq_rel(counter, 1);
+    *flag = prev == n - 1;
+    if (prev == n - 1) *counter = 0;
+  }
+  consumers_sync();
+  return *flag != 0;
+}
+
+// Online merge of the partial states in slots base + j * step + sid, j < n: per float4 item e4 of
+// the G x D rows (head h), batches of kMergeBatch (max, sum) pairs and row slices whose loads are all
+// issued before any is used; emit(e4, h, acc, M, L) gets the merged state (acc not yet divided by L).
+template <typename Emit>
+__device__ __forceinline__ void fold_slots(const Params& P, int G, int D, int sid, int base, int step, int n, int tid,
+                                           Emit emit) {
+  for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
+    const int h = (4 * e4) / D;
+    float M = -INFINITY, Ls = 0.f;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int i0 = 0; i0 < n; i0 += kMergeBatch) {
+      float2 ml[kMergeBatch];
+      float4 v[kMergeBatch];
+#pragma unroll
+      for (int u = 0; u < kMergeBatch; ++u) {
+        const size_t sl = size_t(base + min(i0 + u, n - 1) * step + sid);
+        ml[u] = __ldcg(reinterpret_cast<const float2*>(P.part_ml + (sl * G + h) * 2));
+        v[u] = __ldcg(reinterpret_cast<const float4*>(P.part_o + sl * G * D) + e4);
+      }
+      float Mb = M;
+#pragma unroll
+      for (int u = 0; u < kMergeBatch; ++u)
+        if (i0 + u < n) Mb = fmaxf(Mb, ml[u].x);
+      if (Mb == -INFINITY) continue;  // only empty partials so far
+      const float al = ex2(M - Mb);    // 0 while M is -inf
+      acc.x *= al; acc.y *= al; acc.z *= al; acc.w *= al;
+      Ls *= al;
+#pragma unroll
+      for (int u = 0; u < kMergeBatch; ++u) {
+        const float f = (i0 + u >= n || ml[u].x == -INFINITY) ? 0.f : ex2(ml[u].x - Mb);
+        acc.x += f * v[u].x; acc.y += f * v[u].y; acc.z += f * v[u].z; acc.w += f * v[u].w;
+        Ls += f * ml[u].y;
+      }
+      M = Mb;
+    }
+    emit(e4, h, acc, M, Ls);
+  }
+}
+
 // o, (m0, l0), (m1, l1): this lane's accumulators and softmax state of heads 2t, 2t+1 (log2
 // domain); q_s [G][D] and scr [kConsumers][G][D] / scr_ml: shared scratch; misc: the flag of the
 // merging CTA; (b, hk): the segment, sid = b * Hkv + hk, CTAs first .. first + count - 1 share it.
@@ -79,56 +136,44 @@ __device__ __forceinline__ void segment_epilogue(const Params& P, const float (&
   }
   bool write = true;
   if (count > 1) {
-    // Publish: the CTA barrier orders every thread's partial stores before tid 0's gpu-scope
-    // acq_rel atomic (release is cumulative), whose acquire side, followed by the barrier, orders
-    // the merging CTA's loads after all partials (one fence by one thread, not 128 fences).
-    consumers_sync();
-    if (trace_first) TQ_TRACE(7);
     int* last_flag = reinterpret_cast<int*>(misc + 2 * kMaxG);
-    if (tid == 0) {
-      const int prev = atom_add_acq_rel(&P.counters[sid], 1);
-      *last_flag = prev == count - 1;
-      if (prev == count - 1) P.counters[sid] = 0;  // ready for the next run
-    }
-    consumers_sync();
-    write = *last_flag != 0;
-    if (trace_first) TQ_TRACE(8);
-    if (write) {
-      // One pass over the partials: batches of kMergeBatch (max, sum) pairs and row slices whose
-      // loads are all issued before any is used, folded online into (M, L, acc).
-      constexpr int kMergeBatch = 8;
-      for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers) {
-        const int h = (4 * e4) / D;
-        float M = -INFINITY, Ls = 0.f;
-        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int i0 = 0; i0 < count; i0 += kMergeBatch) {
-          float2 ml[kMergeBatch];
-          float4 v[kMergeBatch];
-#pragma unroll
-          for (int u = 0; u < kMergeBatch; ++u) {
-            const size_t sl = size_t(first + min(i0 + u, count - 1) + sid);
-            ml[u] = __ldcg(reinterpret_cast<const float2*>(P.part_ml + (sl * G + h) * 2));
-            v[u] = __ldcg(reinterpret_cast<const float4*>(P.part_o + sl * G * D) + e4);
-          }
-          float Mb = M;
-#pragma unroll
-          for (int u = 0; u < kMergeBatch; ++u)
-            if (i0 + u < count) Mb = fmaxf(Mb, ml[u].x);
-          if (Mb == -INFINITY) continue;  // only empty partials so far
-          const float al = ex2(M - Mb);    // 0 while M is -inf
-          acc.x *= al; acc.y *= al; acc.z *= al; acc.w *= al;
-          Ls *= al;
-#pragma unroll
-          for (int u = 0; u < kMergeBatch; ++u) {
-            const float f = (i0 + u >= count || ml[u].x == -INFINITY) ? 0.f : ex2(ml[u].x - Mb);
-            acc.x += f * v[u].x; acc.y += f * v[u].y; acc.z += f * v[u].z; acc.w += f * v[u].w;
-            Ls += f * ml[u].y;
-          }
-          M = Mb;
-        }
+    if (trace_first) TQ_TRACE(7);
+    if (count <= kMergeFlat) {  // one level: the last of the count CTAs merges every slot
+      write = publish(&P.counters[sid], count, last_flag, tid);
+      if (trace_first) TQ_TRACE(8);
+      if (write) fold_slots(P, G, D, sid, first, 1, count, tid, [&](int e4, int, float4 acc, float, float Ls) {
         if (trace_first && e4 == 0) TQ_TRACE(9);
         const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
         reinterpret_cast<float4*>(q_s)[e4] = make_float4(acc.x * sc, acc.y * sc, acc.z * sc, acc.w * sc);
+      });
+    } else {
+      // Two levels (many CTAs per segment, small batches at long context): groups of gsz CTAs, at
+      // most 8 groups. The last CTA of a group merges the group's slots into the slot of the group's
+      // first CTA (already read: staged through shared memory), the last group merger merges the
+      // group slots. Two atomics and two batches of loads on the critical path instead of one atomic
+      // and ceil(count / 8) batches (count = 64: ~3 µs instead of ~6; docs/CUDA.md "Session 9").
+      const int gsz = kMergeBatch * ((count + kMergeBatch * kMergeBatch - 1) / (kMergeBatch * kMergeBatch));
+      const int ngroups = (count + gsz - 1) / gsz;
+      const int grp = (int(blockIdx.x) - first) / gsz, g0 = first + grp * gsz, gn = min(gsz, count - grp * gsz);
+      // Group counters after the segment counters, one per (group's first CTA + segment): unique like the slots.
+      write = publish(&P.counters[P.B * P.Hkv + g0 + sid], gn, last_flag, tid);
+      if (write) {
+        fold_slots(P, G, D, sid, g0, 1, gn, tid, [&](int e4, int h, float4 acc, float M, float Ls) {
+          reinterpret_cast<float4*>(q_s)[e4] = acc;
+          if ((4 * e4) % D == 0) { scr_ml[2 * h] = M; scr_ml[2 * h + 1] = Ls; }
+        });
+        consumers_sync();
+        const size_t gs = size_t(g0 + sid);
+        for (int e4 = tid; e4 < G * D / 4; e4 += 32 * kConsumers)
+          reinterpret_cast<float4*>(P.part_o + gs * G * D)[e4] = reinterpret_cast<const float4*>(q_s)[e4];
+        if (tid < G) reinterpret_cast<float2*>(P.part_ml)[gs * G + tid] = make_float2(scr_ml[2 * tid], scr_ml[2 * tid + 1]);
+        write = publish(&P.counters[sid], ngroups, last_flag, tid);
+        if (trace_first) TQ_TRACE(8);
+        if (write) fold_slots(P, G, D, sid, first, gsz, ngroups, tid, [&](int e4, int, float4 acc, float, float Ls) {
+          if (trace_first && e4 == 0) TQ_TRACE(9);
+          const float sc = Ls > 0.f ? P.out_scale / Ls : 0.f;
+          reinterpret_cast<float4*>(q_s)[e4] = make_float4(acc.x * sc, acc.y * sc, acc.z * sc, acc.w * sc);
+        });
       }
     }
   }

@@ -306,7 +306,8 @@ void plan_v3(DecodePlan::Impl& I) {
   I.off_po = 0;
   I.off_pml = align256(slots * G * s.head_dim * 4);
   I.off_cnt = I.off_pml + align256(slots * G * 2 * 4);
-  I.off_err = I.off_cnt + align256(size_t(s.batch) * s.heads_kv * 4);
+  // Counters: one per segment, then one per (group's first CTA + segment) for two-level merges.
+  I.off_err = I.off_cnt + align256((size_t(s.batch) * s.heads_kv + slots) * 4);
   I.ws_bytes = I.off_err + 256;
 }
 

@@ -40,7 +40,8 @@ struct Params {
   const int32_t* seq_lens;       // [B]
   float* part_o;                 // [grid + B*Hkv][G][D] partial outputs (rotated domain)
   float* part_ml;                // [grid + B*Hkv][G][2] partial (max, sum), log2 domain
-  int* counters;                 // [B*Hkv], zero between runs (the merging CTA resets its own)
+  int* counters;                 // [B*Hkv + grid + B*Hkv]: per segment, then per merge group (decode_epilogue.cuh);
+                                 // zero between runs (the last arriver resets its own)
   int* error_flag;               // bit 0: a seq_len out of range, bit 1: a page id out of range
   KvPageLayout kl, vl;
   int q_dtype, out_dtype;        // 0 f32, 1 f16, 2 bf16

@@ -421,6 +421,25 @@ TEST(CudaDecode, PersistentScheduleManySequences) {
   run_case({{lens.begin(), lens.begin() + 9}, 8, 8, 128, "fp16", DType::kF32, DType::kF32, 2}, rng);
 }
 
+// One long sequence over few KV heads: each segment spans 33-128 CTAs, so the partials are merged
+// in two levels (groups of 8 or 16 CTAs, then the groups; decode_epilogue.cuh), with the last group
+// short; rerun on the same workspace (the group counters must be back at zero).
+TEST(CudaDecode, LongSegmentsMergeInTwoLevels) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  using tq::cuda::DType;
+  std::vector<Case> cases = {
+      {{16384}, 8, 1, 128, "tq3", DType::kF16, DType::kF16, 2},  // 256 chunks, 2 per CTA: 128 CTAs
+      {{4500}, 8, 2, 128, "tq3", DType::kF32, DType::kF32, 2},   // 71 chunks per head: 36 CTAs, 5 groups
+      {{12345}, 16, 4, 64, "fp16", DType::kBF16},                // 4 chunks per CTA: 49 CTAs, 7 groups
+      {{9000, 70}, 8, 1, 256, "tq2.5", DType::kF16},             // fractional epilogue
+  };
+  run_cases(cases, /*also_v1=*/false);
+  Case quad{{4500}, 8, 2, 128, "tq4", DType::kF16};
+  quad.quad_v = true;
+  quad.repeats = 2;
+  run_cases({quad}, /*also_v1=*/false);
+}
+
 // Small shapes for compute-sanitizer (memcheck / racecheck run this one: bench/cuda/run_on_box.sh).
 TEST(CudaDecode, SmallShapes) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
