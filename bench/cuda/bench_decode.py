@@ -16,6 +16,7 @@ ap.add_argument("--lib", required=True)
 ap.add_argument("--batch", default="1,8,32")
 ap.add_argument("--context", default="1024,4096,16384,65536,131072")
 ap.add_argument("--codecs", default="fp16,k4v4,k4v3,tq4,tq3.5,tq3,tq3+q,tq2.5,tq2")  # +q: V in token quads
+ap.add_argument("--append-codecs", default="tq2,tq3,tq3+q,tq3+q prefill,tq4,fp16")  # " prefill": slots 0 .. n-1
 ap.add_argument("--out", default=".")
 a = ap.parse_args()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -134,7 +135,7 @@ copy_tbps = 2 * src.numel() * 2 / (copy_ms * 1e-3) / 1e12
 del src, dst
 print(f"\ndevice copy: {copy_tbps:.2f} TB/s (read + write)", flush=True)
 append_rows = []
-for codec in ["tq2", "tq3", "tq3+q", "tq3+q prefill", "tq4", "fp16"]:
+for codec in a.append_codecs.split(","):
     prefill = codec.endswith(" prefill")  # slots 0 .. n-1 (whole token quads) instead of random ones
     codec = codec.split()[0]
     for n in (32, 65536):

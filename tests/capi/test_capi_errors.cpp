@@ -40,7 +40,7 @@ TEST(CApi, CudaPlanRejectsBadArgumentsWithoutCrashing) {
   EXPECT_EQ(tq_cuda_decode_plan_create(nullptr, 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, &p), TQ_INVALID_ARGUMENT);
   EXPECT_EQ(tq_cuda_decode_plan_create("tq3", 1, 32, 8, 128, 64, 4, 4, 256, 7, 1, 0.f, &p), TQ_INVALID_ARGUMENT);
   // Without a GPU (CI) or with an unsupported codec: TQ_UNSUPPORTED, never a silent fallback.
-  EXPECT_EQ(tq_cuda_decode_plan_create("tq2.5", 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, &p), TQ_UNSUPPORTED);
+  EXPECT_EQ(tq_cuda_decode_plan_create("tq1.5", 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, &p), TQ_UNSUPPORTED);
   EXPECT_EQ(tq_cuda_decode_run(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
             TQ_INVALID_ARGUMENT);
   size_t ws = 0;
