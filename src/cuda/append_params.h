@@ -30,11 +30,13 @@ struct Params {
   int vpw;                       // vectors per warp, 1..32 (v2: a multiple of 32 / (D / 32))
   float bound[15];               // Lloyd-Max boundaries (float, ascending)
   uint32_t sign[kRounds][8];     // Hadamard sign bits (bit set = -1), D <= 256
+  const float* wbound;           // tq5..tq8 (v2 only): the 2^B - 1 boundaries (float, ascending) on the device
 };
 
 // v1 kernel entry per (head_dim, bits), bits 0 = fp16 pass-through; nullptr if none.
 const void* append_kernel_for(int d, int bits);
-// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 1..4, in_dtype); nullptr if none.
+// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 1..8, in_dtype); nullptr if none.
+// (v1 has no tq5..tq8 kernel: its linear count over the boundaries is written for 15 at most.)
 const void* append_tile_kernel_for(int d, int c, int bits, int in_dtype);
 // The same two writing token quads (layout.h quad_pos; append_quad.cu), bits 1..4.
 const void* append_quad_kernel_for(int d, int bits);

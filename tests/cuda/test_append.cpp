@@ -233,6 +233,27 @@ TEST(CudaAppend, TiledOddShapes) {
   run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
 }
 
+// tq5..tq8 (32..256 centroids: binary search over the boundaries in shared memory, 4 + 1, 4 + 2,
+// 4 + 2 + 1 bit planes and the byte plane): every head_dim and input dtype, one vector, a partial
+// pass, one pass per warp (4097 x 8), the largest tiles (8191 x 8).
+TEST(CudaAppend, WideCodecsBitIdenticalToCpuEncoder) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  int i = 0;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  for (const char* codec : {"tq5", "tq6", "tq7", "tq8"})
+    for (int D : {64, 128, 256}) {
+      run_append(codec, D, dts[i++ % 3], rng, 113, 3);
+      run_append(codec, D, dts[i % 3], rng, 7, 1);
+    }
+  run_append("tq8", 128, DType::kF16, rng, 1, 1);
+  run_append("tq7", 128, DType::kF16, rng, 4097, 8);
+  run_append("tq6", 256, DType::kF32, rng, 8191, 8);
+  run_append("tq5", 64, DType::kBF16, rng, 8191, 8);
+  run_append("tq8:seed=11", 256, DType::kBF16, rng, 113, 3);
+}
+
 // TurboQuant-prod (mse at bits - 1, QJL signs of the residual, gamma): every supported head_dim
 // and input dtype, one vector, a few, tiles of one vector (113 x 3), of 16 (4097 x 8), and the
 // largest tiles with several QJL passes per warp (TQ_CUDA_APPEND_FRAC_VPW=32).
@@ -327,7 +348,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     }
     return tq::Status::kOk;
   };
-  for (const char* c : {"tq5", "tq8", "tq5p", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
+  for (const char* c : {"tq5p", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
                         "tq3.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
@@ -339,9 +360,16 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   EXPECT_EQ(status("tq4p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq2p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq1", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq5", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq8", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq6", 96), tq::Status::kUnsupported);
+  setenv("TQ_CUDA_APPEND_V1", "1", 1);  // v1 has no tq5..tq8 kernel
+  EXPECT_EQ(status("tq7", 128), tq::Status::kUnsupported);
+  unsetenv("TQ_CUDA_APPEND_V1");
   EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
   // Token quads: single-part tq1..tq4 only, pages of whole 16-token blocks.
-  for (const char* c : {"fp16", "tq2.5", "tq3.5", "tq3p", "tq2p"}) EXPECT_EQ(status(c, 128, 64, true), tq::Status::kUnsupported) << c;
+  for (const char* c : {"fp16", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5", "tq8"})
+    EXPECT_EQ(status(c, 128, 64, true), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq3", 128, 40, true), tq::Status::kInvalidArgument);
   EXPECT_EQ(status("tq3", 128, 48, true), tq::Status::kOk);
   EXPECT_EQ(status("tq1", 64, 64, true), tq::Status::kOk);
