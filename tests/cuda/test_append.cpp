@@ -254,6 +254,13 @@ TEST(CudaAppend, WideCodecsBitIdenticalToCpuEncoder) {
   run_append("tq8:seed=11", 256, DType::kBF16, rng, 113, 3);
 }
 
+// Small tq5..tq8 appends (compute-sanitizer runs this one: .dev_s9/wide_gpu.sh).
+TEST(CudaAppend, WideSmallShapes) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  for (const char* codec : {"tq5", "tq6", "tq7", "tq8"}) run_append(codec, 64, tq::cuda::DType::kF16, rng, 7, 2);
+}
+
 // TurboQuant-prod (mse at bits - 1, QJL signs of the residual, gamma): every supported head_dim
 // and input dtype, one vector, a few, tiles of one vector (113 x 3), of 16 (4097 x 8), and the
 // largest tiles with several QJL passes per warp (TQ_CUDA_APPEND_FRAC_VPW=32).
