@@ -670,7 +670,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
     // T=128K: 1649 -> 1566 us). fp16 K/V stays at one block: it is memory-bound, and the pair needs
     // registers it does not have (128, spills).
-    constexpr bool kPairs = KB != 0 && !PR && !WIDE;  // wide: registers, as fp16
+    constexpr bool kPairs = KB != 0 && !PR && !WIDE;  // wide: one block, as fp16 (pairs spill at D = 128)
     for (int j = 0; j < cnt;) {
       int s2 = s + 1;
       uint32_t ph2 = ph;
