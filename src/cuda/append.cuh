@@ -220,16 +220,6 @@ __device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool 
   }
 }
 
-// Code of u (5..8 bits: 2^BITS - 1 ascending boundaries b in shared memory) by binary search: the
-// number of boundaries below u, as Codebook::quantize (strict >, ties to the lower code).
-template <int BITS>
-__device__ __forceinline__ uint32_t search_wide(float u, const float* b) {
-  uint32_t c = 0;
-#pragma unroll
-  for (int k = BITS - 1; k >= 0; --k)
-    if (u > b[c + (1u << k) - 1]) c += 1u << k;
-  return c;
-}
 // The wide codecs' boundaries: static shared memory of the wide kernels only.
 template <int N>
 __device__ __forceinline__ float* wide_bounds() {
@@ -529,17 +519,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
         for (int i = 0; i < BITS; ++i) w[i] = 0;
 #pragma unroll
         for (int e = 0; e < 32; ++e) {
-          if constexpr (WIDE) {  // the code's field of each plane into its word
-            const uint32_t c = search_wide<BITS>(x[32 * g + e], wbnd);
-            int pw = 0, bo = 0;
-#pragma unroll
-            for (int p = 0; p < PL.n; ++p) {
-              int word = 0;
-              const int sh = plane_pos(PL.w[p], e, &word);
-              w[pw + word] |= ((c >> bo) & ((1u << PL.w[p]) - 1u)) << sh;
-              pw += PL.w[p];
-              bo += PL.w[p];
-            }
+          if constexpr (WIDE) {
+            pack_code<BITS>(w, e, search_wide<BITS>(x[32 * g + e], wbnd));
           } else {
             bool bit[BITS];
             search_bits<BITS>(x[32 * g + e], P.bound, bit);

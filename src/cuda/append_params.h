@@ -20,6 +20,31 @@ constexpr Planes planes(int bits) {
   return p;
 }
 
+// tq5..tq8 (v2 kernel; host + device, tested on the CPU): the code of u by binary search over the
+// 2^BITS - 1 ascending boundaries b = the number of boundaries below u, as Codebook::quantize
+// (strict >, ties to the lower code; NaN: 0).
+template <int BITS>
+TQ_HD uint32_t search_wide(float u, const float* b) {
+  uint32_t c = 0;
+  for (int k = BITS - 1; k >= 0; --k)
+    if (u > b[c + (1u << k) - 1]) c += 1u << k;
+  return c;
+}
+// Code c of coordinate e (0..31) of a group into the group's BITS words w: each plane's field at
+// its plane_pos (layout.h).
+template <int BITS>
+TQ_HD void pack_code(uint32_t (&w)[BITS], int e, uint32_t c) {
+  constexpr Planes PL = planes(BITS);
+  int pw = 0, bo = 0;
+  for (int p = 0; p < PL.n; ++p) {
+    int word = 0;
+    const int sh = plane_pos(PL.w[p], e, &word);
+    w[pw + word] |= ((c >> bo) & ((1u << PL.w[p]) - 1u)) << sh;
+    pw += PL.w[p];
+    bo += PL.w[p];
+  }
+}
+
 struct Params {
   const void* x;                 // [n_tokens, Hkv, D] in_dtype
   const int32_t* slot_mapping;   // [n_tokens] page * page_tokens + offset, < 0 = skip

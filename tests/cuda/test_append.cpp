@@ -16,12 +16,15 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
 
+#include "cuda/append_params.h"
+#include "turboquant/codebook.h"
 #include "turboquant/cuda/append.h"
 #include "test_util.h"
 #include "turboquant/error.h"
@@ -173,6 +176,40 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
   CK(cudaDeviceSynchronize());
   EXPECT_EQ(plan.read_error_flag(), 1);
   for (void* p : {dx, ds, dp}) cudaFree(p);
+}
+
+// tq5..tq8 helpers of the tiled kernel, on the CPU (no GPU needed): the binary search is
+// Codebook::quantize on random values, on every boundary and its float neighbours, on +-0, +-inf and
+// NaN; the plane packing of one code at a time is layout.h's pack_codes_ref.
+template <int BITS>
+void check_wide_helpers(std::mt19937& rng) {
+  for (int d : {64, 128, 256}) {
+    const tq::Codebook& cb = tq::Codebook::get(d, BITS);
+    const std::vector<float> b(cb.boundaries().begin(), cb.boundaries().end());
+    ASSERT_EQ(b.size(), (size_t(1) << BITS) - 1);
+    std::vector<float> us = {0.f, -0.f, INFINITY, -INFINITY, NAN, 1.f, -1.f};
+    for (float x : b) us.insert(us.end(), {x, std::nextafter(x, -INFINITY), std::nextafter(x, INFINITY)});
+    std::normal_distribution<float> nd(0.f, 1.f / std::sqrt(float(d)));
+    for (int i = 0; i < 2000; ++i) us.push_back(nd(rng));
+    for (float u : us) ASSERT_EQ(tq::cuda::append::search_wide<BITS>(u, b.data()), cb.quantize(u)) << "d " << d << " u " << u;
+  }
+  for (int rep = 0; rep < 50; ++rep) {
+    uint8_t codes[32], ref[4 * BITS];
+    uint32_t w[BITS] = {};
+    for (int e = 0; e < 32; ++e) {
+      codes[e] = uint8_t(rng() % (1u << BITS));
+      tq::cuda::append::pack_code<BITS>(w, e, codes[e]);
+    }
+    tq::pack_codes_ref(codes, 32, BITS, ref);
+    ASSERT_EQ(std::memcmp(w, ref, sizeof ref), 0) << "bits " << BITS;
+  }
+}
+TEST(CudaAppendHost, WideSearchAndPackMatchTheCpuCodec) {
+  TQ_FRESH_RNG(rng);
+  check_wide_helpers<5>(rng);
+  check_wide_helpers<6>(rng);
+  check_wide_helpers<7>(rng);
+  check_wide_helpers<8>(rng);
 }
 
 TEST(CudaAppend, BitIdenticalToCpuEncoder) {
