@@ -286,20 +286,29 @@ TQ_HD WideRun<BITS> wide_run(const uint32_t* gw, int c0) {
   }
   return r;
 }
-// Code c0 + j of a run (j known at compile time in the kernel).
+// x >> s, or x << -s for s < 0 (s is a compile-time constant after unrolling).
+TQ_HD uint32_t shr_s(uint32_t x, int s) { return s >= 0 ? x >> s : x << -s; }
+// Byte offset (2 x code) of code c0 + j of a run in a table of fp16 entries: each plane's field is
+// shifted straight to its place in the offset (code bit i -> offset bit i + 1) and masked, so no
+// code is assembled first (the kernel knows j at compile time).
 template <int BITS>
-TQ_HD uint32_t wide_code(const WideRun<BITS>& r, int j) {
+TQ_HD uint32_t wide_off(const WideRun<BITS>& r, int j) {
   if constexpr (BITS == 8) {
-    return (r.lo[j >> 2] >> (8 * (j & 3))) & 0xFFu;
+    return shr_s(r.lo[j >> 2], 8 * (j & 3) - 1) & 0x1FEu;
   } else {
-    uint32_t c = (r.lo[j >> 3] >> (4 * (j & 7))) & 0xFu;
-    if constexpr (BITS == 6 || BITS == 7) c |= (((j >> 4) ? r.w2b : r.w2a) >> (2 * (j & 15)) & 3u) << 4;
-    if constexpr (BITS == 5 || BITS == 7) c |= (r.w1 >> (4 * ((j >> 1) & 7) + 2 * (j >> 4) + (j & 1)) & 1u) << (BITS - 1);
-    return c;
+    uint32_t o = shr_s(r.lo[j >> 3], 4 * (j & 7) - 1) & 0x1Eu;
+    if constexpr (BITS == 6 || BITS == 7) o |= shr_s((j >> 4) ? r.w2b : r.w2a, 2 * (j & 15) - 5) & 0x60u;
+    if constexpr (BITS == 5 || BITS == 7) o |= shr_s(r.w1, 4 * ((j >> 1) & 7) + 2 * (j >> 4) + (j & 1) - BITS) & (1u << BITS);
+    return o;
   }
 }
-// half2 (tab[a], tab[b]) of a table of fp16 bit patterns.
-TQ_HD uint32_t wide_h2(const uint16_t* tab, uint32_t a, uint32_t b) { return uint32_t(tab[a]) | uint32_t(tab[b]) << 16; }
+template <int BITS>
+TQ_HD uint32_t wide_code(const WideRun<BITS>& r, int j) { return wide_off(r, j) >> 1; }
+// half2 of the fp16 table entries at byte offsets oa (low half) and ob (high half).
+TQ_HD uint32_t wide_h2(const uint16_t* tab, uint32_t oa, uint32_t ob) {
+  const char* b = reinterpret_cast<const char*>(tab);
+  return uint32_t(*reinterpret_cast<const uint16_t*>(b + oa)) | uint32_t(*reinterpret_cast<const uint16_t*>(b + ob)) << 16;
+}
 // K: lane t owns coordinates [t D/4, (t+1) D/4) of its rows; k-chunk kc takes 4 consecutive ones:
 // A slots 0, 1 (register a0 / a1) = local codes 4kc, 4kc + 1, slots 2, 3 (a2 / a3) = 4kc + 2, + 3.
 // Run u (D = 256 has two groups per lane, u = kc / 8) and its local index 4 (kc % 8) + jj.
@@ -324,10 +333,10 @@ TQ_HD WideRun<BITS> wide_v_run(const uint32_t* row, int g) {
 template <int BITS>
 TQ_HD void wide_k_frag(const uint16_t* tab, const WideRun<BITS>& r0, const WideRun<BITS>& r1, int kc, uint32_t (&a)[4]) {
   const int j = 4 * (kc & 7);
-  a[0] = wide_h2(tab, wide_code(r0, j), wide_code(r0, j + 1));
-  a[1] = wide_h2(tab, wide_code(r1, j), wide_code(r1, j + 1));
-  a[2] = wide_h2(tab, wide_code(r0, j + 2), wide_code(r0, j + 3));
-  a[3] = wide_h2(tab, wide_code(r1, j + 2), wide_code(r1, j + 3));
+  a[0] = wide_h2(tab, wide_off(r0, j), wide_off(r0, j + 1));
+  a[1] = wide_h2(tab, wide_off(r1, j), wide_off(r1, j + 1));
+  a[2] = wide_h2(tab, wide_off(r0, j + 2), wide_off(r0, j + 3));
+  a[3] = wide_h2(tab, wide_off(r1, j + 2), wide_off(r1, j + 3));
 }
 // The V^T A fragment of m-tile mt from the runs (wide_v_run) of tokens 2t, 2t + 1 (ra, rb) and
 // 2t + 8, 2t + 9 (rc, rd): a0 / a1 = dims of local codes 2mt / 2mt + 1 of tokens (2t, 2t + 1),
@@ -336,10 +345,10 @@ template <int BITS>
 TQ_HD void wide_v_frag(const uint16_t* tab, const WideRun<BITS>& ra, const WideRun<BITS>& rb, const WideRun<BITS>& rc,
                        const WideRun<BITS>& rd, int mt, uint32_t (&a)[4]) {
   const int j = 2 * mt;
-  a[0] = wide_h2(tab, wide_code(ra, j), wide_code(rb, j));
-  a[1] = wide_h2(tab, wide_code(ra, j + 1), wide_code(rb, j + 1));
-  a[2] = wide_h2(tab, wide_code(rc, j), wide_code(rd, j));
-  a[3] = wide_h2(tab, wide_code(rc, j + 1), wide_code(rd, j + 1));
+  a[0] = wide_h2(tab, wide_off(ra, j), wide_off(rb, j));
+  a[1] = wide_h2(tab, wide_off(ra, j + 1), wide_off(rb, j + 1));
+  a[2] = wide_h2(tab, wide_off(rc, j), wide_off(rd, j));
+  a[3] = wide_h2(tab, wide_off(rc, j + 1), wide_off(rd, j + 1));
 }
 
 // ---- coordinate orders -------------------------------------------------------------------------
