@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(kThreads) append_kernel(const __grid_constant_
 namespace tq::cuda::append {
 
 // ---------------------------------------------------------------------------------------------
-// v2: tiled encoder for the TurboQuant codecs (bits 1..4), one kernel per input dtype DT
+// v2: tiled encoder for the TurboQuant codecs (bits 1..8), one kernel per input dtype DT
 // (0 f32, 1 f16, 2 bf16) and per C, the coordinates each lane owns (32 or 64: C/32 code groups).
 // Same bytes as v1 / TqCodec::encode; fewer instructions per vector.
 //
@@ -180,7 +180,8 @@ namespace tq::cuda::append {
 //             the stages h = C..D/2 (log2 L of them) by shuffles: y ± x as fma(x, ±1, y), one
 //             rounding = the CPU's __fadd_rn; each round ends with one multiply by s·(next round's
 //             sign) from a shared table (s alone after the last round)
-//   quantize: binary search over the boundaries (one compare per code bit, constant-bank operands)
+//   quantize: binary search over the boundaries (one compare per code bit, constant-bank operands;
+//             5..8 bits: over the 2^B - 1 boundaries copied into shared memory, search_wide)
 //   pack    : the lane's codes into its groups' BITS words in registers, 32-bit stores
 // Shared memory: [2][L][C+4] float scale tables | [D·isz/16] uint4 sign masks | kTileWarps tiles
 // of vpw rows (D·isz + 16 bytes each: the norm lanes' reads fall in distinct banks).
@@ -217,6 +218,13 @@ __device__ __forceinline__ void search_bits(float u, const float (&b)[15], bool 
     const float hi = bit[2] ? (bit[1] ? b[14] : b[12]) : (bit[1] ? b[10] : b[8]);
     bit[0] = u > (bit[3] ? hi : lo);
   }
+}
+
+// The wide codecs' boundaries: static shared memory of the wide kernels only.
+template <int N>
+__device__ __forceinline__ float* wide_bounds() {
+  __shared__ float b[N];
+  return b;
 }
 
 static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
@@ -301,6 +309,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
   constexpr int RS = tile_row_stride(D, ISZ) / 16;  // row stride in chunks
   constexpr int TW = C + 4;                 // table row (floats) per lane q: +4 keeps the q rows apart in banks
   static_assert(C == 32 || C == 64, "lanes own 1 or 2 code groups");
+  static_assert(!QUAD || BITS <= 4, "token quads: 1..4 bits");
+  constexpr bool WIDE = BITS >= 5;  // tq5..tq8: boundaries in shared memory
   extern __shared__ uint4 smem[];
   float* table = reinterpret_cast<float*>(smem);  // [2][L][TW]: s * sign of rounds 1, 2
   uint4* masks = smem + tile_table_bytes(D, C) / 16;  // [CH]: round-0 sign bits of each input chunk
@@ -319,6 +329,11 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
       else m[j] = (neg(0, 8 * c + 2 * j) << 15) | (neg(0, 8 * c + 2 * j + 1) << 31);
     }
     masks[c] = make_uint4(m[0], m[1], m[2], m[3]);
+  }
+  [[maybe_unused]] float* wbnd = nullptr;
+  if constexpr (WIDE) {
+    wbnd = wide_bounds<(1 << BITS) - 1>();
+    for (int i = threadIdx.x; i < (1 << BITS) - 1; i += blockDim.x) wbnd[i] = P.wbound[i];
   }
   __syncthreads();
   // Warp w of W encodes vectors [total·w/W, total·(w+1)/W): equal shares, at most vpw (the plan
@@ -504,18 +519,22 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_tile_kernel(const __gr
         for (int i = 0; i < BITS; ++i) w[i] = 0;
 #pragma unroll
         for (int e = 0; e < 32; ++e) {
-          bool bit[BITS];
-          search_bits<BITS>(x[32 * g + e], P.bound, bit);
-          int wb = 0, bo = 0;
+          if constexpr (WIDE) {
+            pack_code<BITS>(w, e, search_wide<BITS>(x[32 * g + e], wbnd));
+          } else {
+            bool bit[BITS];
+            search_bits<BITS>(x[32 * g + e], P.bound, bit);
+            int wb = 0, bo = 0;
 #pragma unroll
-          for (int p = 0; p < PL.n; ++p) {
-            int word = 0;
-            const int sh = plane_pos(PL.w[p], e, &word);
+            for (int p = 0; p < PL.n; ++p) {
+              int word = 0;
+              const int sh = plane_pos(PL.w[p], e, &word);
 #pragma unroll
-            for (int i = 0; i < PL.w[p]; ++i)
-              if (bit[bo + i]) w[wb + word] |= 1u << (sh + i);
-            wb += PL.w[p];
-            bo += PL.w[p];
+              for (int i = 0; i < PL.w[p]; ++i)
+                if (bit[bo + i]) w[wb + word] |= 1u << (sh + i);
+              wb += PL.w[p];
+              bo += PL.w[p];
+            }
           }
         }
         if (vdst >= 0 && t < nv) {

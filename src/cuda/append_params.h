@@ -20,6 +20,31 @@ constexpr Planes planes(int bits) {
   return p;
 }
 
+// tq5..tq8 (v2 kernel; host + device, tested on the CPU): the code of u by binary search over the
+// 2^BITS - 1 ascending boundaries b = the number of boundaries below u, as Codebook::quantize
+// (strict >, ties to the lower code; NaN: 0).
+template <int BITS>
+TQ_HD uint32_t search_wide(float u, const float* b) {
+  uint32_t c = 0;
+  for (int k = BITS - 1; k >= 0; --k)
+    if (u > b[c + (1u << k) - 1]) c += 1u << k;
+  return c;
+}
+// Code c of coordinate e (0..31) of a group into the group's BITS words w: each plane's field at
+// its plane_pos (layout.h).
+template <int BITS>
+TQ_HD void pack_code(uint32_t (&w)[BITS], int e, uint32_t c) {
+  constexpr Planes PL = planes(BITS);
+  int pw = 0, bo = 0;
+  for (int p = 0; p < PL.n; ++p) {
+    int word = 0;
+    const int sh = plane_pos(PL.w[p], e, &word);
+    w[pw + word] |= ((c >> bo) & ((1u << PL.w[p]) - 1u)) << sh;
+    pw += PL.w[p];
+    bo += PL.w[p];
+  }
+}
+
 struct Params {
   const void* x;                 // [n_tokens, Hkv, D] in_dtype
   const int32_t* slot_mapping;   // [n_tokens] page * page_tokens + offset, < 0 = skip
@@ -30,11 +55,13 @@ struct Params {
   int vpw;                       // vectors per warp, 1..32 (v2: a multiple of 32 / (D / 32))
   float bound[15];               // Lloyd-Max boundaries (float, ascending)
   uint32_t sign[kRounds][8];     // Hadamard sign bits (bit set = -1), D <= 256
+  const float* wbound;           // tq5..tq8 (v2 only): the 2^B - 1 boundaries (float, ascending) on the device
 };
 
 // v1 kernel entry per (head_dim, bits), bits 0 = fp16 pass-through; nullptr if none.
 const void* append_kernel_for(int d, int bits);
-// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 1..4, in_dtype); nullptr if none.
+// v2 (tiled) kernel entry per (head_dim, coordinates per lane 32/64, bits 1..8, in_dtype); nullptr if none.
+// (v1 has no tq5..tq8 kernel: its linear count over the boundaries is written for 15 at most.)
 const void* append_tile_kernel_for(int d, int c, int bits, int in_dtype);
 // The same two writing token quads (layout.h quad_pos; append_quad.cu), bits 1..4.
 const void* append_quad_kernel_for(int d, int bits);

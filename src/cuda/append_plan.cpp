@@ -40,12 +40,14 @@ struct AppendPlan::Impl {
   append::ProdParams prod{};
   float* dense = nullptr;  // fractional: part 1's dense rotation on the device (transposed)
   float* sketch = nullptr;  // prod: the QJL sketch on the device (transposed)
+  float* wbound = nullptr;  // tq5..tq8: the boundaries on the device (Params::wbound)
   int* flag = nullptr;
   int sms = 132;
   ~Impl() {
     if (flag) cudaFree(flag);
     if (dense) cudaFree(dense);
     if (sketch) cudaFree(sketch);
+    if (wbound) cudaFree(wbound);
   }
 };
 
@@ -129,11 +131,11 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   const bool frac = s.id == CodecId::kTqMse && s.fractional;
   const bool prod = s.id == CodecId::kTqProd;
   if (s.id != CodecId::kFp16) {
-    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 1 && s.bits <= 4)) ||
+    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 1 && s.bits <= 8)) ||
               (prod && !s.fractional && s.bits >= 2 && s.bits <= 4)) &&
                  s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
              kUnsupported,
-             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1, tq2, tq3, tq4, tq2.5, tq3.5, tq2p, tq3p, tq4p; fp16 norms, "
+             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq2.5, tq3.5, tq2p, tq3p, tq4p; fp16 norms, "
              "Hadamard rotation)", s.name());
     bits = s.bits;
   }
@@ -154,14 +156,19 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     I.fn_frac = append::append_frac_kernel_for(head_dim, bits, int(in_dtype));
     TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; tq3.5: 64, 128, 256)",
              s.name(), head_dim);
-  } else {
+  } else if (bits <= 4) {
     I.fn = token_quads ? append::append_quad_kernel_for(head_dim, bits) : append::append_kernel_for(head_dim, bits);
     TQ_CHECK(I.fn, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
   }
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
+  // tq5..tq8: the tiled kernel only (v1 counts at most 15 boundaries).
+  TQ_CHECK(bits <= 4 || !(v1 && v1[0] == '1'), kUnsupported, "CUDA append v1 (TQ_CUDA_APPEND_V1): no kernel for '{}'",
+           s.name());
   if (bits != 0 && !frac && !prod && !(v1 && v1[0] == '1')) {
     I.fn_tile = token_quads ? append::append_quad_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype))
                             : append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
+    TQ_CHECK(I.fn_tile || bits <= 4, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)",
+             s.name(), head_dim);
     TQ_CHECK(I.fn_tile, kInternal, "CUDA append: no tiled kernel for head_dim {} bits {}", head_dim, bits);
     constexpr int lc = kLaneCoords;
     TQ_CHECK(append::tile_smem_bytes(head_dim, lc, I.in_bytes, append::tile_max_vpw(head_dim, lc, I.in_bytes)) <= 48 * 1024,
@@ -206,6 +213,13 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     const auto& part = t->parts()[0];
     const auto& b = part.cb->boundaries();
     for (size_t i = 0; i < b.size() && i < 15; ++i) P.bound[i] = float(b[i]);  // = Codebook's float boundaries
+    if (bits >= 5) {  // all 2^B - 1 of them, for the kernel's shared memory
+      const std::vector<float> wb(b.begin(), b.end());
+      TQ_CHECK(wb.size() == (size_t(1) << bits) - 1, kInternal, "CUDA append: {} boundaries for {} bits", wb.size(), bits);
+      TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(&I.wbound), wb.size() * sizeof(float)));
+      TQ_CUDA_CHECK_A(cudaMemcpy(I.wbound, wb.data(), wb.size() * sizeof(float), cudaMemcpyHostToDevice));
+      P.wbound = I.wbound;
+    }
     for (int r = 0; r < append::kRounds; ++r)
       for (int i = 0; i < head_dim; ++i)
         if (part.rot->signs(r)[i] < 0) P.sign[r][i / 32] |= 1u << (i % 32);

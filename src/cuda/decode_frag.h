@@ -254,23 +254,121 @@ inline float make_table_i8(const double* c_sqrtd, int n, uint32_t tab8[4]) {
   return float(mx / 127.0);
 }
 
+// ---- wide codecs tq5..tq8 (32..256 centroids): fp16 tables in shared memory --------------------
+// A prmt table holds at most 8 entries, so these codebooks live in shared memory as fp16 c * sqrt(D)
+// (a 16-bit load per code) and QK^T runs on the f16 mma like fp16 K (int8 centroids would undo the
+// codebook's resolution). Each lane decodes runs of consecutive coordinates of a row. Within a group
+// (layout.h), code c sits at nibble c % 8 of 4-bit plane word c / 8, at bits 2 (c % 16) of 2-bit
+// plane word c / 16, at bit 4 ((c >> 1) & 7) + 2 (c >> 4) + (c & 1) of the 1-bit plane word, at
+// byte c % 4 of byte-plane word c / 4 (8 bits); so shifting the 2-bit and 1-bit plane words right
+// once, by the position of the run's first code c0, puts code c0 + j where code j would be, and every
+// further shift is a compile-time constant after unrolling.
+// The run [c0, c0 + n) of the codes of one group (gw: its BITS words); c0 % 8 == 0 and either c0 == 0
+// (n <= 32) or the run stays inside one 16-code half (c0 % 16 + n <= 16).
+template <int BITS>
+struct WideRun {
+  const uint32_t* lo;  // 4-bit plane words (8 bits: byte words) from the one holding code c0
+  uint32_t w2a, w2b, w1;  // 2-bit plane words (codes j < 16, j >= 16) and 1-bit plane word, shifted
+};
+template <int BITS>
+TQ_HD WideRun<BITS> wide_run(const uint32_t* gw, int c0) {
+  static_assert(BITS >= 5 && BITS <= 8, "wide codecs: 5..8 bits");
+  WideRun<BITS> r{gw, 0u, 0u, 0u};
+  if constexpr (BITS == 8) {
+    r.lo = gw + (c0 >> 2);
+  } else {
+    r.lo = gw + (c0 >> 3);
+    if constexpr (BITS == 6 || BITS == 7) {  // 2-bit plane: words 4, 5 (code c at bit 2 (c % 16))
+      r.w2a = gw[4 + (c0 >> 4)] >> (2 * (c0 & 15));
+      r.w2b = gw[5];
+    }
+    if constexpr (BITS == 5 || BITS == 7) r.w1 = gw[BITS - 1] >> (4 * ((c0 >> 1) & 7) + 2 * (c0 >> 4));
+  }
+  return r;
+}
+// x >> s, or x << -s for s < 0 (s is a compile-time constant after unrolling).
+TQ_HD uint32_t shr_s(uint32_t x, int s) { return s >= 0 ? x >> s : x << -s; }
+// Byte offset (2 x code) of code c0 + j of a run in a table of fp16 entries: each plane's field is
+// shifted straight to its place in the offset (code bit i -> offset bit i + 1) and masked, so no
+// code is assembled first (the kernel knows j at compile time).
+template <int BITS>
+TQ_HD uint32_t wide_off(const WideRun<BITS>& r, int j) {
+  if constexpr (BITS == 8) {
+    return shr_s(r.lo[j >> 2], 8 * (j & 3) - 1) & 0x1FEu;
+  } else {
+    uint32_t o = shr_s(r.lo[j >> 3], 4 * (j & 7) - 1) & 0x1Eu;
+    if constexpr (BITS == 6 || BITS == 7) o |= shr_s((j >> 4) ? r.w2b : r.w2a, 2 * (j & 15) - 5) & 0x60u;
+    if constexpr (BITS == 5 || BITS == 7) o |= shr_s(r.w1, 4 * ((j >> 1) & 7) + 2 * (j >> 4) + (j & 1) - BITS) & (1u << BITS);
+    return o;
+  }
+}
+template <int BITS>
+TQ_HD uint32_t wide_code(const WideRun<BITS>& r, int j) { return wide_off(r, j) >> 1; }
+// half2 of the fp16 table entries at byte offsets oa (low half) and ob (high half).
+TQ_HD uint32_t wide_h2(const uint16_t* tab, uint32_t oa, uint32_t ob) {
+  const char* b = reinterpret_cast<const char*>(tab);
+  return uint32_t(*reinterpret_cast<const uint16_t*>(b + oa)) | uint32_t(*reinterpret_cast<const uint16_t*>(b + ob)) << 16;
+}
+// K: lane t owns coordinates [t D/4, (t+1) D/4) of its rows; k-chunk kc takes 4 consecutive ones:
+// A slots 0, 1 (register a0 / a1) = local codes 4kc, 4kc + 1, slots 2, 3 (a2 / a3) = 4kc + 2, + 3.
+// Run u (D = 256 has two groups per lane, u = kc / 8) and its local index 4 (kc % 8) + jj.
+template <int D>
+TQ_HD constexpr int kdim_wide(int t, int kc, int jj) { return t * (D / 4) + 4 * kc + jj; }
+template <int D, int BITS>
+TQ_HD WideRun<BITS> wide_k_run(const uint32_t* row, int t, int u) {
+  const int c = t * (D / 4) + 32 * u;
+  return wide_run<BITS>(row + (c >> 5) * BITS, c & 31);
+}
+// V: lane g owns coordinates [g D/8, (g+1) D/8) (one run); m-tile mt, row r (dim g / g + 8 of the
+// tile) = local code 2 mt + r.
+template <int D>
+TQ_HD constexpr int vdim_wide(int g, int mt, int r) { return g * (D / 8) + 2 * mt + r; }
+template <int D, int BITS>
+TQ_HD WideRun<BITS> wide_v_run(const uint32_t* row, int g) {
+  const int c = g * (D / 8);
+  return wide_run<BITS>(row + (c >> 5) * BITS, c & 31);
+}
+// The A fragment of K k-chunk kc from runs r0, r1 of rows g, g + 8 (run kc / 8 of wide_k_run):
+// a0 / a1 = local codes j, j + 1 of row g / g + 8, a2 / a3 = codes j + 2, j + 3, j = 4 (kc % 8).
+template <int BITS>
+TQ_HD void wide_k_frag(const uint16_t* tab, const WideRun<BITS>& r0, const WideRun<BITS>& r1, int kc, uint32_t (&a)[4]) {
+  const int j = 4 * (kc & 7);
+  a[0] = wide_h2(tab, wide_off(r0, j), wide_off(r0, j + 1));
+  a[1] = wide_h2(tab, wide_off(r1, j), wide_off(r1, j + 1));
+  a[2] = wide_h2(tab, wide_off(r0, j + 2), wide_off(r0, j + 3));
+  a[3] = wide_h2(tab, wide_off(r1, j + 2), wide_off(r1, j + 3));
+}
+// The V^T A fragment of m-tile mt from the runs (wide_v_run) of tokens 2t, 2t + 1 (ra, rb) and
+// 2t + 8, 2t + 9 (rc, rd): a0 / a1 = dims of local codes 2mt / 2mt + 1 of tokens (2t, 2t + 1),
+// a2 / a3 the same of tokens (2t + 8, 2t + 9).
+template <int BITS>
+TQ_HD void wide_v_frag(const uint16_t* tab, const WideRun<BITS>& ra, const WideRun<BITS>& rb, const WideRun<BITS>& rc,
+                       const WideRun<BITS>& rd, int mt, uint32_t (&a)[4]) {
+  const int j = 2 * mt;
+  a[0] = wide_h2(tab, wide_off(ra, j), wide_off(rb, j));
+  a[1] = wide_h2(tab, wide_off(ra, j + 1), wide_off(rb, j + 1));
+  a[2] = wide_h2(tab, wide_off(rc, j), wide_off(rd, j));
+  a[3] = wide_h2(tab, wide_off(rc, j + 1), wide_off(rd, j + 1));
+}
+
 // ---- coordinate orders -------------------------------------------------------------------------
 // K (QK^T): lane t, k-chunk kc, slot jj (0, 1: k = 2t + jj; 2, 3: k = 2t + 8 + jj - 2).
 //   TurboQuant: lane t owns selector words [t * D/32, (t+1) * D/32); chunk kc uses word kc/2, half
 //   kc%2. fp16: lane t owns dims [t*D/4, (t+1)*D/4) read as 16-byte chunks, rotated by t/2 to keep
-//   the four lanes of a row in distinct banks.
+//   the four lanes of a row in distinct banks. Wide (5..8 bits): kdim_wide.
 template <int D, int BITS>
 TQ_HD constexpr int kdim(int t, int kc, int jj) {
   if (BITS == 0) {
     const int u = ((kc >> 1) + (t >> 1)) % (D / 32);
     return (D / 4) * t + 8 * u + 4 * (kc & 1) + jj;
   }
+  if (BITS >= 5) return kdim_wide<D>(t, kc, jj);
   return code_of<BITS>(t * (D / 32) + (kc >> 1), 4 * (kc & 1) + jj);
 }
 // V (PV): lane g, m-tile mt, r = 0 (row g) / 1 (row g + 8).
 //   TurboQuant: lane g owns selector words [g * D/64, (g+1) * D/64); m-tile mt = 4j + 2e + half uses
 //   word j, merge e, 16-bit half `half`. fp16: the rows come from movmatrix of 16-byte loads made
-//   by lane t' = g/2 (same chunk order as K), word 2(mt%2) + r, element g%2.
+//   by lane t' = g/2 (same chunk order as K), word 2(mt%2) + r, element g%2. Wide (5..8 bits): vdim_wide.
 TQ_HD constexpr int vdim_tq(int D, int bits, int g, int mt, int r) {  // TurboQuant, run-time D and bits
   return code_of(bits, g * (D / 64) + (mt >> 2), 4 * (mt & 1) + ((mt >> 1) & 1) + 2 * r);
 }
@@ -281,6 +379,7 @@ TQ_HD constexpr int vdim(int g, int mt, int r) {
     const int u = ((mt >> 1) + (tt >> 1)) % (D / 32);
     return (D / 4) * tt + 8 * u + 2 * (2 * (mt & 1) + r) + (g & 1);
   }
+  if (BITS >= 5) return vdim_wide<D>(g, mt, r);
   return vdim_tq(D, BITS, g, mt, r);
 }
 

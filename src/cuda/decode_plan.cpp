@@ -38,7 +38,7 @@ bool device_available() {
 
 namespace {
 
-// Kernel bit width for a codec: 0 = fp16 pass-through, 2..4 = single-part TurboQuant-mse, for
+// Kernel bit width for a codec: 0 = fp16 pass-through, 1..8 = single-part TurboQuant-mse, for
 // fractional tq2.5 / tq3.5 the bits of part 1 (part 0 has one more) with *frac set, and for
 // TurboQuant-prod tq2p / tq3p / tq4p the mse bits (1, 2, 3) with *prod set.
 int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
@@ -54,9 +54,10 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
     *prod = 1;
     return s.bits - 1;
   }
-  TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits == 2 || s.bits == 3) : (s.bits >= 1 && s.bits <= 4)),
-           kUnsupported, "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1, tq2, tq3, tq4, tq2.5, tq3.5, tq2p, tq3p, tq4p)",
-           which, s.name());
+  TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits == 2 || s.bits == 3) : (s.bits >= 1 && s.bits <= 8)),
+           kUnsupported,
+           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq2.5, tq3.5, tq2p, tq3p, tq4p)", which,
+           s.name());
   TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
   if (s.fractional) {
     // The kernel keeps every 32-coordinate group inside one part (one norm and scale per part).
@@ -81,9 +82,10 @@ struct DeviceBuffer {
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { if (p) cudaFree(p); }
-  void upload(const std::vector<float>& v) {
-    TQ_CUDA_CHECK(cudaMalloc(&p, v.size() * sizeof(float)));
-    TQ_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+  template <class T>
+  void upload(const std::vector<T>& v) {
+    TQ_CUDA_CHECK(cudaMalloc(&p, v.size() * sizeof(T)));
+    TQ_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
   }
   const float* f() const { return static_cast<const float*>(p); }
 };
@@ -112,6 +114,7 @@ struct DecodePlan::Impl {
   DeviceBuffer k_signs, v_signs, k_cent, v_cent;
   DeviceBuffer k_proj, v_proj;  // v3, fractional codecs: dense part rotations (Params::kproj / vproj)
   DeviceBuffer k_sketch, v_fold;  // v3, prod codecs: Params::ksk / vfold
+  DeviceBuffer wide_tab;          // v3, tq5..tq8: Params::wtab
   size_t v1_off_po = 0, v1_off_pml = 0;
   // Debug timeline (TQ_CUDA_DECODE_TRACE=file with kernels built with -DTQ_DECODE_TRACE): the last
   // run's per-CTA stamps are written to the file when the plan is destroyed.
@@ -139,8 +142,9 @@ void plan_v3(DecodePlan::Impl& I) {
   const DecodeShape& s = I.shape;
   const int G = s.heads_q / s.heads_kv;
   I.fn = v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod, I.qv);
-  TQ_CHECK(I.fn, kUnsupported, "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, fp16/tq3, fp16/tq4)",
-           I.kb, I.vb);
+  TQ_CHECK(I.fn, kUnsupported,
+           "CUDA decode: no kernel for K bits {} with V bits {} (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB, fp16/tq3, fp16/tq4)", I.kb,
+           I.vb);
   TQ_CHECK_ARG(s.batch <= 4096, "CUDA decode: batch {} > 4096", s.batch);
   const int fr = I.frac, kp = I.prod & 1, vp = I.prod & 2;
   TQ_CHECK(int(I.kl.codes_bytes) == v3::codes_bytes(s.head_dim, I.kb, fr, kp) &&
@@ -255,14 +259,25 @@ void plan_v3(DecodePlan::Impl& I) {
     buf.upload(a);
     return buf.f();
   };
-  if (const TqCodec* t = signs(*I.kc, P.ksign)) {
+  // Wide codecs (tq5..tq8, K and V the same bits): both codebooks as fp16 c * sqrt(D), K's then V's.
+  const bool wide = I.kb >= 5;
+  if (wide) {
+    std::vector<uint16_t> h;
+    for (const Codec* c : {I.kc.get(), I.vc.get()})
+      for (double x : dynamic_cast<const TqCodec&>(*c).parts()[0].cb->centroids())
+        h.push_back(float_to_half(float(x * std::sqrt(double(s.head_dim)))));
+    TQ_CHECK(h.size() == size_t(2) << I.kb, kInternal, "CUDA decode: wide tables of {} entries", h.size());
+    I.wide_tab.upload(h);
+    P.wtab = static_cast<const uint16_t*>(I.wide_tab.p);
+  }
+  if (const TqCodec* t = signs(*I.kc, P.ksign); t && !wide) {
     P.kdeq = k_table(t->parts()[0], P.ktab8);
     if (fr) {
       P.kdeqb = k_table(t->parts()[1], P.ktab8b);
       P.kproj = proj(*t, true, I.k_proj);
     }
   }
-  if (const TqCodec* t = signs(*I.vc, P.vsign)) {
+  if (const TqCodec* t = signs(*I.vc, P.vsign); t && !wide) {
     v_table(t->parts()[0], P.vtab);
     if (I.qv) P.vdeq = k_table(t->parts()[0], P.vtab8);  // int8 centroids, as K's
     if (fr) {
@@ -379,12 +394,12 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
   I.qv = s.v_quads;
-  TQ_CHECK(!I.qv || (I.kb == I.vb && I.kb >= 2 && !I.frac && !I.prod), kUnsupported,
+  TQ_CHECK(!I.qv || (I.kb == I.vb && I.kb >= 2 && I.kb <= 4 && !I.frac && !I.prod), kUnsupported,
            "CUDA decode: V in token quads (v_quads) is built for tqB/tqB, B = 2..4, not K '{}' with V '{}'",
            kspec.name(), vspec.name());
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
-           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB, tq(B+1)/tqB for B >= 2, fp16/tq3, fp16/tq4, tq2.5/tq2.5, "
-           "tq3.5/tq3.5, tq2p/tq2p, tq3p/tq3p, tq4p/tq4p)",
+           "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB for B = 1..8, tq(B+1)/tqB for B = 2, 3, "
+           "fp16/tq3, fp16/tq4, tq2.5/tq2.5, tq3.5/tq3.5, tq2p/tq2p, tq3p/tq3p, tq4p/tq4p)",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);
@@ -404,7 +419,7 @@ DecodePlan::~DecodePlan() = default;
 size_t DecodePlan::workspace_bytes() const { return impl_->ws_bytes; }
 int DecodePlan::splits() const { return impl_->version == 3 ? impl_->grid : impl_->splits; }
 bool DecodePlan::uses_tensor_cores() const { return impl_->version == 3; }
-bool DecodePlan::int8_scores() const { return impl_->version == 3 && impl_->kb != 0; }
+bool DecodePlan::int8_scores() const { return impl_->version == 3 && impl_->kb != 0 && impl_->kb < 5; }
 int DecodePlan::version() const { return impl_->version; }
 KvPageLayout DecodePlan::k_layout() const { return impl_->kl; }
 KvPageLayout DecodePlan::v_layout() const { return impl_->vl; }

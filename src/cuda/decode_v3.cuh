@@ -13,9 +13,13 @@
 // Consumer warp w: tokens [16w, 16w+16) of each chunk (TurboQuant K: of two chunks per iteration,
 // one softmax update for both), GQA group (G <= 8 heads) as the N = 8 side:
 //   S^T[16 tok x 8 head] = K · Q^T   (TurboQuant K: int8 centroids by one prmt per 4 codes, q
-//                                     rounded to int8 per row, mma.m16n8k32.s8; fp16 K: f16 mma)
+//                                     rounded to int8 per row, mma.m16n8k32.s8; fp16 K: f16 mma;
+//                                     tq5..tq8: fp16 centroids from a shared-memory table, f16 mma)
 //   online softmax in exp2 (log2(e) and the scale folded into q), P^T by movmatrix.trans
 //   O^T[D x 8 head] += V^T · P^T   (V codes of two tokens merged so one lookup gives half2(tok, tok))
+// Wide codecs tq5..tq8 (KB = VB >= 5): 32..256 centroids do not fit a prmt table; both codebooks
+// sit in shared memory as fp16 (frag::wide_run: one 16-bit load per code, runs of consecutive
+// coordinates per lane), q stays fp16 (rotated, scaled) and both products run on the f16 mma.
 // Norms: K norm multiplies the scores, V norm multiplies p (before fp16 rounding). Tables hold
 // c * sqrt(D) (no fp16 subnormals); 1/sqrt(D) is folded into q and into the output scale.
 // Per segment: q rows rotated in the prologue (randomized Hadamard, warp shuffles), the 4 warps'
@@ -64,7 +68,15 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0, int qv = 0) {
 #ifdef TQ_QV_MIN_CTAS  // experiment builds: the quad-V kernels at another register budget
   if (qv && d != 256) return TQ_QV_MIN_CTAS;
 #endif
+  if (kb >= 5) return d == 256 ? 2 : d == 128 ? 3 : 4;  // wide: no spills at these (-Xptxas -v)
   return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3) || pr) ? 3 : 4;
+}
+
+// The wide codecs' fp16 tables (K's then V's): static shared memory of the wide kernels only.
+template <int N>
+__device__ __forceinline__ uint16_t* wide_tables() {
+  __shared__ __align__(16) uint16_t tab[N];
+  return tab;
 }
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
@@ -89,7 +101,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   constexpr bool kKDense1 = FR && ((D - KM0) & (D - KM0 - 1)) != 0;
   static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
   static_assert(!PR || (!FR && KB != 0 && VB != 0), "prod: single-part TurboQuant K and V");
-  static_assert(!QV || (KB == VB && KB >= 2 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
+  static_assert(!QV || (KB == VB && KB >= 2 && KB <= 4 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
+  constexpr bool WIDE = KB >= 5;  // tq5..tq8 K and V (shared-memory fp16 tables, f16 mma)
+  static_assert(!WIDE || (KB == VB && !FR && !PR && !QV), "wide: tqB/tqB, B = 5..8, single part");
 
 #ifdef TQ_DECODE_TRACE
   const long long trace_t0 = clock64();
@@ -160,6 +174,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   __shared__ uint32_t vtab8_s[4];
   if constexpr (QV != 0)
     if (tid < 4) vtab8_s[tid] = P.vtab8[tid];
+  // Wide: K's table (2^KB fp16 c * sqrt(D)) then V's, in shared memory (the __syncthreads below
+  // publishes them).
+  [[maybe_unused]] uint16_t* wtab = nullptr;
+  if constexpr (WIDE) {
+    wtab = wide_tables<2 << KB>();
+    for (int i = tid; i < (2 << KB); i += kThreads) wtab[i] = P.wtab[i];
+  }
   uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
   if constexpr (FR != 0) {
 #pragma unroll
@@ -298,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         x[e] *= P.q_scale;
         amax = fmaxf(amax, fabsf(x[e]));
       }
-      if constexpr (KB != 0 && !KPR) {  // int8 q: x * 127 / max|x| per row, the scale goes to the scores
+      if constexpr (KB != 0 && !KPR && !WIDE) {  // int8 q: x * 127 / max|x| per row, the scale goes to the scores
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
         const float inv = amax > 0.f ? 127.f / amax : 0.f;
@@ -312,9 +333,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     if constexpr (KPR != 0) prod_q_prologue<D>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
     if constexpr (VPR != 0 && D <= 128) prefetch_part1<D, 0>(P.vfold, tid, 32 * kConsumers);  // the fold's S^T (64 KB at most)
     consumers_sync();
-    // B fragments: fp16 K -> f16 pairs per k16-chunk; TurboQuant K -> 4 int8 per register per
-    // k32-chunk (rows g >= G are zero: their columns of S are ignored).
-    constexpr int NQB = KB == 0 ? NKC : D / 32;
+    // B fragments: fp16 and wide K -> f16 pairs per k16-chunk (in kdim order); TurboQuant K -> 4
+    // int8 per register per k32-chunk (rows g >= G are zero: their columns of S are ignored).
+    constexpr int NQB = KB == 0 || WIDE ? NKC : D / 32;
     uint32_t qb[NQB][2];
     float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K; fractional: part 0)
     float qg0 = 1.f, qg1 = 1.f;  // fractional: part 1
@@ -325,7 +346,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       const bool on = g < G;
       // int8 K: 4 int8 q values per register in the order kdim8 (kdim8_frac) names.
       auto int8_frags = [&](auto kdim_of) { pack_i8_frags<D / 32>(qr, on, kdim_of, qb); };
-      if constexpr (KB == 0) {
+      if constexpr (KB == 0 || WIDE) {
 #pragma unroll
         for (int kc = 0; kc < NKC; ++kc) {
           qb[kc][0] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 0)], qr[frag::kdim<D, KB>(t, kc, 1)]) : 0u;
@@ -378,6 +399,24 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
           const uint4 b = *reinterpret_cast<const uint4*>(k0 + 8 * KCB + 16 * u);
           mma(sc, a.x, b.x, a.y, b.y, qb[2 * i][0], qb[2 * i][1]);
           mma(sd, a.z, b.z, a.w, b.w, qb[2 * i + 1][0], qb[2 * i + 1][1]);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sc[i] += sd[i];
+      } else if constexpr (WIDE) {
+        // Wide K: per k16-chunk 4 codes of each row through the shared fp16 table (frag::wide_k_frag),
+        // f16 mma into two accumulators (even / odd chunks: two independent HMMA chains).
+        float sd[4] = {0.f, 0.f, 0.f, 0.f};
+        const uint32_t* k0 = reinterpret_cast<const uint32_t*>(st + r0 * KCB);
+        const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
+#pragma unroll
+        for (int u = 0; u < (NKC + 7) / 8; ++u) {
+          const frag::WideRun<KB> w0 = frag::wide_k_run<D, KB>(k0, t, u), w1 = frag::wide_k_run<D, KB>(k1, t, u);
+#pragma unroll
+          for (int kc = 8 * u; kc < (NKC < 8 * u + 8 ? NKC : 8 * u + 8); ++kc) {
+            uint32_t a[4];
+            frag::wide_k_frag<KB>(wtab, w0, w1, kc, a);
+            mma(kc & 1 ? sd : sc, a[0], a[1], a[2], a[3], qb[kc][0], qb[kc][1]);
+          }
         }
 #pragma unroll
         for (int i = 0; i < 4; ++i) sc[i] += sd[i];
@@ -540,6 +579,19 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
           mma(o[2 * i], movm(a.x) & mk01, movm(a.y) & mk01, movm(b.x) & mk89, movm(b.y) & mk89, pb0, pb1);
           mma(o[2 * i + 1], movm(a.z) & mk01, movm(a.w) & mk01, movm(b.z) & mk89, movm(b.w) & mk89, pb0, pb1);
         }
+      } else if constexpr (WIDE) {
+        // Wide V (frag::vdim_wide): lane g's run of tokens A, B = 2t, 2t+1 and C, D = 2t+8, 2t+9,
+        // 2 codes per token per m-tile through the shared fp16 table.
+        const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
+        const uint16_t* vt = wtab + (1 << KB);
+        const frag::WideRun<VB> wa = frag::wide_v_run<D, VB>(rA, g), wb = frag::wide_v_run<D, VB>(rA + VCB / 4, g);
+        const frag::WideRun<VB> wc = frag::wide_v_run<D, VB>(rA + 8 * VCB / 4, g), wd = frag::wide_v_run<D, VB>(rA + 9 * VCB / 4, g);
+#pragma unroll
+        for (int mt = 0; mt < NKC; ++mt) {
+          uint32_t a[4];
+          frag::wide_v_frag<VB>(vt, wa, wb, wc, wd, mt, a);
+          mma(o[mt], a[0], a[1], a[2], a[3], pb0, pb1);
+        }
       } else if constexpr (FR != 0) {
         // Fractional V (frag::vdim_frac): m-tiles 2q, 2q + 1 = group q; lane g decodes selector
         // word g/2 of the group for tokens A, B, C, D and keeps nibbles of parity g % 2.
@@ -618,7 +670,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
     // T=128K: 1649 -> 1566 us). fp16 K/V stays at one block: it is memory-bound, and the pair needs
     // registers it does not have (128, spills).
-    constexpr bool kPairs = KB != 0 && !PR;
+    constexpr bool kPairs = KB != 0 && !PR && !WIDE;  // wide: one block, as fp16 (pairs spill at D = 128)
     for (int j = 0; j < cnt;) {
       int s2 = s + 1;
       uint32_t ph2 = ph;

@@ -75,6 +75,9 @@ struct Params {
   // Quad V (QV kernels, DecodeShape::v_quads): V pages in token quads (layout.h quad_pos), V centroids as int8.
   uint32_t vtab8[4];
   float vdeq;                    // int8 V entry * vdeq = c * sqrt(D)
+  // Wide codecs tq5..tq8 (KB = VB >= 5): fp16 bit patterns of c * sqrt(D), K's 2^KB entries then
+  // V's 2^VB (device memory, copied into shared memory by each CTA).
+  const uint16_t* wtab;
 };
 constexpr int kTraceSlots = 16;
 
@@ -104,6 +107,7 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
 // 3/2, 4/3, 0/3, 0/4 (fp16 K, TurboQuant V), and with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is
 // not a group), 3.5/3.5; with prod = 3 (K and V both tq(B+1)p, bits = the mse bits B): 1/1 (tq2p),
 // 2/2 (tq3p), 3/3 (tq4p).
+// Wide: 5/5, 6/6, 7/7, 8/8 (tq5..tq8, fp16 tables in shared memory).
 // qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; DecodeShape::v_quads).
 const void* kernel_d64(int k_bits, int v_bits, int frac, int prod, int qv);
 const void* kernel_d128(int k_bits, int v_bits, int frac, int prod, int qv);

@@ -17,6 +17,7 @@ const void* kernel_table(int kb, int vb, int frac, int prod, int qv) {
   }
 #define TQ_CASE(K, V) if (!frac && !prod && kb == K && vb == V) TQ_RET(D, K, V, 0);
   TQ_CASE(0, 0) TQ_CASE(1, 1) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3) TQ_CASE(0, 3) TQ_CASE(0, 4)
+  TQ_CASE(5, 5) TQ_CASE(6, 6) TQ_CASE(7, 7) TQ_CASE(8, 8)  // wide: fp16 tables in shared memory
 #undef TQ_CASE
   // Fractional tqB.5 (K and V): tq2.5 needs D >= 128 (its part 0 of D/4 dims is a whole 32-group).
   if constexpr (D >= 128)

@@ -54,7 +54,7 @@ TEST(CApi, CudaPlanFlagsAreValidated) {
   tq_cuda_decode_plan* p = nullptr;
   EXPECT_EQ(tq_cuda_decode_plan_create_ex("tq3", 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, 2u, &p), TQ_INVALID_ARGUMENT);
   EXPECT_NE(std::string(tq_last_error()).find("flags"), std::string::npos) << tq_last_error();
-  for (const char* kv : {"tq1", "k4v3", "fp16", "tq3.5"})
+  for (const char* kv : {"tq1", "k4v3", "fp16", "tq3.5", "tq5", "tq8"})
     EXPECT_EQ(tq_cuda_decode_plan_create_ex(kv, 1, 32, 8, 128, 64, 4, 4, 256, 1, 1, 0.f, TQ_CUDA_TOKEN_QUADS, &p),
               TQ_UNSUPPORTED) << kv;
   EXPECT_EQ(p, nullptr);
@@ -62,6 +62,7 @@ TEST(CApi, CudaPlanFlagsAreValidated) {
   EXPECT_EQ(tq_cuda_append_plan_create_ex("tq3", 8, 128, 64, 4, 1, 4u, &a), TQ_INVALID_ARGUMENT);
   EXPECT_EQ(tq_cuda_append_plan_create_ex("fp16", 8, 128, 64, 4, 1, TQ_CUDA_TOKEN_QUADS, &a), TQ_UNSUPPORTED);
   EXPECT_EQ(tq_cuda_append_plan_create_ex("tq3p", 8, 128, 64, 4, 1, TQ_CUDA_TOKEN_QUADS, &a), TQ_UNSUPPORTED);
+  EXPECT_EQ(tq_cuda_append_plan_create_ex("tq6", 8, 128, 64, 4, 1, TQ_CUDA_TOKEN_QUADS, &a), TQ_UNSUPPORTED);
   EXPECT_EQ(tq_cuda_append_plan_create_ex("tq3", 8, 128, 40, 4, 1, TQ_CUDA_TOKEN_QUADS, &a), TQ_INVALID_ARGUMENT);
   EXPECT_EQ(a, nullptr);
 }

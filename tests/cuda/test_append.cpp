@@ -16,12 +16,15 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
 
+#include "cuda/append_params.h"
+#include "turboquant/codebook.h"
 #include "turboquant/cuda/append.h"
 #include "test_util.h"
 #include "turboquant/error.h"
@@ -175,6 +178,40 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
   for (void* p : {dx, ds, dp}) cudaFree(p);
 }
 
+// tq5..tq8 helpers of the tiled kernel, on the CPU (no GPU needed): the binary search is
+// Codebook::quantize on random values, on every boundary and its float neighbours, on +-0, +-inf and
+// NaN; the plane packing of one code at a time is layout.h's pack_codes_ref.
+template <int BITS>
+void check_wide_helpers(std::mt19937& rng) {
+  for (int d : {64, 128, 256}) {
+    const tq::Codebook& cb = tq::Codebook::get(d, BITS);
+    const std::vector<float> b(cb.boundaries().begin(), cb.boundaries().end());
+    ASSERT_EQ(b.size(), (size_t(1) << BITS) - 1);
+    std::vector<float> us = {0.f, -0.f, INFINITY, -INFINITY, NAN, 1.f, -1.f};
+    for (float x : b) us.insert(us.end(), {x, std::nextafter(x, -INFINITY), std::nextafter(x, INFINITY)});
+    std::normal_distribution<float> nd(0.f, 1.f / std::sqrt(float(d)));
+    for (int i = 0; i < 2000; ++i) us.push_back(nd(rng));
+    for (float u : us) ASSERT_EQ(tq::cuda::append::search_wide<BITS>(u, b.data()), cb.quantize(u)) << "d " << d << " u " << u;
+  }
+  for (int rep = 0; rep < 50; ++rep) {
+    uint8_t codes[32], ref[4 * BITS];
+    uint32_t w[BITS] = {};
+    for (int e = 0; e < 32; ++e) {
+      codes[e] = uint8_t(rng() % (1u << BITS));
+      tq::cuda::append::pack_code<BITS>(w, e, codes[e]);
+    }
+    tq::pack_codes_ref(codes, 32, BITS, ref);
+    ASSERT_EQ(std::memcmp(w, ref, sizeof ref), 0) << "bits " << BITS;
+  }
+}
+TEST(CudaAppendHost, WideSearchAndPackMatchTheCpuCodec) {
+  TQ_FRESH_RNG(rng);
+  check_wide_helpers<5>(rng);
+  check_wide_helpers<6>(rng);
+  check_wide_helpers<7>(rng);
+  check_wide_helpers<8>(rng);
+}
+
 TEST(CudaAppend, BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   TQ_FRESH_RNG(rng);
@@ -231,6 +268,34 @@ TEST(CudaAppend, TiledOddShapes) {
   // Several passes per tile from f32 / at D = 256 (largest tiles of 16 vectors), a short last tile.
   run_append("tq3", 128, DType::kF32, rng, 8191, 8);
   run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
+}
+
+// tq5..tq8 (32..256 centroids: binary search over the boundaries in shared memory, 4 + 1, 4 + 2,
+// 4 + 2 + 1 bit planes and the byte plane): every head_dim and input dtype, one vector, a partial
+// pass, one pass per warp (4097 x 8), the largest tiles (8191 x 8).
+TEST(CudaAppend, WideCodecsBitIdenticalToCpuEncoder) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  int i = 0;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  for (const char* codec : {"tq5", "tq6", "tq7", "tq8"})
+    for (int D : {64, 128, 256}) {
+      run_append(codec, D, dts[i++ % 3], rng, 113, 3);
+      run_append(codec, D, dts[i % 3], rng, 7, 1);
+    }
+  run_append("tq8", 128, DType::kF16, rng, 1, 1);
+  run_append("tq7", 128, DType::kF16, rng, 4097, 8);
+  run_append("tq6", 256, DType::kF32, rng, 8191, 8);
+  run_append("tq5", 64, DType::kBF16, rng, 8191, 8);
+  run_append("tq8:seed=11", 256, DType::kBF16, rng, 113, 3);
+}
+
+// Small tq5..tq8 appends (compute-sanitizer runs this one: .dev_s9/wide_gpu.sh).
+TEST(CudaAppend, WideSmallShapes) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  for (const char* codec : {"tq5", "tq6", "tq7", "tq8"}) run_append(codec, 64, tq::cuda::DType::kF16, rng, 7, 2);
 }
 
 // TurboQuant-prod (mse at bits - 1, QJL signs of the residual, gamma): every supported head_dim
@@ -327,7 +392,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     }
     return tq::Status::kOk;
   };
-  for (const char* c : {"tq5", "tq8", "tq5p", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
+  for (const char* c : {"tq5p", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
                         "tq3.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
@@ -339,9 +404,16 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   EXPECT_EQ(status("tq4p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq2p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq1", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq5", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq8", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq6", 96), tq::Status::kUnsupported);
+  setenv("TQ_CUDA_APPEND_V1", "1", 1);  // v1 has no tq5..tq8 kernel
+  EXPECT_EQ(status("tq7", 128), tq::Status::kUnsupported);
+  unsetenv("TQ_CUDA_APPEND_V1");
   EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
   // Token quads: single-part tq1..tq4 only, pages of whole 16-token blocks.
-  for (const char* c : {"fp16", "tq2.5", "tq3.5", "tq3p", "tq2p"}) EXPECT_EQ(status(c, 128, 64, true), tq::Status::kUnsupported) << c;
+  for (const char* c : {"fp16", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5", "tq8"})
+    EXPECT_EQ(status(c, 128, 64, true), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq3", 128, 40, true), tq::Status::kInvalidArgument);
   EXPECT_EQ(status("tq3", 128, 48, true), tq::Status::kOk);
   EXPECT_EQ(status("tq1", 64, 64, true), tq::Status::kOk);

@@ -5,6 +5,8 @@
 // logits): 5e-3 leaves a 10x margin and is far below any codec's own error (>= 1e-2 at 4 bits).
 // TurboQuant K is scored in int8 on the GPU (q per row and the centroids rounded to int8): a numpy
 // emulation of these shapes (unit-scale logits, T = 1..123) gives 0.7% mean, 1.3% max: 3e-2.
+// tq5..tq8 are scored in fp16 (K's centroid table rounded to fp16 too, a rounding of the size of q's):
+// 5e-3 as for fp16.
 // Causal multi-query batches (the forward's prefill) and single steps.
 #include <gtest/gtest.h>
 
@@ -46,7 +48,7 @@ void append_and_attend(tq::model::KvStore& gpu, tq::model::KvStore& cpu, std::in
 
 TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p", "tq1", "tq2p"}) {
+  for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p", "tq1", "tq2p", "tq5", "tq8"}) {
     for (int D : {64, 128}) {
       if (std::string(codec) == "tq2.5" && D == 64) continue;  // no kernel (16 + 48 dims): see below
       tq::model::KvShape s{2, 8, 2, D, float(1 / std::sqrt(double(D)))};
@@ -57,7 +59,8 @@ TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
       o.capacity = 1000;
       auto cpu = tq::model::make_kv_store(s, codec, o);
       // A prefill, decode steps, a 7-token speculative batch.
-      append_and_attend(*gpu, *cpu, {113, 1, 1, 7, 1}, 1, std::string(codec) == "fp16" ? 5e-3 : 3e-2);
+      const bool fp16_scores = std::string(codec) == "fp16" || std::string(codec) == "tq5" || std::string(codec) == "tq8";
+      append_and_attend(*gpu, *cpu, {113, 1, 1, 7, 1}, 1, fp16_scores ? 5e-3 : 3e-2);
       EXPECT_EQ(gpu->length(0), cpu->length(0));
       EXPECT_EQ(gpu->bytes_per_token(), cpu->bytes_per_token()) << codec;
     }
@@ -87,7 +90,7 @@ TEST(CudaKvStore, VQuadsMatchTheCpuQuadCache) {
     }
   }
   tq::model::KvShape s{1, 4, 2, 64, 0.125f};
-  for (const char* codec : {"tq1", "k4v3", "fp16", "tq3.5"})  // no quad-V decode kernel
+  for (const char* codec : {"tq1", "k4v3", "fp16", "tq3.5", "tq6"})  // no quad-V decode kernel
     EXPECT_THROW(tq::model::make_cuda_kv_store(s, codec, 64, true), tq::Error) << codec;
 }
 
@@ -97,6 +100,7 @@ TEST(CudaKvStore, UnsupportedCodecFailsAtConstruction) {
   EXPECT_THROW(tq::model::make_cuda_kv_store(s, "tq2.5", 64), tq::Error);  // parts of 16 + 48 dims
   EXPECT_THROW(tq::model::make_cuda_kv_store(s, "k3pv3", 64), tq::Error);  // prod K with an mse V: no kernel
   EXPECT_THROW(tq::model::make_cuda_kv_store(s, "q4", 64), tq::Error);
+  EXPECT_THROW(tq::model::make_cuda_kv_store(s, "k5v4", 64), tq::Error);  // tq5..tq8: K and V the same bits
 }
 
 }  // namespace

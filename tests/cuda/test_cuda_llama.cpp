@@ -242,7 +242,7 @@ TEST(CudaLlama, ErrorsAtConstructionAndOnBadInput) {
   const LlamaModel m = load(TinySpec{});
   EXPECT_THROW(CudaLlama(m, "fp8"), tq::Error);
   const CudaLlama gpu(m);
-  EXPECT_THROW(gpu.make_kv_store("tq5", 64), tq::Error);  // a codec without a CUDA kernel
+  EXPECT_THROW(gpu.make_kv_store("k5v4", 64), tq::Error);  // a codec pair without a CUDA kernel
   EXPECT_THROW(gpu.make_kv_store("q4", 64), tq::Error);
   std::vector<float> lg(size_t(m.config().n_vocab));
   const int32_t ok = 5, bad = m.config().n_vocab;

@@ -289,6 +289,10 @@ void run_case(const Case& c, std::mt19937& rng) {
   // emulation of that arithmetic on these shapes gives 2e-4 (T = 1) to 1e-3 (T = 4097); 3x margin.
   double tol = c.out_dtype == tq::cuda::DType::kF32 ? 1e-4 : (c.out_dtype == tq::cuda::DType::kF16 ? 2e-3 : 1e-2);
   if (plan.uses_tensor_cores()) tol = std::max(tol, 3e-3);
+  // tq5..tq8 (fp16 scores): K's fp16 centroid table adds to every score term a second rounding of
+  // the size of q's (2^-11 relative); a C++ emulation of these shapes (fp16 q, K table, p * |v| and
+  // V table; logit std 2, 4x sink) gives 2e-4 (T = 1) to 2.5e-3 (T = 4097) over seeds: 2x margin.
+  if (kv.k.id == tq::CodecId::kTqMse && !kv.k.fractional && kv.k.bits >= 5) tol = std::max(tol, 5e-3);
   // int8 scores (TurboQuant K on v3): q and the centroids rounded to int8 (steps max/127). A numpy
   // emulation of these cases (logit std 2, a 4x sink token) gives 0.5-6% (T = 7..4097, 3-4 bits);
   // the tight check is the int8-emulating reference below.
@@ -391,6 +395,27 @@ TEST(CudaDecode, ProdCodecsMatchCpuReference) {
   }, /*also_v1=*/false);
 }
 
+// tq5..tq8 K and V (32..256 centroids: fp16 tables in shared memory, QK^T and PV on the f16 mma):
+// every bit width at every head_dim, odd and unequal lengths, GQA 1, 4, 7, 8, all dtypes. v3 only.
+TEST(CudaDecode, WideCodecsMatchCpuReference) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  using tq::cuda::DType;
+  run_cases({
+      {{1}, 32, 8, 128, "tq5", DType::kF32},
+      {{113, 1, 4097}, 32, 8, 128, "tq8", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 128, "tq6", DType::kF32, DType::kF16},                // GQA 7, fp16 q
+      {{4097}, 8, 8, 128, "tq7", DType::kBF16, DType::kBF16},            // GQA 1
+      {{300, 65}, 8, 2, 64, "tq5", DType::kF32},                         // GQA 4
+      {{70, 1}, 28, 4, 64, "tq6", DType::kF16},
+      {{129}, 8, 8, 64, "tq7", DType::kF32, DType::kBF16},
+      {{113}, 28, 4, 64, "tq8", DType::kF16, DType::kBF16},
+      {{65, 7}, 16, 2, 256, "tq5", DType::kF16},                         // GQA 8
+      {{257}, 8, 1, 256, "tq6", DType::kF32},
+      {{130, 7}, 16, 4, 256, "tq7", DType::kF16},
+      {{4097}, 32, 8, 256, "tq8:seed=5", DType::kBF16},
+  }, /*also_v1=*/false);
+}
+
 // Many sequences of random lengths: segments that span several CTAs (partials merged by the last
 // one), CTAs that span several segments, lengths that end anywhere inside a chunk.
 // V pages in token quads (layout.h quad_pos; DecodeShape::v_quads) and PV on int8 tensor cores.
@@ -452,6 +477,7 @@ TEST(CudaDecode, SmallShapes) {
   run_case({{70, 1}, 28, 4, 128, "tq3p", DType::kF16}, rng);
   run_case({{65, 7}, 32, 8, 128, "tq1", DType::kF16}, rng);
   run_case({{70, 1}, 8, 2, 64, "tq2p", DType::kF32}, rng);
+  run_case({{70, 1}, 28, 4, 128, "tq7", DType::kF16}, rng);
   Case quad{{65, 7}, 32, 8, 128, "tq3", DType::kF16};
   quad.quad_v = true;
   run_case(quad, rng);
@@ -467,14 +493,23 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   EXPECT_THROW(plan("k2.5v3"), tq::Error);  // fractional K needs fractional V
   EXPECT_THROW(plan("k3.5v2.5"), tq::Error);
   EXPECT_THROW(plan("tq5p"), tq::Error);   // prod: tq2p .. tq4p only
-  EXPECT_THROW(plan("tq5"), tq::Error);
+  EXPECT_THROW(plan("k5v4"), tq::Error);  // tq5..tq8: K and V the same bits
+  EXPECT_THROW(plan("k8v6"), tq::Error);
+  EXPECT_THROW(plan("k=fp16,v=tq5"), tq::Error);
   EXPECT_THROW(plan("k2v1"), tq::Error);   // tq(B+1)/tqB for B = 2, 3 only
   EXPECT_THROW(plan("tq3.5p"), tq::Error);
   EXPECT_THROW(plan("k3pv3"), tq::Error);  // prod K needs prod V (and the reverse), same bits
   EXPECT_THROW(plan("k4pv3p"), tq::Error);
   EXPECT_THROW(plan("k3v3p"), tq::Error);
   EXPECT_THROW(plan("k2v4"), tq::Error);
-  EXPECT_THROW(plan("tq8"), tq::Error);
+  EXPECT_NO_THROW(plan("tq5"));
+  EXPECT_NO_THROW(plan("tq8"));
+  {
+    const auto p = tq::parse_kv_codec("tq6");
+    const tq::cuda::DecodePlan x(s, p.k, p.v);
+    EXPECT_FALSE(x.int8_scores());  // tq5..tq8 are scored in fp16
+    EXPECT_TRUE(x.uses_tensor_cores());
+  }
   s.head_dim = 64;
   EXPECT_THROW(plan("tq2.5"), tq::Error);  // 16 + 48 dims: part 0 is not a whole 32-group
   s.head_dim = 96;
@@ -486,7 +521,7 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   // V in token quads: tqB/tqB, B = 2..4 only.
   s.page_tokens = 64;
   s.v_quads = true;
-  for (const char* kv : {"tq1", "fp16", "k4v3", "k=fp16,v=tq3", "tq2.5", "tq3.5", "tq3p"}) {
+  for (const char* kv : {"tq1", "fp16", "k4v3", "k=fp16,v=tq3", "tq2.5", "tq3.5", "tq3p", "tq5", "tq8"}) {
     SCOPED_TRACE(kv);
     EXPECT_THROW(plan(kv), tq::Error);
   }

@@ -208,6 +208,89 @@ uint32_t lookup_i8_rt(int bits, const uint32_t* tab8, uint32_t s) {
   return bits == 4 ? lookup_i8<4>(tab8, s) : lookup_i8<3>(tab8, s);
 }
 
+// Wide codecs tq5..tq8 (shared-memory fp16 tables, f16 mma for QK^T and PV): the fragments built
+// by wide_k_frag / wide_v_frag from the lane's runs must hold the table entries of the codes at
+// kdim / vdim, and both orders must be permutations.
+template <int D, int BITS>
+void check_wide() {
+  SCOPED_TRACE(testing::Message() << "wide D=" << D << " bits=" << BITS);
+  std::mt19937 rng(4321 + D * 8 + BITS);
+  std::vector<uint16_t> h(1 << BITS);  // distinct bit patterns: a wrong entry cannot pass by coincidence
+  for (size_t i = 0; i < h.size(); ++i) h[i] = uint16_t(0x2000 + 37 * i + (rng() % 37));
+  const Rows R = random_rows(D, BITS, rng);
+  auto val = [&](int tok, int dim) { return h[R.codes[tok][dim]]; };
+  auto row = [&](int tok) { return R.words[tok].data(); };
+  std::set<int> kd, vd;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int kc = 0; kc < D / 16; ++kc) {
+      const WideRun<BITS> r0 = wide_k_run<D, BITS>(row(g), t, kc / 8), r1 = wide_k_run<D, BITS>(row(g + 8), t, kc / 8);
+      uint32_t a[4];
+      wide_k_frag<BITS>(h.data(), r0, r1, kc, a);
+      int d[4];
+      for (int jj = 0; jj < 4; ++jj) d[jj] = kdim<D, BITS>(t, kc, jj);
+      ASSERT_EQ(lo16(a[0]), val(g, d[0])) << "lane " << lane << " kc " << kc;
+      ASSERT_EQ(hi16(a[0]), val(g, d[1])) << "lane " << lane << " kc " << kc;
+      ASSERT_EQ(lo16(a[2]), val(g, d[2])) << "lane " << lane << " kc " << kc;
+      ASSERT_EQ(hi16(a[2]), val(g, d[3])) << "lane " << lane << " kc " << kc;
+      ASSERT_EQ(lo16(a[1]), val(g + 8, d[0])) << "lane " << lane << " kc " << kc;
+      ASSERT_EQ(hi16(a[1]), val(g + 8, d[1])) << "lane " << lane << " kc " << kc;
+      ASSERT_EQ(lo16(a[3]), val(g + 8, d[2])) << "lane " << lane << " kc " << kc;
+      ASSERT_EQ(hi16(a[3]), val(g + 8, d[3])) << "lane " << lane << " kc " << kc;
+      if (g == 0) for (int jj = 0; jj < 4; ++jj) kd.insert(d[jj]);
+    }
+    const WideRun<BITS> ra = wide_v_run<D, BITS>(row(2 * t), g), rb = wide_v_run<D, BITS>(row(2 * t + 1), g);
+    const WideRun<BITS> rc = wide_v_run<D, BITS>(row(2 * t + 8), g), rd = wide_v_run<D, BITS>(row(2 * t + 9), g);
+    for (int mt = 0; mt < D / 16; ++mt) {
+      uint32_t a[4];
+      wide_v_frag<BITS>(h.data(), ra, rb, rc, rd, mt, a);
+      const int r0 = vdim<D, BITS>(g, mt, 0), r1 = vdim<D, BITS>(g, mt, 1);
+      expect_v_fragment(a[0], a[1], a[2], a[3], t, r0, r1, val, lane, mt);
+      if (t == 0) { vd.insert(r0); vd.insert(r1); }
+    }
+  }
+  EXPECT_EQ(int(kd.size()), D) << "kdim is not a permutation";
+  EXPECT_EQ(int(vd.size()), D) << "vdim is not a permutation";
+  EXPECT_EQ(*kd.begin(), 0);
+  EXPECT_EQ(*kd.rbegin(), D - 1);
+  EXPECT_EQ(*vd.begin(), 0);
+  EXPECT_EQ(*vd.rbegin(), D - 1);
+}
+
+TEST(CudaDecodeFrag, WideFragmentsMatchReferenceUnpacking) {
+  check_wide<64, 5>(); check_wide<64, 6>(); check_wide<64, 7>(); check_wide<64, 8>();
+  check_wide<128, 5>(); check_wide<128, 6>(); check_wide<128, 7>(); check_wide<128, 8>();
+  check_wide<256, 5>(); check_wide<256, 6>(); check_wide<256, 7>(); check_wide<256, 8>();
+}
+
+// Every code of every run start the kernel uses (multiples of 8 inside a group, 16-code halves, whole
+// groups), against layout.h's reference unpacking: the plane shifts of wide_run for all positions.
+TEST(CudaDecodeFrag, WideRunsMatchReferenceUnpacking) {
+  std::mt19937 rng(99);
+  for (int bits = 5; bits <= 8; ++bits) {
+    std::vector<uint8_t> c(32), packed(4 * bits);
+    std::vector<uint32_t> w(bits);
+    for (int rep = 0; rep < 20; ++rep) {
+      for (auto& x : c) x = uint8_t(rng() % (1u << bits));
+      tq::pack_codes_ref(c.data(), 32, bits, packed.data());
+      std::memcpy(w.data(), packed.data(), packed.size());
+      for (int c0 = 0; c0 < 32; c0 += 8) {
+        const int n = c0 == 0 ? 32 : (c0 % 16 == 0 ? 16 : 8);
+        for (int j = 0; j < n; ++j) {
+          uint32_t got = 0;
+          switch (bits) {
+            case 5: got = wide_code(wide_run<5>(w.data(), c0), j); break;
+            case 6: got = wide_code(wide_run<6>(w.data(), c0), j); break;
+            case 7: got = wide_code(wide_run<7>(w.data(), c0), j); break;
+            default: got = wide_code(wide_run<8>(w.data(), c0), j);
+          }
+          ASSERT_EQ(got, tq::unpack_code_ref(packed.data(), 32, bits, uint32_t(c0 + j))) << "bits " << bits << " c0 " << c0 << " j " << j;
+        }
+      }
+    }
+  }
+}
+
 template <int D, int B>
 void check_frac() {
   using Gr = Groups<D, B, true>;

@@ -55,11 +55,13 @@ struct DecodeArgs {
 
 class DecodePlan {
  public:
-  // Codecs: fp16/fp16, tqB/tqB (B = 1..4), tq(B+1)/tqB (B = 2, 3), fp16 K with tq3 / tq4 V,
+  // Codecs: fp16/fp16, tqB/tqB (B = 1..8), tq(B+1)/tqB (B = 2, 3), fp16 K with tq3 / tq4 V,
   // tq2.5/tq2.5 (head_dim 128, 256), tq3.5/tq3.5, and the prod (QJL) tq2p/tq2p, tq3p/tq3p and
-  // tq4p/tq4p; head_dim 64, 128, 256; GQA group <= 8.
+  // tq4p/tq4p; head_dim 64, 128, 256; GQA group <= 8. tq5..tq8 (32..256 centroids) are scored in
+  // fp16 (centroid tables in shared memory, f16 tensor cores), not int8; no mixed pairs among them.
   // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback),
-  // among them a prod codec paired with anything else (k3pv3, k4pv3p) and the v1 kernel for prod.
+  // among them a prod codec paired with anything else (k3pv3, k4pv3p), mixed pairs with tq5..tq8
+  // (k5v4, k8v6), v_quads with tq5..tq8 and the v1 kernel for prod, fractional and tq5..tq8.
   DecodePlan(const DecodeShape& shape, const CodecSpec& k_codec, const CodecSpec& v_codec);
   ~DecodePlan();
   DecodePlan(const DecodePlan&) = delete;
@@ -69,7 +71,8 @@ class DecodePlan {
   int splits() const;  // v3: CTAs of the persistent wave; v1: KV splits per sequence
   // True when the tensor-core kernel (fp16 operands: q, centroids, p) serves this plan.
   bool uses_tensor_cores() const;
-  // True when TurboQuant K is scored in int8 (v3): q rounded to int8 per row (in the rotated
+  // True when TurboQuant K is scored in int8 (v3, tq1..tq4 and fractional / prod codecs; tq5..tq8
+  // are scored in fp16): q rounded to int8 per row (in the rotated
   // domain, scale max|q|/127), centroids to int8 (scale max|c|/127). On attention with peaked
   // scores this adds ~1-2% relative error to the output (the codec's own is 10-25%); docs/CUDA.md.
   bool int8_scores() const;
