@@ -8,9 +8,11 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "cuda/decode_frag.h"
+#include "turboquant/codec.h"
 #include "turboquant/layout.h"
 
 namespace {
@@ -198,7 +200,20 @@ TEST(CudaDecodeFrag, TurboQuantFragmentsMatchReferenceUnpacking) {
 // 1 = the rest at B, packed one after the other. Each k32-chunk (kdim8_frac) and each V m-tile
 // (vdim_frac) must stay inside one part and name the coordinates its lookups produce.
 uint32_t sel_rt(int bits, const uint32_t* gw, int i) {
-  return bits == 2 ? sel_in_group<2>(gw, i) : bits == 3 ? sel_in_group<3>(gw, i) : sel_in_group<4>(gw, i);
+  switch (bits) {
+    case 1: return sel_in_group<1>(gw, i);
+    case 2: return sel_in_group<2>(gw, i);
+    case 3: return sel_in_group<3>(gw, i);
+    default: return sel_in_group<4>(gw, i);
+  }
+}
+uint32_t merged_rt(int bits, const uint32_t* wa, const uint32_t* wb, int i, int e) {
+  switch (bits) {
+    case 1: return merged_sel<1>(wa, wb, i, e);
+    case 2: return merged_sel<2>(wa, wb, i, e);
+    case 3: return merged_sel<3>(wa, wb, i, e);
+    default: return merged_sel<4>(wa, wb, i, e);
+  }
 }
 Sel prep_rt(int bits, uint32_t s, const Shifts& S) { return bits == 4 ? prep<4>(s, S) : Sel{s, 0u}; }
 void lookup_rt(int bits, const uint32_t* tab, Sel x, uint32_t& r0, uint32_t& r1) {
@@ -298,6 +313,17 @@ void check_frac() {
   std::mt19937 rng(99 + D + B);
   const int m0 = 32 * Gr::kHi, m1 = D - m0;
   ASSERT_GT(m0, 0);
+  {  // the compile-time split is the CPU codec's (CodecSpec::hi_fraction, TqCodec's layout)
+    const std::string name = "tq" + std::to_string(B) + ".5";
+    const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+    const tq::TqLayout* L = codec->tq_layout();
+    ASSERT_TRUE(L && L->n_parts == 2) << name;
+    EXPECT_EQ(int(L->part[0].dim), m0) << name;
+    EXPECT_EQ(int(L->part[0].mse_bits), B + 1) << name;
+    EXPECT_EQ(int(L->part[1].mse_bits), B) << name;
+    EXPECT_EQ(int(L->part[1].mse_offset), Gr::word(Gr::kHi) * 4) << name;
+    EXPECT_EQ(int(L->codes_bytes), Gr::kCodesBytes) << name;
+  }
   // Per part: fp16 table (distinct entries, symmetric at 16) and int8 table (distinct bytes).
   const Shifts S;
   uint32_t tab[2][8], tab8[2][4];
@@ -356,7 +382,7 @@ void check_frac() {
       auto fused = [&](int ta, int tb) {
         const uint32_t* wa = words[ta].data() + Gr::word(q);
         const uint32_t* wb = words[tb].data() + Gr::word(q);
-        return bq == 2 ? merged_sel<2>(wa, wb, g >> 1, e) : bq == 3 ? merged_sel<3>(wa, wb, g >> 1, e) : merged_sel<4>(wa, wb, g >> 1, e);
+        return merged_rt(bq, wa, wb, g >> 1, e);
       };
       ASSERT_EQ(fused(2 * t, 2 * t + 1), merge_sel_lane(sel(2 * t), sel(2 * t + 1), e)) << "lane " << lane << " mt " << mt;
       ASSERT_EQ(fused(2 * t + 8, 2 * t + 9), merge_sel_lane(sel(2 * t + 8), sel(2 * t + 9), e));
@@ -376,6 +402,7 @@ void check_frac() {
 }
 
 TEST(CudaDecodeFrag, FractionalFragmentsStayInsideTheirPart) {
+  check_frac<64, 1>(); check_frac<128, 1>(); check_frac<256, 1>();  // tq1.5: 2-bit part 0, 1-bit part 1
   check_frac<64, 3>();
   check_frac<128, 2>(); check_frac<128, 3>();
   check_frac<256, 2>(); check_frac<256, 3>();
