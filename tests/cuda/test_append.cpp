@@ -204,6 +204,24 @@ void check_wide_helpers(std::mt19937& rng) {
     ASSERT_EQ(std::memcmp(w, ref, sizeof ref), 0) << "bits " << BITS;
   }
 }
+// The fractional kernel's compile-time split (append_params.h frac_hi / frac_dense) against the CPU
+// codec's parts, for every (D, bits) with a kernel (the plan checks the same, on a GPU only).
+TEST(CudaAppendHost, FractionalSplitIsTheCodecs) {
+  for (int D : {64, 128, 256})
+    for (int B = 1; B <= 3; ++B) {
+      if (B == 2 && D == 64) continue;  // tq2.5 at 64: no kernel
+      const std::string name = "tq" + std::to_string(B) + ".5";
+      const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+      const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+      ASSERT_EQ(t.parts().size(), 2u) << name;
+      EXPECT_EQ(tq::cuda::append::frac_hi(D, B), int(t.parts()[0].channels.size())) << name << " D " << D;
+      EXPECT_EQ(t.parts()[0].cb->centroids().size(), size_t(1) << (B + 1)) << name;
+      EXPECT_EQ(t.parts()[1].cb->centroids().size(), size_t(1) << B) << name;
+      EXPECT_EQ(tq::cuda::append::frac_dense(D, B), t.parts()[1].rot->kind() == tq::RotationKind::kDense) << name << " D " << D;
+      EXPECT_EQ(t.parts()[0].rot->kind(), tq::RotationKind::kHadamard) << name << " D " << D;
+    }
+}
+
 TEST(CudaAppendHost, WideSearchAndPackMatchTheCpuCodec) {
   TQ_FRESH_RNG(rng);
   check_wide_helpers<5>(rng);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda/decode_frag.h"
+#include "cuda/decode_v3_params.h"
 #include "turboquant/codec.h"
 #include "turboquant/layout.h"
 
@@ -570,6 +571,32 @@ TEST(CudaDecodeFrag, Int8TableIsTheScaledCodebook) {
   }
   EXPECT_EQ(int8_t(uint8_t(tab8[1] >> 24)), 127);
   EXPECT_EQ(tab8[2], 0u);
+}
+
+// The v3 kernel's compile-time row sizes (decode_v3_params.h codes_bytes / norm_bytes, and the QJL
+// signs at word D·B/32 of a prod row: decode_prod.cuh) against the CPU codec's layout, for every
+// fractional and prod codec with a kernel (the plan checks the same at run time, on a GPU only).
+TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
+  for (int D : {64, 128, 256}) {
+    for (int B = 1; B <= 3; ++B) {  // tq1.5 .. tq3.5 (tq2.5: not at 64)
+      if (B == 2 && D == 64) continue;
+      const std::string name = "tq" + std::to_string(B) + ".5";
+      const tq::TqLayout* L = tq::Codec::create(tq::parse_codec(name), D)->tq_layout();
+      EXPECT_EQ(tq::cuda::v3::codes_bytes(D, B, 1), int(L->codes_bytes)) << name << " D " << D;
+      EXPECT_EQ(tq::cuda::v3::norm_bytes(B, 1), int(L->scalar_bytes)) << name << " D " << D;
+      EXPECT_EQ(32 * tq::cuda::v3::hi_groups(D, B, 1), int(L->part[0].dim)) << name << " D " << D;
+    }
+    for (int MB = 1; MB <= 4; ++MB) {  // tq2p .. tq5p
+      const std::string name = "tq" + std::to_string(MB + 1) + "p";
+      const tq::TqLayout* L = tq::Codec::create(tq::parse_codec(name), D)->tq_layout();
+      ASSERT_TRUE(L->prod && L->n_parts == 1) << name;
+      EXPECT_EQ(int(L->part[0].mse_bits), MB) << name;
+      EXPECT_EQ(tq::cuda::v3::codes_bytes(D, MB, 0, 1), int(L->codes_bytes)) << name << " D " << D;
+      EXPECT_EQ(tq::cuda::v3::norm_bytes(MB, 0, 1), int(L->scalar_bytes)) << name << " D " << D;
+      EXPECT_EQ(4 * (D * MB / 32), int(L->part[0].qjl_offset)) << name << " D " << D;
+      EXPECT_EQ(2, int(L->part[0].gamma_offset)) << name;  // (norm, gamma) pairs: the kernel reads kn[2 r + 1]
+    }
+  }
 }
 
 TEST(CudaDecodeFrag, RotationHelper) {
