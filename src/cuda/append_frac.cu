@@ -1,6 +1,6 @@
 // src/cuda/append_frac.cu — instantiations of the fractional append kernel (append_frac.cuh):
-// tq2.5 at head_dim 128/256 (part 0 of D/4 = 16 dims at 64 is not a whole code group), tq3.5 at
-// 64/128/256, input f32/f16/bf16.
+// tq2.5 at head_dim 128/256 (part 0 of D/4 = 16 dims at 64 is not a whole code group), tq1.5 and
+// tq3.5 at 64/128/256, input f32/f16/bf16.
 #include "cuda/append_frac.cuh"
 
 namespace tq::cuda::append {
@@ -9,6 +9,7 @@ const void* append_frac_kernel_for(int d, int bits, int in_dtype) {
 #define TQ_CASE(D, B, T) \
   if (d == D && bits == B && in_dtype == T) return reinterpret_cast<const void*>(&append_frac_kernel<D, B, T>);
 #define TQ_DTYPES(D, B) TQ_CASE(D, B, 0) TQ_CASE(D, B, 1) TQ_CASE(D, B, 2)
+  TQ_DTYPES(64, 1) TQ_DTYPES(128, 1) TQ_DTYPES(256, 1)
   TQ_DTYPES(128, 2) TQ_DTYPES(256, 2)
   TQ_DTYPES(64, 3) TQ_DTYPES(128, 3) TQ_DTYPES(256, 3)
 #undef TQ_DTYPES

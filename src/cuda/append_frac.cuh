@@ -1,4 +1,4 @@
-// src/cuda/append_frac.cuh — append kernel for the fractional TurboQuant codecs tq2.5 / tq3.5: two
+// src/cuda/append_frac.cuh — append kernel for the fractional TurboQuant codecs tq1.5 / tq2.5 / tq3.5: two
 // parts per vector, codes and norms bit-identical to TqCodec::encode (uncalibrated: part 0 =
 // channels [0, hi) at bits + 1, part 1 = [hi, D) at bits; append_params.h).
 //
@@ -218,7 +218,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
   constexpr int CH = CH0 + CH1;
   constexpr int RS = tile_row_stride(D, ISZ) / 16;
   static_assert(M0 % 32 == 0 && M1 % 32 == 0 && (M0 & (M0 - 1)) == 0, "whole code groups, Hadamard part 0");
-  static_assert(DENSE || M1 == M0, "part 1 Hadamard only for equal halves (tq3.5)");
+  static_assert(DENSE || M1 == M0, "part 1 Hadamard only for equal halves (tq1.5, tq3.5)");
   extern __shared__ uint4 smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const long long total = (long long)P.n_tokens * P.Hkv;

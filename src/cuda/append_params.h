@@ -81,7 +81,7 @@ constexpr int tile_smem_bytes(int d, int c, int in_bytes, int vpw) {
   return tile_table_bytes(d, c) + d * in_bytes + kTileWarps * vpw * tile_row_stride(d, in_bytes);
 }
 
-// ---- fractional codecs tq2.5 / tq3.5 (append_frac.cuh) ----------------------------------------
+// ---- fractional codecs tq1.5 / tq2.5 / tq3.5 (append_frac.cuh) ---------------------------------
 // Two parts (TqCodec without calibration): part 0 = channels [0, hi) at bits + 1, part 1 = the rest
 // at bits; each its own randomized Hadamard rotation (power-of-two dimension) or, for tq2.5's part 1
 // (3/4 of D: 48, 96, 192), a dense one. The plan checks these against the codec's own layout.
@@ -113,10 +113,10 @@ constexpr int frac_smem_bytes(int d, int bits, int in_bytes, int vpw) {
   return kTileWarps * frac_warp_bytes(d, bits, in_bytes, vpw);
 }
 
-// Fractional kernel entry per (head_dim, bits 2 (tq2.5) or 3 (tq3.5), in_dtype); nullptr if none.
+// Fractional kernel entry per (head_dim, bits 1 (tq1.5), 2 (tq2.5) or 3 (tq3.5), in_dtype); nullptr if none.
 const void* append_frac_kernel_for(int d, int bits, int in_dtype);
 
-// ---- TurboQuant-prod tq3p / tq4p (append_prod.cuh) -------------------------------------------
+// ---- TurboQuant-prod tq2p .. tq5p (append_prod.cuh) ------------------------------------------
 // One part: the mse stage at mse_bits = bits - 1 (randomized Hadamard), then the QJL stage on the
 // residual: gamma = ||e|| and sign(S e) (S the codec's m x m sketch, passed transposed).
 struct ProdParams {
@@ -138,7 +138,7 @@ constexpr int prod_vq(int d) { return d >= 256 ? 4 : 512 / d; }
 constexpr int prod_warp_bytes(int d, int in_bytes, int vpw) { return vpw * tile_row_stride(d, in_bytes) + d * prod_vq(d) * 4; }
 constexpr int prod_smem_bytes(int d, int in_bytes, int vpw) { return kTileWarps * prod_warp_bytes(d, in_bytes, vpw); }
 
-// Prod kernel entry per (head_dim, mse bits 2 (tq3p) or 3 (tq4p), in_dtype); nullptr if none.
+// Prod kernel entry per (head_dim, mse bits 1 (tq2p) .. 4 (tq5p), in_dtype); nullptr if none.
 const void* append_prod_kernel_for(int d, int mse_bits, int in_dtype);
 
 }  // namespace tq::cuda::append

@@ -30,8 +30,8 @@ struct AppendPlan::Impl {
   std::shared_ptr<const Codec> codec;
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
-  const void* fn_frac = nullptr;  // tq2.5 / tq3.5 (append_frac.cuh), their only kernel
-  const void* fn_prod = nullptr;  // tq2p / tq3p / tq4p (append_prod.cuh), their only kernel
+  const void* fn_frac = nullptr;  // tq1.5 / tq2.5 / tq3.5 (append_frac.cuh), their only kernel
+  const void* fn_prod = nullptr;  // tq2p .. tq5p (append_prod.cuh), their only kernel
   int head_dim = 0, in_bytes = 0, bits = 0;
   int frac_vpw = 0;   // fractional, prod: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
@@ -131,11 +131,11 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   const bool frac = s.id == CodecId::kTqMse && s.fractional;
   const bool prod = s.id == CodecId::kTqProd;
   if (s.id != CodecId::kFp16) {
-    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits == 2 || s.bits == 3 : s.bits >= 1 && s.bits <= 8)) ||
-              (prod && !s.fractional && s.bits >= 2 && s.bits <= 4)) &&
+    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits >= 1 && s.bits <= 3 : s.bits >= 1 && s.bits <= 8)) ||
+              (prod && !s.fractional && s.bits >= 2 && s.bits <= 5)) &&
                  s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
              kUnsupported,
-             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq2.5, tq3.5, tq2p, tq3p, tq4p; fp16 norms, "
+             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5, tq2.5, tq3.5, tq2p .. tq5p; fp16 norms, "
              "Hadamard rotation)", s.name());
     bits = s.bits;
   }
@@ -154,7 +154,7 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     // One kernel (TQ_CUDA_APPEND_V1 does not apply). tq2.5 at 64 would have a 16-dim part 0 and a
     // 48-dim part 1, neither whole code groups (tail-packed, unaligned): not done.
     I.fn_frac = append::append_frac_kernel_for(head_dim, bits, int(in_dtype));
-    TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; tq3.5: 64, 128, 256)",
+    TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; tq1.5, tq3.5: 64, 128, 256)",
              s.name(), head_dim);
   } else if (bits <= 4) {
     I.fn = token_quads ? append::append_quad_kernel_for(head_dim, bits) : append::append_kernel_for(head_dim, bits);

@@ -1,4 +1,4 @@
-// src/cuda/append_prod.cuh — append kernel for the TurboQuant-prod codecs tq3p / tq4p (one part):
+// src/cuda/append_prod.cuh — append kernel for the TurboQuant-prod codecs tq2p .. tq5p (one part):
 // mse codes, QJL signs, norm and gamma bit-identical to TqCodec::encode (for prod: encode_reference).
 //
 // Per vector (dimension D, mse bits MB = bits - 1), the CPU computes

@@ -1,5 +1,5 @@
 // src/cuda/decode_frac.cuh — pieces of the v3 decode kernel (decode_v3.cuh) used only by the
-// fractional codecs tq2.5 / tq3.5: a compile-time loop over code groups (each group's bit width and
+// fractional codecs tq1.5 / tq2.5 / tq3.5: a compile-time loop over code groups (each group's bit width and
 // part are template arguments) and the dense rotation of a 96 / 192-dim part 1.
 #pragma once
 #include <cstdint>

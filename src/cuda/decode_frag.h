@@ -72,7 +72,7 @@ TQ_HD constexpr int code_of(int s, int m) { return code_of(BITS, s, m); }
 
 // The 32-coordinate groups of a codec's packed codes (layout.h): single-part tqB has every group at
 // B bits; fractional tqB.5 (2 parts, channel split of the codec spec) has part 0 = the first kHi
-// groups at B + 1 bits (tq2.5: D/4 coordinates, tq3.5: D/2), part 1 = the rest at B bits, packed
+// groups at B + 1 bits (tq2.5: D/4 coordinates, tq1.5 / tq3.5: D/2), part 1 = the rest at B bits, packed
 // one after the other. The kernel requires part dims that are multiples of 32 (checked at plan time).
 template <int D, int B, bool FRAC>
 struct Groups {
@@ -196,9 +196,11 @@ TQ_HD uint32_t merge_sel_lane(uint32_t a, uint32_t b, int e) {
 // the sum of its plane shift and the merge shift and masked to its final nibble bits.
 template <int BITS>
 TQ_HD uint32_t merged_sel(const uint32_t* gwA, const uint32_t* gwB, int i, int e) {
-  static_assert(BITS >= 2, "fractional parts have 2..4 bits");
+  static_assert(BITS >= 1 && BITS <= 4, "fractional parts have 1..4 bits");
   if constexpr (BITS == 4) {
     return merge_sel_lane(gwA[i], gwB[i], e);
+  } else if constexpr (BITS == 1) {  // tq1.5's part 1: the 1-bit plane word rotated by i (sel_in_group<1>)
+    return (rotr(gwA[0], i + 4 * e) & 0x01010101u) | (rotr(gwB[0], i + 4 * e - 4) & 0x10101010u);
   } else {
     const int k = i >> 1, h = i & 1, r = 2 * h + 4 * e;
     uint32_t m = (rotr(gwA[k], r) & 0x03030303u) | (rotr(gwB[k], r - 4) & 0x30303030u);

@@ -39,24 +39,25 @@ bool device_available() {
 namespace {
 
 // Kernel bit width for a codec: 0 = fp16 pass-through, 1..8 = single-part TurboQuant-mse, for
-// fractional tq2.5 / tq3.5 the bits of part 1 (part 0 has one more) with *frac set, and for
-// TurboQuant-prod tq2p / tq3p / tq4p the mse bits (1, 2, 3) with *prod set.
+// fractional tq1.5 / tq2.5 / tq3.5 the bits of part 1 (part 0 has one more) with *frac set, and for
+// TurboQuant-prod tq2p .. tq5p the mse bits (1 .. 4) with *prod set.
 int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
   *frac = 0;
   *prod = 0;
   if (s.id == CodecId::kFp16) return 0;
   if (s.id == CodecId::kTqProd) {
-    TQ_CHECK(!s.fractional && s.bits >= 2 && s.bits <= 4, kUnsupported,
-             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p, tq3p, tq4p; no fractional prod)", which, s.name());
+    TQ_CHECK(!s.fractional && s.bits >= 2 && s.bits <= 5, kUnsupported,
+             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p, tq3p, tq4p, tq5p; no fractional prod)", which,
+             s.name());
     TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
     TQ_CHECK(s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard, kUnsupported,
              "CUDA decode: {} codec '{}': only the Hadamard rotation (head_dim {} is a power of two)", which, s.name(), d);
     *prod = 1;
     return s.bits - 1;
   }
-  TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits == 2 || s.bits == 3) : (s.bits >= 1 && s.bits <= 8)),
+  TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits >= 1 && s.bits <= 3) : (s.bits >= 1 && s.bits <= 8)),
            kUnsupported,
-           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq2.5, tq3.5, tq2p, tq3p, tq4p)", which,
+           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5, tq2.5, tq3.5, tq2p .. tq5p)", which,
            s.name());
   TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
   if (s.fractional) {
@@ -389,7 +390,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   // Prod: compiled for K and V both tqBp of the same B only (a prod K with an mse V, or the
   // reverse, would be more instantiations of the same code: not built).
   TQ_CHECK(kprod == vprod && (!kprod || I.kb == I.vb), kUnsupported,
-           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p, tq3p, tq4p)", kspec.name(),
+           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p .. tq5p)", kspec.name(),
            vspec.name());
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
@@ -399,7 +400,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
            kspec.name(), vspec.name());
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
            "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB for B = 1..8, tq(B+1)/tqB for B = 2, 3, "
-           "fp16/tq3, fp16/tq4, tq2.5/tq2.5, tq3.5/tq3.5, tq2p/tq2p, tq3p/tq3p, tq4p/tq4p)",
+           "fp16/tq3, fp16/tq4, tq1.5/tq1.5, tq2.5/tq2.5 (head_dim 128, 256), tq3.5/tq3.5, tqBp/tqBp for tq2p .. tq5p)",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);

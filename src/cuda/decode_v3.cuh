@@ -64,12 +64,16 @@ static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
 // CTAs per SM the register budget is capped for: 4 (<= 102 registers) where the kernel fits without
 // spills, fewer for the wider 4-bit decode and head_dim 256 (prod at 256: 2 x 64 fp32 accumulators).
 // (FR: fractional codecs, a 4-bit part 0 for tq3.5; PR: prod, the QJL fragments and accumulators.)
+// tq1.5 (FR, KB = 1) at D = 64 / 128 and tq5p (PR, KB = 4) at D = 128: one CTA fewer than their
+// neighbours, the budget at which ptxas reports no spills (tq1.5: 68 B of spills at 4 CTAs, D = 128;
+// tq5p: 80 B at 3); their speed is not measured yet.
 constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0, int qv = 0) {
 #ifdef TQ_QV_MIN_CTAS  // experiment builds: the quad-V kernels at another register budget
   if (qv && d != 256) return TQ_QV_MIN_CTAS;
 #endif
   if (kb >= 5) return d == 256 ? 2 : d == 128 ? 3 : 4;  // wide: no spills at these (-Xptxas -v)
-  return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && kb == 3) || pr) ? 3 : 4;
+  if (pr && kb == 4 && d == 128) return 2;  // tq5p
+  return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && (kb == 3 || kb == 1)) || pr) ? 3 : 4;
 }
 
 // The wide codecs' fp16 tables (K's then V's): static shared memory of the wide kernels only.

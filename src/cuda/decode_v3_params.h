@@ -16,7 +16,7 @@ constexpr int kMaxG = 8;        // GQA group = the N = 8 side of the mma
 constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
 
 // Bytes per token of the compile-time codec pair (TurboQuant with fp16 norms, single-part or, with
-// frac, the 2-part tqB.5 of frag::Groups, or with prod, tq(B+1)p: B-bit mse codes + D sign bits,
+// frac, the 2-part tqB.5 of frag::Groups (B = 1..3), or with prod, tq(B+1)p: B-bit mse codes + D sign bits,
 // norm and gamma; bits 0 = fp16 pass-through). prod: bit 0 = K, bit 1 = V.
 constexpr int hi_groups(int d, int bits, int frac) { return frac ? (bits == 2 ? d / 128 : d / 64) : 0; }
 constexpr int codes_bytes(int d, int bits, int frac = 0, int prod = 0) {
@@ -104,9 +104,9 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
 
 // Kernel entry points per head_dim (decode_v3_d*.cu, one decode_v3_table.cuh), nullptr for a (k_bits, v_bits, frac, prod)
 // combination without a kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 1/1, 2/2, 3/3, 4/4,
-// 3/2, 4/3, 0/3, 0/4 (fp16 K, TurboQuant V), and with frac = 1 (K and V both tqB.5): 2.5/2.5 (not at D = 64: its 16-dim part 0 is
-// not a group), 3.5/3.5; with prod = 3 (K and V both tq(B+1)p, bits = the mse bits B): 1/1 (tq2p),
-// 2/2 (tq3p), 3/3 (tq4p).
+// 3/2, 4/3, 0/3, 0/4 (fp16 K, TurboQuant V), and with frac = 1 (K and V both tqB.5): 1.5/1.5,
+// 2.5/2.5 (not at D = 64: its 16-dim part 0 is not a group), 3.5/3.5; with prod = 3 (K and V both
+// tq(B+1)p, bits = the mse bits B): 1/1 (tq2p), 2/2 (tq3p), 3/3 (tq4p), 4/4 (tq5p).
 // Wide: 5/5, 6/6, 7/7, 8/8 (tq5..tq8, fp16 tables in shared memory).
 // qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; DecodeShape::v_quads).
 const void* kernel_d64(int k_bits, int v_bits, int frac, int prod, int qv);

@@ -19,13 +19,15 @@ const void* kernel_table(int kb, int vb, int frac, int prod, int qv) {
   TQ_CASE(0, 0) TQ_CASE(1, 1) TQ_CASE(2, 2) TQ_CASE(3, 3) TQ_CASE(4, 4) TQ_CASE(3, 2) TQ_CASE(4, 3) TQ_CASE(0, 3) TQ_CASE(0, 4)
   TQ_CASE(5, 5) TQ_CASE(6, 6) TQ_CASE(7, 7) TQ_CASE(8, 8)  // wide: fp16 tables in shared memory
 #undef TQ_CASE
-  // Fractional tqB.5 (K and V): tq2.5 needs D >= 128 (its part 0 of D/4 dims is a whole 32-group).
+  // Fractional tqB.5 (K and V): tq2.5 needs D >= 128 (its part 0 of D/4 dims is a whole 32-group);
+  // tq1.5 and tq3.5 split D in halves (D/2 >= 32).
+  if (frac && !prod && kb == 1 && vb == 1) TQ_RET(D, 1, 1, 1);
   if constexpr (D >= 128)
     if (frac && !prod && kb == 2 && vb == 2) TQ_RET(D, 2, 2, 1);
   if (frac && !prod && kb == 3 && vb == 3) TQ_RET(D, 3, 3, 1);
-  // Prod tq(B+1)p (K and V), B = the mse bits.
+  // Prod tq(B+1)p (K and V), B = the mse bits (tq5p: 4, the tq4 int8 K and fp16 V paths).
 #define TQ_PROD(B) if (!frac && prod == 3 && kb == B && vb == B) TQ_RET(D, B, B, 0, 3);
-  TQ_PROD(1) TQ_PROD(2) TQ_PROD(3)
+  TQ_PROD(1) TQ_PROD(2) TQ_PROD(3) TQ_PROD(4)
 #undef TQ_PROD
 #undef TQ_RET
   return nullptr;

@@ -204,6 +204,24 @@ void check_wide_helpers(std::mt19937& rng) {
     ASSERT_EQ(std::memcmp(w, ref, sizeof ref), 0) << "bits " << BITS;
   }
 }
+// The fractional kernel's compile-time split (append_params.h frac_hi / frac_dense) against the CPU
+// codec's parts, for every (D, bits) with a kernel (the plan checks the same, on a GPU only).
+TEST(CudaAppendHost, FractionalSplitIsTheCodecs) {
+  for (int D : {64, 128, 256})
+    for (int B = 1; B <= 3; ++B) {
+      if (B == 2 && D == 64) continue;  // tq2.5 at 64: no kernel
+      const std::string name = "tq" + std::to_string(B) + ".5";
+      const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+      const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+      ASSERT_EQ(t.parts().size(), 2u) << name;
+      EXPECT_EQ(tq::cuda::append::frac_hi(D, B), int(t.parts()[0].channels.size())) << name << " D " << D;
+      EXPECT_EQ(t.parts()[0].cb->centroids().size(), size_t(1) << (B + 1)) << name;
+      EXPECT_EQ(t.parts()[1].cb->centroids().size(), size_t(1) << B) << name;
+      EXPECT_EQ(tq::cuda::append::frac_dense(D, B), t.parts()[1].rot->kind() == tq::RotationKind::kDense) << name << " D " << D;
+      EXPECT_EQ(t.parts()[0].rot->kind(), tq::RotationKind::kHadamard) << name << " D " << D;
+    }
+}
+
 TEST(CudaAppendHost, WideSearchAndPackMatchTheCpuCodec) {
   TQ_FRESH_RNG(rng);
   check_wide_helpers<5>(rng);
@@ -216,14 +234,14 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
-  for (const char* codec : {"tq1", "tq2", "tq3", "tq4", "fp16", "tq3.5"})
+  for (const char* codec : {"tq1", "tq2", "tq3", "tq4", "fp16", "tq3.5", "tq1.5", "tq5p"})
     for (int D : {64, 128, 256}) run_append(codec, D, DType::kF32, rng);
   for (int D : {128, 256}) run_append("tq2.5", D, DType::kF32, rng);
   run_append("tq3", 128, DType::kF16, rng);
   run_append("tq4", 128, DType::kBF16, rng);
 }
 
-// The fractional codecs (two parts; tq2.5's part 1 rotates densely): every supported head_dim and
+// The fractional codecs (two parts; tq2.5's part 1 rotates densely; tq1.5: 2 + 1 bits): every supported head_dim and
 // input dtype, one vector, a few, tiles of one vector (113 x 3), of 16 (4097 x 8) and the largest
 // tiles (10000 x 8: 32 rows at D = 128 from f16, 8 at D = 256 from f32), another seed.
 TEST(CudaAppend, FractionalOddShapes) {
@@ -232,7 +250,7 @@ TEST(CudaAppend, FractionalOddShapes) {
   using tq::cuda::DType;
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   int i = 0;
-  for (const char* codec : {"tq2.5", "tq3.5"})
+  for (const char* codec : {"tq2.5", "tq3.5", "tq1.5"})
     for (int D : {64, 128, 256}) {
       if (D == 64 && codec[2] == '2') continue;  // tq2.5 at 64: rejected at plan time
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
@@ -245,6 +263,8 @@ TEST(CudaAppend, FractionalOddShapes) {
   run_append("tq2.5", 256, DType::kBF16, rng, 8191, 8);
   run_append("tq2.5:seed=7", 128, DType::kF32, rng, 113, 3);
   run_append("tq3.5:rot=hadamard:seed=9", 64, DType::kF16, rng, 113, 3);
+  run_append("tq1.5", 128, DType::kBF16, rng, 10000, 8);
+  run_append("tq1.5:seed=7", 256, DType::kF32, rng, 113, 3);
 }
 
 // The tiled kernel (v2) at odd counts: one vector, a partial pass, one pass per warp with a
@@ -307,7 +327,7 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   using tq::cuda::DType;
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   int i = 0;
-  for (const char* codec : {"tq2p", "tq3p", "tq4p"})
+  for (const char* codec : {"tq2p", "tq3p", "tq4p", "tq5p"})
     for (int D : {64, 128, 256}) {
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
       run_append(codec, D, dts[i++ % 3], rng, 1, 1);
@@ -317,9 +337,25 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   run_append("tq4p", 256, DType::kF32, rng, 2049, 8);
   run_append("tq3p:seed=11", 64, DType::kBF16, rng, 4097, 8);
   run_append("tq2p", 128, DType::kF32, rng, 4097, 8);
+  run_append("tq5p", 256, DType::kF16, rng, 2049, 8);
+  run_append("tq5p:seed=11", 64, DType::kF32, rng, 4097, 8);
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   run_append("tq4p", 128, DType::kF32, rng, 113, 3);
   run_append("tq3p", 256, DType::kBF16, rng, 70, 3);
+  run_append("tq5p", 128, DType::kBF16, rng, 113, 3);
+  unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
+}
+
+// Small prod appends for compute-sanitizer (tq2p, tq5p: the narrowest and widest mse codes), the
+// default tiles and the largest (several QJL passes per warp, a partial last pass).
+TEST(CudaAppend, ProdSmallShapes) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  run_append("tq5p", 128, DType::kF16, rng, 7, 2);
+  run_append("tq2p", 64, DType::kF32, rng, 7, 2);
+  setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
+  run_append("tq5p", 64, DType::kBF16, rng, 13, 3);
   unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
 }
 
@@ -332,7 +368,7 @@ TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   int i = 0;
-  for (const char* codec : {"tq2.5", "tq3.5"})
+  for (const char* codec : {"tq2.5", "tq3.5", "tq1.5"})
     for (int D : {64, 128, 256}) {
       if (D == 64 && codec[2] == '2') continue;
       run_append(codec, D, dts[i++ % 3], rng, 113, 3);
@@ -392,14 +428,21 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     }
     return tq::Status::kOk;
   };
-  for (const char* c : {"tq5p", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "q8", "tq1.5", "tq4.5", "tq5.5", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq2.5:rot=dense",
-                        "tq3.5:rot=dense"})
+  for (const char* c : {"tq6p", "tq8p", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "tq5p:norm=fp32", "q8", "tq4.5", "tq5.5",
+                        "tq1.5p", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
+                        "tq1.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
   EXPECT_EQ(status("tq3.5", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq3", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq2.5", 128), tq::Status::kOk);
   EXPECT_EQ(status("tq3.5", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq1.5", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq1.5", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq1.5", 96), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq5p", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq5p", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq5p", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq3p", 128), tq::Status::kOk);
   EXPECT_EQ(status("tq4p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq2p", 256), tq::Status::kOk);
@@ -412,7 +455,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   unsetenv("TQ_CUDA_APPEND_V1");
   EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
   // Token quads: single-part tq1..tq4 only, pages of whole 16-token blocks.
-  for (const char* c : {"fp16", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5", "tq8"})
+  for (const char* c : {"fp16", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5p", "tq5", "tq8"})
     EXPECT_EQ(status(c, 128, 64, true), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq3", 128, 40, true), tq::Status::kInvalidArgument);
   EXPECT_EQ(status("tq3", 128, 48, true), tq::Status::kOk);

@@ -48,7 +48,8 @@ void append_and_attend(tq::model::KvStore& gpu, tq::model::KvStore& cpu, std::in
 
 TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p", "tq1", "tq2p", "tq5", "tq8"}) {
+  for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p", "tq1", "tq2p", "tq5", "tq8",
+                            "tq1.5", "tq5p"}) {
     for (int D : {64, 128}) {
       if (std::string(codec) == "tq2.5" && D == 64) continue;  // no kernel (16 + 48 dims): see below
       tq::model::KvShape s{2, 8, 2, D, float(1 / std::sqrt(double(D)))};

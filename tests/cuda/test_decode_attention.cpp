@@ -357,8 +357,9 @@ TEST(CudaDecode, MatchesCpuReference) {
   }, /*also_v1=*/true);
 }
 
-// Fractional codecs (two parts: the first D/4 (tq2.5) or D/2 (tq3.5) channels at one more bit, each
-// part with its own rotation — dense for 96 / 192 dims, else Hadamard — norm and int8 scale). v3 only.
+// Fractional codecs (two parts: the first D/4 (tq2.5) or D/2 (tq1.5, tq3.5) channels at one more bit,
+// each part with its own rotation — dense for 96 / 192 dims, else Hadamard — norm and int8 scale;
+// tq1.5: a 2-bit part 0 and a 1-bit part 1, two centroids). v3 only.
 TEST(CudaDecode, FractionalCodecsMatchCpuReference) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   using tq::cuda::DType;
@@ -370,6 +371,11 @@ TEST(CudaDecode, FractionalCodecsMatchCpuReference) {
       {{300, 65}, 8, 2, 64, "tq3.5", DType::kF32},
       {{257}, 8, 1, 256, "tq2.5", DType::kF32},                           // GQA 8, dense 192
       {{130}, 16, 4, 256, "tq3.5", DType::kF16},
+      {{113, 1, 4097}, 32, 8, 128, "tq1.5", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 64, "tq1.5", DType::kF32, DType::kF16},                // GQA 7, 32 + 32 dims
+      {{4097}, 8, 8, 256, "tq1.5", DType::kBF16, DType::kBF16},           // GQA 1
+      {{300, 65}, 8, 2, 128, "tq1.5", DType::kF32},                       // GQA 4
+      {{257}, 8, 1, 64, "tq1.5:seed=5", DType::kBF16},                    // GQA 8
   }, /*also_v1=*/false);
 }
 
@@ -392,6 +398,12 @@ TEST(CudaDecode, ProdCodecsMatchCpuReference) {
       {{113, 1, 4097}, 32, 8, 128, "tq2p", DType::kF16, DType::kF32, 2},
       {{300, 65}, 28, 4, 64, "tq2p", DType::kF32},                        // GQA 7
       {{257}, 8, 1, 256, "tq2p", DType::kBF16},                            // GQA 8
+      // tq5p: 4-bit mse codes (the tq4 int8 K and fp16 V lookups) + 1-bit QJL signs
+      {{113, 1, 4097}, 32, 8, 128, "tq5p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 64, "tq5p", DType::kF32, DType::kF16},                 // GQA 7
+      {{4097}, 8, 8, 128, "tq5p", DType::kBF16, DType::kBF16},            // GQA 1
+      {{300, 65}, 8, 2, 256, "tq5p", DType::kF32},                        // GQA 4
+      {{257}, 8, 1, 64, "tq5p:seed=5", DType::kBF16},                     // GQA 8
   }, /*also_v1=*/false);
 }
 
@@ -478,6 +490,8 @@ TEST(CudaDecode, SmallShapes) {
   run_case({{65, 7}, 32, 8, 128, "tq1", DType::kF16}, rng);
   run_case({{70, 1}, 8, 2, 64, "tq2p", DType::kF32}, rng);
   run_case({{70, 1}, 28, 4, 128, "tq7", DType::kF16}, rng);
+  run_case({{70, 1}, 8, 2, 64, "tq1.5", DType::kF16}, rng);
+  run_case({{65, 7}, 28, 4, 128, "tq5p", DType::kF32}, rng);
   Case quad{{65, 7}, 32, 8, 128, "tq3", DType::kF16};
   quad.quad_v = true;
   run_case(quad, rng);
@@ -488,11 +502,19 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   tq::cuda::DecodeShape s;
   s.max_pages_per_seq = 4; s.num_pages = 4; s.max_seq_len = 256; s.page_tokens = 64;
   auto plan = [&](const char* kv) { auto p = tq::parse_kv_codec(kv); tq::cuda::DecodePlan x(s, p.k, p.v); };
-  EXPECT_THROW(plan("tq1.5"), tq::Error);
-  EXPECT_THROW(plan("tq4.5"), tq::Error);
+  EXPECT_THROW(plan("tq4.5"), tq::Error);  // fractional: tq1.5 .. tq3.5 only
+  EXPECT_THROW(plan("tq5.5"), tq::Error);
   EXPECT_THROW(plan("k2.5v3"), tq::Error);  // fractional K needs fractional V
-  EXPECT_THROW(plan("k3.5v2.5"), tq::Error);
-  EXPECT_THROW(plan("tq5p"), tq::Error);   // prod: tq2p .. tq4p only
+  EXPECT_THROW(plan("k1.5v1"), tq::Error);
+  EXPECT_THROW(plan("k3.5v2.5"), tq::Error);  // and the same rate
+  EXPECT_THROW(plan("k2.5v1.5"), tq::Error);
+  EXPECT_THROW(plan("tq6p"), tq::Error);   // prod: tq2p .. tq5p only
+  EXPECT_THROW(plan("k5pv4p"), tq::Error);
+  EXPECT_THROW(plan("k5pv5"), tq::Error);
+  EXPECT_THROW(plan("tq1.5:norm=fp32"), tq::Error);
+  EXPECT_THROW(plan("tq5p:norm=fp32"), tq::Error);
+  EXPECT_NO_THROW(plan("tq1.5"));
+  EXPECT_NO_THROW(plan("tq5p"));
   EXPECT_THROW(plan("k5v4"), tq::Error);  // tq5..tq8: K and V the same bits
   EXPECT_THROW(plan("k8v6"), tq::Error);
   EXPECT_THROW(plan("k=fp16,v=tq5"), tq::Error);
@@ -512,7 +534,10 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   }
   s.head_dim = 64;
   EXPECT_THROW(plan("tq2.5"), tq::Error);  // 16 + 48 dims: part 0 is not a whole 32-group
+  EXPECT_NO_THROW(plan("tq1.5"));         // 32 + 32 dims
+  EXPECT_NO_THROW(plan("tq5p"));
   s.head_dim = 96;
+  EXPECT_THROW(plan("tq1.5"), tq::Error);
   EXPECT_THROW(plan("tq3"), tq::Error);
   s.head_dim = 128; s.heads_q = 30;
   EXPECT_THROW(plan("tq3"), tq::Error);
@@ -521,7 +546,7 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   // V in token quads: tqB/tqB, B = 2..4 only.
   s.page_tokens = 64;
   s.v_quads = true;
-  for (const char* kv : {"tq1", "fp16", "k4v3", "k=fp16,v=tq3", "tq2.5", "tq3.5", "tq3p", "tq5", "tq8"}) {
+  for (const char* kv : {"tq1", "fp16", "k4v3", "k=fp16,v=tq3", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq5p", "tq5", "tq8"}) {
     SCOPED_TRACE(kv);
     EXPECT_THROW(plan(kv), tq::Error);
   }

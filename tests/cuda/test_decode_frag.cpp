@@ -8,9 +8,12 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "cuda/decode_frag.h"
+#include "cuda/decode_v3_params.h"
+#include "turboquant/codec.h"
 #include "turboquant/layout.h"
 
 namespace {
@@ -198,7 +201,20 @@ TEST(CudaDecodeFrag, TurboQuantFragmentsMatchReferenceUnpacking) {
 // 1 = the rest at B, packed one after the other. Each k32-chunk (kdim8_frac) and each V m-tile
 // (vdim_frac) must stay inside one part and name the coordinates its lookups produce.
 uint32_t sel_rt(int bits, const uint32_t* gw, int i) {
-  return bits == 2 ? sel_in_group<2>(gw, i) : bits == 3 ? sel_in_group<3>(gw, i) : sel_in_group<4>(gw, i);
+  switch (bits) {
+    case 1: return sel_in_group<1>(gw, i);
+    case 2: return sel_in_group<2>(gw, i);
+    case 3: return sel_in_group<3>(gw, i);
+    default: return sel_in_group<4>(gw, i);
+  }
+}
+uint32_t merged_rt(int bits, const uint32_t* wa, const uint32_t* wb, int i, int e) {
+  switch (bits) {
+    case 1: return merged_sel<1>(wa, wb, i, e);
+    case 2: return merged_sel<2>(wa, wb, i, e);
+    case 3: return merged_sel<3>(wa, wb, i, e);
+    default: return merged_sel<4>(wa, wb, i, e);
+  }
 }
 Sel prep_rt(int bits, uint32_t s, const Shifts& S) { return bits == 4 ? prep<4>(s, S) : Sel{s, 0u}; }
 void lookup_rt(int bits, const uint32_t* tab, Sel x, uint32_t& r0, uint32_t& r1) {
@@ -298,6 +314,17 @@ void check_frac() {
   std::mt19937 rng(99 + D + B);
   const int m0 = 32 * Gr::kHi, m1 = D - m0;
   ASSERT_GT(m0, 0);
+  {  // the compile-time split is the CPU codec's (CodecSpec::hi_fraction, TqCodec's layout)
+    const std::string name = "tq" + std::to_string(B) + ".5";
+    const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+    const tq::TqLayout* L = codec->tq_layout();
+    ASSERT_TRUE(L && L->n_parts == 2) << name;
+    EXPECT_EQ(int(L->part[0].dim), m0) << name;
+    EXPECT_EQ(int(L->part[0].mse_bits), B + 1) << name;
+    EXPECT_EQ(int(L->part[1].mse_bits), B) << name;
+    EXPECT_EQ(int(L->part[1].mse_offset), Gr::word(Gr::kHi) * 4) << name;
+    EXPECT_EQ(int(L->codes_bytes), Gr::kCodesBytes) << name;
+  }
   // Per part: fp16 table (distinct entries, symmetric at 16) and int8 table (distinct bytes).
   const Shifts S;
   uint32_t tab[2][8], tab8[2][4];
@@ -356,7 +383,7 @@ void check_frac() {
       auto fused = [&](int ta, int tb) {
         const uint32_t* wa = words[ta].data() + Gr::word(q);
         const uint32_t* wb = words[tb].data() + Gr::word(q);
-        return bq == 2 ? merged_sel<2>(wa, wb, g >> 1, e) : bq == 3 ? merged_sel<3>(wa, wb, g >> 1, e) : merged_sel<4>(wa, wb, g >> 1, e);
+        return merged_rt(bq, wa, wb, g >> 1, e);
       };
       ASSERT_EQ(fused(2 * t, 2 * t + 1), merge_sel_lane(sel(2 * t), sel(2 * t + 1), e)) << "lane " << lane << " mt " << mt;
       ASSERT_EQ(fused(2 * t + 8, 2 * t + 9), merge_sel_lane(sel(2 * t + 8), sel(2 * t + 9), e));
@@ -376,6 +403,7 @@ void check_frac() {
 }
 
 TEST(CudaDecodeFrag, FractionalFragmentsStayInsideTheirPart) {
+  check_frac<64, 1>(); check_frac<128, 1>(); check_frac<256, 1>();  // tq1.5: 2-bit part 0, 1-bit part 1
   check_frac<64, 3>();
   check_frac<128, 2>(); check_frac<128, 3>();
   check_frac<256, 2>(); check_frac<256, 3>();
@@ -543,6 +571,32 @@ TEST(CudaDecodeFrag, Int8TableIsTheScaledCodebook) {
   }
   EXPECT_EQ(int8_t(uint8_t(tab8[1] >> 24)), 127);
   EXPECT_EQ(tab8[2], 0u);
+}
+
+// The v3 kernel's compile-time row sizes (decode_v3_params.h codes_bytes / norm_bytes, and the QJL
+// signs at word D·B/32 of a prod row: decode_prod.cuh) against the CPU codec's layout, for every
+// fractional and prod codec with a kernel (the plan checks the same at run time, on a GPU only).
+TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
+  for (int D : {64, 128, 256}) {
+    for (int B = 1; B <= 3; ++B) {  // tq1.5 .. tq3.5 (tq2.5: not at 64)
+      if (B == 2 && D == 64) continue;
+      const std::string name = "tq" + std::to_string(B) + ".5";
+      const tq::TqLayout* L = tq::Codec::create(tq::parse_codec(name), D)->tq_layout();
+      EXPECT_EQ(tq::cuda::v3::codes_bytes(D, B, 1), int(L->codes_bytes)) << name << " D " << D;
+      EXPECT_EQ(tq::cuda::v3::norm_bytes(B, 1), int(L->scalar_bytes)) << name << " D " << D;
+      EXPECT_EQ(32 * tq::cuda::v3::hi_groups(D, B, 1), int(L->part[0].dim)) << name << " D " << D;
+    }
+    for (int MB = 1; MB <= 4; ++MB) {  // tq2p .. tq5p
+      const std::string name = "tq" + std::to_string(MB + 1) + "p";
+      const tq::TqLayout* L = tq::Codec::create(tq::parse_codec(name), D)->tq_layout();
+      ASSERT_TRUE(L->prod && L->n_parts == 1) << name;
+      EXPECT_EQ(int(L->part[0].mse_bits), MB) << name;
+      EXPECT_EQ(tq::cuda::v3::codes_bytes(D, MB, 0, 1), int(L->codes_bytes)) << name << " D " << D;
+      EXPECT_EQ(tq::cuda::v3::norm_bytes(MB, 0, 1), int(L->scalar_bytes)) << name << " D " << D;
+      EXPECT_EQ(4 * (D * MB / 32), int(L->part[0].qjl_offset)) << name << " D " << D;
+      EXPECT_EQ(2, int(L->part[0].gamma_offset)) << name;  // (norm, gamma) pairs: the kernel reads kn[2 r + 1]
+    }
+  }
 }
 
 TEST(CudaDecodeFrag, RotationHelper) {

@@ -8,7 +8,7 @@
 //
 // K and V are read from page pools in the layout of turboquant/layout.h (KvPageLayout): page p of
 // a pool holds page_tokens tokens of every KV head. TurboQuant codecs are scored in the rotated
-// domain: q is rotated once (randomized Hadamard, 3 rounds; the fractional tq2.5 / tq3.5 rotate each
+// domain: q is rotated once (randomized Hadamard, 3 rounds; the fractional tq1.5 / tq2.5 / tq3.5 rotate each
 // part, a 96 / 192-dim part by its dense matrix; prod codecs also sketch it, S·Rq), V is
 // accumulated in the rotated domain (prod: its QJL term in the sketch domain, mapped back by S^T)
 // and inverse-rotated once per output row. docs/CUDA.md describes the kernel (v3: bulk copies into
@@ -56,8 +56,8 @@ struct DecodeArgs {
 class DecodePlan {
  public:
   // Codecs: fp16/fp16, tqB/tqB (B = 1..8), tq(B+1)/tqB (B = 2, 3), fp16 K with tq3 / tq4 V,
-  // tq2.5/tq2.5 (head_dim 128, 256), tq3.5/tq3.5, and the prod (QJL) tq2p/tq2p, tq3p/tq3p and
-  // tq4p/tq4p; head_dim 64, 128, 256; GQA group <= 8. tq5..tq8 (32..256 centroids) are scored in
+  // tq1.5/tq1.5, tq2.5/tq2.5 (head_dim 128, 256), tq3.5/tq3.5, and the prod (QJL) tq2p/tq2p,
+  // tq3p/tq3p, tq4p/tq4p and tq5p/tq5p; head_dim 64, 128, 256; GQA group <= 8. tq5..tq8 (32..256 centroids) are scored in
   // fp16 (centroid tables in shared memory, f16 tensor cores), not int8; no mixed pairs among them.
   // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback),
   // among them a prod codec paired with anything else (k3pv3, k4pv3p), mixed pairs with tq5..tq8
