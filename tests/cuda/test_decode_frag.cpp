@@ -581,14 +581,16 @@ TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
     for (int B = 1; B <= 3; ++B) {  // tq1.5 .. tq3.5 (tq2.5: not at 64)
       if (B == 2 && D == 64) continue;
       const std::string name = "tq" + std::to_string(B) + ".5";
-      const tq::TqLayout* L = tq::Codec::create(tq::parse_codec(name), D)->tq_layout();
+      const auto codec = tq::Codec::create(tq::parse_codec(name), D);  // owns the layout
+      const tq::TqLayout* L = codec->tq_layout();
       EXPECT_EQ(tq::cuda::v3::codes_bytes(D, B, 1), int(L->codes_bytes)) << name << " D " << D;
       EXPECT_EQ(tq::cuda::v3::norm_bytes(B, 1), int(L->scalar_bytes)) << name << " D " << D;
       EXPECT_EQ(32 * tq::cuda::v3::hi_groups(D, B, 1), int(L->part[0].dim)) << name << " D " << D;
     }
     for (int MB = 1; MB <= 4; ++MB) {  // tq2p .. tq5p
       const std::string name = "tq" + std::to_string(MB + 1) + "p";
-      const tq::TqLayout* L = tq::Codec::create(tq::parse_codec(name), D)->tq_layout();
+      const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+      const tq::TqLayout* L = codec->tq_layout();
       ASSERT_TRUE(L->prod && L->n_parts == 1) << name;
       EXPECT_EQ(int(L->part[0].mse_bits), MB) << name;
       EXPECT_EQ(tq::cuda::v3::codes_bytes(D, MB, 0, 1), int(L->codes_bytes)) << name << " D " << D;
