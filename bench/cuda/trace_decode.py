@@ -20,7 +20,8 @@ import tqcuda
 from tqcuda import Hq, Hkv, D, PT, dev, check, make_plan, random_pool, graph_of, run_ours
 lib = tqcuda.load(a.lib)
 
-SLOTS = {12: "warp 0 starts", 13: "lengths loaded", 14: "producer at barrier", 1: "lengths+prefix", 2: "page id (producer)", 3: "copies issued", 4: "q ready (consumers)",
+SLOTS = {12: "warp 0 starts", 13: "lengths loaded", 14: "producer at barrier", 1: "lengths+prefix", 2: "page id (producer)", 3: "copies issued",
+         16: "q row loaded (warp 0)", 17: "q row rotated (warp 0)", 18: "q rows in smem (sync)", 4: "q ready (consumers)",
          5: "first stage landed", 6: "chunks done", 0: "4 warps in smem", 7: "partial written+fence", 8: "atomic done",
          9: "merge folded (tid 0)", 10: "merge done", 11: "row written"}
 for shape in a.shapes:

@@ -15,8 +15,11 @@ namespace tq::cuda::v3 {
 // Debug timeline (-DTQ_DECODE_TRACE builds only): slot i of this CTA = clock64 since its entry.
 #ifdef TQ_DECODE_TRACE
 #define TQ_TRACE(i) (P.trace ? void(P.trace[size_t(blockIdx.x) * kTraceSlots + (i)] = uint64_t(clock64() - trace_t0)) : void())
+// The stamp after float v is available (the clock read would otherwise not wait for a load).
+#define TQ_TRACE_AFTER(i, v) do { asm volatile("" ::"f"(v)); TQ_TRACE(i); } while (0)
 #else
 #define TQ_TRACE(i) ((void)0)
+#define TQ_TRACE_AFTER(i, v) do { } while (0)
 #endif
 
 // The 4 consumer warps' named barrier (the producer warp runs on its own).

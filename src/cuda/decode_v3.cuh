@@ -316,7 +316,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       float x[E];
 #pragma unroll
       for (int e = 0; e < E; ++e) x[e] = load_elem(P.q, P.q_dtype, row + lane * E + e);
+      if (trace_first && h == 0) TQ_TRACE_AFTER(16, x[E - 1]);  // q row loaded
       if constexpr (KB != 0) randomized_hadamard<D>(x, P.ksign, lane);
+      if (trace_first && h == 0) TQ_TRACE_AFTER(17, x[E - 1]);  // q row rotated
       float amax = 0.f;
 #pragma unroll
       for (int e = 0; e < E; ++e) {
@@ -337,6 +339,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     if constexpr (KPR != 0) prod_q_prologue<D>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
     if constexpr (VPR != 0 && D <= 128) prefetch_part1<D, 0>(P.vfold, tid, 32 * kConsumers);  // the fold's S^T (64 KB at most)
     consumers_sync();
+    if (trace_first) TQ_TRACE(18);  // every warp's q rows in shared memory
     // B fragments: fp16 and wide K -> f16 pairs per k16-chunk (in kdim order); TurboQuant K -> 4
     // int8 per register per k32-chunk (rows g >= G are zero: their columns of S are ignored).
     constexpr int NQB = KB == 0 || WIDE ? NKC : D / 32;

@@ -79,7 +79,7 @@ struct Params {
   // V's 2^VB (device memory, copied into shared memory by each CTA).
   const uint16_t* wtab;
 };
-constexpr int kTraceSlots = 16;
+constexpr int kTraceSlots = 20;
 
 // Shared memory carve-up, shared by the launcher (size) and the kernel.
 struct Smem {
