@@ -58,12 +58,8 @@ template <int D, int KB, int VB, int FR, int PR>
 __device__ __forceinline__ void produce(const Params& P, uint8_t* smem, uint64_t* full, uint64_t* empty, int* stage_ok,
                                         const int* prefix, const int* lens, int B, int Hkv, int PT, int start, int end,
                                         int lane, [[maybe_unused]] long long trace_t0) {
-  constexpr int KPR = PR & 1, VPR = PR & 2;
-  constexpr int KCB = codes_bytes(D, KB, FR, KPR), KSB = norm_bytes(KB, FR, KPR);
-  constexpr int VCB = codes_bytes(D, VB, FR, VPR), VSB = norm_bytes(VB, FR, VPR);
-  constexpr int VOFF = kChunk * (KCB + KSB);  // V section of a stage
-  constexpr int SB = stage_bytes(D, KB, VB, FR, PR);
-  constexpr uint32_t TX = stage_tx(D, KB, VB, FR, PR);
+  using S = Stage<D, KB, VB, FR, PR>;
+  constexpr int KCB = S::KCB, KSB = S::KSB, VCB = S::VCB, VSB = S::VSB, VOFF = S::VOFF, SB = S::SB;
   Cursor cur = locate(prefix, B, Hkv, start);
   const uint32_t kpage = P.kl.page_bytes(), vpage = P.vl.page_bytes();
   int s = 0;
@@ -83,7 +79,7 @@ __device__ __forceinline__ void produce(const Params& P, uint8_t* smem, uint64_t
           const uint8_t* kp = P.k_pool + size_t(page) * kpage;
           const uint8_t* vp = P.v_pool + size_t(page) * vpage;
           stage_ok[s] = 1;
-          mbar_arrive_tx(&full[s], TX);
+          mbar_arrive_tx(&full[s], S::TX);
           bulk_load(st, kp + P.kl.codes_offset(cur.hk, off), kChunk * KCB, &full[s]);
           if (KSB) bulk_load(st + kChunk * KCB, kp + P.kl.scalars_offset(cur.hk, off), kChunk * KSB, &full[s]);
           bulk_load(st + VOFF, vp + P.vl.codes_offset(cur.hk, off), kChunk * VCB, &full[s]);

@@ -92,11 +92,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
   constexpr int KPR = PR & 1, VPR = PR & 2;
-  constexpr int KCB = codes_bytes(D, KB, FR, KPR), KSB = norm_bytes(KB, FR, KPR);
-  constexpr int VCB = codes_bytes(D, VB, FR, VPR), VSB = norm_bytes(VB, FR, VPR);
-  constexpr int VOFF = kChunk * (KCB + KSB);  // V section of a stage
-  constexpr int SB = stage_bytes(D, KB, VB, FR, PR);
-  constexpr uint32_t TX = stage_tx(D, KB, VB, FR, PR);
+  using S = Stage<D, KB, VB, FR, PR>;  // the ring stage's sections (decode_v3_params.h)
+  constexpr int KCB = S::KCB, KSB = S::KSB, VCB = S::VCB, VSB = S::VSB, VOFF = S::VOFF, SB = S::SB;
   constexpr int NP = FR || VPR ? 2 : 1;  // V scalars per token (parts' norms; prod: n, γ) = P^T sets
   using GK = frag::Groups<D, KB, FR != 0>;
   using GV = frag::Groups<D, VB, FR != 0>;

@@ -30,6 +30,16 @@ constexpr int stage_tx(int d, int kb, int vb, int frac = 0, int prod = 0) {
 constexpr int stage_bytes(int d, int kb, int vb, int frac = 0, int prod = 0) {
   return (stage_tx(d, kb, vb, frac, prod) + 127) & ~127;
 }
+// One ring stage of a kernel instantiation (the producer fills it, the consumers read it): per
+// token of the chunk, K codes then K norms, then V codes then V norms (PR: bit 0 = K, bit 1 = V prod).
+template <int D, int KB, int VB, int FR, int PR>
+struct Stage {
+  static constexpr int KCB = codes_bytes(D, KB, FR, PR & 1), KSB = norm_bytes(KB, FR, PR & 1);
+  static constexpr int VCB = codes_bytes(D, VB, FR, PR & 2), VSB = norm_bytes(VB, FR, PR & 2);
+  static constexpr int VOFF = kChunk * (KCB + KSB);  // V section
+  static constexpr int SB = stage_bytes(D, KB, VB, FR, PR);
+  static constexpr uint32_t TX = stage_tx(D, KB, VB, FR, PR);  // bytes the bulk copies deliver
+};
 
 struct Params {
   const void* q;                 // [B, Hq, D] q_dtype
