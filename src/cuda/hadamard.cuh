@@ -21,13 +21,23 @@ __device__ __forceinline__ void warp_fwht(float (&x)[D / 32], int lane) {
         x[e] = __fadd_rn(a, b);
         x[e + h] = __fsub_rn(a, b);
       }
+  // Across lanes: the lane holding the lower index keeps a + b, its partner a - b. Both are one
+  // FFMA with a per-lane sign, fma(x, ±1, y) = round(y ± x): bit-identical to __fadd_rn /
+  // __fsub_rn (the product by ±1 is exact, one rounding), but one instruction where the select of
+  // two results took three (the chain of 15 stages sits on the q prologue and the output row).
+  // The lane id is re-read here (volatile): derived from `lane`, the five signs were hoisted out
+  // of the decode kernel's segment loop and kept live across it (spills).
+  uint32_t ln;
+  asm volatile("mov.u32 %0, %%laneid;" : "=r"(ln));
 #pragma unroll
-  for (int m = 1; m < 32; m <<= 1)
+  for (int m = 1; m < 32; m <<= 1) {
+    const float sg = (ln & m) ? -1.f : 1.f;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const float y = __shfl_xor_sync(0xffffffffu, x[e], m);
-      x[e] = (lane & m) ? __fsub_rn(y, x[e]) : __fadd_rn(x[e], y);
+      x[e] = __fmaf_rn(x[e], sg, y);
     }
+  }
   const float s = 1.0f / sqrtf(float(D));
 #pragma unroll
   for (int e = 0; e < E; ++e) x[e] = __fmul_rn(x[e], s);
