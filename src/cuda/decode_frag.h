@@ -234,6 +234,15 @@ template <int D, int BITS>
 TQ_HD constexpr int kdim8(int t, int kc, int j) {
   return code_of<BITS>(t * (D / 32) + kc, j);
 }
+// Inverse of kdim8: the byte of coordinate d in a row of int8 q laid out in fragment order, byte
+// 8 s + j = nibble j of selector word s (lane t's two registers of k32-chunk kc are bytes 8 s ..
+// 8 s + 7, s = t * D/32 + kc: one contiguous run of D/4 bytes per lane).
+template <int BITS>
+TQ_HD constexpr int kpos8(int d) {
+  const int group = d >> 5, r = d & 31;
+  if (BITS == 4) return 8 * (4 * group + (r >> 3)) + (r & 7);
+  return 8 * (4 * group + 2 * (r >> 4) + (r & 1)) + ((r & 15) >> 1);
+}
 // Fractional codecs (two parts, each scored with its own norm and scale, so no k32-chunk may mix
 // them): k32-chunk kc is group kc, lane t takes selector word t of it (nibbles 0-3: k = 4t..4t+3,
 // 4-7: k = 16+4t..). Used for 2-part codecs only (single-part keeps kdim8's bank-friendlier order).

@@ -126,6 +126,14 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   int* prefix = reinterpret_cast<int*>(smem + L.prefix);  // [B + 1] first work chunk of sequence b
   int* lens = reinterpret_cast<int*>(smem + L.lens);      // [B] validated lengths
   float* q_s = reinterpret_cast<float*>(smem + L.q);      // [kMaxG][D] q rows, later the final rows
+  // Single-part int8 K: the prologue stores q as int8 in fragment order (frag::kpos8), rows
+  // kQ8Row bytes apart, so each lane loads its B fragments with D/64 16-byte loads. As floats in
+  // coordinate order, the 8 rows x 4 lanes of each fragment load hit one bank (32-way conflicts:
+  // ~0.7 us of the prologue at B = 1, T = 1K). The padding keeps two rows' runs off each other's banks.
+  constexpr bool kQ8 = KB != 0 && !FR && !KPR && !WIDE;
+  constexpr int kQ8Row = D + 16;
+  static_assert(kMaxG * kQ8Row <= kMaxG * D * 4, "int8 q rows fit the q_s rows");
+  int8_t* q8 = reinterpret_cast<int8_t*>(q_s);
   float* scr = reinterpret_cast<float*>(smem + L.scr);    // [kConsumers][G][D] warp states
   float* scr_ml = reinterpret_cast<float*>(smem + L.scr_ml);
 
@@ -307,7 +315,10 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
           qsc[2 * h + 1] = a1 / 127.f * P.kdeqb;
         }
       }
-    } else
+    } else {
+    if constexpr (kQ8)  // int8 q rows G..7: zero B columns (loaded unmasked below)
+      for (int i = G * kQ8Row / 16 + tid; i < kMaxG * kQ8Row / 16; i += 32 * kConsumers)
+        reinterpret_cast<uint4*>(q8)[i] = make_uint4(0u, 0u, 0u, 0u);
     for (int h = warp; h < G; h += kConsumers) {
       const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
       float x[E];
@@ -330,8 +341,14 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         for (int e = 0; e < E; ++e) x[e] = rintf(x[e] * inv);
         if (lane == 0) qsc[h] = amax / 127.f * P.kdeq;
       }
+      if constexpr (kQ8) {
 #pragma unroll
-      for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e];
+        for (int e = 0; e < E; ++e) q8[h * kQ8Row + frag::kpos8<KB>(lane * E + e)] = int8_t(int(x[e]));
+      } else {
+#pragma unroll
+        for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e];
+      }
+    }
     }
     if constexpr (KPR != 0) prod_q_prologue<D>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
     if constexpr (VPR != 0 && D <= 128) prefetch_part1<D, 0>(P.vfold, tid, 32 * kConsumers);  // the fold's S^T (64 KB at most)
@@ -363,7 +380,17 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         qf1 = 2 * t + 1 < G ? qsc[4 * t + 2] : 0.f;
         qg1 = 2 * t + 1 < G ? qsc[4 * t + 3] : 0.f;
       } else {
-        int8_frags([&](int kc, int j) { return frag::kdim8<D, KB>(t, kc, j); });
+        if constexpr (kQ8) {  // lane t's D/4 bytes in a row, already in fragment order
+          const uint2* src = reinterpret_cast<const uint2*>(q8 + g * kQ8Row + t * (D / 4));
+#pragma unroll
+          for (int kc = 0; kc < D / 32; ++kc) {
+            const uint2 v = src[kc];  // rows g >= G: zeros (the prologue)
+            qb[kc][0] = v.x;
+            qb[kc][1] = v.y;
+          }
+        } else {
+          int8_frags([&](int kc, int j) { return frag::kdim8<D, KB>(t, kc, j); });
+        }
         qf0 = 2 * t < G ? qsc[2 * t] : 0.f;
         qf1 = 2 * t + 1 < G ? qsc[2 * t + 1] : 0.f;
         if constexpr (KPR != 0) {

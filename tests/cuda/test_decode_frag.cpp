@@ -126,6 +126,7 @@ void check_tq() {
                              lookup_i8<BITS>(tab8, s1 >> 16)};
       for (int j = 0; j < 8; ++j) {
         const int d = kdim8<D, BITS>(t, kc, j);
+        ASSERT_EQ(kpos8<BITS>(d), 8 * (t * (D / 32) + kc) + j) << "kpos8 is not kdim8's inverse: d " << d;
         const uint32_t r0 = a[j < 4 ? 0 : 2], r1 = a[j < 4 ? 1 : 3];
         ASSERT_EQ(uint8_t(r0 >> (8 * (j % 4))), e8[R.codes[g][d]]) << "int8 K: lane " << lane << " kc " << kc << " j " << j;
         ASSERT_EQ(uint8_t(r1 >> (8 * (j % 4))), e8[R.codes[g + 8][d]]) << "int8 K: lane " << lane << " kc " << kc;
