@@ -1,6 +1,6 @@
 // src/cuda/append_frac.cu — instantiations of the fractional append kernel (append_frac.cuh):
 // tq2.5 at head_dim 128/256 (part 0 of D/4 = 16 dims at 64 is not a whole code group), tq1.5 and
-// tq3.5 at 64/128/256, input f32/f16/bf16.
+// tq3.5 .. tq7.5 at 64/128/256, input f32/f16/bf16.
 #include "cuda/append_frac.cuh"
 
 namespace tq::cuda::append {
@@ -12,6 +12,10 @@ const void* append_frac_kernel_for(int d, int bits, int in_dtype) {
   TQ_DTYPES(64, 1) TQ_DTYPES(128, 1) TQ_DTYPES(256, 1)
   TQ_DTYPES(128, 2) TQ_DTYPES(256, 2)
   TQ_DTYPES(64, 3) TQ_DTYPES(128, 3) TQ_DTYPES(256, 3)
+  TQ_DTYPES(64, 4) TQ_DTYPES(128, 4) TQ_DTYPES(256, 4)  // tq4.5 .. tq7.5: 5..8-bit parts by search_wide
+  TQ_DTYPES(64, 5) TQ_DTYPES(128, 5) TQ_DTYPES(256, 5)
+  TQ_DTYPES(64, 6) TQ_DTYPES(128, 6) TQ_DTYPES(256, 6)
+  TQ_DTYPES(64, 7) TQ_DTYPES(128, 7) TQ_DTYPES(256, 7)
 #undef TQ_DTYPES
 #undef TQ_CASE
   return nullptr;

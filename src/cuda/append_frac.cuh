@@ -1,4 +1,4 @@
-// src/cuda/append_frac.cuh — append kernel for the fractional TurboQuant codecs tq1.5 / tq2.5 / tq3.5: two
+// src/cuda/append_frac.cuh — append kernel for the fractional TurboQuant codecs tq1.5 .. tq7.5: two
 // parts per vector, codes and norms bit-identical to TqCodec::encode (uncalibrated: part 0 =
 // channels [0, hi) at bits + 1, part 1 = [hi, D) at bits; append_params.h).
 //
@@ -6,7 +6,8 @@
 //   n_p = sqrt(sum of x_j^2 in double, j ascending), u = x_p * float(1 / n_p) (fp32)
 //   Hadamard part: 3 rounds of signs, butterflies h = 1..m/2, one multiply by 1/sqrt(m) (rotation.cpp)
 //   dense part   : y_i = fma chain over j = 0..m-1 from 0 (acc = fma(u_j, M_ij, acc)), fp32
-//   code = number of float boundaries below y (Codebook::quantize)
+//   code = number of float boundaries below y (Codebook::quantize; parts of 5..8 bits: binary
+//          search over their 2^b - 1 boundaries in shared memory, search_wide)
 // and the kernel repeats these float operations in the same order.
 //
 // Block: kTileWarps warps, warp w encoding vectors [w·vpw, w·vpw + vpw) (vector = token·Hkv + head;
@@ -126,17 +127,25 @@ __device__ __forceinline__ void store_part_codes(const uint32_t (&c)[M / 32], ui
     }
 }
 
+// The code of u in a part of B bits: B <= 4 over the boundaries `bound` (constant bank), 5..8 bits
+// over the part's 2^B - 1 boundaries wb (shared memory).
+template <int B>
+__device__ __forceinline__ uint32_t part_code(float u, const float (&bound)[15], const float* wb) {
+  if constexpr (B >= 5) return search_wide<B>(u, wb);
+  else return code_of<B>(u, bound);
+}
+
 // One Hadamard part (dimension M, B bits) of one staged row: normalize, rotate, quantize, pack,
 // store the M/32 groups (B words each) at out. Whole warp.
 template <int M, int B, int DT>
 __device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first, float inv, const uint32_t (&sign)[kRounds][8],
-                                                     const float (&bound)[15], uint32_t* out, int lane) {
+                                                     const float (&bound)[15], const float* wb, uint32_t* out, int lane) {
   constexpr int E = M / 32;
   float x[E];
   rotate_part<M, DT>(row, first, inv, sign, x, lane);
   uint32_t c[E];
 #pragma unroll
-  for (int e = 0; e < E; ++e) c[e] = code_of<B>(x[e], bound);
+  for (int e = 0; e < E; ++e) c[e] = part_code<B>(x[e], bound, wb);
   store_part_codes<M, B>(c, out, lane);
 }
 
@@ -220,6 +229,14 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
   static_assert(M0 % 32 == 0 && M1 % 32 == 0 && (M0 & (M0 - 1)) == 0, "whole code groups, Hadamard part 0");
   static_assert(DENSE || M1 == M0, "part 1 Hadamard only for equal halves (tq1.5, tq3.5)");
   extern __shared__ uint4 smem[];
+  // Parts of 5..8 bits (tq4.5 .. tq7.5): their boundaries, part 0's then part 1's, in shared memory.
+  constexpr int NB0 = B0 >= 5 ? (1 << B0) - 1 : 0, NB1 = B1 >= 5 ? (1 << B1) - 1 : 0;
+  [[maybe_unused]] float* wb = nullptr;
+  if constexpr (NB0 + NB1 > 0) {
+    wb = wide_bounds<NB0 + NB1>();
+    for (int i = threadIdx.x; i < NB0 + NB1; i += blockDim.x) wb[i] = P.wbound[i];
+    __syncthreads();
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const long long total = (long long)P.n_tokens * P.Hkv;
   const long long v0 = ((long long)blockIdx.x * kTileWarps + warp) * P.vpw;
@@ -264,8 +281,9 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
     const float i0 = __shfl_sync(0xffffffffu, inv0, t), i1 = __shfl_sync(0xffffffffu, inv1, t);
     if (vdst < 0) continue;
     uint32_t* out = reinterpret_cast<uint32_t*>(P.pool + vdst);
-    encode_hadamard_part<M0, B0, DT>(tile + t * RS, 0, i0, P.sign[0], P.bound[0], out, lane);
-    if constexpr (!DENSE) encode_hadamard_part<M1, B1, DT>(tile + t * RS, M0, i1, P.sign[1], P.bound[1], out + OFF1, lane);
+    encode_hadamard_part<M0, B0, DT>(tile + t * RS, 0, i0, P.sign[0], P.bound[0], wb, out, lane);
+    if constexpr (!DENSE)
+      encode_hadamard_part<M1, B1, DT>(tile + t * RS, M0, i1, P.sign[1], P.bound[1], wb + NB0, out + OFF1, lane);
   }
 
   // ---- dense part 1: passes of VD vectors (the last one of <= 4 vectors: a decode step's few

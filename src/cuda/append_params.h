@@ -81,7 +81,7 @@ constexpr int tile_smem_bytes(int d, int c, int in_bytes, int vpw) {
   return tile_table_bytes(d, c) + d * in_bytes + kTileWarps * vpw * tile_row_stride(d, in_bytes);
 }
 
-// ---- fractional codecs tq1.5 / tq2.5 / tq3.5 (append_frac.cuh) ---------------------------------
+// ---- fractional codecs tq1.5 .. tq7.5 (append_frac.cuh) -----------------------------------------
 // Two parts (TqCodec without calibration): part 0 = channels [0, hi) at bits + 1, part 1 = the rest
 // at bits; each its own randomized Hadamard rotation (power-of-two dimension) or, for tq2.5's part 1
 // (3/4 of D: 48, 96, 192), a dense one. The plan checks these against the codec's own layout.
@@ -96,6 +96,8 @@ struct FracParams {
   int vpw;                       // vectors per warp, 1..32
   float bound[2][15];            // per part: Lloyd-Max boundaries (float, ascending)
   uint32_t sign[2][kRounds][8];  // per Hadamard part: sign bits (bit set = -1), part dim <= 256
+  const float* wbound;           // parts of 5..8 bits (tq4.5 .. tq7.5): their 2^b - 1 boundaries, part 0's
+                                 // then part 1's (float, ascending, on the device); else null
 };
 
 constexpr int frac_hi(int d, int bits) { return bits == 2 ? d / 4 : d / 2; }  // CodecSpec::hi_fraction
@@ -113,10 +115,10 @@ constexpr int frac_smem_bytes(int d, int bits, int in_bytes, int vpw) {
   return kTileWarps * frac_warp_bytes(d, bits, in_bytes, vpw);
 }
 
-// Fractional kernel entry per (head_dim, bits 1 (tq1.5), 2 (tq2.5) or 3 (tq3.5), in_dtype); nullptr if none.
+// Fractional kernel entry per (head_dim, bits 1 (tq1.5) .. 7 (tq7.5), in_dtype); nullptr if none.
 const void* append_frac_kernel_for(int d, int bits, int in_dtype);
 
-// ---- TurboQuant-prod tq2p .. tq5p (append_prod.cuh) ------------------------------------------
+// ---- TurboQuant-prod tq2p .. tq8p (append_prod.cuh) ------------------------------------------
 // One part: the mse stage at mse_bits = bits - 1 (randomized Hadamard), then the QJL stage on the
 // residual: gamma = ||e|| and sign(S e) (S the codec's m x m sketch, passed transposed).
 struct ProdParams {
@@ -131,6 +133,8 @@ struct ProdParams {
   float bound[15];               // mse Lloyd-Max boundaries (float, ascending)
   float cent[16];                // mse centroids (float: the CPU's residual r - c[code])
   uint32_t sign[kRounds][8];     // Hadamard sign bits (bit set = -1)
+  const float* wtab;             // 5..7-bit mse codes (tq6p .. tq8p): the 2^b - 1 boundaries, then the 2^b
+                                 // centroids (float, on the device); else null
 };
 // Vectors of one QJL pass: VQ·D/32 double accumulators per lane (32 at most).
 constexpr int prod_vq(int d) { return d >= 256 ? 4 : 512 / d; }
@@ -138,7 +142,7 @@ constexpr int prod_vq(int d) { return d >= 256 ? 4 : 512 / d; }
 constexpr int prod_warp_bytes(int d, int in_bytes, int vpw) { return vpw * tile_row_stride(d, in_bytes) + d * prod_vq(d) * 4; }
 constexpr int prod_smem_bytes(int d, int in_bytes, int vpw) { return kTileWarps * prod_warp_bytes(d, in_bytes, vpw); }
 
-// Prod kernel entry per (head_dim, mse bits 1 (tq2p) .. 4 (tq5p), in_dtype); nullptr if none.
+// Prod kernel entry per (head_dim, mse bits 1 (tq2p) .. 7 (tq8p), in_dtype); nullptr if none.
 const void* append_prod_kernel_for(int d, int mse_bits, int in_dtype);
 
 }  // namespace tq::cuda::append

@@ -30,8 +30,8 @@ struct AppendPlan::Impl {
   std::shared_ptr<const Codec> codec;
   const void* fn = nullptr;       // v1: fp16 pass-through, or every codec with TQ_CUDA_APPEND_V1=1
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
-  const void* fn_frac = nullptr;  // tq1.5 / tq2.5 / tq3.5 (append_frac.cuh), their only kernel
-  const void* fn_prod = nullptr;  // tq2p .. tq5p (append_prod.cuh), their only kernel
+  const void* fn_frac = nullptr;  // tq1.5 .. tq7.5 (append_frac.cuh), their only kernel
+  const void* fn_prod = nullptr;  // tq2p .. tq8p (append_prod.cuh), their only kernel
   int head_dim = 0, in_bytes = 0, bits = 0;
   int frac_vpw = 0;   // fractional, prod: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
@@ -40,7 +40,7 @@ struct AppendPlan::Impl {
   append::ProdParams prod{};
   float* dense = nullptr;  // fractional: part 1's dense rotation on the device (transposed)
   float* sketch = nullptr;  // prod: the QJL sketch on the device (transposed)
-  float* wbound = nullptr;  // tq5..tq8: the boundaries on the device (Params::wbound)
+  float* wbound = nullptr;  // tq5..tq8, tq4.5 .. tq7.5, tq6p .. tq8p: the boundaries (prod: and centroids) on the device
   int* flag = nullptr;
   int sms = 132;
   ~Impl() {
@@ -56,8 +56,9 @@ namespace {
 bool is_pow2(uint32_t d) { return d && !(d & (d - 1)); }
 
 // Fractional codecs: the kernel's compile-time split (append_params.h) against the codec's own
-// layout and rotations, then the kernel constants (boundaries, signs, the dense matrix).
-void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float** dense) {
+// layout and rotations, then the kernel constants (boundaries, signs, the dense matrix; parts of
+// 5..8 bits: all their boundaries on the device).
+void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float** dense, float** wbound) {
   const TqLayout& L = *t.tq_layout();
   const uint32_t hi = uint32_t(append::frac_hi(d, bits)), lo = uint32_t(d) - hi;
   TQ_CHECK(L.n_parts == 2 && !L.prod && L.part[0].dim == hi && L.part[1].dim == lo && L.part[0].mse_bits == uint32_t(bits + 1) &&
@@ -65,6 +66,7 @@ void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float*
                L.part[1].mse_offset == packed_bytes(hi, bits + 1) && L.part[0].norm_offset == 0 &&
                L.part[1].norm_offset == 2 && L.scalar_bytes == 4 && L.codes_bytes % 4 == 0,
            kInternal, "CUDA append: codec '{}' at head_dim {}: layout is not the kernel's split", t.spec().name(), d);
+  std::vector<float> wb;  // boundaries of the 5..8-bit parts, part 0's then part 1's
   for (int p = 0; p < 2; ++p) {
     const TqPart& part = t.parts()[p];
     const uint32_t m = L.part[p].dim;
@@ -75,6 +77,11 @@ void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float*
              kUnsupported, "CUDA append: codec '{}' part {} has a rotation without a kernel", t.spec().name(), p);
     const auto& b = part.cb->boundaries();
     for (size_t i = 0; i < b.size() && i < 15; ++i) F.bound[p][i] = float(b[i]);  // = Codebook's float boundaries
+    if (L.part[p].mse_bits >= 5) {
+      TQ_CHECK(b.size() == (size_t(1) << L.part[p].mse_bits) - 1, kInternal, "CUDA append: {} boundaries for {} bits",
+               b.size(), L.part[p].mse_bits);
+      wb.insert(wb.end(), b.begin(), b.end());
+    }
     if (want == RotationKind::kHadamard) {
       for (int r = 0; r < append::kRounds; ++r)
         for (uint32_t i = 0; i < m; ++i)
@@ -90,11 +97,17 @@ void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float*
       F.dense = *dense;
     }
   }
+  if (!wb.empty()) {
+    TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(wbound), wb.size() * sizeof(float)));
+    TQ_CUDA_CHECK_A(cudaMemcpy(*wbound, wb.data(), wb.size() * sizeof(float), cudaMemcpyHostToDevice));
+    F.wbound = *wbound;
+  }
 }
 
 // Prod codecs: one part, Hadamard, mse codes then QJL signs, scalars (norm, gamma) in fp16; the
-// kernel constants (boundaries, centroids, signs) and the sketch, transposed, on the device.
-void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch) {
+// kernel constants (boundaries, centroids, signs) and the sketch, transposed, on the device (5..7-bit
+// mse codes: all boundaries and centroids there too).
+void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch, float** wtab) {
   const TqLayout& L = *t.tq_layout();
   const uint32_t mb = uint32_t(t.spec().bits - 1);
   TQ_CHECK(L.n_parts == 1 && L.prod && L.part[0].dim == uint32_t(d) && L.part[0].mse_bits == mb && L.part[0].mse_offset == 0 &&
@@ -108,6 +121,14 @@ void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch) 
   for (size_t i = 0; i < b.size() && i < 15; ++i) Q.bound[i] = float(b[i]);  // = Codebook's float boundaries
   const auto& c = part.cb->centroids_f32();
   for (size_t i = 0; i < c.size() && i < 16; ++i) Q.cent[i] = c[i];
+  if (mb >= 5) {
+    std::vector<float> w(b.begin(), b.end());
+    w.insert(w.end(), c.begin(), c.end());
+    TQ_CHECK(w.size() == (size_t(2) << mb) - 1, kInternal, "CUDA append: {} boundaries and centroids for {} bits", w.size(), mb);
+    TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(wtab), w.size() * sizeof(float)));
+    TQ_CUDA_CHECK_A(cudaMemcpy(*wtab, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
+    Q.wtab = *wtab;
+  }
   for (int r = 0; r < append::kRounds; ++r)
     for (int i = 0; i < d; ++i)
       if (part.rot->signs(r)[i] < 0) Q.sign[r][i / 32] |= 1u << (i % 32);
@@ -131,11 +152,11 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   const bool frac = s.id == CodecId::kTqMse && s.fractional;
   const bool prod = s.id == CodecId::kTqProd;
   if (s.id != CodecId::kFp16) {
-    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits >= 1 && s.bits <= 3 : s.bits >= 1 && s.bits <= 8)) ||
-              (prod && !s.fractional && s.bits >= 2 && s.bits <= 5)) &&
+    TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits >= 1 && s.bits <= 7 : s.bits >= 1 && s.bits <= 8)) ||
+              (prod && !s.fractional && s.bits >= 2 && s.bits <= 8)) &&
                  s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
              kUnsupported,
-             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5, tq2.5, tq3.5, tq2p .. tq5p; fp16 norms, "
+             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p; fp16 norms, "
              "Hadamard rotation)", s.name());
     bits = s.bits;
   }
@@ -149,20 +170,21 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   if (prod) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply).
     I.fn_prod = append::append_prod_kernel_for(head_dim, bits - 1, int(in_dtype));
-    TQ_CHECK(I.fn_prod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
+    TQ_CHECK(I.fn_prod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256; tq6p .. tq8p: 64, 128)",
+             s.name(), head_dim);
   } else if (frac) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply). tq2.5 at 64 would have a 16-dim part 0 and a
     // 48-dim part 1, neither whole code groups (tail-packed, unaligned): not done.
     I.fn_frac = append::append_frac_kernel_for(head_dim, bits, int(in_dtype));
-    TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; tq1.5, tq3.5: 64, 128, 256)",
+    TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; others: 64, 128, 256)",
              s.name(), head_dim);
   } else if (bits <= 4) {
     I.fn = token_quads ? append::append_quad_kernel_for(head_dim, bits) : append::append_kernel_for(head_dim, bits);
     TQ_CHECK(I.fn, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
   }
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
-  // tq5..tq8: the tiled kernel only (v1 counts at most 15 boundaries).
-  TQ_CHECK(bits <= 4 || !(v1 && v1[0] == '1'), kUnsupported, "CUDA append v1 (TQ_CUDA_APPEND_V1): no kernel for '{}'",
+  // tq5..tq8: the tiled kernel only (v1 counts at most 15 boundaries; fractional and prod have one kernel).
+  TQ_CHECK(bits <= 4 || frac || prod || !(v1 && v1[0] == '1'), kUnsupported, "CUDA append v1 (TQ_CUDA_APPEND_V1): no kernel for '{}'",
            s.name());
   if (bits != 0 && !frac && !prod && !(v1 && v1[0] == '1')) {
     I.fn_tile = token_quads ? append::append_quad_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype))
@@ -193,7 +215,7 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     append::ProdParams& Q = I.prod;
     Q.layout = P.layout;
     Q.Hkv = heads_kv; Q.num_pages = num_pages; Q.in_dtype = int(in_dtype);
-    setup_prod(*t, head_dim, Q, &I.sketch);
+    setup_prod(*t, head_dim, Q, &I.sketch, &I.wbound);
     const int smem = append::prod_smem_bytes(head_dim, I.in_bytes, append::tile_max_vpw(head_dim, kLaneCoords, I.in_bytes));
     if (smem > 48 * 1024)
       TQ_CUDA_CHECK_A(cudaFuncSetAttribute(I.fn_prod, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -204,7 +226,7 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     append::FracParams& F = I.frac;
     F.layout = P.layout;
     F.Hkv = heads_kv; F.num_pages = num_pages; F.in_dtype = int(in_dtype);
-    setup_frac(*t, head_dim, bits, F, &I.dense);
+    setup_frac(*t, head_dim, bits, F, &I.dense, &I.wbound);
     const int smem = append::frac_smem_bytes(head_dim, bits, I.in_bytes, append::tile_max_vpw(head_dim, kLaneCoords, I.in_bytes));
     if (smem > 48 * 1024)
       TQ_CUDA_CHECK_A(cudaFuncSetAttribute(I.fn_frac, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

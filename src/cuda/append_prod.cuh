@@ -1,10 +1,11 @@
-// src/cuda/append_prod.cuh — append kernel for the TurboQuant-prod codecs tq2p .. tq5p (one part):
+// src/cuda/append_prod.cuh — append kernel for the TurboQuant-prod codecs tq2p .. tq8p (one part):
 // mse codes, QJL signs, norm and gamma bit-identical to TqCodec::encode (for prod: encode_reference).
 //
 // Per vector (dimension D, mse bits MB = bits - 1), the CPU computes
 //   n = sqrt(sum of x_j^2 in double, j ascending), u = x * float(1 / n)   (n = 0: u = x)
 //   r = rot->forward(u)  (randomized Hadamard: hadamard.cuh repeats its float operations)
-//   code_j = Codebook::quantize(r_j), e_j = r_j - c[code_j] (fp32)
+//   code_j = Codebook::quantize(r_j), e_j = r_j - c[code_j] (fp32)   (5..7 bits: search_wide over
+//            the boundaries in shared memory, the centroids there too)
 //   gamma = sqrt(sum of e_j^2 in double, j ascending)   (stored 0 for n = 0)
 //   sigma_i = [sum_j double(S[i][j]) * e_j >= 0]  (double, j ascending)
 // Products of two floats are exact in double, so a DFMA chain in the CPU's j order rounds exactly
@@ -35,6 +36,12 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
   constexpr int QJL = int(packed_bytes(D, MB)) / 4;  // QJL signs, in words from the codes
   static_assert(VQ % 4 == 0 && VQ * K <= 32, "float4 reads of e_s, 32 accumulators at most");
   extern __shared__ uint4 smem[];
+  // 5..7-bit mse codes (tq6p .. tq8p): the boundaries and centroids in shared memory (P.wtab).
+  constexpr int NW = (2 << MB) - 1;
+  if constexpr (MB >= 5) {
+    for (int i = threadIdx.x; i < NW; i += blockDim.x) wide_bounds<NW>()[i] = P.wtab[i];
+    __syncthreads();
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if constexpr (D <= 128)  // S^T (<= 64 KB) into L1 while the tile is staged and the mse stage runs
     for (int i = threadIdx.x; i < D * D / 32; i += blockDim.x) asm volatile("prefetch.global.L1 [%0];" ::"l"(P.sketch_t + 32 * i));
@@ -90,8 +97,16 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
       uint32_t c[E];
 #pragma unroll
       for (int e = 0; e < E; ++e) {
-        c[e] = code_of<MB>(x[e], P.bound);
-        e_s[(lane * E + e) * VQ + v] = __fsub_rn(x[e], P.cent[c[e]]);
+        float ce;
+        if constexpr (MB >= 5) {
+          const float* wb = wide_bounds<NW>();
+          c[e] = search_wide<MB>(x[e], wb);
+          ce = wb[(1 << MB) - 1 + c[e]];
+        } else {
+          c[e] = code_of<MB>(x[e], P.bound);
+          ce = P.cent[c[e]];
+        }
+        e_s[(lane * E + e) * VQ + v] = __fsub_rn(x[e], ce);
       }
       if (vdst >= 0) store_part_codes<D, MB>(c, reinterpret_cast<uint32_t*>(P.pool + vdst), lane);
     }

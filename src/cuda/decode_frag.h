@@ -283,7 +283,7 @@ struct WideRun {
 };
 template <int BITS>
 TQ_HD WideRun<BITS> wide_run(const uint32_t* gw, int c0) {
-  static_assert(BITS >= 5 && BITS <= 8, "wide codecs: 5..8 bits");
+  static_assert(BITS >= 4 && BITS <= 8, "wide codecs: 5..8 bits (4: the 4-bit part of tq4.5)");
   WideRun<BITS> r{gw, 0u, 0u, 0u};
   if constexpr (BITS == 8) {
     r.lo = gw + (c0 >> 2);
@@ -332,8 +332,9 @@ TQ_HD WideRun<BITS> wide_k_run(const uint32_t* row, int t, int u) {
 }
 // V: lane g owns coordinates [g D/8, (g+1) D/8) (one run); m-tile mt, row r (dim g / g + 8 of the
 // tile) = local code 2 mt + r.
+TQ_HD constexpr int vdim_wide_rt(int D, int g, int mt, int r) { return g * (D / 8) + 2 * mt + r; }  // run-time D
 template <int D>
-TQ_HD constexpr int vdim_wide(int g, int mt, int r) { return g * (D / 8) + 2 * mt + r; }
+TQ_HD constexpr int vdim_wide(int g, int mt, int r) { return vdim_wide_rt(D, g, mt, r); }
 template <int D, int BITS>
 TQ_HD WideRun<BITS> wide_v_run(const uint32_t* row, int g) {
   const int c = g * (D / 8);
@@ -360,6 +361,78 @@ TQ_HD void wide_v_frag(const uint16_t* tab, const WideRun<BITS>& ra, const WideR
   a[1] = wide_h2(tab, wide_off(ra, j + 1), wide_off(rb, j + 1));
   a[2] = wide_h2(tab, wide_off(rc, j), wide_off(rd, j));
   a[3] = wide_h2(tab, wide_off(rc, j + 1), wide_off(rd, j + 1));
+}
+
+// ---- fractional wide codecs tq4.5 .. tq7.5 (parts of D/2 at B + 1 and B bits, B = 4..7) ----------
+// Both parts' codebooks are fp16 tables in shared memory, as the wide codecs' (a 4-bit part too:
+// one path for both parts). Each part is scored and accumulated with its own norm, so no k16-chunk
+// or m-tile may mix the parts.
+// K: lane t owns a run of D/8 consecutive coordinates of each part (wide_k_run over the part's
+// D/2 codes); k-chunks [p D/32, (p + 1) D/32) are part p, 4 codes of the run each (wide_k_frag
+// with the chunk index inside the part).
+template <int D>
+TQ_HD constexpr int kdim_fwide(int t, int kc, int jj) {
+  return (kc / (D / 32)) * (D / 2) + t * (D / 8) + 4 * (kc % (D / 32)) + jj;
+}
+// V: the fractional order vdim_frac (the segment epilogue scatters by it): in group q, lane g takes
+// codes c_k = base + stride k, k = r + 2 hf (m-tile 2q + hf, row g + 8r) — code_of(bits, g / 2,
+// (g & 1) + 2r + 4hf): 5..8 bits: base 16 (g >> 2) + ((g >> 1) & 1) + 2 (g & 1), stride 4; 4 bits:
+// base 8 (g >> 1) + (g & 1), stride 2. Each plane word that holds them is shifted once, by a
+// lane-dependent amount, so that code k sits at a compile-time position:
+//   4 bits   : w[0] = 4-bit word g/2 >> 4 (g & 1): code k at nibble 2k
+//   5..7 bits: w[0], w[1] = 4-bit words 2h, 2h + 1 >> 4b (h = g >> 2, b = base & 3): code k at
+//              nibble 4 (k & 1) of w[k >> 1]; w[2] = 2-bit word h >> 2b: code k at bits 8k;
+//              w[3] = 1-bit word >> 4 (b >> 1) + 2h + (b & 1): code k at bit 8k (layout.h plane_pos)
+//   8 bits   : w[k] = byte word 4h + k >> 8b: code k at byte 0
+template <int BITS>
+struct FracRun {
+  uint32_t w[4];
+};
+template <int BITS>
+TQ_HD FracRun<BITS> frac_wide_run(const uint32_t* gw, int g) {
+  static_assert(BITS >= 4 && BITS <= 8, "fractional wide parts: 4..8 bits");
+  FracRun<BITS> r{{0u, 0u, 0u, 0u}};
+  if constexpr (BITS == 4) {
+    r.w[0] = gw[g >> 1] >> (4 * (g & 1));
+  } else {
+    const int h = g >> 2, b = ((g >> 1) & 1) + 2 * (g & 1);
+    if constexpr (BITS == 8) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) r.w[k] = gw[4 * h + k] >> (8 * b);
+    } else {
+      r.w[0] = gw[2 * h] >> (4 * b);
+      r.w[1] = gw[2 * h + 1] >> (4 * b);
+      if constexpr (BITS == 6 || BITS == 7) r.w[2] = gw[4 + h] >> (2 * b);
+      if constexpr (BITS == 5 || BITS == 7) r.w[3] = gw[BITS - 1] >> (4 * (b >> 1) + 2 * h + (b & 1));
+    }
+  }
+  return r;
+}
+// Byte offset (2 x code) of the run's code k (k known at compile time) in a table of fp16 entries.
+template <int BITS>
+TQ_HD uint32_t frac_wide_off(const FracRun<BITS>& r, int k) {
+  if constexpr (BITS == 4) {
+    return shr_s(r.w[0], 8 * k - 1) & 0x1Eu;
+  } else if constexpr (BITS == 8) {
+    return (r.w[k] << 1) & 0x1FEu;
+  } else {
+    uint32_t o = shr_s(r.w[k >> 1], 16 * (k & 1) - 1) & 0x1Eu;
+    if constexpr (BITS == 6 || BITS == 7) o |= shr_s(r.w[2], 8 * k - 5) & 0x60u;
+    if constexpr (BITS == 5 || BITS == 7) o |= shr_s(r.w[3], 8 * k - BITS) & (1u << BITS);
+    return o;
+  }
+}
+// The V^T A fragment of m-tile 2q + hf from the runs of group q of tokens 2t, 2t + 1 (ra, rb) and
+// 2t + 8, 2t + 9 (rc, rd): a0 / a1 = rows g / g + 8 (codes 2hf, 2hf + 1) of tokens (2t, 2t + 1),
+// a2 / a3 the same of tokens (2t + 8, 2t + 9).
+template <int BITS>
+TQ_HD void frac_wide_v_frag(const uint16_t* tab, const FracRun<BITS>& ra, const FracRun<BITS>& rb, const FracRun<BITS>& rc,
+                            const FracRun<BITS>& rd, int hf, uint32_t (&a)[4]) {
+  const int k = 2 * hf;
+  a[0] = wide_h2(tab, frac_wide_off(ra, k), frac_wide_off(rb, k));
+  a[1] = wide_h2(tab, frac_wide_off(ra, k + 1), frac_wide_off(rb, k + 1));
+  a[2] = wide_h2(tab, frac_wide_off(rc, k), frac_wide_off(rd, k));
+  a[3] = wide_h2(tab, frac_wide_off(rc, k + 1), frac_wide_off(rd, k + 1));
 }
 
 // ---- coordinate orders -------------------------------------------------------------------------

@@ -39,25 +39,24 @@ bool device_available() {
 namespace {
 
 // Kernel bit width for a codec: 0 = fp16 pass-through, 1..8 = single-part TurboQuant-mse, for
-// fractional tq1.5 / tq2.5 / tq3.5 the bits of part 1 (part 0 has one more) with *frac set, and for
-// TurboQuant-prod tq2p .. tq5p the mse bits (1 .. 4) with *prod set.
+// fractional tq1.5 .. tq7.5 the bits of part 1 (part 0 has one more) with *frac set, and for
+// TurboQuant-prod tq2p .. tq8p the mse bits (1 .. 7) with *prod set.
 int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
   *frac = 0;
   *prod = 0;
   if (s.id == CodecId::kFp16) return 0;
   if (s.id == CodecId::kTqProd) {
-    TQ_CHECK(!s.fractional && s.bits >= 2 && s.bits <= 5, kUnsupported,
-             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p, tq3p, tq4p, tq5p; no fractional prod)", which,
-             s.name());
+    TQ_CHECK(!s.fractional && s.bits >= 2 && s.bits <= 8, kUnsupported,
+             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p .. tq8p; no fractional prod)", which, s.name());
     TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
     TQ_CHECK(s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard, kUnsupported,
              "CUDA decode: {} codec '{}': only the Hadamard rotation (head_dim {} is a power of two)", which, s.name(), d);
     *prod = 1;
     return s.bits - 1;
   }
-  TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits >= 1 && s.bits <= 3) : (s.bits >= 1 && s.bits <= 8)),
+  TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits >= 1 && s.bits <= 7) : (s.bits >= 1 && s.bits <= 8)),
            kUnsupported,
-           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5, tq2.5, tq3.5, tq2p .. tq5p)", which,
+           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p)", which,
            s.name());
   TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
   if (s.fractional) {
@@ -260,14 +259,16 @@ void plan_v3(DecodePlan::Impl& I) {
     buf.upload(a);
     return buf.f();
   };
-  // Wide codecs (tq5..tq8, K and V the same bits): both codebooks as fp16 c * sqrt(D), K's then V's.
-  const bool wide = I.kb >= 5;
+  // Wide codecs (tq5..tq8, K and V the same bits; the mse codes of tq6p .. tq8p): both codebooks as
+  // fp16 c * sqrt(D), K's then V's.
+  // Fractional wide (tq4.5 .. tq7.5): per codec, part 0's then part 1's, c * sqrt(D/2).
+  const bool wide = I.kb >= 5 || (fr && I.kb >= 4);
   if (wide) {
     std::vector<uint16_t> h;
     for (const Codec* c : {I.kc.get(), I.vc.get()})
-      for (double x : dynamic_cast<const TqCodec&>(*c).parts()[0].cb->centroids())
-        h.push_back(float_to_half(float(x * std::sqrt(double(s.head_dim)))));
-    TQ_CHECK(h.size() == size_t(2) << I.kb, kInternal, "CUDA decode: wide tables of {} entries", h.size());
+      for (const TqPart& part : dynamic_cast<const TqCodec&>(*c).parts())
+        for (double x : part.cb->centroids()) h.push_back(float_to_half(float(x * std::sqrt(double(part.rot->dim())))));
+    TQ_CHECK(h.size() == (fr ? size_t(6) : size_t(2)) << I.kb, kInternal, "CUDA decode: wide tables of {} entries", h.size());
     I.wide_tab.upload(h);
     P.wtab = static_cast<const uint16_t*>(I.wide_tab.p);
   }
@@ -306,7 +307,8 @@ void plan_v3(DecodePlan::Impl& I) {
       for (int ks = 0; ks < D / 8; ++ks)
         for (int lane = 0; lane < 32; ++lane)
           for (int i = 0; i < 4; ++i) {
-            const int out = frag::vdim_tq(D, I.vb, lane >> 2, mt, i & 1), in = frag::qjl_fold_in(ks, lane & 3, i);
+            const int g = lane >> 2, out = wide ? frag::vdim_wide_rt(D, g, mt, i & 1) : frag::vdim_tq(D, I.vb, g, mt, i & 1);
+            const int in = frag::qjl_fold_in(ks, lane & 3, i);
             float f = float(c * part.sketch[size_t(in) * D + out]);
             uint32_t u;
             std::memcpy(&u, &f, 4);
@@ -390,7 +392,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   // Prod: compiled for K and V both tqBp of the same B only (a prod K with an mse V, or the
   // reverse, would be more instantiations of the same code: not built).
   TQ_CHECK(kprod == vprod && (!kprod || I.kb == I.vb), kUnsupported,
-           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p .. tq5p)", kspec.name(),
+           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p .. tq8p)", kspec.name(),
            vspec.name());
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
@@ -400,7 +402,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
            kspec.name(), vspec.name());
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
            "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB for B = 1..8, tq(B+1)/tqB for B = 2, 3, "
-           "fp16/tq3, fp16/tq4, tq1.5/tq1.5, tq2.5/tq2.5 (head_dim 128, 256), tq3.5/tq3.5, tqBp/tqBp for tq2p .. tq5p)",
+           "fp16/tq3, fp16/tq4, tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), tqBp/tqBp for tq2p .. tq8p)",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);
@@ -420,7 +422,9 @@ DecodePlan::~DecodePlan() = default;
 size_t DecodePlan::workspace_bytes() const { return impl_->ws_bytes; }
 int DecodePlan::splits() const { return impl_->version == 3 ? impl_->grid : impl_->splits; }
 bool DecodePlan::uses_tensor_cores() const { return impl_->version == 3; }
-bool DecodePlan::int8_scores() const { return impl_->version == 3 && impl_->kb != 0 && impl_->kb < 5; }
+bool DecodePlan::int8_scores() const {  // fp16 scores: fp16 K and the wide codecs (tq5..tq8, tq4.5 .. tq7.5)
+  return impl_->version == 3 && impl_->kb != 0 && impl_->kb < 5 && !(impl_->frac && impl_->kb >= 4);
+}
 int DecodePlan::version() const { return impl_->version; }
 KvPageLayout DecodePlan::k_layout() const { return impl_->kl; }
 KvPageLayout DecodePlan::v_layout() const { return impl_->vl; }

@@ -25,11 +25,12 @@
 namespace tq::cuda::v3 {
 
 // Prologue, all consumer warps, q_s[h][D] holding the rotated, scaled q rows in fp32 (h < G): the
-// sketches S·q_h (partial sums per warp in scr), then per row h (warp h % 4): q_s rounded to int8
-// in place (scale · kdeq -> qsc[h], as the tqB path), the sketch rounded to int8 into scr[h][D]
+// sketches S·q_h (partial sums per warp in scr), then per row h (warp h % 4): with Q8, q_s rounded to
+// int8 in place (scale · kdeq -> qsc[h], as the tqB path; the wide mse codes of tq6p .. tq8p keep q
+// fp16, Q8 = false), the sketch rounded to int8 into scr[h][D]
 // (scale · κ√D -> qsc[2 kMaxG + 2h], the sum of its int8 values -> qsc[2 kMaxG + 2h + 1]).
 // sync(): the consumer warps' barrier.
-template <int D, class Sync>
+template <int D, bool Q8, class Sync>
 __device__ __forceinline__ void prod_q_prologue(const Params& P, float* q_s, float* scr, float* qsc, int G, int warp,
                                                 int lane, Sync sync) {
   constexpr int E = D / 32;
@@ -57,7 +58,7 @@ __device__ __forceinline__ void prod_q_prologue(const Params& P, float* q_s, flo
     int sum = 0;
 #pragma unroll
     for (int k = 0; k < E; ++k) {
-      q_s[h * D + 32 * k + lane] = rintf(x[k] * ix);
+      if constexpr (Q8) q_s[h * D + 32 * k + lane] = rintf(x[k] * ix);
       const float r = rintf(s[k] * is);
       scr[h * D + 32 * k + lane] = r;  // = scr[(0 * G + h) * D + ...]: read above by this lane only
       sum += int(r);

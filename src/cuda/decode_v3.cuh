@@ -71,6 +71,8 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0, int qv = 0) {
 #ifdef TQ_QV_MIN_CTAS  // experiment builds: the quad-V kernels at another register budget
   if (qv && d != 256) return TQ_QV_MIN_CTAS;
 #endif
+  if (fr && kb >= 4) return d == 256 ? 2 : d == 128 ? 3 : 4;  // fractional wide (tq4.5 .. tq7.5)
+  if (pr && kb >= 5) return d == 256 ? 1 : d == 128 ? 2 : 3;  // prod wide (tq6p .. tq8p): spills at one CTA more
   if (kb >= 5) return d == 256 ? 2 : d == 128 ? 3 : 4;  // wide: no spills at these (-Xptxas -v)
   if (pr && kb == 4 && d == 128) return 2;  // tq5p
   return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && (kb == 3 || kb == 1)) || pr) ? 3 : 4;
@@ -103,8 +105,15 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
   static_assert(!PR || (!FR && KB != 0 && VB != 0), "prod: single-part TurboQuant K and V");
   static_assert(!QV || (KB == VB && KB >= 2 && KB <= 4 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
-  constexpr bool WIDE = KB >= 5;  // tq5..tq8 K and V (shared-memory fp16 tables, f16 mma)
-  static_assert(!WIDE || (KB == VB && !FR && !PR && !QV), "wide: tqB/tqB, B = 5..8, single part");
+  constexpr bool WIDE = KB >= 5 && !FR;  // tq5..tq8 K and V (shared-memory fp16 tables, f16 mma)
+  static_assert(!WIDE || (KB == VB && (!PR || KB <= 7) && !QV), "wide: tqB/tqB, B = 5..8, or tq(B+1)p/tq(B+1)p, B = 5..7");
+  // Fractional wide tq4.5 .. tq7.5 (FR, KB = VB = B >= 4): both parts through fp16 tables in shared
+  // memory (frag::kdim_fwide, frag::frac_wide_run), q fp16, both products on the f16 mma.
+  constexpr bool FW = FR && KB >= 4;
+  static_assert(!FW || (KB == VB && !PR && !QV), "fractional wide: tqB.5/tqB.5, B = 4..7");
+  // Shared-memory fp16 tables: wide: K's 2^KB entries, V's; fractional wide: K part 0 (2^(KB+1)),
+  // K part 1 (2^KB), V part 0, V part 1.
+  constexpr int NWT = WIDE ? 2 << KB : FW ? 6 << KB : 0;
 
 #ifdef TQ_DECODE_TRACE
   const long long trace_t0 = clock64();
@@ -186,12 +195,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   // Wide: K's table (2^KB fp16 c * sqrt(D)) then V's, in shared memory (the __syncthreads below
   // publishes them).
   [[maybe_unused]] uint16_t* wtab = nullptr;
-  if constexpr (WIDE) {
-    wtab = wide_tables<2 << KB>();
-    for (int i = tid; i < (2 << KB); i += kThreads) wtab[i] = P.wtab[i];
+  if constexpr (NWT != 0) {
+    wtab = wide_tables<NWT>();
+    for (int i = tid; i < NWT; i += kThreads) wtab[i] = P.wtab[i];
   }
   uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
-  if constexpr (FR != 0) {
+  if constexpr (FR != 0 && !FW) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) { ktab8b[i] = P.ktab8b[i]; asm volatile("" : "+r"(ktab8b[i])); }
 #pragma unroll
@@ -284,6 +293,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       }
       if constexpr (kKDense1) dense_part1<D, KM0>(P.kproj, q_s, scr, G, warp, lane);  // reads part 1 only
       consumers_sync();
+      if constexpr (!FW)  // fractional wide: q stays fp16 (scored on the f16 mma), no int8 rounding
       for (int h = warp; h < G; h += kConsumers) {
         float x[E];
 #pragma unroll
@@ -350,13 +360,13 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       }
     }
     }
-    if constexpr (KPR != 0) prod_q_prologue<D>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
+    if constexpr (KPR != 0) prod_q_prologue<D, !WIDE>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
     if constexpr (VPR != 0 && D <= 128) prefetch_part1<D, 0>(P.vfold, tid, 32 * kConsumers);  // the fold's S^T (64 KB at most)
     consumers_sync();
     if (trace_first) TQ_TRACE(18);  // every warp's q rows in shared memory
     // B fragments: fp16 and wide K -> f16 pairs per k16-chunk (in kdim order); TurboQuant K -> 4
     // int8 per register per k32-chunk (rows g >= G are zero: their columns of S are ignored).
-    constexpr int NQB = KB == 0 || WIDE ? NKC : D / 32;
+    constexpr int NQB = KB == 0 || WIDE || FW ? NKC : D / 32;
     uint32_t qb[NQB][2];
     float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K; fractional: part 0)
     float qg0 = 1.f, qg1 = 1.f;  // fractional: part 1
@@ -367,11 +377,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       const bool on = g < G;
       // int8 K: 4 int8 q values per register in the order kdim8 (kdim8_frac) names.
       auto int8_frags = [&](auto kdim_of) { pack_i8_frags<D / 32>(qr, on, kdim_of, qb); };
-      if constexpr (KB == 0 || WIDE) {
+      if constexpr (KB == 0 || WIDE || FW) {
+        auto kd = [&](int kc, int jj) { return FW ? frag::kdim_fwide<D>(t, kc, jj) : frag::kdim<D, KB>(t, kc, jj); };
 #pragma unroll
         for (int kc = 0; kc < NKC; ++kc) {
-          qb[kc][0] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 0)], qr[frag::kdim<D, KB>(t, kc, 1)]) : 0u;
-          qb[kc][1] = on ? pack_half2(qr[frag::kdim<D, KB>(t, kc, 2)], qr[frag::kdim<D, KB>(t, kc, 3)]) : 0u;
+          qb[kc][0] = on ? pack_half2(qr[kd(kc, 0)], qr[kd(kc, 1)]) : 0u;
+          qb[kc][1] = on ? pack_half2(qr[kd(kc, 2)], qr[kd(kc, 3)]) : 0u;
         }
       } else if constexpr (FR != 0) {
         int8_frags([&](int kc, int j) { return frag::kdim8_frac<D, KB>(t, kc, j); });
@@ -393,12 +404,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         }
         qf0 = 2 * t < G ? qsc[2 * t] : 0.f;
         qf1 = 2 * t + 1 < G ? qsc[2 * t + 1] : 0.f;
-        if constexpr (KPR != 0) {
-          prod_q_frags<D>(scr + (on ? g : 0) * D, on, t, qsb);
-          const float* qj = qsc + 2 * kMaxG;
-          if (2 * t < G) { qj0 = qj[4 * t]; ss0 = qj[4 * t + 1]; }
-          if (2 * t + 1 < G) { qj1 = qj[4 * t + 2]; ss1 = qj[4 * t + 3]; }
-        }
+      }
+      if constexpr (KPR != 0) {  // prod: the query's int8 sketch (decode_prod.cuh)
+        prod_q_frags<D>(scr + (on ? g : 0) * D, on, t, qsb);
+        const float* qj = qsc + 2 * kMaxG;
+        if (2 * t < G) { qj0 = qj[4 * t]; ss0 = qj[4 * t + 1]; }
+        if (2 * t + 1 < G) { qj1 = qj[4 * t + 2]; ss1 = qj[4 * t + 3]; }
       }
     }
     if constexpr (KPR != 0) consumers_sync();  // the sketch in scr: read by all before a warp's fold / epilogue
@@ -451,6 +462,33 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         }
 #pragma unroll
         for (int i = 0; i < 4; ++i) sc[i] += sd[i];
+        if constexpr (KPR != 0) prod_k_score<D, KB>(st, r0, r1, t, qsb, qj0, qj1, ss0, ss1, sc);  // tq6p .. tq8p
+      } else if constexpr (FW) {
+        // Fractional wide: per part p, lane t's run of D/8 codes (frag::kdim_fwide) through the
+        // part's fp16 table, k-chunks [p D/32, (p + 1) D/32) into the part's accumulator, scaled by
+        // the part's K norm (q carries 1/sqrt(D/2)).
+        float sp[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+        const uint32_t* k0 = reinterpret_cast<const uint32_t*>(st + r0 * KCB);
+        const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
+        static_for<2>([&](auto pc) {
+          constexpr int p = decltype(pc)::value, bp = p ? KB : KB + 1, w0 = GK::word(p * GK::kHi);
+          const frag::WideRun<bp> w0r = frag::wide_k_run<D / 2, bp>(k0 + w0, t, 0);
+          const frag::WideRun<bp> w1r = frag::wide_k_run<D / 2, bp>(k1 + w0, t, 0);
+          const uint16_t* kt = wtab + (p ? 2 << KB : 0);
+#pragma unroll
+          for (int kc = 0; kc < D / 32; ++kc) {
+            uint32_t a[4];
+            frag::wide_k_frag<bp>(kt, w0r, w1r, kc, a);
+            mma(sp[p], a[0], a[1], a[2], a[3], qb[p * (D / 32) + kc][0], qb[p * (D / 32) + kc][1]);
+          }
+        });
+        const __half* kn = reinterpret_cast<const __half*>(st + kChunk * KCB);
+        const float n00 = __half2float(kn[2 * r0]), n01 = __half2float(kn[2 * r0 + 1]);
+        const float n10 = __half2float(kn[2 * r1]), n11 = __half2float(kn[2 * r1 + 1]);
+        sc[0] = sp[0][0] * n00 + sp[1][0] * n01;
+        sc[1] = sp[0][1] * n00 + sp[1][1] * n01;
+        sc[2] = sp[0][2] * n10 + sp[1][2] * n11;
+        sc[3] = sp[0][3] * n10 + sp[1][3] * n11;
       } else if constexpr (FR != 0) {
         // Fractional: k32-chunk q = group q (lane t: its selector word t), one accumulator per
         // part, each scaled by its q scale and K norm.
@@ -623,6 +661,26 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
           frag::wide_v_frag<VB>(vt, wa, wb, wc, wd, mt, a);
           mma(o[mt], a[0], a[1], a[2], a[3], pb0, pb1);
         }
+        if constexpr (VPR != 0) prod_v_pv<D, VB>(st + VOFF, warp, g, t, o2, pbk[1][0], pbk[1][1]);  // tq6p .. tq8p
+      } else if constexpr (FW) {
+        // Fractional wide V (frag::vdim_frac order): m-tiles 2q, 2q + 1 = group q; lane g's 4 codes
+        // of the group per token (frag::frac_wide_run) through the part's fp16 table.
+        const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
+        const uint32_t* rB = rA + VCB / 4;
+        const uint32_t* rC = rA + 8 * VCB / 4;
+        const uint32_t* rD = rC + VCB / 4;
+        static_for<D / 32>([&](auto qc) {
+          constexpr int q = decltype(qc)::value, bq = GV::bits(q), pq = GV::part(q);
+          const uint16_t* vt = wtab + (3 << KB) + (pq ? 2 << KB : 0);
+          const frag::FracRun<bq> ra = frag::frac_wide_run<bq>(rA + GV::word(q), g), rb = frag::frac_wide_run<bq>(rB + GV::word(q), g);
+          const frag::FracRun<bq> rc = frag::frac_wide_run<bq>(rC + GV::word(q), g), rd = frag::frac_wide_run<bq>(rD + GV::word(q), g);
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {
+            uint32_t a[4];
+            frag::frac_wide_v_frag<bq>(vt, ra, rb, rc, rd, hf, a);
+            mma(o[2 * q + hf], a[0], a[1], a[2], a[3], pbk[pq][0], pbk[pq][1]);
+          }
+        });
       } else if constexpr (FR != 0) {
         // Fractional V (frag::vdim_frac): m-tiles 2q, 2q + 1 = group q; lane g decodes selector
         // word g/2 of the group for tokens A, B, C, D and keeps nibbles of parity g % 2.
@@ -701,7 +759,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     // and the softmax bookkeeping (max vote, rescale) runs once per 32 tokens (H200, tq3 B=32
     // T=128K: 1649 -> 1566 us). fp16 K/V stays at one block: it is memory-bound, and the pair needs
     // registers it does not have (128, spills).
-    constexpr bool kPairs = KB != 0 && !PR && !WIDE;  // wide: one block, as fp16 (pairs spill at D = 128)
+    constexpr bool kPairs = KB != 0 && !PR && !WIDE && !FW;  // wide: one block, as fp16 (pairs spill at D = 128)
     for (int j = 0; j < cnt;) {
       int s2 = s + 1;
       uint32_t ph2 = ph;

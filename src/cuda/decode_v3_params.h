@@ -16,7 +16,7 @@ constexpr int kMaxG = 8;        // GQA group = the N = 8 side of the mma
 constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
 
 // Bytes per token of the compile-time codec pair (TurboQuant with fp16 norms, single-part or, with
-// frac, the 2-part tqB.5 of frag::Groups (B = 1..3), or with prod, tq(B+1)p: B-bit mse codes + D sign bits,
+// frac, the 2-part tqB.5 of frag::Groups (B = 1..7), or with prod, tq(B+1)p: B-bit mse codes + D sign bits,
 // norm and gamma; bits 0 = fp16 pass-through). prod: bit 0 = K, bit 1 = V.
 constexpr int hi_groups(int d, int bits, int frac) { return frac ? (bits == 2 ? d / 128 : d / 64) : 0; }
 constexpr int codes_bytes(int d, int bits, int frac = 0, int prod = 0) {
@@ -86,7 +86,8 @@ struct Params {
   uint32_t vtab8[4];
   float vdeq;                    // int8 V entry * vdeq = c * sqrt(D)
   // Wide codecs tq5..tq8 (KB = VB >= 5): fp16 bit patterns of c * sqrt(D), K's 2^KB entries then
-  // V's 2^VB (device memory, copied into shared memory by each CTA).
+  // V's 2^VB (device memory, copied into shared memory by each CTA). Fractional wide tq4.5 .. tq7.5:
+  // c * sqrt(D/2) per part, K part 0 (2^(KB+1)), K part 1 (2^KB), V part 0, V part 1.
   const uint16_t* wtab;
 };
 constexpr int kTraceSlots = 20;
@@ -115,7 +116,8 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
 // Kernel entry points per head_dim (decode_v3_d*.cu, one decode_v3_table.cuh), nullptr for a (k_bits, v_bits, frac, prod)
 // combination without a kernel. Bits 0 = fp16 pass-through; compiled pairs: 0/0, 1/1, 2/2, 3/3, 4/4,
 // 3/2, 4/3, 0/3, 0/4 (fp16 K, TurboQuant V), and with frac = 1 (K and V both tqB.5): 1.5/1.5,
-// 2.5/2.5 (not at D = 64: its 16-dim part 0 is not a group), 3.5/3.5; with prod = 3 (K and V both
+// 2.5/2.5 (not at D = 64: its 16-dim part 0 is not a group), 3.5/3.5, 4.5/4.5 .. 7.5/7.5 (fp16
+// tables in shared memory, as the wide codecs); with prod = 3 (K and V both
 // tq(B+1)p, bits = the mse bits B): 1/1 (tq2p), 2/2 (tq3p), 3/3 (tq4p), 4/4 (tq5p).
 // Wide: 5/5, 6/6, 7/7, 8/8 (tq5..tq8, fp16 tables in shared memory).
 // qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; DecodeShape::v_quads).

@@ -25,9 +25,15 @@ const void* kernel_table(int kb, int vb, int frac, int prod, int qv) {
   if constexpr (D >= 128)
     if (frac && !prod && kb == 2 && vb == 2) TQ_RET(D, 2, 2, 1);
   if (frac && !prod && kb == 3 && vb == 3) TQ_RET(D, 3, 3, 1);
-  // Prod tq(B+1)p (K and V), B = the mse bits (tq5p: 4, the tq4 int8 K and fp16 V paths).
+  // Fractional wide tq4.5 .. tq7.5 (halves at B + 1 and B bits, fp16 tables in shared memory).
+#define TQ_FW(B) if (frac && !prod && kb == B && vb == B) TQ_RET(D, B, B, 1);
+  TQ_FW(4) TQ_FW(5) TQ_FW(6) TQ_FW(7)
+#undef TQ_FW
+  // Prod tq(B+1)p (K and V), B = the mse bits (tq5p: 4, the tq4 int8 K and fp16 V paths; tq6p .. tq8p:
+  // 5..7, the wide ones).
 #define TQ_PROD(B) if (!frac && prod == 3 && kb == B && vb == B) TQ_RET(D, B, B, 0, 3);
   TQ_PROD(1) TQ_PROD(2) TQ_PROD(3) TQ_PROD(4)
+  TQ_PROD(5) TQ_PROD(6) TQ_PROD(7)  // tq6p .. tq8p: the wide mse paths (fp16 tables) + the QJL pieces
 #undef TQ_PROD
 #undef TQ_RET
   return nullptr;

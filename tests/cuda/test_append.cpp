@@ -208,7 +208,7 @@ void check_wide_helpers(std::mt19937& rng) {
 // codec's parts, for every (D, bits) with a kernel (the plan checks the same, on a GPU only).
 TEST(CudaAppendHost, FractionalSplitIsTheCodecs) {
   for (int D : {64, 128, 256})
-    for (int B = 1; B <= 3; ++B) {
+    for (int B = 1; B <= 7; ++B) {
       if (B == 2 && D == 64) continue;  // tq2.5 at 64: no kernel
       const std::string name = "tq" + std::to_string(B) + ".5";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);
@@ -290,6 +290,27 @@ TEST(CudaAppend, TiledOddShapes) {
   run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
 }
 
+// Fractional wide tq4.5 .. tq7.5 (halves at B + 1 and B bits; parts of 5..8 bits by binary search over
+// their boundaries in shared memory, a 4-bit part as tq3.5's): every head_dim and input dtype, one
+// vector, a partial tile, tiles of one vector (113 x 3), of 16 (4097 x 8), the largest (10000 x 8).
+TEST(CudaAppend, FractionalWideBitIdenticalToCpuEncoder) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  int i = 0;
+  for (const char* codec : {"tq4.5", "tq5.5", "tq6.5", "tq7.5"})
+    for (int D : {64, 128, 256}) {
+      run_append(codec, D, dts[i++ % 3], rng, 113, 3);
+      run_append(codec, D, dts[i % 3], rng, 7, 1);
+    }
+  run_append("tq4.5", 128, DType::kF16, rng, 1, 1);
+  run_append("tq5.5", 256, DType::kF32, rng, 4097, 8);
+  run_append("tq6.5", 64, DType::kBF16, rng, 10000, 8);
+  run_append("tq7.5", 128, DType::kF32, rng, 4097, 8);
+  run_append("tq7.5:seed=11", 256, DType::kBF16, rng, 113, 3);
+}
+
 // tq5..tq8 (32..256 centroids: binary search over the boundaries in shared memory, 4 + 1, 4 + 2,
 // 4 + 2 + 1 bit planes and the byte plane): every head_dim and input dtype, one vector, a partial
 // pass, one pass per warp (4097 x 8), the largest tiles (8191 x 8).
@@ -327,8 +348,9 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   using tq::cuda::DType;
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   int i = 0;
-  for (const char* codec : {"tq2p", "tq3p", "tq4p", "tq5p"})
+  for (const char* codec : {"tq2p", "tq3p", "tq4p", "tq5p", "tq6p", "tq7p", "tq8p"})  // tq6p+: 5..7-bit mse codes
     for (int D : {64, 128, 256}) {
+      if (codec[2] >= '6' && D == 256) continue;  // tq6p .. tq8p at 256: no append kernel (UnsupportedFailsAtPlanTime)
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
       run_append(codec, D, dts[i++ % 3], rng, 1, 1);
       run_append(codec, D, dts[i++ % 3], rng, 7, 3);
@@ -339,6 +361,8 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   run_append("tq2p", 128, DType::kF32, rng, 4097, 8);
   run_append("tq5p", 256, DType::kF16, rng, 2049, 8);
   run_append("tq5p:seed=11", 64, DType::kF32, rng, 4097, 8);
+  run_append("tq8p", 128, DType::kBF16, rng, 4097, 8);
+  run_append("tq6p:seed=11", 128, DType::kF16, rng, 2049, 8);
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   run_append("tq4p", 128, DType::kF32, rng, 113, 3);
   run_append("tq3p", 256, DType::kBF16, rng, 70, 3);
@@ -428,11 +452,15 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     }
     return tq::Status::kOk;
   };
-  for (const char* c : {"tq6p", "tq8p", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "tq5p:norm=fp32", "q8", "tq4.5", "tq5.5",
-                        "tq1.5p", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
+  for (const char* c : {"tq6p:norm=fp32", "tq8p:rot=dense", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "tq5p:norm=fp32", "q8",
+                        "tq4.5:norm=fp32", "tq7.5:rot=dense", "tq1.5p", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
                         "tq1.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
+  EXPECT_EQ(status("tq6p", 256), tq::Status::kUnsupported);    // wide prod at 256: no append kernel
+  EXPECT_EQ(status("tq8p", 256), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq6p", 128), tq::Status::kOk);
+  EXPECT_EQ(status("tq8p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq3.5", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq3", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq2.5", 128), tq::Status::kOk);
@@ -440,9 +468,14 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   EXPECT_EQ(status("tq1.5", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq1.5", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq1.5", 96), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq4.5", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq5.5", 128), tq::Status::kOk);
+  EXPECT_EQ(status("tq7.5", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq6.5", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq5p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq5p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq5p", 96), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq7p", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq3p", 128), tq::Status::kOk);
   EXPECT_EQ(status("tq4p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq2p", 256), tq::Status::kOk);
@@ -455,7 +488,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   unsetenv("TQ_CUDA_APPEND_V1");
   EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
   // Token quads: single-part tq1..tq4 only, pages of whole 16-token blocks.
-  for (const char* c : {"fp16", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5p", "tq5", "tq8"})
+  for (const char* c : {"fp16", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5p", "tq5", "tq8", "tq4.5"})
     EXPECT_EQ(status(c, 128, 64, true), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq3", 128, 40, true), tq::Status::kInvalidArgument);
   EXPECT_EQ(status("tq3", 128, 48, true), tq::Status::kOk);

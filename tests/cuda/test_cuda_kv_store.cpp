@@ -49,7 +49,7 @@ void append_and_attend(tq::model::KvStore& gpu, tq::model::KvStore& cpu, std::in
 TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   for (const char* codec : {"fp16", "tq3", "k4v3", "tq4", "tq2.5", "tq3.5", "tq4p", "tq3p", "tq1", "tq2p", "tq5", "tq8",
-                            "tq1.5", "tq5p"}) {
+                            "tq1.5", "tq5p", "tq4.5", "tq7.5", "tq7p"}) {
     for (int D : {64, 128}) {
       if (std::string(codec) == "tq2.5" && D == 64) continue;  // no kernel (16 + 48 dims): see below
       tq::model::KvShape s{2, 8, 2, D, float(1 / std::sqrt(double(D)))};
@@ -60,7 +60,8 @@ TEST(CudaKvStore, MatchesTheCpuCacheOnPrefillAndDecodeSteps) {
       o.capacity = 1000;
       auto cpu = tq::model::make_kv_store(s, codec, o);
       // A prefill, decode steps, a 7-token speculative batch.
-      const bool fp16_scores = std::string(codec) == "fp16" || std::string(codec) == "tq5" || std::string(codec) == "tq8";
+      const std::string c = codec;
+      const bool fp16_scores = c == "fp16" || c == "tq5" || c == "tq8" || c == "tq4.5" || c == "tq7.5";
       append_and_attend(*gpu, *cpu, {113, 1, 1, 7, 1}, 1, fp16_scores ? 5e-3 : 3e-2);
       EXPECT_EQ(gpu->length(0), cpu->length(0));
       EXPECT_EQ(gpu->bytes_per_token(), cpu->bytes_per_token()) << codec;

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/decode_frag.h"
@@ -262,6 +263,8 @@ void check_wide() {
       uint32_t a[4];
       wide_v_frag<BITS>(h.data(), ra, rb, rc, rd, mt, a);
       const int r0 = vdim<D, BITS>(g, mt, 0), r1 = vdim<D, BITS>(g, mt, 1);
+      ASSERT_EQ(vdim_wide_rt(D, g, mt, 0), r0);  // the plan's order of the prod fold's rows (tq6p .. tq8p)
+      ASSERT_EQ(vdim_wide_rt(D, g, mt, 1), r1);
       expect_v_fragment(a[0], a[1], a[2], a[3], t, r0, r1, val, lane, mt);
       if (t == 0) { vd.insert(r0); vd.insert(r1); }
     }
@@ -408,6 +411,114 @@ TEST(CudaDecodeFrag, FractionalFragmentsStayInsideTheirPart) {
   check_frac<64, 3>();
   check_frac<128, 2>(); check_frac<128, 3>();
   check_frac<256, 2>(); check_frac<256, 3>();
+}
+
+// Fractional wide tq4.5 .. tq7.5 (parts of D/2 at B + 1 and B bits, fp16 tables per part): every
+// fp16 value each lane hands to the tensor cores, K from wide_k_run / wide_k_frag over each part's
+// codes (order kdim_fwide), V from frac_wide_run / frac_wide_v_frag (order vdim_frac, the order the
+// segment epilogue scatters by); no k-chunk or m-tile leaves its part; both orders are permutations.
+template <int D, int B>
+void check_frac_wide() {
+  using Gr = Groups<D, B, true>;
+  SCOPED_TRACE(testing::Message() << "fractional wide D=" << D << " B=" << B << ".5");
+  std::mt19937 rng(777 + D + B);
+  const int m0 = D / 2;
+  ASSERT_EQ(32 * Gr::kHi, m0);
+  {  // the compile-time split is the CPU codec's
+    const std::string name = "tq" + std::to_string(B) + ".5";
+    const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+    const tq::TqLayout* L = codec->tq_layout();
+    ASSERT_TRUE(L && L->n_parts == 2) << name;
+    EXPECT_EQ(int(L->part[0].dim), m0) << name;
+    EXPECT_EQ(int(L->part[1].dim), D - m0) << name;
+    EXPECT_EQ(int(L->part[0].mse_bits), B + 1) << name;
+    EXPECT_EQ(int(L->part[1].mse_bits), B) << name;
+    EXPECT_EQ(int(L->part[1].mse_offset), Gr::word(Gr::kHi) * 4) << name;
+    EXPECT_EQ(int(L->codes_bytes), Gr::kCodesBytes) << name;
+  }
+  std::vector<uint16_t> h[2];  // distinct bit patterns per part
+  for (int p = 0; p < 2; ++p) {
+    h[p].resize(size_t(1) << (p == 0 ? B + 1 : B));
+    for (size_t i = 0; i < h[p].size(); ++i) h[p][i] = uint16_t(0x1000 + 0x4000 * p + 29 * i + (rng() % 29));
+  }
+  std::vector<std::vector<uint8_t>> codes(16);
+  std::vector<std::vector<uint32_t>> words(16);
+  for (int tok = 0; tok < 16; ++tok) {
+    codes[tok].resize(D);
+    for (int i = 0; i < D; ++i) codes[tok][i] = uint8_t(rng() % (1u << (i < m0 ? B + 1 : B)));
+    std::vector<uint8_t> packed(tq::packed_bytes(m0, B + 1) + tq::packed_bytes(D - m0, B));
+    tq::pack_codes_ref(codes[tok].data(), m0, B + 1, packed.data());
+    tq::pack_codes_ref(codes[tok].data() + m0, D - m0, B, packed.data() + tq::packed_bytes(m0, B + 1));
+    ASSERT_EQ(int(packed.size()), Gr::kCodesBytes);
+    words[tok].resize(packed.size() / 4);
+    std::memcpy(words[tok].data(), packed.data(), packed.size());
+  }
+  auto part = [&](int dim) { return dim < m0 ? 0 : 1; };
+  auto val = [&](int tok, int dim) { return h[part(dim)][codes[tok][dim]]; };
+  std::set<int> kd, vd;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    // K: per part, the part's run of this lane, k-chunks of the part
+    auto k_part = [&](auto pc) {
+      constexpr int p = decltype(pc)::value, bp = p ? B : B + 1;
+      const int w0 = Gr::word(p * Gr::kHi);
+      const WideRun<bp> r0 = wide_k_run<D / 2, bp>(words[g].data() + w0, t, 0);
+      const WideRun<bp> r1 = wide_k_run<D / 2, bp>(words[g + 8].data() + w0, t, 0);
+      for (int kl = 0; kl < D / 32; ++kl) {
+        const int kc = p * (D / 32) + kl;
+        uint32_t a[4];
+        wide_k_frag<bp>(h[p].data(), r0, r1, kl, a);
+        int d[4];
+        for (int jj = 0; jj < 4; ++jj) {
+          d[jj] = kdim_fwide<D>(t, kc, jj);
+          ASSERT_EQ(part(d[jj]), p) << "k-chunk " << kc << " leaves its part";
+        }
+        ASSERT_EQ(lo16(a[0]), val(g, d[0])) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(hi16(a[0]), val(g, d[1])) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(lo16(a[2]), val(g, d[2])) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(hi16(a[2]), val(g, d[3])) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(lo16(a[1]), val(g + 8, d[0])) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(hi16(a[1]), val(g + 8, d[1])) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(lo16(a[3]), val(g + 8, d[2])) << "lane " << lane << " kc " << kc;
+        ASSERT_EQ(hi16(a[3]), val(g + 8, d[3])) << "lane " << lane << " kc " << kc;
+        if (g == 0) for (int jj = 0; jj < 4; ++jj) kd.insert(d[jj]);
+      }
+    };
+    k_part(std::integral_constant<int, 0>{});
+    k_part(std::integral_constant<int, 1>{});
+    // V: group q = m-tiles 2q, 2q + 1, the runs of tokens 2t, 2t + 1, 2t + 8, 2t + 9
+    auto v_group = [&](int q, auto bc) {
+      constexpr int bq = decltype(bc)::value;
+      ASSERT_EQ(Gr::bits(q), bq);
+      const int pq = Gr::part(q);
+      auto run = [&](int tok) { return frac_wide_run<bq>(words[tok].data() + Gr::word(q), g); };
+      const FracRun<bq> ra = run(2 * t), rb = run(2 * t + 1), rc = run(2 * t + 8), rd = run(2 * t + 9);
+      for (int hf = 0; hf < 2; ++hf) {
+        const int mt = 2 * q + hf;
+        uint32_t a[4];
+        frac_wide_v_frag<bq>(h[pq].data(), ra, rb, rc, rd, hf, a);
+        const int r0 = vdim_frac<D, B>(g, mt, 0), r1 = vdim_frac<D, B>(g, mt, 1);
+        ASSERT_EQ(part(r0), pq) << "m-tile " << mt << " leaves its part";
+        ASSERT_EQ(part(r1), pq);
+        expect_v_fragment(a[0], a[1], a[2], a[3], t, r0, r1, val, lane, mt);
+        if (t == 0) { vd.insert(r0); vd.insert(r1); }
+      }
+    };
+    for (int q = 0; q < D / 32; ++q) {
+      if (q < Gr::kHi) v_group(q, std::integral_constant<int, B + 1>{});
+      else v_group(q, std::integral_constant<int, B>{});
+    }
+  }
+  EXPECT_EQ(int(kd.size()), D) << "kdim_fwide is not a permutation";
+  EXPECT_EQ(int(vd.size()), D) << "vdim_frac is not a permutation";
+  EXPECT_EQ(*kd.rbegin(), D - 1);
+  EXPECT_EQ(*vd.rbegin(), D - 1);
+}
+
+TEST(CudaDecodeFrag, FractionalWideFragmentsMatchReferenceUnpacking) {
+  check_frac_wide<64, 4>(); check_frac_wide<64, 5>(); check_frac_wide<64, 6>(); check_frac_wide<64, 7>();
+  check_frac_wide<128, 4>(); check_frac_wide<128, 5>(); check_frac_wide<128, 6>(); check_frac_wide<128, 7>();
+  check_frac_wide<256, 4>(); check_frac_wide<256, 5>(); check_frac_wide<256, 6>(); check_frac_wide<256, 7>();
 }
 
 TEST(CudaDecodeFrag, LaneMergeMatchesMergeSel) {
@@ -579,7 +690,7 @@ TEST(CudaDecodeFrag, Int8TableIsTheScaledCodebook) {
 // fractional and prod codec with a kernel (the plan checks the same at run time, on a GPU only).
 TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
   for (int D : {64, 128, 256}) {
-    for (int B = 1; B <= 3; ++B) {  // tq1.5 .. tq3.5 (tq2.5: not at 64)
+    for (int B = 1; B <= 7; ++B) {  // tq1.5 .. tq7.5 (tq2.5: not at 64)
       if (B == 2 && D == 64) continue;
       const std::string name = "tq" + std::to_string(B) + ".5";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);  // owns the layout
@@ -588,7 +699,7 @@ TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
       EXPECT_EQ(tq::cuda::v3::norm_bytes(B, 1), int(L->scalar_bytes)) << name << " D " << D;
       EXPECT_EQ(32 * tq::cuda::v3::hi_groups(D, B, 1), int(L->part[0].dim)) << name << " D " << D;
     }
-    for (int MB = 1; MB <= 4; ++MB) {  // tq2p .. tq5p
+    for (int MB = 1; MB <= 7; ++MB) {  // tq2p .. tq8p
       const std::string name = "tq" + std::to_string(MB + 1) + "p";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);
       const tq::TqLayout* L = codec->tq_layout();

@@ -8,7 +8,7 @@
 //
 // K and V are read from page pools in the layout of turboquant/layout.h (KvPageLayout): page p of
 // a pool holds page_tokens tokens of every KV head. TurboQuant codecs are scored in the rotated
-// domain: q is rotated once (randomized Hadamard, 3 rounds; the fractional tq1.5 / tq2.5 / tq3.5 rotate each
+// domain: q is rotated once (randomized Hadamard, 3 rounds; the fractional tq1.5 .. tq7.5 rotate each
 // part, a 96 / 192-dim part by its dense matrix; prod codecs also sketch it, S·Rq), V is
 // accumulated in the rotated domain (prod: its QJL term in the sketch domain, mapped back by S^T)
 // and inverse-rotated once per output row. docs/CUDA.md describes the kernel (v3: bulk copies into
@@ -56,9 +56,10 @@ struct DecodeArgs {
 class DecodePlan {
  public:
   // Codecs: fp16/fp16, tqB/tqB (B = 1..8), tq(B+1)/tqB (B = 2, 3), fp16 K with tq3 / tq4 V,
-  // tq1.5/tq1.5, tq2.5/tq2.5 (head_dim 128, 256), tq3.5/tq3.5, and the prod (QJL) tq2p/tq2p,
-  // tq3p/tq3p, tq4p/tq4p and tq5p/tq5p; head_dim 64, 128, 256; GQA group <= 8. tq5..tq8 (32..256 centroids) are scored in
-  // fp16 (centroid tables in shared memory, f16 tensor cores), not int8; no mixed pairs among them.
+  // tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), and the prod (QJL) tqBp/tqBp for tq2p .. tq8p;
+  // head_dim 64, 128, 256; GQA group <= 8. tq5..tq8, tq4.5 .. tq7.5 and the mse codes of tq6p .. tq8p
+  // (16..256 centroids) are scored in fp16 (centroid tables in shared memory, f16 tensor cores), not
+  // int8; no mixed pairs among them.
   // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback),
   // among them a prod codec paired with anything else (k3pv3, k4pv3p), mixed pairs with tq5..tq8
   // (k5v4, k8v6), v_quads with tq5..tq8 and the v1 kernel for prod, fractional and tq5..tq8.
@@ -71,8 +72,8 @@ class DecodePlan {
   int splits() const;  // v3: CTAs of the persistent wave; v1: KV splits per sequence
   // True when the tensor-core kernel (fp16 operands: q, centroids, p) serves this plan.
   bool uses_tensor_cores() const;
-  // True when TurboQuant K is scored in int8 (v3, tq1..tq4 and fractional / prod codecs; tq5..tq8
-  // are scored in fp16): q rounded to int8 per row (in the rotated
+  // True when TurboQuant K is scored in int8 (v3, tq1..tq4, tq1.5 .. tq3.5, tq2p .. tq5p; tq5..tq8,
+  // tq4.5 .. tq7.5 and tq6p .. tq8p are scored in fp16): q rounded to int8 per row (in the rotated
   // domain, scale max|q|/127), centroids to int8 (scale max|c|/127). On attention with peaked
   // scores this adds ~1-2% relative error to the output (the codec's own is 10-25%); docs/CUDA.md.
   bool int8_scores() const;
