@@ -60,6 +60,20 @@ void expect_v_fragment(uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, int t
   ASSERT_EQ(hi16(a3), val(2 * t + 9, r1));
 }
 
+// The f16 K fragment of one lane (a0 / a2: row g, coordinates d[0..1] / d[2..3]; a1 / a3: row
+// g + 8) must hold the table entries val(row, coordinate).
+template <class Val>
+void expect_k_fragment(const uint32_t (&a)[4], int g, const int (&d)[4], Val val, int lane, int kc) {
+  ASSERT_EQ(lo16(a[0]), val(g, d[0])) << "lane " << lane << " kc " << kc;
+  ASSERT_EQ(hi16(a[0]), val(g, d[1])) << "lane " << lane << " kc " << kc;
+  ASSERT_EQ(lo16(a[2]), val(g, d[2])) << "lane " << lane << " kc " << kc;
+  ASSERT_EQ(hi16(a[2]), val(g, d[3])) << "lane " << lane << " kc " << kc;
+  ASSERT_EQ(lo16(a[1]), val(g + 8, d[0])) << "lane " << lane << " kc " << kc;
+  ASSERT_EQ(hi16(a[1]), val(g + 8, d[1])) << "lane " << lane << " kc " << kc;
+  ASSERT_EQ(lo16(a[3]), val(g + 8, d[2])) << "lane " << lane << " kc " << kc;
+  ASSERT_EQ(hi16(a[3]), val(g + 8, d[3])) << "lane " << lane << " kc " << kc;
+}
+
 template <int D, int BITS>
 void check_tq() {
   SCOPED_TRACE(testing::Message() << "D=" << D << " bits=" << BITS);
@@ -247,14 +261,7 @@ void check_wide() {
       wide_k_frag<BITS>(h.data(), r0, r1, kc, a);
       int d[4];
       for (int jj = 0; jj < 4; ++jj) d[jj] = kdim<D, BITS>(t, kc, jj);
-      ASSERT_EQ(lo16(a[0]), val(g, d[0])) << "lane " << lane << " kc " << kc;
-      ASSERT_EQ(hi16(a[0]), val(g, d[1])) << "lane " << lane << " kc " << kc;
-      ASSERT_EQ(lo16(a[2]), val(g, d[2])) << "lane " << lane << " kc " << kc;
-      ASSERT_EQ(hi16(a[2]), val(g, d[3])) << "lane " << lane << " kc " << kc;
-      ASSERT_EQ(lo16(a[1]), val(g + 8, d[0])) << "lane " << lane << " kc " << kc;
-      ASSERT_EQ(hi16(a[1]), val(g + 8, d[1])) << "lane " << lane << " kc " << kc;
-      ASSERT_EQ(lo16(a[3]), val(g + 8, d[2])) << "lane " << lane << " kc " << kc;
-      ASSERT_EQ(hi16(a[3]), val(g + 8, d[3])) << "lane " << lane << " kc " << kc;
+      expect_k_fragment(a, g, d, val, lane, kc);
       if (g == 0) for (int jj = 0; jj < 4; ++jj) kd.insert(d[jj]);
     }
     const WideRun<BITS> ra = wide_v_run<D, BITS>(row(2 * t), g), rb = wide_v_run<D, BITS>(row(2 * t + 1), g);
@@ -473,14 +480,7 @@ void check_frac_wide() {
           d[jj] = kdim_fwide<D>(t, kc, jj);
           ASSERT_EQ(part(d[jj]), p) << "k-chunk " << kc << " leaves its part";
         }
-        ASSERT_EQ(lo16(a[0]), val(g, d[0])) << "lane " << lane << " kc " << kc;
-        ASSERT_EQ(hi16(a[0]), val(g, d[1])) << "lane " << lane << " kc " << kc;
-        ASSERT_EQ(lo16(a[2]), val(g, d[2])) << "lane " << lane << " kc " << kc;
-        ASSERT_EQ(hi16(a[2]), val(g, d[3])) << "lane " << lane << " kc " << kc;
-        ASSERT_EQ(lo16(a[1]), val(g + 8, d[0])) << "lane " << lane << " kc " << kc;
-        ASSERT_EQ(hi16(a[1]), val(g + 8, d[1])) << "lane " << lane << " kc " << kc;
-        ASSERT_EQ(lo16(a[3]), val(g + 8, d[2])) << "lane " << lane << " kc " << kc;
-        ASSERT_EQ(hi16(a[3]), val(g + 8, d[3])) << "lane " << lane << " kc " << kc;
+        expect_k_fragment(a, g, d, val, lane, kc);
         if (g == 0) for (int jj = 0; jj < 4; ++jj) kd.insert(d[jj]);
       }
     };
