@@ -14,6 +14,17 @@
 //             kept integral so that a new max only moves E; a group too large for 255 levels
 //             shifts the accumulators right; a group whose max falls below 64 levels (2 bits lost)
 //             flushes them into float and takes a finer E. Also counts its events per group.
+//   e4m3    : w = e4m3(p · n · 2^6) / 2^6, saturating (what an fp8 PV on wgmma would use: no
+//             per-group scale, so no max reduction per pair and fp32 accumulators; 2^6 keeps
+//             n <= 7 unclipped and underflows weights below 2^-15)
+//   e4m3x2  : w as the sum of two e4m3 values, hi = e4m3(w · 2^6) and lo = e4m3(w · 2^6 - hi)
+//             (with a GQA group of <= 4 heads the two fit the N = 8 columns of one mma: the
+//             unused half of today's B operand; the two output columns are added once per segment)
+//   u16/fix : w in 16-bit fixed point, round(w · 256 · 255 / nmax), nmax = the largest V norm of
+//             the sequence: as two u8 columns (hi, lo) of the int8 mma's unused N half, and a
+//             scale that does not change from pair to pair, the int32 accumulators run across
+//             pairs (flushed to float only when the running max moves) — no per-pair max
+//             reduction and no per-pair conversion
 //   study_pv_tail [trials=8]
 #include <algorithm>
 #include <cmath>
@@ -32,13 +43,23 @@ constexpr int kGroup = 32;  // tokens per block pair of one consumer warp
 
 float to_fp16(float x) { return tq::half_to_float(tq::float_to_half(x)); }
 
+// Round to nearest (even) fp8 e4m3: 3 mantissa bits, exponents -6 .. 8 (subnormals down to 2^-9),
+// saturating at 448 (cvt.rn.satfinite.e4m3x2.f32).
+double to_e4m3(double x) {
+  const double a = std::fabs(x);
+  if (a == 0) return 0;
+  const int e = std::max(int(std::floor(std::log2(a))), -6);
+  const double step = std::ldexp(1.0, e - 3);
+  return std::copysign(std::min(std::nearbyint(a / step) * step, 448.0), x);
+}
+
 struct Case {
   int T;
   double delta, sigma;
 };
 
 struct Errors {
-  double fp16 = 0, pair = 0, n128 = 0, pow2 = 0;
+  double fp16 = 0, pair = 0, n128 = 0, pow2 = 0, e4m3 = 0, e4m3x2 = 0, u16 = 0;
   double shifts = 0, flushes = 0;  // pow2 events per group
 };
 
@@ -95,6 +116,16 @@ Errors run(const Case& c, std::mt19937& rng) {
   E.fp16 = online([](double w, double, double) { return double(to_fp16(float(w))); });
   E.pair = online([](double w, double gmax, double) { return gmax > 0 ? std::nearbyint(w * 255.0 / gmax) * gmax / 255.0 : 0.0; });
   E.n128 = online([](double w, double, double nmax) { return std::nearbyint(w * 255.0 / nmax) * nmax / 255.0; });
+  E.e4m3 = online([](double w, double, double) { return std::ldexp(to_e4m3(std::ldexp(w, 6)), -6); });
+  const double nall = *std::max_element(n.begin(), n.end());
+  E.u16 = online([nall](double w, double, double) {
+    const double sc = 256.0 * 255.0 / nall;
+    return std::nearbyint(w * sc) / sc;
+  });
+  E.e4m3x2 = online([](double w, double, double) {
+    const double hi = to_e4m3(std::ldexp(w, 6));
+    return std::ldexp(hi + to_e4m3(std::ldexp(w, 6) - hi), -6);
+  });
 
   // pow2/2b: integral running max, int64 accumulators at scale 2^E (the kernel's int32 would hold
   // them: |acc| < 2^31 is checked), a float shadow for flushes.
@@ -159,8 +190,8 @@ int main(int argc, char** argv) {
   std::mt19937 rng(std::random_device{}());
   std::printf("rel. L2 error of the attention output against exact weights (mean of %d trials); pow2 events per group\n",
               trials);
-  std::printf("| T | sink delta | tail sigma | fp16 | u8/pair | u8/n128 | pow2/2b | shifts | flushes |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| T | sink delta | tail sigma | fp16 | u8/pair | u8/n128 | pow2/2b | e4m3 | e4m3x2 | u16/fix | shifts | flushes |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int T : {1024, 16384, 131072})
     for (double delta : {0.0, 8.0, 16.0})
       for (double sigma : {1.0, 3.0}) {
@@ -168,10 +199,11 @@ int main(int argc, char** argv) {
         for (int i = 0; i < trials; ++i) {
           const Errors e = run({T, delta, sigma}, rng);
           s.fp16 += e.fp16 / trials; s.pair += e.pair / trials; s.n128 += e.n128 / trials; s.pow2 += e.pow2 / trials;
+          s.e4m3 += e.e4m3 / trials; s.e4m3x2 += e.e4m3x2 / trials; s.u16 += e.u16 / trials;
           s.shifts += e.shifts / trials; s.flushes += e.flushes / trials;
         }
-        std::printf("| %dK | %.0f | %.0f | %.2e | %.2e | %.2e | %.2e | %.3f | %.3f |\n", T / 1024, delta, sigma, s.fp16,
-                    s.pair, s.n128, s.pow2, s.shifts, s.flushes);
+        std::printf("| %dK | %.0f | %.0f | %.2e | %.2e | %.2e | %.2e | %.2e | %.2e | %.2e | %.3f | %.3f |\n", T / 1024, delta,
+                    sigma, s.fp16, s.pair, s.n128, s.pow2, s.e4m3, s.e4m3x2, s.u16, s.shifts, s.flushes);
       }
   return 0;
 }
