@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <numeric>
 #include <random>
 #include <string>
@@ -290,6 +291,18 @@ TEST(CudaAppend, TiledOddShapes) {
   run_append("tq4", 256, DType::kBF16, rng, 8191, 8);
 }
 
+// Each codec at every head_dim: tiles of one vector (113 x 3) and a partial pass (7 x 1), the input
+// dtypes taken in turn.
+void run_every_head_dim(std::initializer_list<const char*> codecs, std::mt19937& rng) {
+  const tq::cuda::DType dts[] = {tq::cuda::DType::kF32, tq::cuda::DType::kF16, tq::cuda::DType::kBF16};
+  int i = 0;
+  for (const char* codec : codecs)
+    for (int D : {64, 128, 256}) {
+      run_append(codec, D, dts[i++ % 3], rng, 113, 3);
+      run_append(codec, D, dts[i % 3], rng, 7, 1);
+    }
+}
+
 // Fractional wide tq4.5 .. tq7.5 (halves at B + 1 and B bits; parts of 5..8 bits by binary search over
 // their boundaries in shared memory, a 4-bit part as tq3.5's): every head_dim and input dtype, one
 // vector, a partial tile, tiles of one vector (113 x 3), of 16 (4097 x 8), the largest (10000 x 8).
@@ -297,13 +310,7 @@ TEST(CudaAppend, FractionalWideBitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
-  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
-  int i = 0;
-  for (const char* codec : {"tq4.5", "tq5.5", "tq6.5", "tq7.5"})
-    for (int D : {64, 128, 256}) {
-      run_append(codec, D, dts[i++ % 3], rng, 113, 3);
-      run_append(codec, D, dts[i % 3], rng, 7, 1);
-    }
+  run_every_head_dim({"tq4.5", "tq5.5", "tq6.5", "tq7.5"}, rng);
   run_append("tq4.5", 128, DType::kF16, rng, 1, 1);
   run_append("tq5.5", 256, DType::kF32, rng, 4097, 8);
   run_append("tq6.5", 64, DType::kBF16, rng, 10000, 8);
@@ -318,13 +325,7 @@ TEST(CudaAppend, WideCodecsBitIdenticalToCpuEncoder) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   TQ_FRESH_RNG(rng);
   using tq::cuda::DType;
-  int i = 0;
-  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
-  for (const char* codec : {"tq5", "tq6", "tq7", "tq8"})
-    for (int D : {64, 128, 256}) {
-      run_append(codec, D, dts[i++ % 3], rng, 113, 3);
-      run_append(codec, D, dts[i % 3], rng, 7, 1);
-    }
+  run_every_head_dim({"tq5", "tq6", "tq7", "tq8"}, rng);
   run_append("tq8", 128, DType::kF16, rng, 1, 1);
   run_append("tq7", 128, DType::kF16, rng, 4097, 8);
   run_append("tq6", 256, DType::kF32, rng, 8191, 8);

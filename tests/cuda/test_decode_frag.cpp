@@ -42,6 +42,14 @@ Rows random_rows(int D, int bits, std::mt19937& rng) {
   return r;
 }
 
+// The coordinates a fragment order reached (over every lane and slot) must be 0 .. D - 1, each once.
+void expect_permutation(const std::set<int>& dims, int D, const char* order) {
+  EXPECT_EQ(int(dims.size()), D) << order << " is not a permutation";
+  if (dims.empty()) return;
+  EXPECT_EQ(*dims.begin(), 0) << order;
+  EXPECT_EQ(*dims.rbegin(), D - 1) << order;
+}
+
 uint16_t lo16(uint32_t x) { return uint16_t(x & 0xFFFF); }
 uint16_t hi16(uint32_t x) { return uint16_t(x >> 16); }
 
@@ -149,11 +157,9 @@ void check_tq() {
       }
     }
   }
-  EXPECT_EQ(int(kd8.size()), D) << "kdim8 is not a permutation";
-  EXPECT_EQ(int(kd.size()), D) << "kdim is not a permutation";
-  EXPECT_EQ(int(vd.size()), D) << "vdim is not a permutation";
-  EXPECT_EQ(*kd.rbegin(), D - 1);
-  EXPECT_EQ(*vd.rbegin(), D - 1);
+  expect_permutation(kd8, D, "kdim8");
+  expect_permutation(kd, D, "kdim");
+  expect_permutation(vd, D, "vdim");
 }
 
 // V in token quads (QV kernel): lane (g, t)'s selector word i of virtual group lane + 32 j gives,
@@ -276,12 +282,8 @@ void check_wide() {
       if (t == 0) { vd.insert(r0); vd.insert(r1); }
     }
   }
-  EXPECT_EQ(int(kd.size()), D) << "kdim is not a permutation";
-  EXPECT_EQ(int(vd.size()), D) << "vdim is not a permutation";
-  EXPECT_EQ(*kd.begin(), 0);
-  EXPECT_EQ(*kd.rbegin(), D - 1);
-  EXPECT_EQ(*vd.begin(), 0);
-  EXPECT_EQ(*vd.rbegin(), D - 1);
+  expect_permutation(kd, D, "kdim");
+  expect_permutation(vd, D, "vdim");
 }
 
 TEST(CudaDecodeFrag, WideFragmentsMatchReferenceUnpacking) {
@@ -409,8 +411,8 @@ void check_frac() {
       if (t == 0) { vd.insert(r0); vd.insert(r1); }
     }
   }
-  EXPECT_EQ(int(kd8.size()), D) << "kdim8_frac is not a permutation";
-  EXPECT_EQ(int(vd.size()), D) << "vdim_frac is not a permutation";
+  expect_permutation(kd8, D, "kdim8_frac");
+  expect_permutation(vd, D, "vdim_frac");
 }
 
 TEST(CudaDecodeFrag, FractionalFragmentsStayInsideTheirPart) {
@@ -509,10 +511,8 @@ void check_frac_wide() {
       else v_group(q, std::integral_constant<int, B>{});
     }
   }
-  EXPECT_EQ(int(kd.size()), D) << "kdim_fwide is not a permutation";
-  EXPECT_EQ(int(vd.size()), D) << "vdim_frac is not a permutation";
-  EXPECT_EQ(*kd.rbegin(), D - 1);
-  EXPECT_EQ(*vd.rbegin(), D - 1);
+  expect_permutation(kd, D, "kdim_fwide");
+  expect_permutation(vd, D, "vdim_frac");
 }
 
 TEST(CudaDecodeFrag, FractionalWideFragmentsMatchReferenceUnpacking) {
