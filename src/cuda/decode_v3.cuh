@@ -22,9 +22,9 @@
 // coordinates per lane), q stays fp16 (rotated, scaled) and both products run on the f16 mma.
 // Norms: K norm multiplies the scores, V norm multiplies p (before fp16 rounding). Tables hold
 // c * sqrt(D) (no fp16 subnormals); 1/sqrt(D) is folded into q and into the output scale.
-// Per segment: q rows rotated in the prologue (randomized Hadamard, warp shuffles), the 4 warps'
-// states merged in shared memory, and the final row inverse-rotated and written in the out dtype
-// (decode_epilogue.cuh).
+// Per segment: q rows rotated in the prologue (decode_prologue.cuh: randomized Hadamard, warp
+// shuffles), the 4 warps' states merged in shared memory, and the final row inverse-rotated and
+// written in the out dtype (decode_epilogue.cuh).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -34,6 +34,7 @@
 #include "cuda/decode_epilogue.cuh"
 #include "cuda/decode_frag.h"
 #include "cuda/decode_prod.cuh"
+#include "cuda/decode_prologue.cuh"
 #if defined(TQ_DECODE_PROBE)
 #include "cuda/decode_probe.cuh"
 #endif
@@ -135,14 +136,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   int* prefix = reinterpret_cast<int*>(smem + L.prefix);  // [B + 1] first work chunk of sequence b
   int* lens = reinterpret_cast<int*>(smem + L.lens);      // [B] validated lengths
   float* q_s = reinterpret_cast<float*>(smem + L.q);      // [kMaxG][D] q rows, later the final rows
-  // Single-part int8 K: the prologue stores q as int8 in fragment order (frag::kpos8), rows
-  // kQ8Row bytes apart, so each lane loads its B fragments with D/64 16-byte loads. As floats in
-  // coordinate order, the 8 rows x 4 lanes of each fragment load hit one bank (32-way conflicts:
-  // ~0.7 us of the prologue at B = 1, T = 1K). The padding keeps two rows' runs off each other's banks.
-  constexpr bool kQ8 = KB != 0 && !FR && !KPR && !WIDE;
-  constexpr int kQ8Row = D + 16;
-  static_assert(kMaxG * kQ8Row <= kMaxG * D * 4, "int8 q rows fit the q_s rows");
-  int8_t* q8 = reinterpret_cast<int8_t*>(q_s);
+  constexpr bool kQ8 = QRows<D, KB, FR, PR>::kInt8;  // int8 q rows in fragment order (decode_prologue.cuh)
+  constexpr int kQ8Row = QRows<D, KB, FR, PR>::kInt8Row;
+  [[maybe_unused]] const int8_t* q8 = reinterpret_cast<const int8_t*>(q_s);
   float* scr = reinterpret_cast<float*>(smem + L.scr);    // [kConsumers][G][D] warp states
   float* scr_ml = reinterpret_cast<float*>(smem + L.scr_ml);
 
@@ -262,108 +258,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     const int first = seg_start / W, last = (seg_start + cur.nb - 1) / W;
     const int count = last - first + 1;  // CTAs sharing this segment
 
-    // ---- q rows of the group: rotate (TurboQuant K), scale, then this lane's B fragments ----
-    if constexpr (FR != 0) {
-      // Fractional: each part rotated (Hadamard in place in q_s, or the dense part 1 into partial
-      // sums in scr) and scaled by 1/sqrt(m_p), then rounded to int8 with its own scale (part scores
-      // carry their own norms).
-      const size_t row0 = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G) * D;
-      for (int e = tid; e < G * D; e += 32 * kConsumers) q_s[e] = load_elem(P.q, P.q_dtype, row0 + e) * P.q_scale;
-      consumers_sync();
-      for (int h = warp; h < G; h += kConsumers) {  // Hadamard parts (row h: this warp only)
-        float* row = q_s + h * D;
-        {
-          constexpr int n = KM0 / 32;
-          float x[n];
-#pragma unroll
-          for (int e = 0; e < n; ++e) x[e] = row[lane * n + e];
-          randomized_hadamard<KM0>(x, P.ksign, lane);
-#pragma unroll
-          for (int e = 0; e < n; ++e) row[lane * n + e] = x[e] * (1.0f / sqrtf(float(KM0)));
-        }
-        if constexpr (!kKDense1) {
-          constexpr int n = (D - KM0) / 32;
-          float x[n];
-#pragma unroll
-          for (int e = 0; e < n; ++e) x[e] = row[KM0 + lane * n + e];
-          randomized_hadamard<D - KM0>(x, P.ksign, lane, KM0);
-#pragma unroll
-          for (int e = 0; e < n; ++e) row[KM0 + lane * n + e] = x[e] * (1.0f / sqrtf(float(D - KM0)));
-        }
-      }
-      if constexpr (kKDense1) dense_part1<D, KM0>(P.kproj, q_s, scr, G, warp, lane);  // reads part 1 only
-      consumers_sync();
-      if constexpr (!FW)  // fractional wide: q stays fp16 (scored on the f16 mma), no int8 rounding
-      for (int h = warp; h < G; h += kConsumers) {
-        float x[E];
-#pragma unroll
-        for (int k = 0; k < E; ++k) {
-          if (!kKDense1 || k < GK::kHi) {
-            x[k] = q_s[h * D + 32 * k + lane];
-          } else {
-            x[k] = 0.f;
-#pragma unroll
-            for (int w = 0; w < kConsumers; ++w) x[k] += scr[(w * G + h) * D + 32 * k + lane];
-          }
-        }
-        float a0 = 0.f, a1 = 0.f;
-#pragma unroll
-        for (int k = 0; k < E; ++k) {
-          if (k < GK::kHi) a0 = fmaxf(a0, fabsf(x[k]));
-          else a1 = fmaxf(a1, fabsf(x[k]));
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-          a0 = fmaxf(a0, __shfl_xor_sync(0xffffffffu, a0, o));
-          a1 = fmaxf(a1, __shfl_xor_sync(0xffffffffu, a1, o));
-        }
-        const float i0 = a0 > 0.f ? 127.f / a0 : 0.f, i1 = a1 > 0.f ? 127.f / a1 : 0.f;
-#pragma unroll
-        for (int k = 0; k < E; ++k) q_s[h * D + 32 * k + lane] = rintf(x[k] * (k < GK::kHi ? i0 : i1));
-        if (lane == 0) {
-          qsc[2 * h] = a0 / 127.f * P.kdeq;
-          qsc[2 * h + 1] = a1 / 127.f * P.kdeqb;
-        }
-      }
-    } else {
-    if constexpr (kQ8)  // int8 q rows G..7: zero B columns (loaded unmasked below)
-      for (int i = G * kQ8Row / 16 + tid; i < kMaxG * kQ8Row / 16; i += 32 * kConsumers)
-        reinterpret_cast<uint4*>(q8)[i] = make_uint4(0u, 0u, 0u, 0u);
-    for (int h = warp; h < G; h += kConsumers) {
-      const size_t row = (size_t(cur.b) * P.Hq + size_t(cur.hk) * G + h) * D;
-      float x[E];
-#pragma unroll
-      for (int e = 0; e < E; ++e) x[e] = load_elem(P.q, P.q_dtype, row + lane * E + e);
-      if (trace_first && h == 0) TQ_TRACE_AFTER(16, x[E - 1]);  // q row loaded
-      if constexpr (KB != 0) randomized_hadamard<D>(x, P.ksign, lane);
-      if (trace_first && h == 0) TQ_TRACE_AFTER(17, x[E - 1]);  // q row rotated
-      float amax = 0.f;
-#pragma unroll
-      for (int e = 0; e < E; ++e) {
-        x[e] *= P.q_scale;
-        amax = fmaxf(amax, fabsf(x[e]));
-      }
-      if constexpr (KB != 0 && !KPR && !WIDE) {  // int8 q: x * 127 / max|x| per row, the scale goes to the scores
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float inv = amax > 0.f ? 127.f / amax : 0.f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) x[e] = rintf(x[e] * inv);
-        if (lane == 0) qsc[h] = amax / 127.f * P.kdeq;
-      }
-      if constexpr (kQ8) {
-#pragma unroll
-        for (int e = 0; e < E; ++e) q8[h * kQ8Row + frag::kpos8<KB>(lane * E + e)] = int8_t(int(x[e]));
-      } else {
-#pragma unroll
-        for (int e = 0; e < E; ++e) q_s[h * D + lane * E + e] = x[e];
-      }
-    }
-    }
-    if constexpr (KPR != 0) prod_q_prologue<D, !WIDE>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
-    if constexpr (VPR != 0 && D <= 128) prefetch_part1<D, 0>(P.vfold, tid, 32 * kConsumers);  // the fold's S^T (64 KB at most)
-    consumers_sync();
-    if (trace_first) TQ_TRACE(18);  // every warp's q rows in shared memory
+    // ---- q rows of the group (decode_prologue.cuh), then this lane's B fragments ----
+    stage_q_rows<D, KB, FR, PR>(P, cur.b, cur.hk, G, q_s, scr, qsc, tid, warp, lane, trace_first, trace_t0);
     // B fragments: fp16 and wide K -> f16 pairs per k16-chunk (in kdim order); TurboQuant K -> 4
     // int8 per register per k32-chunk (rows g >= G are zero: their columns of S are ignored).
     constexpr int NQB = KB == 0 || WIDE || FW ? NKC : D / 32;
