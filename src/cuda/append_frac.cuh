@@ -109,7 +109,8 @@ __device__ __forceinline__ void rotate_part(const uint4* row, int first, float i
 }
 
 // Packs lane l's codes c (coordinates [l·E, l·E + E) of a part of dimension M, B bits) into the
-// M/32 groups (B words each) and stores them at out. Whole warp.
+// M/32 groups (B words each) and stores them at out. Whole warp. Word w is stored by lane w % 32:
+// M·B/32 words can exceed 32 (D = 256 at 5..7 bits: 40..56 words).
 template <int M, int B>
 __device__ __forceinline__ void store_part_codes(const uint32_t (&c)[M / 32], uint32_t* out, int lane) {
   constexpr int E = M / 32, LPG = 32 / E, G = M / 32;
@@ -123,7 +124,7 @@ __device__ __forceinline__ void store_part_codes(const uint32_t (&c)[M / 32], ui
 #pragma unroll
     for (int i = 0; i < B; ++i) {
       const uint32_t v = __reduce_or_sync(0xffffffffu, lane / LPG == g ? w[i] : 0u);
-      if (lane == g * B + i) out[g * B + i] = v;
+      if (lane == (g * B + i) % 32) out[g * B + i] = v;
     }
 }
 

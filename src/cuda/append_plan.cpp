@@ -170,7 +170,7 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   if (prod) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply).
     I.fn_prod = append::append_prod_kernel_for(head_dim, bits - 1, int(in_dtype));
-    TQ_CHECK(I.fn_prod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256; tq6p .. tq8p: 64, 128)",
+    TQ_CHECK(I.fn_prod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)",
              s.name(), head_dim);
   } else if (frac) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply). tq2.5 at 64 would have a 16-dim part 0 and a

@@ -1,5 +1,5 @@
 // src/cuda/append_prod.cu — instantiations of the prod append kernel (append_prod.cuh): tq2p .. tq5p
-// (mse bits 1 .. 4) at head_dim 64/128/256, tq6p .. tq8p (5 .. 7) at 64/128, input f32/f16/bf16.
+// (mse bits 1 .. 7) at head_dim 64/128/256, input f32/f16/bf16.
 #include "cuda/append_prod.cuh"
 
 namespace tq::cuda::append {
@@ -12,12 +12,10 @@ const void* append_prod_kernel_for(int d, int mse_bits, int in_dtype) {
   TQ_DTYPES(64, 2) TQ_DTYPES(128, 2) TQ_DTYPES(256, 2)
   TQ_DTYPES(64, 3) TQ_DTYPES(128, 3) TQ_DTYPES(256, 3)
   TQ_DTYPES(64, 4) TQ_DTYPES(128, 4) TQ_DTYPES(256, 4)
-  // tq6p .. tq8p: wide mse codes (search_wide). At head_dim 256 the kernel left most of the page
-  // unwritten on the H200 (CudaAppend.ProdBitIdenticalToCpuEncoder, session 10; not debugged): no
-  // kernel there, the plan rejects it.
-  TQ_DTYPES(64, 5) TQ_DTYPES(128, 5)
-  TQ_DTYPES(64, 6) TQ_DTYPES(128, 6)
-  TQ_DTYPES(64, 7) TQ_DTYPES(128, 7)
+  // tq6p .. tq8p: wide mse codes (search_wide).
+  TQ_DTYPES(64, 5) TQ_DTYPES(128, 5) TQ_DTYPES(256, 5)
+  TQ_DTYPES(64, 6) TQ_DTYPES(128, 6) TQ_DTYPES(256, 6)
+  TQ_DTYPES(64, 7) TQ_DTYPES(128, 7) TQ_DTYPES(256, 7)
 #undef TQ_DTYPES
 #undef TQ_CASE
   return nullptr;

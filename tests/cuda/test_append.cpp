@@ -351,7 +351,6 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   int i = 0;
   for (const char* codec : {"tq2p", "tq3p", "tq4p", "tq5p", "tq6p", "tq7p", "tq8p"})  // tq6p+: 5..7-bit mse codes
     for (int D : {64, 128, 256}) {
-      if (codec[2] >= '6' && D == 256) continue;  // tq6p .. tq8p at 256: no append kernel (UnsupportedFailsAtPlanTime)
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
       run_append(codec, D, dts[i++ % 3], rng, 1, 1);
       run_append(codec, D, dts[i++ % 3], rng, 7, 3);
@@ -364,6 +363,7 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   run_append("tq5p:seed=11", 64, DType::kF32, rng, 4097, 8);
   run_append("tq8p", 128, DType::kBF16, rng, 4097, 8);
   run_append("tq6p:seed=11", 128, DType::kF16, rng, 2049, 8);
+  run_append("tq8p", 256, DType::kF32, rng, 2049, 8);
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   run_append("tq4p", 128, DType::kF32, rng, 113, 3);
   run_append("tq3p", 256, DType::kBF16, rng, 70, 3);
@@ -458,8 +458,8 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
                         "tq1.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
-  EXPECT_EQ(status("tq6p", 256), tq::Status::kUnsupported);    // wide prod at 256: no append kernel
-  EXPECT_EQ(status("tq8p", 256), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq6p", 256), tq::Status::kOk);  // 40 .. 56 words of mse codes per vector: lanes store several
+  EXPECT_EQ(status("tq8p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq6p", 128), tq::Status::kOk);
   EXPECT_EQ(status("tq8p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq3.5", 96), tq::Status::kUnsupported);
