@@ -14,6 +14,7 @@
 
 #include "cuda/decode_frag.h"
 #include "cuda/decode_launch.h"
+#include "cuda/decode_qjl_mats.h"
 #include "cuda/decode_v3_params.h"
 #include "turboquant/capi_common.h"
 #include "turboquant/cuda/decode.h"
@@ -306,67 +307,17 @@ void plan_v3(DecodePlan::Impl& I) {
       P.vproj = proj(*t, false, I.v_proj);
     }
   }
-  // Prod (one part, m = D): K's sketch transposed for the query's S·Rq; V's κ√D·S^T in the tf32
-  // A-fragment order of the per-warp fold (decode_prod.cuh), rounded to tf32 (nearest, ties away).
-  // Fractional prod (decode_fprod.cuh): per part p the block κ_p√m_p·S_p (K: transposed blocks one
-  // after the other, padded to D x D; V: the block-diagonal matrix, 0 across parts).
+  // Prod: K's sketch transposed for the query's S·Rq (fractional: per part, κ_p√m_p folded in); V's
+  // κ√D·S^T (fractional: block-diagonal) in the fragment order of the per-warp fold (decode_qjl_mats.h).
   const int D = s.head_dim;
-  if (kp && fr) {
-    std::vector<float> a(size_t(D) * D, 0.f);
-    size_t off = 0;
-    for (const TqPart& part : dynamic_cast<const TqCodec&>(*I.kc).parts()) {
-      const int m = part.rot->dim();
-      const double c = part.qjl_scale * std::sqrt(double(m));
-      for (int i = 0; i < m; ++i)
-        for (int j = 0; j < m; ++j) a[off + size_t(j) * m + i] = float(c * part.sketch[size_t(i) * m + j]);
-      off += size_t(m) * m;
-    }
-    I.k_sketch.upload(a);
+  if (kp) {
+    const auto& t = dynamic_cast<const TqCodec&>(*I.kc);
+    I.k_sketch.upload(v3::qjl_k_sketch(t, D));
     P.ksk = I.k_sketch.f();
-    P.kqjl = 1.f;
-  } else if (kp) {
-    const TqPart& part = dynamic_cast<const TqCodec&>(*I.kc).parts()[0];
-    std::vector<float> a(size_t(D) * D);
-    for (int i = 0; i < D; ++i)
-      for (int j = 0; j < D; ++j) a[size_t(j) * D + i] = part.sketch[size_t(i) * D + j];
-    I.k_sketch.upload(a);
-    P.ksk = I.k_sketch.f();
-    P.kqjl = float(part.qjl_scale * std::sqrt(double(D)));
+    P.kqjl = fr ? 1.f : float(t.parts()[0].qjl_scale * std::sqrt(double(D)));
   }
   if (vp) {
-    const auto& parts = dynamic_cast<const TqCodec&>(*I.vc).parts();
-    // κ_p√m_p S_p[in][out] within part p, 0 across parts (one part: κ√D S[in][out]).
-    auto entry = [&](int out, int in) {
-      int first = 0;
-      for (const TqPart& part : parts) {
-        const int m = part.rot->dim();
-        if (out >= first && out < first + m) {
-          if (in < first || in >= first + m) return 0.0;
-          return part.qjl_scale * std::sqrt(double(m)) * part.sketch[size_t(in - first) * m + (out - first)];
-        }
-        first += m;
-      }
-      return 0.0;
-    };
-    const int hi = fr ? parts[0].rot->dim() / 32 : 0;
-    std::vector<float> a(size_t(D) * D);
-    for (int mt = 0; mt < D / 16; ++mt)
-      for (int ks = 0; ks < D / 8; ++ks)
-        for (int lane = 0; lane < 32; ++lane)
-          for (int i = 0; i < 4; ++i) {
-            const int g = lane >> 2;
-            const int out = fr     ? frag::vdim_frac_rt(hi, I.vb, g, mt, i & 1)
-                            : wide ? frag::vdim_wide_rt(D, g, mt, i & 1)
-                                   : frag::vdim_tq(D, I.vb, g, mt, i & 1);
-            const int in = frag::qjl_fold_in(ks, lane & 3, i);
-            float f = float(entry(out, in));
-            uint32_t u;
-            std::memcpy(&u, &f, 4);
-            u = (u + 0x1000u) & ~0x1FFFu;  // tf32: 10 mantissa bits, the magnitude rounded half away
-            std::memcpy(&f, &u, 4);
-            a[((size_t(mt) * (D / 8) + ks) * 32 + lane) * 4 + i] = f;
-          }
-    I.v_fold.upload(a);
+    I.v_fold.upload(v3::qjl_v_fold(dynamic_cast<const TqCodec&>(*I.vc), D, I.vb, wide));
     P.vfold = I.v_fold.f();
   }
 

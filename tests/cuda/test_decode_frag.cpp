@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuda/decode_frag.h"
+#include "cuda/decode_qjl_mats.h"
 #include "cuda/decode_v3_params.h"
 #include "turboquant/codec.h"
 #include "turboquant/layout.h"
@@ -782,6 +783,70 @@ TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
       EXPECT_EQ(4 * (D * MB / 32), int(L->part[0].qjl_offset)) << name << " D " << D;
       EXPECT_EQ(2, int(L->part[0].gamma_offset)) << name;  // (norm, gamma) pairs: the kernel reads kn[2 r + 1]
     }
+  }
+}
+
+// The plan's QJL matrices (decode_qjl_mats.h) against the codec's sketches (TqCodec::sketch /
+// unsketch_add, per part), applied as the kernel applies them: K's blocks as dense_block does
+// (y_i = sum_j a[j m + i] x_j per part; one part: S^T, κ√D separate), V's fold in fragment order as
+// prod_v_fold does (every (m-tile, k-step, lane, slot) entry at its row vdim* and column qjl_fold_in;
+// tf32 entries: 2^-11 relative each). Prod codecs of every kind: one part (tq3p, the wide tq6p) and
+// fractional (tq2.5p .. tq4.5p).
+TEST(CudaDecodeFrag, QjlMatricesMatchTheCodecsSketches) {
+  std::mt19937 rng(2024);
+  std::normal_distribution<float> nd;
+  struct C { const char* name; int D; };
+  for (const C c : {C{"tq3p", 64}, C{"tq3p", 256}, C{"tq6p", 128}, C{"tq2.5p", 128}, C{"tq2.5p", 256}, C{"tq3.5p", 64},
+                    C{"tq3.5p", 128}, C{"tq4.5p", 256}}) {
+    SCOPED_TRACE(testing::Message() << c.name << " D=" << c.D);
+    const int D = c.D;
+    const auto codec = tq::Codec::create(tq::parse_codec(c.name), D);
+    const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+    const bool fr = t.parts().size() == 2;
+    const int vb = int(t.tq_layout()->part[fr ? 1 : 0].mse_bits);
+    std::vector<float> x(D), ref(D), got(D, 0.f);
+    for (auto& v : x) v = nd(rng);
+    // K
+    const std::vector<float> ka = tq::cuda::v3::qjl_k_sketch(t, D);
+    t.sketch(x.data(), ref.data());
+    size_t off = 0;
+    for (size_t p = 0; p < t.parts().size(); ++p) {
+      const int m = int(t.tq_layout()->part[p].dim), f = int(t.tq_layout()->part[p].first);
+      const double cp = fr ? t.parts()[p].qjl_scale * std::sqrt(double(m)) : 1.0;
+      for (int i = 0; i < m; ++i) {
+        double y = 0;
+        for (int j = 0; j < m; ++j) y += double(ka[off + size_t(j) * m + i]) * x[f + j];
+        ASSERT_NEAR(y, cp * ref[f + i], 1e-4 * std::sqrt(double(m))) << "K row " << f + i;
+      }
+      off += size_t(m) * m;
+    }
+    for (size_t i = off; i < ka.size(); ++i) ASSERT_EQ(ka[i], 0.f) << "K padding";
+    // V
+    const std::vector<float> va = tq::cuda::v3::qjl_v_fold(t, D, vb, vb >= 5);
+    std::vector<float> sc(D);
+    for (size_t p = 0; p < t.parts().size(); ++p) {
+      const int m = int(t.tq_layout()->part[p].dim), f = int(t.tq_layout()->part[p].first);
+      const double cp = t.parts()[p].qjl_scale * std::sqrt(double(m));
+      for (int j = 0; j < m; ++j) sc[f + j] = float(cp * x[f + j]);
+    }
+    std::fill(ref.begin(), ref.end(), 0.f);
+    t.unsketch_add(sc.data(), ref.data());
+    std::vector<int> seen(size_t(D) * D, 0);
+    for (int mt = 0; mt < D / 16; ++mt)
+      for (int ks = 0; ks < D / 8; ++ks)
+        for (int lane = 0; lane < 32; ++lane)
+          for (int i = 0; i < 4; ++i) {
+            const int g = lane >> 2;
+            const int out = fr ? vdim_frac_rt(int(t.tq_layout()->part[0].dim) / 32, vb, g, mt, i & 1)
+                               : vb >= 5 ? vdim_wide_rt(D, g, mt, i & 1) : vdim_tq(D, vb, g, mt, i & 1);
+            const int in = qjl_fold_in(ks, lane & 3, i);
+            ++seen[size_t(out) * D + in];
+            got[out] += va[((size_t(mt) * (D / 8) + ks) * 32 + lane) * 4 + i] * x[in];
+          }
+    for (int v : seen) ASSERT_EQ(v, 1) << "a fold entry visited twice or never";
+    double num = 0, den = 0;
+    for (int i = 0; i < D; ++i) { num += double(got[i] - ref[i]) * (got[i] - ref[i]); den += double(ref[i]) * ref[i]; }
+    EXPECT_LT(std::sqrt(num / den), 2e-3) << "V fold";
   }
 }
 
