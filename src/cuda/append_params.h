@@ -145,4 +145,35 @@ constexpr int prod_smem_bytes(int d, int in_bytes, int vpw) { return kTileWarps 
 // Prod kernel entry per (head_dim, mse bits 1 (tq2p) .. 7 (tq8p), in_dtype); nullptr if none.
 const void* append_prod_kernel_for(int d, int mse_bits, int in_dtype);
 
+// ---- fractional prod tq2.5p .. tq4.5p (append_fprod.cuh) --------------------------------------
+// Two parts split as the fractional codecs' (frac_hi of the codec's rate B), each a TurboQuant-prod:
+// mse codes at B (part 0) and B - 1 bits (part 1), then the QJL signs of the residual per part with
+// the part's own m_p x m_p sketch; scalars (n_0, γ_0, n_1, γ_1). The layout is layout.h's
+// (fprod_layout); the plan checks it against the codec's.
+struct FprodParams {
+  const void* x;                 // [n_tokens, Hkv, D] in_dtype
+  const int32_t* slot_mapping;   // [n_tokens] page * page_tokens + offset, < 0 = skip
+  uint8_t* pool;                 // pages (KvPageLayout)
+  int* error_flag;               // bit 0: slot beyond the pool, bit 1: a part norm beyond fp16
+  const float* dense;            // dense part 1 (tq2.5p), transposed: dense[j * m1 + i] = M[i][j]; else null
+  const float* sketch_t;         // per part p, S_p transposed (sketch_t_p[j * m_p + i] = S_p[i][j]), part 0's
+                                 // block then part 1's
+  KvPageLayout layout;
+  int n_tokens, Hkv, num_pages, in_dtype;
+  int vpw;                       // vectors per warp, 1..32
+  float bound[2][15];            // per part: mse Lloyd-Max boundaries (float, ascending)
+  float cent[2][16];             // per part: mse centroids (float: the CPU's residual r - c[code])
+  uint32_t sign[2][kRounds][8];  // per Hadamard part: sign bits (bit set = -1)
+};
+// The codec layout of tqB.5p at head_dim d (B = bits): layout.h's, for the kernel's compile-time offsets.
+constexpr TqLayout fprod_layout(int d, int bits) {
+  const uint32_t dims[2] = {uint32_t(frac_hi(d, bits)), uint32_t(d - frac_hi(d, bits))};
+  const uint32_t mse[2] = {uint32_t(bits), uint32_t(bits - 1)};
+  return make_tq_layout(2, dims, mse, true, NormType::kFp16);
+}
+// Shared memory: as the prod kernel's (the tile, then the pass's residuals e[D][VQ]; a dense part 1
+// stages its normalized inputs in e's part-1 rows first).
+// Kernel entry per (head_dim, the codec's rate B = 2 (tq2.5p: 128, 256) .. 4, in_dtype); nullptr if none.
+const void* append_fprod_kernel_for(int d, int bits, int in_dtype);
+
 }  // namespace tq::cuda::append

@@ -32,14 +32,16 @@ struct AppendPlan::Impl {
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
   const void* fn_frac = nullptr;  // tq1.5 .. tq7.5 (append_frac.cuh), their only kernel
   const void* fn_prod = nullptr;  // tq2p .. tq8p (append_prod.cuh), their only kernel
+  const void* fn_fprod = nullptr;  // tq2.5p .. tq4.5p (append_fprod.cuh), their only kernel
   int head_dim = 0, in_bytes = 0, bits = 0;
   int frac_vpw = 0;   // fractional, prod: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
   append::Params params{};
   append::FracParams frac{};
   append::ProdParams prod{};
-  float* dense = nullptr;  // fractional: part 1's dense rotation on the device (transposed)
-  float* sketch = nullptr;  // prod: the QJL sketch on the device (transposed)
+  append::FprodParams fprod{};
+  float* dense = nullptr;  // fractional (prod too): part 1's dense rotation on the device (transposed)
+  float* sketch = nullptr;  // prod: the QJL sketch on the device (transposed; fractional: per part)
   float* wbound = nullptr;  // tq5..tq8, tq4.5 .. tq7.5, tq6p .. tq8p: the boundaries (prod: and centroids) on the device
   int* flag = nullptr;
   int sms = 132;
@@ -140,6 +142,53 @@ void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch, 
   Q.sketch_t = *sketch;
 }
 
+// Fractional prod codecs: the codec's layout against layout.h's for the kernel's split (fprod_layout),
+// contiguous parts, Hadamard parts (tq2.5p: a dense part 1), then the kernel constants per part
+// (boundaries, centroids, signs), the dense matrix and the sketches, transposed, on the device.
+void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, float** dense, float** sketch) {
+  const TqLayout& L = *t.tq_layout();
+  const TqLayout K = append::fprod_layout(d, bits);
+  bool same = L.n_parts == 2 && L.prod && L.codes_bytes == K.codes_bytes && L.scalar_bytes == K.scalar_bytes;
+  for (int p = 0; p < 2 && same; ++p) {
+    const TqPartLayout &a = L.part[p], &b = K.part[p];
+    same = a.dim == b.dim && a.first == b.first && a.mse_bits == b.mse_bits && a.mse_offset == b.mse_offset &&
+           a.qjl_offset == b.qjl_offset && a.norm_offset == b.norm_offset && a.gamma_offset == b.gamma_offset;
+  }
+  TQ_CHECK(same, kInternal, "CUDA append: codec '{}' at head_dim {}: layout is not the kernel's split", t.spec().name(), d);
+  std::vector<float> sk;  // S_p transposed, part 0's block then part 1's
+  for (int p = 0; p < 2; ++p) {
+    const TqPart& part = t.parts()[p];
+    const uint32_t m = L.part[p].dim;
+    for (uint32_t j = 0; j < m; ++j)
+      TQ_CHECK(part.channels[j] == int(L.part[p].first + j), kInternal, "CUDA append: fractional part {} is not contiguous", p);
+    const RotationKind want = is_pow2(m) ? RotationKind::kHadamard : RotationKind::kDense;
+    TQ_CHECK(part.rot->kind() == want && (want == RotationKind::kDense) == (p == 1 && append::frac_dense(d, bits)),
+             kUnsupported, "CUDA append: codec '{}' part {} has a rotation without a kernel", t.spec().name(), p);
+    const auto& b = part.cb->boundaries();
+    for (size_t i = 0; i < b.size() && i < 15; ++i) F.bound[p][i] = float(b[i]);  // = Codebook's float boundaries
+    const auto& c = part.cb->centroids_f32();
+    for (size_t i = 0; i < c.size() && i < 16; ++i) F.cent[p][i] = c[i];
+    if (want == RotationKind::kHadamard) {
+      for (int r = 0; r < append::kRounds; ++r)
+        for (uint32_t i = 0; i < m; ++i)
+          if (part.rot->signs(r)[i] < 0) F.sign[p][r][i / 32] |= 1u << (i % 32);
+    } else {
+      const std::vector<float>& M = part.rot->matrix();  // the fp32 entries apply_dense reads
+      std::vector<float> mt(size_t(m) * m);
+      for (uint32_t i = 0; i < m; ++i)
+        for (uint32_t j = 0; j < m; ++j) mt[size_t(j) * m + i] = M[size_t(i) * m + j];
+      TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(dense), mt.size() * sizeof(float)));
+      TQ_CUDA_CHECK_A(cudaMemcpy(*dense, mt.data(), mt.size() * sizeof(float), cudaMemcpyHostToDevice));
+      F.dense = *dense;
+    }
+    for (uint32_t j = 0; j < m; ++j)
+      for (uint32_t i = 0; i < m; ++i) sk.push_back(part.sketch[size_t(i) * m + j]);
+  }
+  TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(sketch), sk.size() * sizeof(float)));
+  TQ_CUDA_CHECK_A(cudaMemcpy(*sketch, sk.data(), sk.size() * sizeof(float), cudaMemcpyHostToDevice));
+  F.sketch_t = *sketch;
+}
+
 }  // namespace
 
 AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_tokens, int num_pages, DType in_dtype,
@@ -150,24 +199,31 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   TQ_CHECK_ARG(int(in_dtype) >= 0 && int(in_dtype) <= 2, "CUDA append: dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
   int bits = 0;
   const bool frac = s.id == CodecId::kTqMse && s.fractional;
-  const bool prod = s.id == CodecId::kTqProd;
+  const bool prod = s.id == CodecId::kTqProd && !s.fractional;
+  const bool fprod = s.id == CodecId::kTqProd && s.fractional;
   if (s.id != CodecId::kFp16) {
+    // tq1.5p (a part 1 without mse stage) and tq5.5p .. tq7.5p (5..7-bit mse parts) are not built.
     TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits >= 1 && s.bits <= 7 : s.bits >= 1 && s.bits <= 8)) ||
-              (prod && !s.fractional && s.bits >= 2 && s.bits <= 8)) &&
+              (prod && s.bits >= 2 && s.bits <= 8) || (fprod && s.bits >= 2 && s.bits <= 4)) &&
                  s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
              kUnsupported,
-             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p; fp16 norms, "
-             "Hadamard rotation)", s.name());
+             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p, tq2.5p .. "
+             "tq4.5p; fp16 norms, Hadamard rotation)", s.name());
     bits = s.bits;
   }
-  TQ_CHECK(!token_quads || (bits >= 1 && !frac && !prod && quad_fits(uint32_t(head_dim), bits)), kUnsupported,
+  TQ_CHECK(!token_quads || (bits >= 1 && !frac && !prod && !fprod && quad_fits(uint32_t(head_dim), bits)), kUnsupported,
            "CUDA append: token quads are for tq1..tq4 at head_dim % 64 == 0, not '{}' at {}", s.name(), head_dim);
   TQ_CHECK_ARG(!token_quads || page_tokens % 16 == 0, "CUDA append: token quads need page_tokens % 16 == 0, not {}",
                page_tokens);
   I.head_dim = head_dim;
   I.bits = bits;
   I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
-  if (prod) {
+  if (fprod) {
+    // One kernel (TQ_CUDA_APPEND_V1 does not apply); tq2.5p at 64: a 16-dim part 0, as tq2.5.
+    I.fn_fprod = append::append_fprod_kernel_for(head_dim, bits, int(in_dtype));
+    TQ_CHECK(I.fn_fprod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5p: 128, 256; tq3.5p, "
+             "tq4.5p: 64, 128, 256)", s.name(), head_dim);
+  } else if (prod) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply).
     I.fn_prod = append::append_prod_kernel_for(head_dim, bits - 1, int(in_dtype));
     TQ_CHECK(I.fn_prod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)",
@@ -184,9 +240,9 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   }
   const char* v1 = std::getenv("TQ_CUDA_APPEND_V1");  // the previous kernel, for comparisons
   // tq5..tq8: the tiled kernel only (v1 counts at most 15 boundaries; fractional and prod have one kernel).
-  TQ_CHECK(bits <= 4 || frac || prod || !(v1 && v1[0] == '1'), kUnsupported, "CUDA append v1 (TQ_CUDA_APPEND_V1): no kernel for '{}'",
+  TQ_CHECK(bits <= 4 || frac || prod || fprod || !(v1 && v1[0] == '1'), kUnsupported, "CUDA append v1 (TQ_CUDA_APPEND_V1): no kernel for '{}'",
            s.name());
-  if (bits != 0 && !frac && !prod && !(v1 && v1[0] == '1')) {
+  if (bits != 0 && !frac && !prod && !fprod && !(v1 && v1[0] == '1')) {
     I.fn_tile = token_quads ? append::append_quad_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype))
                             : append::append_tile_kernel_for(head_dim, kLaneCoords, bits, int(in_dtype));
     TQ_CHECK(I.fn_tile || bits <= 4, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)",
@@ -209,7 +265,18 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     TQ_CHECK(I.small_bps >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
   }
   P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
-  if (prod) {
+  if (fprod) {
+    const auto* t = dynamic_cast<const TqCodec*>(I.codec.get());
+    TQ_CHECK(t, kInternal, "CUDA append: codec '{}' is not a TqCodec", s.name());
+    append::FprodParams& F = I.fprod;
+    F.layout = P.layout;
+    F.Hkv = heads_kv; F.num_pages = num_pages; F.in_dtype = int(in_dtype);
+    setup_fprod(*t, head_dim, bits, F, &I.dense, &I.sketch);
+    const int smem = append::prod_smem_bytes(head_dim, I.in_bytes, append::tile_max_vpw(head_dim, kLaneCoords, I.in_bytes));
+    if (smem > 48 * 1024)
+      TQ_CUDA_CHECK_A(cudaFuncSetAttribute(I.fn_fprod, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    if (const char* fv = std::getenv("TQ_CUDA_APPEND_FRAC_VPW")) I.frac_vpw = std::atoi(fv);
+  } else if (prod) {
     const auto* t = dynamic_cast<const TqCodec*>(I.codec.get());
     TQ_CHECK(t, kInternal, "CUDA append: codec '{}' is not a TqCodec", s.name());
     append::ProdParams& Q = I.prod;
@@ -265,11 +332,12 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   P.x = x; P.slot_mapping = slot_mapping; P.pool = pool; P.error_flag = impl_->flag; P.n_tokens = n_tokens;
   TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "CUDA append: x must be 16-byte aligned");
   const long long vectors = (long long)n_tokens * P.Hkv;
-  if (impl_->fn_frac || impl_->fn_prod) {
+  if (impl_->fn_frac || impl_->fn_prod || impl_->fn_fprod) {
     // Warp w encodes vectors [w·vpw, w·vpw + vpw): ~16 warps per SM worth of tiles, at most the
     // v2 tile size (~8 KB of input per warp), at least one vector.
     append::FracParams F = impl_->frac;
     append::ProdParams Q = impl_->prod;
+    append::FprodParams FP = impl_->fprod;
     const int d = impl_->head_dim, vmax = append::tile_max_vpw(d, kLaneCoords, impl_->in_bytes);
     const long long per_sm = (long long)impl_->sms * 16;
     const long long want = impl_->frac_vpw > 0 ? impl_->frac_vpw : (vectors + per_sm - 1) / per_sm;
@@ -277,13 +345,18 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
     const long long warps = (vectors + vpw - 1) / vpw;
     const long long blocks = (warps + append::kTileWarps - 1) / append::kTileWarps;
     TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
-    F.x = Q.x = x; F.slot_mapping = Q.slot_mapping = slot_mapping; F.pool = Q.pool = pool;
-    F.error_flag = Q.error_flag = impl_->flag; F.n_tokens = Q.n_tokens = n_tokens; F.vpw = Q.vpw = vpw;
-    void* args[] = {impl_->fn_prod ? static_cast<void*>(&Q) : static_cast<void*>(&F)};
-    const size_t smem = size_t(impl_->fn_prod ? append::prod_smem_bytes(d, impl_->in_bytes, vpw)
-                                              : append::frac_smem_bytes(d, impl_->bits, impl_->in_bytes, vpw));
-    const cudaError_t e = cudaLaunchKernel(impl_->fn_prod ? impl_->fn_prod : impl_->fn_frac, dim3(unsigned(blocks)),
-                                           dim3(append::kTileWarps * 32), args, smem, static_cast<cudaStream_t>(stream));
+    F.x = Q.x = FP.x = x; F.slot_mapping = Q.slot_mapping = FP.slot_mapping = slot_mapping; F.pool = Q.pool = FP.pool = pool;
+    F.error_flag = Q.error_flag = FP.error_flag = impl_->flag; F.n_tokens = Q.n_tokens = FP.n_tokens = n_tokens;
+    F.vpw = Q.vpw = FP.vpw = vpw;
+    void* args[] = {impl_->fn_fprod  ? static_cast<void*>(&FP)
+                    : impl_->fn_prod ? static_cast<void*>(&Q)
+                                     : static_cast<void*>(&F)};
+    const bool qjl = impl_->fn_prod || impl_->fn_fprod;  // both: the tile and the pass's residuals
+    const size_t smem = size_t(qjl ? append::prod_smem_bytes(d, impl_->in_bytes, vpw)
+                                   : append::frac_smem_bytes(d, impl_->bits, impl_->in_bytes, vpw));
+    const void* fn = impl_->fn_fprod ? impl_->fn_fprod : impl_->fn_prod ? impl_->fn_prod : impl_->fn_frac;
+    const cudaError_t e = cudaLaunchKernel(fn, dim3(unsigned(blocks)), dim3(append::kTileWarps * 32), args, smem,
+                                           static_cast<cudaStream_t>(stream));
     TQ_CHECK(e == cudaSuccess, kInternal, "CUDA append: launch failed: {}", cudaGetErrorString(e));
     return;
   }

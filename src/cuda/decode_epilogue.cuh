@@ -75,14 +75,15 @@ __device__ __forceinline__ void fold_slots(const Params& P, int G, int D, int si
 // o, (m0, l0), (m1, l1): this lane's accumulators and softmax state of heads 2t, 2t+1 (log2
 // domain); q_s [G][D] and scr [kConsumers][G][D] / scr_ml: shared scratch; misc: the flag of the
 // merging CTA; (b, hk): the segment, sid = b * Hkv + hk, CTAs first .. first + count - 1 share it.
-template <int D, int VB, int FR, int QV>
+// VPR (fractional prod V): the split of frag::Groups<.., PROD>.
+template <int D, int VB, int FR, int QV, int VPR = 0>
 __device__ __forceinline__ void segment_epilogue(const Params& P, const float (&o)[D / 16][4], float m0, float m1, float l0,
                                                  float l1, float* q_s, float* scr, float* scr_ml, float* misc, int b, int hk,
                                                  int G, int sid, int first, int count, int tid, int warp, int lane, int g, int t,
                                                  [[maybe_unused]] bool trace_first, [[maybe_unused]] long long trace_t0) {
   constexpr int E = D / 32;    // row elements per lane (rotations)
   constexpr int NKC = D / 16;  // m-tiles of PV
-  using GV = frag::Groups<D, VB, FR != 0>;
+  using GV = frag::Groups<D, VB, FR != 0, VPR != 0>;
   constexpr int VM0 = 32 * GV::kHi;  // fractional: dims of part 0
   constexpr bool kVDense1 = FR && ((D - VM0) & (D - VM0 - 1)) != 0;
   if constexpr (kVDense1) prefetch_part1<D, VM0>(P.vproj, tid, 32 * kConsumers);
@@ -96,8 +97,8 @@ __device__ __forceinline__ void segment_epilogue(const Params& P, const float (&
     const int h0 = 2 * t, h1 = 2 * t + 1;
 #pragma unroll
     for (int mt = 0; mt < NKC; ++mt) {
-      const int d0 = QV ? 16 * mt + g : FR ? frag::vdim_frac<D, VB>(g, mt, 0) : frag::vdim<D, VB>(g, mt, 0);
-      const int d1 = QV ? 16 * mt + g + 8 : FR ? frag::vdim_frac<D, VB>(g, mt, 1) : frag::vdim<D, VB>(g, mt, 1);
+      const int d0 = QV ? 16 * mt + g : FR ? frag::vdim_frac<D, VB, VPR != 0>(g, mt, 0) : frag::vdim<D, VB>(g, mt, 0);
+      const int d1 = QV ? 16 * mt + g + 8 : FR ? frag::vdim_frac<D, VB, VPR != 0>(g, mt, 1) : frag::vdim<D, VB>(g, mt, 1);
       if (h0 < G) { sw[h0 * D + d0] = o[mt][0]; sw[h0 * D + d1] = o[mt][2]; }
       if (h1 < G) { sw[h1 * D + d0] = o[mt][1]; sw[h1 * D + d1] = o[mt][3]; }
     }

@@ -30,11 +30,13 @@ __device__ __forceinline__ void static_for(F&& f) {
 // bound by the latency of the matrix loads (L1 after prefetch_part1, else L2): the 4 consumer warps
 // split the j range, each matrix value is loaded once and applied to up to 4 rows, and the warps
 // leave partial sums part_s[warp][h][D] (part-1 coordinates only) that the caller adds up.
-template <int D, int M0>
-__device__ __forceinline__ void dense_part1(const float* __restrict__ A, const float* x_s, float* part_s, int G,
+// dense_block: the same for any diagonal block, coordinates [M0, M0 + M1) of the rows, A1 = the
+// block's M1 x M1 matrix (the fractional prod's two sketch blocks, decode_fprod.cuh).
+template <int D, int M0, int M1>
+__device__ __forceinline__ void dense_block(const float* __restrict__ A1, const float* x_s, float* part_s, int G,
                                             int warp, int lane) {
-  constexpr int M1 = D - M0, K0 = M0 / 32, E1 = M1 / 32, R = 4;
-  const float* A1 = A + M0 * M0;
+  constexpr int K0 = M0 / 32, E1 = M1 / 32, R = 4;
+  static_assert(M0 % 32 == 0 && M1 % 32 == 0 && M0 + M1 <= D, "whole 32-groups of the row");
   for (int h0 = 0; h0 < G; h0 += R) {
     const int nh = min(R, G - h0);
     const float* x = x_s + h0 * D + M0;
@@ -61,6 +63,11 @@ __device__ __forceinline__ void dense_part1(const float* __restrict__ A, const f
 #pragma unroll
         for (int k = 0; k < E1; ++k) part_s[(warp * G + h0 + r) * D + 32 * (K0 + k) + lane] = y[r][k];
   }
+}
+template <int D, int M0>
+__device__ __forceinline__ void dense_part1(const float* __restrict__ A, const float* x_s, float* part_s, int G,
+                                            int warp, int lane) {
+  dense_block<D, M0, D - M0>(A + M0 * M0, x_s, part_s, G, warp, lane);
 }
 
 // Brings the part-1 block of a dense_part1 matrix into L1 ahead of use; `i0`, `n`: this thread's

@@ -74,10 +74,12 @@ TQ_HD constexpr int code_of(int s, int m) { return code_of(BITS, s, m); }
 // B bits; fractional tqB.5 (2 parts, channel split of the codec spec) has part 0 = the first kHi
 // groups at B + 1 bits (tq2.5: D/4 coordinates, tq1.5 / tq3.5: D/2), part 1 = the rest at B bits, packed
 // one after the other. The kernel requires part dims that are multiples of 32 (checked at plan time).
-template <int D, int B, bool FRAC>
+// PROD: the mse codes of the fractional prod tq(B+1).5p (mse bits B + 1 and B; its split is that of
+// the codec's rate B + 1: tq2.5p's B = 1 has the D/4 part 0 of tq2.5); its QJL signs follow (D bits).
+template <int D, int B, bool FRAC, bool PROD = false>
 struct Groups {
   static constexpr int kCount = D / 32;
-  static constexpr int kHi = FRAC ? (B == 2 ? D / 128 : D / 64) : 0;
+  static constexpr int kHi = FRAC ? ((PROD ? B + 1 : B) == 2 ? D / 128 : D / 64) : 0;
   static constexpr int kParts = FRAC ? 2 : 1;
   TQ_HD static constexpr int bits(int q) { return q < kHi ? B + 1 : B; }
   TQ_HD static constexpr int part(int q) { return FRAC && q >= kHi ? 1 : 0; }
@@ -246,9 +248,9 @@ TQ_HD constexpr int kpos8(int d) {
 // Fractional codecs (two parts, each scored with its own norm and scale, so no k32-chunk may mix
 // them): k32-chunk kc is group kc, lane t takes selector word t of it (nibbles 0-3: k = 4t..4t+3,
 // 4-7: k = 16+4t..). Used for 2-part codecs only (single-part keeps kdim8's bank-friendlier order).
-template <int D, int B>
+template <int D, int B, bool PROD = false>
 TQ_HD constexpr int kdim8_frac(int t, int kc, int j) {
-  return 32 * kc + code_of(Groups<D, B, true>::bits(kc), t, j);
+  return 32 * kc + code_of(Groups<D, B, true, PROD>::bits(kc), t, j);
 }
 // int8 table of fp16-free centroids c_i * sqrt(D) (n entries, ascending): returns the scale s with
 // entry_i * s ~= c_i * sqrt(D).
@@ -471,10 +473,15 @@ TQ_HD constexpr int vdim(int g, int mt, int r) {
 // part scales P^T), so an m-tile covers half a group: m-tile mt = 2q + hf of group q; lane g
 // decodes selector word g/2 of the group, merged with e = g % 2 (lanes g and g^1 share a word and
 // take its even / odd nibbles), 16-bit half hf.
-template <int D, int B>
+template <int D, int B, bool PROD = false>
 TQ_HD constexpr int vdim_frac(int g, int mt, int r) {
   const int q = mt >> 1, hf = mt & 1;
-  return 32 * q + code_of(Groups<D, B, true>::bits(q), g >> 1, (g & 1) + 2 * r + 4 * hf);
+  return 32 * q + code_of(Groups<D, B, true, PROD>::bits(q), g >> 1, (g & 1) + 2 * r + 4 * hf);
+}
+// vdim_frac with run-time bits (the plan's fold matrix): hi = the groups of part 0.
+TQ_HD constexpr int vdim_frac_rt(int hi, int bits, int g, int mt, int r) {
+  const int q = mt >> 1, hf = mt & 1;
+  return 32 * q + code_of(q < hi ? bits + 1 : bits, g >> 1, (g & 1) + 2 * r + 4 * hf);
 }
 
 // ---- TurboQuant-prod: the QJL signs (one bit per coordinate: layout.h's 1-bit plane) -----------
@@ -521,6 +528,20 @@ TQ_HD constexpr int qjl_vdim(int g, int mt, int r) {
 // (g, t) is S[in][out] with out = the m-tile row's dim, in = 8 ks + t + 4 (i >> 1); the plan lays
 // the matrix out in this order (float4 per lane per mma).
 TQ_HD constexpr int qjl_fold_in(int ks, int t, int i) { return 8 * ks + t + 4 * (i >> 1); }
+
+// Fractional prod tq(B+1).5p (two parts, each with its own QJL weight p n_p γ_p): the V sign
+// m-tiles must not mix the parts, so m-tile mt = 2q + hf lies in group q (as vdim_frac): lane g takes
+// nibble g of the group's sign word, bit 2 hf + r for row g + 8r. One prmt puts byte g/2 of tokens
+// A and B in bytes 0 and 2 of x, one shift by 4 (g & 1) brings the nibble down (qjl_fxsel /
+// qjl_fxshift), and bit k of each half is qjl_h2(x, k). K keeps qjl_kdim (k32-chunk = group).
+TQ_HD constexpr uint32_t qjl_fxsel(int g) {
+  const uint32_t b = uint32_t(g >> 1);
+  return b | (b << 4) | ((4 + b) << 8) | ((4 + b) << 12);
+}
+TQ_HD constexpr int qjl_fxshift(int g) { return 4 * (g & 1); }
+TQ_HD constexpr int qjl_vdim_frac(int g, int mt, int r) {
+  return 32 * (mt >> 1) + qjl_code_at(4 * g + 2 * (mt & 1) + r);
+}
 
 // ---- V in token quads (layout.h's quad_pos; decode_v3 with QV = 1) -------------------------------
 // PV on int8 tensor cores (mma.m16n8k32.s8.u8, k = 32 tokens of a block pair) wants 4 tokens of one

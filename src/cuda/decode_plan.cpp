@@ -14,6 +14,7 @@
 
 #include "cuda/decode_frag.h"
 #include "cuda/decode_launch.h"
+#include "cuda/decode_qjl_mats.h"
 #include "cuda/decode_v3_params.h"
 #include "turboquant/capi_common.h"
 #include "turboquant/cuda/decode.h"
@@ -39,15 +40,33 @@ bool device_available() {
 namespace {
 
 // Kernel bit width for a codec: 0 = fp16 pass-through, 1..8 = single-part TurboQuant-mse, for
-// fractional tq1.5 .. tq7.5 the bits of part 1 (part 0 has one more) with *frac set, and for
-// TurboQuant-prod tq2p .. tq8p the mse bits (1 .. 7) with *prod set.
+// fractional tq1.5 .. tq7.5 the bits of part 1 (part 0 has one more) with *frac set, for
+// TurboQuant-prod tq2p .. tq8p the mse bits (1 .. 7) with *prod set, and for the fractional prod
+// tq2.5p .. tq4.5p part 1's mse bits (1 .. 3) with both set.
 int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
   *frac = 0;
   *prod = 0;
   if (s.id == CodecId::kFp16) return 0;
+  if (s.id == CodecId::kTqProd && s.fractional) {
+    // tq1.5p's part 1 has no mse stage (QJL only) and tq5.5p .. tq7.5p would need the fp16-table
+    // (fractional wide) paths with the QJL pieces: not built.
+    TQ_CHECK(s.bits >= 2 && s.bits <= 4, kUnsupported,
+             "CUDA decode: {} codec '{}' has no kernel (fractional prod: tq2.5p, tq3.5p, tq4.5p only)", which, s.name());
+    TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
+    TQ_CHECK(s.rotation == RotationKind::kAuto, kUnsupported,
+             "CUDA decode: {} codec '{}': fractional codecs need the automatic rotation (Hadamard or dense per part)",
+             which, s.name());
+    const int hi = int(std::lround(d * s.hi_fraction));
+    TQ_CHECK(hi % 32 == 0 && hi == 32 * v3::hi_groups(d, s.bits - 1, 1, 1), kUnsupported,
+             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32", which,
+             s.name(), d, hi, d - hi);
+    *frac = 1;
+    *prod = 1;
+    return s.bits - 1;
+  }
   if (s.id == CodecId::kTqProd) {
-    TQ_CHECK(!s.fractional && s.bits >= 2 && s.bits <= 8, kUnsupported,
-             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p .. tq8p; no fractional prod)", which, s.name());
+    TQ_CHECK(s.bits >= 2 && s.bits <= 8, kUnsupported,
+             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p .. tq8p, tq2.5p .. tq4.5p)", which, s.name());
     TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
     TQ_CHECK(s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard, kUnsupported,
              "CUDA decode: {} codec '{}': only the Hadamard rotation (head_dim {} is a power of two)", which, s.name(), d);
@@ -56,7 +75,8 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
   }
   TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits >= 1 && s.bits <= 7) : (s.bits >= 1 && s.bits <= 8)),
            kUnsupported,
-           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p)", which,
+           "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p, "
+           "tq2.5p .. tq4.5p)", which,
            s.name());
   TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
   if (s.fractional) {
@@ -157,7 +177,7 @@ void plan_v3(DecodePlan::Impl& I) {
   // (TQ_CUDA_DECODE_STAGES overrides it: ring-depth experiments.)
   int stages = std::clamp(40960 / sb, 2, v3::kMaxStages);
   if (const char* e = std::getenv("TQ_CUDA_DECODE_STAGES")) stages = std::clamp(std::atoi(e), 2, v3::kMaxStages);
-  const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G);
+  const v3::Smem L = v3::smem_layout(s.head_dim, sb, stages, s.batch, G, fr && I.prod ? v3::kQxFloats : 0);
   I.smem = L.total;
   TQ_CUDA_CHECK(cudaFuncSetAttribute(I.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(I.smem)));
   int per_sm = 0;
@@ -287,36 +307,17 @@ void plan_v3(DecodePlan::Impl& I) {
       P.vproj = proj(*t, false, I.v_proj);
     }
   }
-  // Prod (one part, m = D): K's sketch transposed for the query's S·Rq; V's κ√D·S^T in the tf32
-  // A-fragment order of the per-warp fold (decode_prod.cuh), rounded to tf32 (nearest, ties away).
+  // Prod: K's sketch transposed for the query's S·Rq (fractional: per part, κ_p√m_p folded in); V's
+  // κ√D·S^T (fractional: block-diagonal) in the fragment order of the per-warp fold (decode_qjl_mats.h).
   const int D = s.head_dim;
   if (kp) {
-    const TqPart& part = dynamic_cast<const TqCodec&>(*I.kc).parts()[0];
-    std::vector<float> a(size_t(D) * D);
-    for (int i = 0; i < D; ++i)
-      for (int j = 0; j < D; ++j) a[size_t(j) * D + i] = part.sketch[size_t(i) * D + j];
-    I.k_sketch.upload(a);
+    const auto& t = dynamic_cast<const TqCodec&>(*I.kc);
+    I.k_sketch.upload(v3::qjl_k_sketch(t, D));
     P.ksk = I.k_sketch.f();
-    P.kqjl = float(part.qjl_scale * std::sqrt(double(D)));
+    P.kqjl = fr ? 1.f : float(t.parts()[0].qjl_scale * std::sqrt(double(D)));
   }
   if (vp) {
-    const TqPart& part = dynamic_cast<const TqCodec&>(*I.vc).parts()[0];
-    const double c = part.qjl_scale * std::sqrt(double(D));
-    std::vector<float> a(size_t(D) * D);
-    for (int mt = 0; mt < D / 16; ++mt)
-      for (int ks = 0; ks < D / 8; ++ks)
-        for (int lane = 0; lane < 32; ++lane)
-          for (int i = 0; i < 4; ++i) {
-            const int g = lane >> 2, out = wide ? frag::vdim_wide_rt(D, g, mt, i & 1) : frag::vdim_tq(D, I.vb, g, mt, i & 1);
-            const int in = frag::qjl_fold_in(ks, lane & 3, i);
-            float f = float(c * part.sketch[size_t(in) * D + out]);
-            uint32_t u;
-            std::memcpy(&u, &f, 4);
-            u = (u + 0x1000u) & ~0x1FFFu;  // tf32: 10 mantissa bits, the magnitude rounded half away
-            std::memcpy(&f, &u, 4);
-            a[((size_t(mt) * (D / 8) + ks) * 32 + lane) * 4 + i] = f;
-          }
-    I.v_fold.upload(a);
+    I.v_fold.upload(v3::qjl_v_fold(dynamic_cast<const TqCodec&>(*I.vc), D, I.vb, wide));
     P.vfold = I.v_fold.f();
   }
 
@@ -392,7 +393,8 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   // Prod: compiled for K and V both tqBp of the same B only (a prod K with an mse V, or the
   // reverse, would be more instantiations of the same code: not built).
   TQ_CHECK(kprod == vprod && (!kprod || I.kb == I.vb), kUnsupported,
-           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p .. tq8p)", kspec.name(),
+           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p .. tq8p, tq2.5p .. tq4.5p)",
+           kspec.name(),
            vspec.name());
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
@@ -402,7 +404,8 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
            kspec.name(), vspec.name());
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
            "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB for B = 1..8, tq(B+1)/tqB for B = 2, 3, "
-           "fp16/tq3, fp16/tq4, tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), tqBp/tqBp for tq2p .. tq8p)",
+           "fp16/tq3, fp16/tq4, tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), tqBp/tqBp for tq2p .. tq8p, "
+           "tqB.5p/tqB.5p for tq2.5p (head_dim 128, 256), tq3.5p, tq4.5p)",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);

@@ -137,20 +137,24 @@ __device__ __forceinline__ uint32_t tf32(float x) {
 // through the warp's slice sw[G][D] of the epilogue scratch (row h, dim d at h·D + (d + 4h) % D: the
 // B-fragment reads of the 8 rows then fall in distinct banks); the A fragments come from the plan's
 // vfold in fragment order, one float4 per lane and mma.
-template <int D>
+// M0 > 0: the fractional prod (decode_fprod.cuh): O2 in the order frag::qjl_vdim_frac, the matrix
+// block-diagonal (parts [0, M0) and [M0, D)): each part's m-tiles take its own k-steps only.
+template <int D, int M0 = 0>
 __device__ __forceinline__ void prod_v_fold(const float* vfold, float* sw, int G, int g, int t, int lane,
                                             const float (&o2)[D / 16][4], float (&o)[D / 16][4]) {
   constexpr int NKC = D / 16, NKS = D / 8;
   const int h0 = 2 * t, h1 = 2 * t + 1;
 #pragma unroll
   for (int mt = 0; mt < NKC; ++mt) {
-    const int d0 = frag::qjl_vdim<D>(g, mt, 0), d1 = frag::qjl_vdim<D>(g, mt, 1);
+    const int d0 = M0 ? frag::qjl_vdim_frac(g, mt, 0) : frag::qjl_vdim<D>(g, mt, 0);
+    const int d1 = M0 ? frag::qjl_vdim_frac(g, mt, 1) : frag::qjl_vdim<D>(g, mt, 1);
     if (h0 < G) { sw[h0 * D + (d0 + 4 * h0) % D] = o2[mt][0]; sw[h0 * D + (d1 + 4 * h0) % D] = o2[mt][2]; }
     if (h1 < G) { sw[h1 * D + (d0 + 4 * h1) % D] = o2[mt][1]; sw[h1 * D + (d1 + 4 * h1) % D] = o2[mt][3]; }
   }
   __syncwarp();
   const float4* a = reinterpret_cast<const float4*>(vfold) + lane;
   const float* row = sw + (g < G ? g : 0) * D;  // rows past the group: not read (b = 0)
+  if constexpr (M0 == 0) {
 #pragma unroll 2
   for (int ks = 0; ks < NKS; ++ks) {
     const uint32_t b0 = g < G ? tf32(row[(frag::qjl_fold_in(ks, t, 0) + 4 * g) % D]) : 0u;
@@ -160,6 +164,22 @@ __device__ __forceinline__ void prod_v_fold(const float* vfold, float* sw, int G
       const float4 f = __ldg(a + (mt * NKS + ks) * 32);
       mma_tf32(o[mt], __float_as_uint(f.x), __float_as_uint(f.y), __float_as_uint(f.z), __float_as_uint(f.w), b0, b1);
     }
+  }
+  } else {
+    static_for<2>([&](auto pc) {
+      constexpr int p = decltype(pc)::value;
+      constexpr int KS0 = p ? M0 / 8 : 0, KS1 = p ? NKS : M0 / 8, MT0 = p ? M0 / 16 : 0, MT1 = p ? NKC : M0 / 16;
+#pragma unroll 2
+      for (int ks = KS0; ks < KS1; ++ks) {
+        const uint32_t b0 = g < G ? tf32(row[(frag::qjl_fold_in(ks, t, 0) + 4 * g) % D]) : 0u;
+        const uint32_t b1 = g < G ? tf32(row[(frag::qjl_fold_in(ks, t, 2) + 4 * g) % D]) : 0u;
+#pragma unroll
+        for (int mt = MT0; mt < MT1; ++mt) {
+          const float4 f = __ldg(a + (mt * NKS + ks) * 32);
+          mma_tf32(o[mt], __float_as_uint(f.x), __float_as_uint(f.y), __float_as_uint(f.z), __float_as_uint(f.w), b0, b1);
+        }
+      }
+    });
   }
   __syncwarp();  // sw is the epilogue's next
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cuda/decode_frac.cuh"
+#include "cuda/decode_fprod.cuh"
 #include "cuda/decode_frag.h"
 #include "cuda/decode_prod.cuh"
 #include "cuda/decode_ptx.cuh"
@@ -30,14 +31,16 @@ struct QRows {
 };
 
 // q rows of sequence b, KV head hk (G of them) into q_s (and qsc: per-row int8 scales; scr:
-// fractional dense-part sums, prod sketches), then a consumers' barrier.
+// fractional dense-part sums, prod sketches; qx: fractional prod sketch scales), then a consumers'
+// barrier.
 template <int D, int KB, int FR, int PR>
 __device__ __forceinline__ void stage_q_rows(const Params& P, int b, int hk, int G, float* q_s, float* scr, float* qsc,
-                                             int tid, int warp, int lane, [[maybe_unused]] bool trace_first,
+                                             [[maybe_unused]] float* qx, int tid, int warp, int lane,
+                                             [[maybe_unused]] bool trace_first,
                                              [[maybe_unused]] long long trace_t0) {
   constexpr int E = D / 32;  // row elements per lane (rotations)
   constexpr int KPR = PR & 1, VPR = PR & 2;
-  using GK = frag::Groups<D, KB, FR != 0>;
+  using GK = frag::Groups<D, KB, FR != 0, KPR != 0>;
   constexpr int KM0 = 32 * GK::kHi;  // fractional: dims of part 0
   constexpr bool kKDense1 = FR && ((D - KM0) & (D - KM0 - 1)) != 0;
   constexpr bool WIDE = QRows<D, KB, FR, PR>::kWide, FW = FR && KB >= 4;
@@ -74,7 +77,9 @@ __device__ __forceinline__ void stage_q_rows(const Params& P, int b, int hk, int
     }
     if constexpr (kKDense1) dense_part1<D, KM0>(P.kproj, q_s, scr, G, warp, lane);  // reads part 1 only
     consumers_sync();
-    if constexpr (!FW)  // fractional wide: q stays fp16 (scored on the f16 mma), no int8 rounding
+    if constexpr (KPR != 0)  // fractional prod: q and its per-part sketches to int8 (decode_fprod.cuh)
+      fprod_q_prologue<D, KB>(P, q_s, scr, qsc, qx, G, warp, lane);
+    else if constexpr (!FW)  // fractional wide: q stays fp16 (scored on the f16 mma), no int8 rounding
     for (int h = warp; h < G; h += kConsumers) {
       float x[E];
 #pragma unroll
@@ -141,7 +146,7 @@ __device__ __forceinline__ void stage_q_rows(const Params& P, int b, int hk, int
       }
     }
   }
-  if constexpr (KPR != 0) prod_q_prologue<D, !WIDE>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
+  if constexpr (KPR != 0 && FR == 0) prod_q_prologue<D, !WIDE>(P, q_s, scr, qsc, G, warp, lane, [] { consumers_sync(); });
   if constexpr (VPR != 0 && D <= 128) prefetch_part1<D, 0>(P.vfold, tid, 32 * kConsumers);  // the fold's S^T (64 KB at most)
   consumers_sync();
   if (trace_first) TQ_TRACE(18);  // every warp's q rows in shared memory

@@ -32,6 +32,7 @@
 
 #include "cuda/decode_frac.cuh"
 #include "cuda/decode_epilogue.cuh"
+#include "cuda/decode_fprod.cuh"
 #include "cuda/decode_frag.h"
 #include "cuda/decode_prod.cuh"
 #include "cuda/decode_prologue.cuh"
@@ -76,6 +77,7 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0, int qv = 0) {
   if (pr && kb >= 5) return d == 256 ? 1 : d == 128 ? 2 : 3;  // prod wide (tq6p .. tq8p): spills at one CTA more
   if (kb >= 5) return d == 256 ? 2 : d == 128 ? 3 : 4;  // wide: no spills at these (-Xptxas -v)
   if (pr && kb == 4 && d == 128) return 2;  // tq5p
+  if (fr && pr) return d == 256 ? 1 : d == 128 ? 2 : 3;  // tq2.5p .. tq4.5p: two parts' QJL scales (spills at 3 CTAs, D = 128)
   return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && (kb == 3 || kb == 1)) || pr) ? 3 : 4;
 }
 
@@ -88,6 +90,8 @@ __device__ __forceinline__ uint16_t* wide_tables() {
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
 // PR: bit 0 = K, bit 1 = V is tq(B+1)p (KB / VB = the mse bits; decode_prod.cuh).
+// FR = 1 and PR = 3: K and V both tq(B+1).5p, KB = VB = B = part 1's mse bits (1..3: the int8
+// paths of tqB.5), the QJL terms per part (decode_fprod.cuh).
 // QV = 1: V pages in token quads (layout.h quad_pos) and PV on int8 tensor cores, P^T as u8 per block
 // pair (DecodeShape::v_quads).
 template <int D, int KB, int VB, int FR, int PR = 0, int QV = 0>
@@ -97,14 +101,17 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   constexpr int KPR = PR & 1, VPR = PR & 2;
   using S = Stage<D, KB, VB, FR, PR>;  // the ring stage's sections (decode_v3_params.h)
   constexpr int KCB = S::KCB, KSB = S::KSB, VCB = S::VCB, VSB = S::VSB, VOFF = S::VOFF, SB = S::SB;
-  constexpr int NP = FR || VPR ? 2 : 1;  // V scalars per token (parts' norms; prod: n, γ) = P^T sets
-  using GK = frag::Groups<D, KB, FR != 0>;
-  using GV = frag::Groups<D, VB, FR != 0>;
+  // P^T sets: one per V part norm (fractional: 2), prod: + the QJL weight n γ per part.
+  constexpr int NP = FR && VPR ? 4 : FR || VPR ? 2 : 1;
+  using GK = frag::Groups<D, KB, FR != 0, KPR != 0>;
+  using GV = frag::Groups<D, VB, FR != 0, VPR != 0>;
   constexpr int KM0 = 32 * GK::kHi, VM0 = 32 * GV::kHi;  // fractional: dims of part 0
   // Fractional: a part 1 that is not a power of two (tq2.5: 96 / 192 dims) has a dense rotation.
   constexpr bool kKDense1 = FR && ((D - KM0) & (D - KM0 - 1)) != 0;
-  static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes == KCB && GV::kCodesBytes == VCB && GK::kHi > 0));
-  static_assert(!PR || (!FR && KB != 0 && VB != 0), "prod: single-part TurboQuant K and V");
+  static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes + (KPR ? D / 8 : 0) == KCB &&
+                        GV::kCodesBytes + (VPR ? D / 8 : 0) == VCB && GK::kHi > 0));
+  static_assert(!PR || (KB != 0 && VB != 0 && (!FR || (PR == 3 && KB == VB && KB <= 3))),
+                "prod: TurboQuant K and V; fractional: both tq(B+1).5p, B = 1..3");
   static_assert(!QV || (KB == VB && KB >= 2 && KB <= 4 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
   constexpr bool WIDE = KB >= 5 && !FR;  // tq5..tq8 K and V (shared-memory fp16 tables, f16 mma)
   static_assert(!WIDE || (KB == VB && (!PR || KB <= 7) && !QV), "wide: tqB/tqB, B = 5..8, or tq(B+1)p/tq(B+1)p, B = 5..7");
@@ -127,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   [[maybe_unused]] constexpr long long trace_t0 = 0;
 #endif
   extern __shared__ __align__(128) uint8_t smem[];
-  const Smem L = smem_layout(D, SB, P.stages, P.B, P.G);
+  const Smem L = smem_layout(D, SB, P.stages, P.B, P.G, FR && PR ? kQxFloats : 0);
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + L.bars);
   uint64_t* empty = full + kMaxStages;
   int* stage_ok = reinterpret_cast<int*>(smem + L.ok);
@@ -141,6 +148,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   [[maybe_unused]] const int8_t* q8 = reinterpret_cast<const int8_t*>(q_s);
   float* scr = reinterpret_cast<float*>(smem + L.scr);    // [kConsumers][G][D] warp states
   float* scr_ml = reinterpret_cast<float*>(smem + L.scr_ml);
+  [[maybe_unused]] float* qx = reinterpret_cast<float*>(smem + L.qx);  // fractional prod (decode_fprod.cuh)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -259,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     const int count = last - first + 1;  // CTAs sharing this segment
 
     // ---- q rows of the group (decode_prologue.cuh), then this lane's B fragments ----
-    stage_q_rows<D, KB, FR, PR>(P, cur.b, cur.hk, G, q_s, scr, qsc, tid, warp, lane, trace_first, trace_t0);
+    stage_q_rows<D, KB, FR, PR>(P, cur.b, cur.hk, G, q_s, scr, qsc, qx, tid, warp, lane, trace_first, trace_t0);
     // B fragments: fp16 and wide K -> f16 pairs per k16-chunk (in kdim order); TurboQuant K -> 4
     // int8 per register per k32-chunk (rows g >= G are zero: their columns of S are ignored).
     constexpr int NQB = KB == 0 || WIDE || FW ? NKC : D / 32;
@@ -268,6 +276,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     float qg0 = 1.f, qg1 = 1.f;  // fractional: part 1
     uint32_t qsb[KPR ? D / 32 : 1][2];  // prod: q's sketch (int8), scale and sum of heads 2t, 2t+1
     float qj0 = 0.f, qj1 = 0.f, ss0 = 0.f, ss1 = 0.f;
+    [[maybe_unused]] float fqj[2][2] = {{0.f, 0.f}, {0.f, 0.f}}, fss[2][2] = {{0.f, 0.f}, {0.f, 0.f}};  // fractional prod [head][part]
     {
       const float* qr = q_s + g * D;
       const bool on = g < G;
@@ -281,7 +290,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
           qb[kc][1] = on ? pack_half2(qr[kd(kc, 2)], qr[kd(kc, 3)]) : 0u;
         }
       } else if constexpr (FR != 0) {
-        int8_frags([&](int kc, int j) { return frag::kdim8_frac<D, KB>(t, kc, j); });
+        int8_frags([&](int kc, int j) { return frag::kdim8_frac<D, KB, KPR != 0>(t, kc, j); });
         qf0 = 2 * t < G ? qsc[4 * t] : 0.f;
         qg0 = 2 * t < G ? qsc[4 * t + 1] : 0.f;
         qf1 = 2 * t + 1 < G ? qsc[4 * t + 2] : 0.f;
@@ -303,9 +312,17 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       }
       if constexpr (KPR != 0) {  // prod: the query's int8 sketch (decode_prod.cuh)
         prod_q_frags<D>(scr + (on ? g : 0) * D, on, t, qsb);
+        if constexpr (FR != 0) {  // per head and part: scale, Σ (decode_fprod.cuh)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh)
+            if (2 * t + hh < G)
+#pragma unroll
+              for (int p = 0; p < 2; ++p) { fqj[hh][p] = qx[4 * (2 * t + hh) + 2 * p]; fss[hh][p] = qx[4 * (2 * t + hh) + 2 * p + 1]; }
+        } else {
         const float* qj = qsc + 2 * kMaxG;
         if (2 * t < G) { qj0 = qj[4 * t]; ss0 = qj[4 * t + 1]; }
         if (2 * t + 1 < G) { qj1 = qj[4 * t + 2]; ss1 = qj[4 * t + 3]; }
+        }
       }
     }
     if constexpr (KPR != 0) consumers_sync();  // the sketch in scr: read by all before a warp's fold / epilogue
@@ -400,13 +417,16 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
                  frag::lookup_i8<bq>(tb, frag::mulhi(s0, P.shifts.shr16)),
                  frag::lookup_i8<bq>(tb, frag::mulhi(s1, P.shifts.shr16)), qb[q][0], qb[q][1]);
         });
+        // Part norms of a row at scalars 0 and 1 (prod: 0 and 2, the γ_p after each).
+        constexpr int NS = KSB / 2, N1 = KPR ? 2 : 1;
         const __half* kn = reinterpret_cast<const __half*>(st + kChunk * KCB);
-        const float n00 = __half2float(kn[2 * r0]), n01 = __half2float(kn[2 * r0 + 1]);
-        const float n10 = __half2float(kn[2 * r1]), n11 = __half2float(kn[2 * r1 + 1]);
+        const float n00 = __half2float(kn[NS * r0]), n01 = __half2float(kn[NS * r0 + N1]);
+        const float n10 = __half2float(kn[NS * r1]), n11 = __half2float(kn[NS * r1 + N1]);
         sc[0] = float(si[0][0]) * qf0 * n00 + float(si[1][0]) * qg0 * n01;
         sc[1] = float(si[0][1]) * qf1 * n00 + float(si[1][1]) * qg1 * n01;
         sc[2] = float(si[0][2]) * qf0 * n10 + float(si[1][2]) * qg0 * n11;
         sc[3] = float(si[0][3]) * qf1 * n10 + float(si[1][3]) * qg1 * n11;
+        if constexpr (KPR != 0) fprod_k_score<D, KB>(st, r0, r1, t, qsb, fqj, fss, sc);
       } else {
         // int8 K: per k32-chunk one selector word per row, 4 prmt, one mma; two accumulators.
         int si[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
@@ -445,12 +465,22 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       }
       if constexpr (VB != 0) {
         const __half* vn = reinterpret_cast<const __half*>(st + VOFF + kChunk * VCB);
+        if constexpr (FR != 0 && VPR != 0) {  // (n_0, γ_0, n_1, γ_1): sets n_0, n_1, n_0 γ_0, n_1 γ_1
+#pragma unroll
+          for (int p = 0; p < 2; ++p) {
+            nv[2 * p] = __half2float(vn[4 * r0 + 2 * p]);
+            nv[2 * p + 1] = __half2float(vn[4 * r1 + 2 * p]);
+            nv[4 + 2 * p] = nv[2 * p] * __half2float(vn[4 * r0 + 2 * p + 1]);
+            nv[4 + 2 * p + 1] = nv[2 * p + 1] * __half2float(vn[4 * r1 + 2 * p + 1]);
+          }
+        } else {
 #pragma unroll
         for (int p = 0; p < NP; ++p) {
           nv[2 * p] = __half2float(vn[NP * r0 + p]);
           nv[2 * p + 1] = __half2float(vn[NP * r1 + p]);
         }
         if constexpr (VPR != 0) { nv[2] *= nv[0]; nv[3] *= nv[1]; }  // prod: the QJL weight n γ
+        }
       }
       x[0] = sc[0] * nk0; x[1] = sc[1] * nk0; x[2] = sc[2] * nk1; x[3] = sc[3] * nk1;
       // Rows past the end: score -inf (p = 0) and V norm 0 (norms there may be anything, and
@@ -598,6 +628,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
             mma(o[2 * q + hf], a0, a1, a2, a3, pbk[pq][0], pbk[pq][1]);
           }
         });
+        if constexpr (VPR != 0) fprod_v_pv<D, VB>(st + VOFF, warp, g, t, o2, pbk);  // tq(B+1).5p
       } else {
         // TurboQuant V: tokens A, B = 2t, 2t+1 and C, D = 2t+8, 2t+9 of the warp's 16.
         const uint32_t* rA = reinterpret_cast<const uint32_t*>(st + VOFF + (16 * warp + 2 * t) * VCB);
@@ -751,9 +782,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     }
 
     if (trace_first) TQ_TRACE(6);
-    if constexpr (VPR != 0) prod_v_fold<D>(P.vfold, scr + warp * G * D, G, g, t, lane, o2, o);  // O += κ√D S^T O2
+    if constexpr (VPR != 0) prod_v_fold<D, FR ? VM0 : 0>(P.vfold, scr + warp * G * D, G, g, t, lane, o2, o);  // O += κ√D S^T O2
     // Segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write.
-    segment_epilogue<D, VB, FR, QV>(P, o, m0, m1, l0, l1, q_s, scr, scr_ml, misc, cur.b, cur.hk, G, sid, first, count, tid, warp,
+    segment_epilogue<D, VB, FR, QV, VPR>(P, o, m0, m1, l0, l1, q_s, scr, scr_ml, misc, cur.b, cur.hk, G, sid, first, count, tid, warp,
                                     lane, g, t, trace_first, trace_t0);
     consumers_sync();  // q_s / scr are rewritten by the next segment
     if (trace_first) TQ_TRACE(11);

@@ -17,12 +17,16 @@ constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
 
 // Bytes per token of the compile-time codec pair (TurboQuant with fp16 norms, single-part or, with
 // frac, the 2-part tqB.5 of frag::Groups (B = 1..7), or with prod, tq(B+1)p: B-bit mse codes + D sign bits,
-// norm and gamma; bits 0 = fp16 pass-through). prod: bit 0 = K, bit 1 = V.
-constexpr int hi_groups(int d, int bits, int frac) { return frac ? (bits == 2 ? d / 128 : d / 64) : 0; }
-constexpr int codes_bytes(int d, int bits, int frac = 0, int prod = 0) {
-  return bits ? d * bits / 8 + 4 * hi_groups(d, bits, frac) + (prod ? d / 8 : 0) : 2 * d;
+// norm and gamma; with both, tq(B+1).5p: the mse codes of frag::Groups<.., PROD>, D sign bits, per part
+// norm and gamma; bits 0 = fp16 pass-through). prod: bit 0 = K, bit 1 = V (any non-zero value here).
+// hi_groups: the 32-groups of part 0 (frag::Groups::kHi); bits = part 1's (mse) bits.
+constexpr int hi_groups(int d, int bits, int frac, int prod = 0) {
+  return frac ? ((prod ? bits + 1 : bits) == 2 ? d / 128 : d / 64) : 0;
 }
-constexpr int norm_bytes(int bits, int frac = 0, int prod = 0) { return bits ? (frac || prod ? 4 : 2) : 0; }
+constexpr int codes_bytes(int d, int bits, int frac = 0, int prod = 0) {
+  return bits ? d * bits / 8 + 4 * hi_groups(d, bits, frac, prod) + (prod ? d / 8 : 0) : 2 * d;
+}
+constexpr int norm_bytes(int bits, int frac = 0, int prod = 0) { return bits ? (frac && prod ? 8 : frac || prod ? 4 : 2) : 0; }
 constexpr int stage_tx(int d, int kb, int vb, int frac = 0, int prod = 0) {
   return kChunk * (codes_bytes(d, kb, frac, prod & 1) + norm_bytes(kb, frac, prod & 1) + codes_bytes(d, vb, frac, prod & 2) +
                    norm_bytes(vb, frac, prod & 2));
@@ -75,6 +79,9 @@ struct Params {
   // TurboQuant-prod (one part, m = D; decode_prod.cuh): K: the sketch transposed, ksk[j * D + i] =
   // S[i][j] (the query's sketch S·Rq by dense_part1), and κ·√D (q carries 1/√D); V: κ√D·S^T in tf32
   // A-fragment order (frag::qjl_fold_in: [D/16 m-tiles][D/8 k-steps][32 lanes][4]).
+  // Fractional prod (decode_fprod.cuh): ksk = per part p the block κ_p√m_p·S_p^T (m_p x m_p), blocks
+  // one after the other, padded with zeros to D x D (the prologue's L1 prefetch reads D x D), kqjl
+  // unused; vfold = the block-diagonal κ_p√m_p·S_p^T in the same fragment order (rows: vdim_frac).
   const float* ksk;
   float kqjl;
   const float* vfold;
@@ -93,10 +100,13 @@ struct Params {
 constexpr int kTraceSlots = 20;
 
 // Shared memory carve-up, shared by the launcher (size) and the kernel.
+// qx: floats of a last region (fractional prod: the sketch's per-head, per-part int8 scales and
+// sums, decode_fprod.cuh); 0 for every other kernel.
 struct Smem {
-  uint32_t bars, ok, misc, qsc, prefix, lens, q, scr, scr_ml, total;
+  uint32_t bars, ok, misc, qsc, prefix, lens, q, scr, scr_ml, qx, total;
 };
-TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
+constexpr int kQxFloats = 4 * kMaxG;  // fractional prod: (scale, sum) per part per head
+TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G, int qx = 0) {
   Smem s{};
   uint32_t off = uint32_t(stages * sbytes);
   s.bars = off; off += 2 * kMaxStages * 8;
@@ -109,6 +119,7 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
   s.q = off; off += kMaxG * d * 4;
   s.scr = off; off += kConsumers * G * d * 4;
   s.scr_ml = off; off += kConsumers * kMaxG * 2 * 4;
+  s.qx = off; off += uint32_t(qx) * 4;
   s.total = off;
   return s;
 }
@@ -121,10 +132,24 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G) {
 // tq(B+1)p, bits = the mse bits B): 1/1 (tq2p), 2/2 (tq3p), 3/3 (tq4p), 4/4 (tq5p).
 // Wide: 5/5, 6/6, 7/7, 8/8 (tq5..tq8, fp16 tables in shared memory).
 // qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; DecodeShape::v_quads).
+// Fractional prod (frac = 1, prod = 3; K and V both tq(B+1).5p, bits = part 1's mse bits B): 1/1
+// (tq2.5p, not at D = 64), 2/2 (tq3.5p), 3/3 (tq4.5p) in their own files decode_v3_fprod_d*.cu.
 const void* kernel_d64(int k_bits, int v_bits, int frac, int prod, int qv);
 const void* kernel_d128(int k_bits, int v_bits, int frac, int prod, int qv);
 const void* kernel_d256(int k_bits, int v_bits, int frac, int prod, int qv);
+const void* kernel_fprod_d64(int k_bits, int v_bits);
+const void* kernel_fprod_d128(int k_bits, int v_bits);
+const void* kernel_fprod_d256(int k_bits, int v_bits);
 inline const void* find_kernel(int d, int k_bits, int v_bits, int frac = 0, int prod = 0, int qv = 0) {
+  if (frac && prod) {
+    if (prod != 3 || qv) return nullptr;
+    switch (d) {
+      case 64: return kernel_fprod_d64(k_bits, v_bits);
+      case 128: return kernel_fprod_d128(k_bits, v_bits);
+      case 256: return kernel_fprod_d256(k_bits, v_bits);
+      default: return nullptr;
+    }
+  }
   switch (d) {
     case 64: return kernel_d64(k_bits, v_bits, frac, prod, qv);
     case 128: return kernel_d128(k_bits, v_bits, frac, prod, qv);

@@ -39,4 +39,16 @@ const void* kernel_table(int kb, int vb, int frac, int prod, int qv) {
   return nullptr;
 }
 
+// Fractional prod tq(B+1).5p (K and V, bits = part 1's mse bits B): instantiated in their own files
+// decode_v3_fprod_d{64,128,256}.cu. tq2.5p (B = 1) needs D >= 128, as tq2.5.
+template <int D>
+const void* kernel_fprod_table(int kb, int vb) {
+  if (kb != vb) return nullptr;
+  if constexpr (D >= 128)
+    if (kb == 1) return reinterpret_cast<const void*>(&decode_kernel<D, 1, 1, 1, 3>);
+  if (kb == 2) return reinterpret_cast<const void*>(&decode_kernel<D, 2, 2, 1, 3>);
+  if (kb == 3) return reinterpret_cast<const void*>(&decode_kernel<D, 3, 3, 1, 3>);
+  return nullptr;
+}
+
 }  // namespace tq::cuda::v3

@@ -74,10 +74,13 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
       }
       tqc->unrotate(rot.data(), row.data());
     } else if (tqc && tqc->prod() && r % 4 == 2) {
-      // Rotated domain: a Gaussian unit vector u, c = its centroids, e = u - c with the components
-      // along c and along 8 sketch rows removed, rescaled so that |c + e| = 1.
-      const auto& part = tqc->parts()[0];
-      const int m = D;
+      // Rotated domain, per part (dim m, its own sketch): a Gaussian unit vector u, c = its
+      // centroids, e = u - c with the components along c and along 8 sketch rows removed, rescaled
+      // so that |c + e| = 1.
+      const tq::TqLayout& tl = *tqc->tq_layout();
+      for (uint32_t p = 0; p < tl.n_parts; ++p) {
+      const auto& part = tqc->parts()[p];
+      const int m = int(tl.part[p].dim), f0 = int(tl.part[p].first);
       std::vector<double> u(m), cc(m), e(m);
       double uu = 0;
       for (auto& z : u) { z = nd(rng); uu += z * z; }
@@ -110,7 +113,8 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
       double c2 = 0, e2 = 0;
       for (int j = 0; j < m; ++j) { c2 += cc[j] * cc[j]; e2 += e[j] * e[j]; }
       const double f = c2 < 1 && e2 > 0 ? std::sqrt((1 - c2) / e2) : 0.0;
-      for (int j = 0; j < m; ++j) rot[j] = float((cc[j] + f * e[j]) * scale);
+      for (int j = 0; j < m; ++j) rot[f0 + j] = float((cc[j] + f * e[j]) * scale);
+      }
       tqc->unrotate(rot.data(), row.data());
     }
     for (int j = 0; j < D; ++j) {
@@ -220,6 +224,36 @@ TEST(CudaAppendHost, FractionalSplitIsTheCodecs) {
       EXPECT_EQ(t.parts()[1].cb->centroids().size(), size_t(1) << B) << name;
       EXPECT_EQ(tq::cuda::append::frac_dense(D, B), t.parts()[1].rot->kind() == tq::RotationKind::kDense) << name << " D " << D;
       EXPECT_EQ(t.parts()[0].rot->kind(), tq::RotationKind::kHadamard) << name << " D " << D;
+    }
+}
+
+// The fractional prod kernel's compile-time layout (append_params.h fprod_layout: layout.h's
+// make_tq_layout of the fractional split) against the CPU codec's, for every (D, rate) with a kernel.
+TEST(CudaAppendHost, FractionalProdLayoutIsTheCodecs) {
+  for (int D : {64, 128, 256})
+    for (int B = 2; B <= 4; ++B) {
+      if (B == 2 && D == 64) continue;  // tq2.5p at 64: no kernel
+      const std::string name = "tq" + std::to_string(B) + ".5p";
+      const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+      const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+      const tq::TqLayout& L = *t.tq_layout();
+      const tq::TqLayout K = tq::cuda::append::fprod_layout(D, B);
+      ASSERT_TRUE(L.prod && L.n_parts == 2 && K.n_parts == 2) << name;
+      EXPECT_EQ(K.codes_bytes, L.codes_bytes) << name << " D " << D;
+      EXPECT_EQ(K.scalar_bytes, L.scalar_bytes) << name << " D " << D;
+      for (int p = 0; p < 2; ++p) {
+        EXPECT_EQ(K.part[p].dim, L.part[p].dim) << name << " D " << D << " part " << p;
+        EXPECT_EQ(K.part[p].mse_bits, L.part[p].mse_bits) << name << " part " << p;
+        EXPECT_EQ(K.part[p].mse_offset, L.part[p].mse_offset) << name << " part " << p;
+        EXPECT_EQ(K.part[p].qjl_offset, L.part[p].qjl_offset) << name << " part " << p;
+        EXPECT_EQ(K.part[p].norm_offset, L.part[p].norm_offset) << name << " part " << p;
+        EXPECT_EQ(K.part[p].gamma_offset, L.part[p].gamma_offset) << name << " part " << p;
+        for (int j = 0; j < int(L.part[p].dim); ++j) ASSERT_EQ(t.parts()[p].channels[j], int(L.part[p].first) + j);
+      }
+      EXPECT_EQ(int(L.part[0].mse_bits), B) << name;
+      EXPECT_EQ(tq::cuda::append::frac_dense(D, B), t.parts()[1].rot->kind() == tq::RotationKind::kDense) << name << " D " << D;
+      EXPECT_EQ(t.parts()[0].rot->kind(), tq::RotationKind::kHadamard) << name << " D " << D;
+      EXPECT_EQ(int(t.parts()[1].sketch.size()), int(L.part[1].dim * L.part[1].dim)) << name;
     }
 }
 
@@ -371,6 +405,49 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
 }
 
+// Fractional prod tq2.5p .. tq4.5p (two parts, each a prod: mse codes, QJL signs with its own
+// sketch, norm and gamma; tq2.5p's dense part 1 in double): every supported head_dim and input dtype,
+// one vector, a few, tiles of one vector (113 x 3), of 16 (4097 x 8 / 2049 x 8), and the largest
+// tiles with several passes per warp (TQ_CUDA_APPEND_FRAC_VPW=32).
+TEST(CudaAppend, FractionalProdBitIdenticalToCpuEncoder) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
+  int i = 0;
+  for (const char* codec : {"tq2.5p", "tq3.5p", "tq4.5p"})
+    for (int D : {64, 128, 256}) {
+      if (D == 64 && codec[2] == '2') continue;  // tq2.5p: not at 64
+      for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
+      run_append(codec, D, dts[i++ % 3], rng, 1, 1);
+      run_append(codec, D, dts[i++ % 3], rng, 7, 3);
+    }
+  run_append("tq2.5p", 128, DType::kF16, rng, 4097, 8);
+  run_append("tq2.5p", 256, DType::kBF16, rng, 2049, 8);
+  run_append("tq3.5p", 64, DType::kF32, rng, 4097, 8);
+  run_append("tq3.5p:seed=11", 256, DType::kF16, rng, 2049, 8);
+  run_append("tq4.5p", 128, DType::kBF16, rng, 4097, 8);
+  setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
+  run_append("tq2.5p", 128, DType::kF32, rng, 113, 3);
+  run_append("tq2.5p", 256, DType::kF16, rng, 70, 3);
+  run_append("tq3.5p", 128, DType::kBF16, rng, 113, 3);
+  run_append("tq4.5p", 64, DType::kF32, rng, 13, 3);
+  unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
+}
+
+// Small fractional prod appends for compute-sanitizer (the dense part 1 of tq2.5p, the Hadamard
+// halves of tq3.5p), the default tiles and the largest (a partial last pass).
+TEST(CudaAppend, FractionalProdSmallShapes) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  run_append("tq2.5p", 128, DType::kF16, rng, 7, 2);
+  run_append("tq3.5p", 64, DType::kF32, rng, 7, 2);
+  setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
+  run_append("tq2.5p", 256, DType::kBF16, rng, 13, 3);
+  unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
+}
+
 // Small prod appends for compute-sanitizer (tq2p, tq5p: the narrowest and widest mse codes), the
 // default tiles and the largest (several QJL passes per warp, a partial last pass).
 TEST(CudaAppend, ProdSmallShapes) {
@@ -454,10 +531,16 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     return tq::Status::kOk;
   };
   for (const char* c : {"tq6p:norm=fp32", "tq8p:rot=dense", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "tq5p:norm=fp32", "q8",
-                        "tq4.5:norm=fp32", "tq7.5:rot=dense", "tq1.5p", "tq2.5p", "tq3.5p", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
+                        "tq4.5:norm=fp32", "tq7.5:rot=dense", "tq1.5p", "tq5.5p", "tq7.5p", "tq3.5p:norm=fp32", "tq2.5p:rot=dense", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
                         "tq1.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
+  EXPECT_EQ(status("tq2.5p", 64), tq::Status::kUnsupported);  // the same split
+  EXPECT_EQ(status("tq2.5p", 128), tq::Status::kOk);
+  EXPECT_EQ(status("tq2.5p", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq3.5p", 64), tq::Status::kOk);
+  EXPECT_EQ(status("tq4.5p", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq3.5p", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq6p", 256), tq::Status::kOk);  // 40 .. 56 words of mse codes per vector: lanes store several
   EXPECT_EQ(status("tq8p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq6p", 128), tq::Status::kOk);
@@ -489,7 +572,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   unsetenv("TQ_CUDA_APPEND_V1");
   EXPECT_EQ(status("tq3p", 96), tq::Status::kUnsupported);
   // Token quads: single-part tq1..tq4 only, pages of whole 16-token blocks.
-  for (const char* c : {"fp16", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5p", "tq5", "tq8", "tq4.5"})
+  for (const char* c : {"fp16", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq2p", "tq5p", "tq5", "tq8", "tq4.5", "tq3.5p"})
     EXPECT_EQ(status(c, 128, 64, true), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq3", 128, 40, true), tq::Status::kInvalidArgument);
   EXPECT_EQ(status("tq3", 128, 48, true), tq::Status::kOk);

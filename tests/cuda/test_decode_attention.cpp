@@ -16,6 +16,7 @@
 #include <random>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "cuda/decode_frag.h"
@@ -119,8 +120,8 @@ void run_case(const Case& c, std::mt19937& rng) {
     std::vector<int> kq(i8 ? kd.size() : 0);                      // int8 path: K codes (rotated
     std::vector<double> kn(i8 ? size_t(c.hkv) * T * NP : 0);     // domain) and part norms
     const bool kprod = i8 && ktq->prod();                          // prod K: QJL signs ±1, gamma
-    std::vector<int> ksg(kprod ? kd.size() : 0);
-    std::vector<double> kg(kprod ? size_t(c.hkv) * T : 0);
+    std::vector<int> ksg(kprod ? kd.size() : 0);                   // per part
+    std::vector<double> kg(kprod ? size_t(c.hkv) * T * NP : 0);
     for (int h = 0; h < c.hkv; ++h)
       for (int t = 0; t < T; ++t) {
         std::vector<float> k(D), v(D);
@@ -145,12 +146,13 @@ void run_case(const Case& c, std::mt19937& rng) {
                   int(tq::unpack_code_ref(kcode.data() + pi.mse_off, pi.dim, pi.bits, i));
             kn[(size_t(h) * T + t) * NP + p] = ktq->norm(kcode.data() + kl.codes_bytes, p);
           }
-        if (kprod) {
-          const auto& pl = ktq->tq_layout()->part[0];
-          for (int i = 0; i < D; ++i)
-            ksg[(size_t(h) * T + t) * D + i] = tq::unpack_code_ref(kcode.data() + pl.qjl_offset, D, 1, i) ? 1 : -1;
-          kg[size_t(h) * T + t] = ktq->gamma(kcode.data() + kl.codes_bytes, 0);
-        }
+        if (kprod)
+          for (int p = 0; p < NP; ++p) {
+            const auto& pl = ktq->tq_layout()->part[p];
+            for (uint32_t i = 0; i < pl.dim; ++i)
+              ksg[(size_t(h) * T + t) * D + pl.first + i] = tq::unpack_code_ref(kcode.data() + pl.qjl_offset, pl.dim, 1, i) ? 1 : -1;
+            kg[(size_t(h) * T + t) * NP + p] = ktq->gamma(kcode.data() + kl.codes_bytes, p);
+          }
         vc.decode(vcode.data(), 1, &vd[(size_t(h) * T + t) * D], D);
       }
     const double scale = 1.0 / std::sqrt(double(D));
@@ -194,23 +196,24 @@ void run_case(const Case& c, std::mt19937& rng) {
             const double n = tq::half_to_float(tq::float_to_half(float(kn[(size_t(h) * T + t) * NP + p])));
             lg[t] += double(acc) * (amax / 127.0) * pi.kdeq * n / 1.4426950408889634;
           }
-          if (kprod) {  // + n κ γ <S r, σ>: the sketch of the scaled rotated q, int8 per row
-            const auto& part = ktq->parts()[0];
-            std::vector<double> sk(D);
+          if (kprod) {  // + n κ γ <S r, σ>: the sketch of the part's scaled rotated q, int8 per row and part
+            const auto& part = ktq->parts()[p];
+            const int m = pi.dim, f = pi.first;
+            std::vector<double> sk(m);
             double smax = 0;
-            for (int i = 0; i < D; ++i) {
+            for (int i = 0; i < m; ++i) {
               double a = 0;
-              for (int j = 0; j < D; ++j) a += double(part.sketch[size_t(i) * D + j]) * r[j];
+              for (int j = 0; j < m; ++j) a += double(part.sketch[size_t(i) * m + j]) * r[f + j];
               sk[i] = a;
               smax = std::max(smax, std::fabs(a));
             }
-            const double kap = float(part.qjl_scale * std::sqrt(double(D)));
+            const double kap = float(part.qjl_scale * std::sqrt(double(m)));
             for (int t = 0; t < T; ++t) {
               long acc = 0;
-              for (int i = 0; i < D; ++i)
-                acc += long(std::nearbyint(sk[i] * (127.0 / smax))) * ksg[(size_t(h) * T + t) * D + i];
-              const double n = tq::half_to_float(tq::float_to_half(float(kn[(size_t(h) * T + t) * NP])));
-              lg[t] += double(acc) * (smax / 127.0) * kap * kg[size_t(h) * T + t] * n / 1.4426950408889634;
+              for (int i = 0; i < m; ++i)
+                acc += long(std::nearbyint(sk[i] * (127.0 / smax))) * ksg[(size_t(h) * T + t) * D + f + i];
+              const double n = tq::half_to_float(tq::float_to_half(float(kn[(size_t(h) * T + t) * NP + p])));
+              lg[t] += double(acc) * (smax / 127.0) * kap * kg[(size_t(h) * T + t) * NP + p] * n / 1.4426950408889634;
             }
           }
         }
@@ -434,6 +437,30 @@ TEST(CudaDecode, ProdCodecsMatchCpuReference) {
   }, /*also_v1=*/false);
 }
 
+// Fractional prod tq2.5p .. tq4.5p K and V (two parts, each a prod: the tqB.5 mse terms with per-part
+// int8 q scales and norms, plus per part the QJL term: K's sketch per part as a second int8 mma with
+// one accumulator per part, V's accumulated per part in the sketch domain and folded by the
+// block-diagonal κ_p√m_p S_p^T). The int8-emulating reference rounds each part's sketch with its own
+// scale, as the kernel. v3 only.
+TEST(CudaDecode, FractionalProdCodecsMatchCpuReference) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  using tq::cuda::DType;
+  run_cases({
+      {{1}, 32, 8, 128, "tq2.5p", DType::kF32},
+      {{113, 1, 4097}, 32, 8, 128, "tq3.5p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 128, "tq2.5p", DType::kF32, DType::kF16},                // GQA 7, dense 96
+      {{4097}, 8, 8, 128, "tq4.5p", DType::kBF16, DType::kBF16},            // GQA 1
+      {{300, 65}, 8, 2, 64, "tq3.5p", DType::kF32},                         // GQA 4, 32 + 32 dims
+      {{113}, 28, 4, 64, "tq4.5p", DType::kF16, DType::kBF16},              // GQA 7
+      {{257}, 8, 1, 256, "tq2.5p", DType::kF32},                            // GQA 8, dense 192
+      {{130, 7}, 16, 4, 256, "tq3.5p", DType::kF16},
+      {{4097}, 32, 8, 256, "tq4.5p:seed=5", DType::kBF16},
+      {{113, 1, 4097}, 32, 8, 256, "tq2.5p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{70, 1}, 28, 4, 64, "tq3.5p:seed=5", DType::kF16},
+      {{65, 7}, 8, 1, 128, "tq4.5p", DType::kF32, DType::kBF16},            // GQA 8
+  }, /*also_v1=*/false);
+}
+
 // tq5..tq8 K and V (32..256 centroids: fp16 tables in shared memory, QK^T and PV on the f16 mma):
 // every bit width at every head_dim, odd and unequal lengths, GQA 1, 4, 7, 8, all dtypes. v3 only.
 TEST(CudaDecode, WideCodecsMatchCpuReference) {
@@ -496,6 +523,7 @@ TEST(CudaDecode, LongSegmentsMergeInTwoLevels) {
       {{4500}, 8, 2, 128, "tq3", DType::kF32, DType::kF32, 2},   // 71 chunks per head: 36 CTAs, 5 groups
       {{12345}, 16, 4, 64, "fp16", DType::kBF16},                // 4 chunks per CTA: 49 CTAs, 7 groups
       {{9000, 70}, 8, 1, 256, "tq2.5", DType::kF16},             // fractional epilogue
+      {{9000, 70}, 8, 1, 128, "tq3.5p", DType::kF32},            // fractional prod (per-warp fold, then the merge)
   };
   run_cases(cases, /*also_v1=*/false);
   Case quad{{4500}, 8, 2, 128, "tq4", DType::kF16};
@@ -519,6 +547,8 @@ TEST(CudaDecode, SmallShapes) {
   run_case({{70, 1}, 28, 4, 128, "tq7", DType::kF16}, rng);
   run_case({{70, 1}, 8, 2, 64, "tq1.5", DType::kF16}, rng);
   run_case({{65, 7}, 28, 4, 128, "tq5p", DType::kF32}, rng);
+  run_case({{65, 7}, 28, 4, 128, "tq2.5p", DType::kF16}, rng);
+  run_case({{70, 1}, 8, 2, 64, "tq3.5p", DType::kF32}, rng);
   Case quad{{65, 7}, 32, 8, 128, "tq3", DType::kF16};
   quad.quad_v = true;
   run_case(quad, rng);
@@ -551,7 +581,20 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   EXPECT_THROW(plan("k8v6"), tq::Error);
   EXPECT_THROW(plan("k=fp16,v=tq5"), tq::Error);
   EXPECT_THROW(plan("k2v1"), tq::Error);   // tq(B+1)/tqB for B = 2, 3 only
-  EXPECT_THROW(plan("tq3.5p"), tq::Error);
+  EXPECT_NO_THROW(plan("tq3.5p"));  // fractional prod: tq2.5p .. tq4.5p
+  EXPECT_NO_THROW(plan("tq2.5p"));
+  EXPECT_NO_THROW(plan("tq4.5p"));
+  for (const char* kv : {"tq1.5p", "tq5.5p", "tq7.5p", "tq3.5p:norm=fp32", "k3.5pv3p", "k3.5pv3.5", "k3.5pv4.5p",
+                         "k=tq3.5p,v=fp16", "k3.5v3.5p"}) {
+    SCOPED_TRACE(kv);
+    EXPECT_THROW(plan(kv), tq::Error);
+  }
+  try {  // the message names the codec
+    plan("tq1.5p");
+  } catch (const tq::Error& e) {
+    EXPECT_EQ(e.status(), tq::Status::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("tq1.5p"), std::string::npos) << e.what();
+  }
   EXPECT_THROW(plan("k3pv3"), tq::Error);  // prod K needs prod V (and the reverse), same bits
   EXPECT_THROW(plan("k4pv3p"), tq::Error);
   EXPECT_THROW(plan("k3v3p"), tq::Error);
@@ -571,6 +614,8 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   }
   s.head_dim = 64;
   EXPECT_THROW(plan("tq2.5"), tq::Error);  // 16 + 48 dims: part 0 is not a whole 32-group
+  EXPECT_THROW(plan("tq2.5p"), tq::Error);  // the same split
+  EXPECT_NO_THROW(plan("tq3.5p"));
   EXPECT_NO_THROW(plan("tq1.5"));         // 32 + 32 dims
   EXPECT_NO_THROW(plan("tq5p"));
   EXPECT_NO_THROW(plan("tq6.5"));         // 32 + 32 dims
@@ -584,7 +629,7 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   // V in token quads: tqB/tqB, B = 2..4 only.
   s.page_tokens = 64;
   s.v_quads = true;
-  for (const char* kv : {"tq1", "fp16", "k4v3", "k=fp16,v=tq3", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq5p", "tq5", "tq8", "tq5.5"}) {
+  for (const char* kv : {"tq1", "fp16", "k4v3", "k=fp16,v=tq3", "tq1.5", "tq2.5", "tq3.5", "tq3p", "tq5p", "tq5", "tq8", "tq5.5", "tq3.5p"}) {
     SCOPED_TRACE(kv);
     EXPECT_THROW(plan(kv), tq::Error);
   }

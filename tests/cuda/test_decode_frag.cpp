@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuda/decode_frag.h"
+#include "cuda/decode_qjl_mats.h"
 #include "cuda/decode_v3_params.h"
 #include "turboquant/codec.h"
 #include "turboquant/layout.h"
@@ -320,15 +321,16 @@ TEST(CudaDecodeFrag, WideRunsMatchReferenceUnpacking) {
   }
 }
 
-template <int D, int B>
+// PROD: the mse codes of the fractional prod tq(B+1).5p (its split is the rate B + 1's).
+template <int D, int B, bool PROD = false>
 void check_frac() {
-  using Gr = Groups<D, B, true>;
-  SCOPED_TRACE(testing::Message() << "fractional D=" << D << " B=" << B << ".5");
+  using Gr = Groups<D, B, true, PROD>;
+  SCOPED_TRACE(testing::Message() << "fractional D=" << D << " B=" << B << ".5" << (PROD ? " (mse of prod)" : ""));
   std::mt19937 rng(99 + D + B);
   const int m0 = 32 * Gr::kHi, m1 = D - m0;
   ASSERT_GT(m0, 0);
   {  // the compile-time split is the CPU codec's (CodecSpec::hi_fraction, TqCodec's layout)
-    const std::string name = "tq" + std::to_string(B) + ".5";
+    const std::string name = "tq" + std::to_string(PROD ? B + 1 : B) + (PROD ? ".5p" : ".5");
     const auto codec = tq::Codec::create(tq::parse_codec(name), D);
     const tq::TqLayout* L = codec->tq_layout();
     ASSERT_TRUE(L && L->n_parts == 2) << name;
@@ -336,7 +338,8 @@ void check_frac() {
     EXPECT_EQ(int(L->part[0].mse_bits), B + 1) << name;
     EXPECT_EQ(int(L->part[1].mse_bits), B) << name;
     EXPECT_EQ(int(L->part[1].mse_offset), Gr::word(Gr::kHi) * 4) << name;
-    EXPECT_EQ(int(L->codes_bytes), Gr::kCodesBytes) << name;
+    EXPECT_EQ(int(L->codes_bytes), Gr::kCodesBytes + (PROD ? D / 8 : 0)) << name;
+    if (PROD) EXPECT_EQ(int(L->part[0].qjl_offset), Gr::kCodesBytes) << name;  // the signs follow the mse codes
   }
   // Per part: fp16 table (distinct entries, symmetric at 16) and int8 table (distinct bytes).
   const Shifts S;
@@ -380,7 +383,7 @@ void check_frac() {
       const uint32_t a[4] = {lookup_i8_rt(bq, tab8[pq], s0), lookup_i8_rt(bq, tab8[pq], s1),
                              lookup_i8_rt(bq, tab8[pq], s0 >> 16), lookup_i8_rt(bq, tab8[pq], s1 >> 16)};
       for (int j = 0; j < 8; ++j) {
-        const int d = kdim8_frac<D, B>(t, kc, j);
+        const int d = kdim8_frac<D, B, PROD>(t, kc, j);
         ASSERT_EQ(part(d), pq) << "k-chunk " << kc << " leaves its part";
         ASSERT_EQ(uint8_t(a[j < 4 ? 0 : 2] >> (8 * (j % 4))), e8[pq][codes[g][d]]) << "lane " << lane << " kc " << kc << " j " << j;
         ASSERT_EQ(uint8_t(a[j < 4 ? 1 : 3] >> (8 * (j % 4))), e8[pq][codes[g + 8][d]]) << "lane " << lane << " kc " << kc;
@@ -403,7 +406,9 @@ void check_frac() {
       uint32_t a0, a1, a2, a3;
       lookup_rt(bq, tab[pq], hf ? upper(ab, S) : ab, a0, a1);
       lookup_rt(bq, tab[pq], hf ? upper(cd, S) : cd, a2, a3);
-      const int r0 = vdim_frac<D, B>(g, mt, 0), r1 = vdim_frac<D, B>(g, mt, 1);
+      const int r0 = vdim_frac<D, B, PROD>(g, mt, 0), r1 = vdim_frac<D, B, PROD>(g, mt, 1);
+      ASSERT_EQ(r0, vdim_frac_rt(Gr::kHi, B, g, mt, 0));  // the plan's fold rows
+      ASSERT_EQ(r1, vdim_frac_rt(Gr::kHi, B, g, mt, 1));
       ASSERT_EQ(part(r0), pq) << "m-tile " << mt << " leaves its part";
       ASSERT_EQ(part(r1), pq);
       auto val = [&](int tok, int dim) { return h[pq][codes[tok][dim]]; };
@@ -420,6 +425,59 @@ TEST(CudaDecodeFrag, FractionalFragmentsStayInsideTheirPart) {
   check_frac<64, 3>();
   check_frac<128, 2>(); check_frac<128, 3>();
   check_frac<256, 2>(); check_frac<256, 3>();
+}
+
+// The mse codes of the fractional prod tq2.5p .. tq4.5p (B = 1..3): the tqB.5 fragment paths with
+// the split of the codec's rate (tq2.5p: a 2-bit D/4 part 0 and a 1-bit part 1; tq3.5p: 3/2-bit
+// halves), then their QJL signs: K by qjl_kdim (k32-chunk = group, so each part's accumulator sees
+// its own coordinates), V by the fractional order qjl_vdim_frac (m-tile 2q + hf inside group q),
+// every lane emulated; and the fold's k-steps / m-tiles per part (the kernel skips the other
+// part's blocks: the plan's matrix must be zero there, i.e. each block lies in one part).
+template <int D, int B>
+void check_fprod() {
+  check_frac<D, B, true>();
+  using Gr = Groups<D, B, true, true>;
+  SCOPED_TRACE(testing::Message() << "fractional prod D=" << D << " mse B=" << B);
+  const int m0 = 32 * Gr::kHi;
+  std::mt19937 rng(5 + D + B);
+  const Rows R = random_rows(D, 1, rng);  // the D sign bits: part 0's groups, then part 1's
+  auto bit = [&](int tok, int dim) { return int(R.codes[tok][dim]); };
+  auto part = [&](int dim) { return dim < m0 ? 0 : 1; };
+  std::set<int> vd;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int kc = 0; kc < D / 32; ++kc)
+      for (int j = 0; j < 8; ++j) ASSERT_EQ(part(qjl_kdim<D>(t, kc, j)), Gr::part(kc)) << "k-chunk " << kc;
+    auto val = [&](int tok, int dim) { return uint16_t(bit(tok, dim) ? 0x3C00 : 0xBC00); };
+    for (int q = 0; q < D / 32; ++q) {
+      const uint32_t xab = prmt(R.words[2 * t][q], R.words[2 * t + 1][q], qjl_fxsel(g)) >> qjl_fxshift(g);
+      const uint32_t xcd = prmt(R.words[2 * t + 8][q], R.words[2 * t + 9][q], qjl_fxsel(g)) >> qjl_fxshift(g);
+      for (int hf = 0; hf < 2; ++hf) {
+        const int mt = 2 * q + hf, r0 = qjl_vdim_frac(g, mt, 0), r1 = qjl_vdim_frac(g, mt, 1);
+        ASSERT_EQ(r0 / 32, q);
+        ASSERT_EQ(r1 / 32, q);
+        expect_v_fragment(qjl_h2(xab, 2 * hf), qjl_h2(xab, 2 * hf + 1), qjl_h2(xcd, 2 * hf), qjl_h2(xcd, 2 * hf + 1), t, r0,
+                          r1, val, lane, mt);
+        if (t == 0) { vd.insert(r0); vd.insert(r1); }
+      }
+    }
+  }
+  expect_permutation(vd, D, "qjl_vdim_frac");
+  for (int mt = 0; mt < D / 16; ++mt)  // decode_prod.cuh prod_v_fold<D, M0>: m-tiles [0, M0/16) are part 0
+    for (int g = 0; g < 8; ++g)
+      for (int r = 0; r < 2; ++r) {
+        ASSERT_EQ(part(vdim_frac<D, B, true>(g, mt, r)), mt < m0 / 16 ? 0 : 1);
+        ASSERT_EQ(part(qjl_vdim_frac(g, mt, r)), mt < m0 / 16 ? 0 : 1);
+      }
+  for (int ks = 0; ks < D / 8; ++ks)  // k-steps [0, M0/8) are part 0
+    for (int t = 0; t < 4; ++t)
+      for (int i = 0; i < 4; ++i) ASSERT_EQ(part(qjl_fold_in(ks, t, i)), ks < m0 / 8 ? 0 : 1);
+}
+
+TEST(CudaDecodeFrag, FractionalProdFragmentsStayInsideTheirPart) {
+  check_fprod<128, 1>(); check_fprod<256, 1>();                          // tq2.5p: D/4 at 2 bits, 3D/4 at 1
+  check_fprod<64, 2>(); check_fprod<128, 2>(); check_fprod<256, 2>();   // tq3.5p: halves at 3 and 2 bits
+  check_fprod<64, 3>(); check_fprod<128, 3>(); check_fprod<256, 3>();   // tq4.5p: halves at 4 and 3 bits
 }
 
 // Fractional wide tq4.5 .. tq7.5 (parts of D/2 at B + 1 and B bits, fp16 tables per part): every
@@ -699,6 +757,21 @@ TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
       EXPECT_EQ(tq::cuda::v3::norm_bytes(B, 1), int(L->scalar_bytes)) << name << " D " << D;
       EXPECT_EQ(32 * tq::cuda::v3::hi_groups(D, B, 1), int(L->part[0].dim)) << name << " D " << D;
     }
+    for (int B = 2; B <= 4; ++B) {  // tq2.5p .. tq4.5p (tq2.5p: not at 64): kernel bits = part 1's mse bits B - 1
+      if (B == 2 && D == 64) continue;
+      const std::string name = "tq" + std::to_string(B) + ".5p";
+      const auto codec = tq::Codec::create(tq::parse_codec(name), D);
+      const tq::TqLayout* L = codec->tq_layout();
+      ASSERT_TRUE(L->prod && L->n_parts == 2) << name;
+      EXPECT_EQ(tq::cuda::v3::codes_bytes(D, B - 1, 1, 1), int(L->codes_bytes)) << name << " D " << D;
+      EXPECT_EQ(tq::cuda::v3::norm_bytes(B - 1, 1, 1), int(L->scalar_bytes)) << name << " D " << D;
+      EXPECT_EQ(32 * tq::cuda::v3::hi_groups(D, B - 1, 1, 1), int(L->part[0].dim)) << name << " D " << D;
+      // decode_fprod.cuh: the signs of part 1 right after part 0's (sign word q = group q), scalars
+      // (n_0, γ_0, n_1, γ_1)
+      EXPECT_EQ(L->part[1].qjl_offset, L->part[0].qjl_offset + L->part[0].dim / 8) << name;
+      EXPECT_EQ(L->part[0].norm_offset, 0u); EXPECT_EQ(L->part[0].gamma_offset, 2u);
+      EXPECT_EQ(L->part[1].norm_offset, 4u); EXPECT_EQ(L->part[1].gamma_offset, 6u);
+    }
     for (int MB = 1; MB <= 7; ++MB) {  // tq2p .. tq8p
       const std::string name = "tq" + std::to_string(MB + 1) + "p";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);
@@ -710,6 +783,70 @@ TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
       EXPECT_EQ(4 * (D * MB / 32), int(L->part[0].qjl_offset)) << name << " D " << D;
       EXPECT_EQ(2, int(L->part[0].gamma_offset)) << name;  // (norm, gamma) pairs: the kernel reads kn[2 r + 1]
     }
+  }
+}
+
+// The plan's QJL matrices (decode_qjl_mats.h) against the codec's sketches (TqCodec::sketch /
+// unsketch_add, per part), applied as the kernel applies them: K's blocks as dense_block does
+// (y_i = sum_j a[j m + i] x_j per part; one part: S^T, κ√D separate), V's fold in fragment order as
+// prod_v_fold does (every (m-tile, k-step, lane, slot) entry at its row vdim* and column qjl_fold_in;
+// tf32 entries: 2^-11 relative each). Prod codecs of every kind: one part (tq3p, the wide tq6p) and
+// fractional (tq2.5p .. tq4.5p).
+TEST(CudaDecodeFrag, QjlMatricesMatchTheCodecsSketches) {
+  std::mt19937 rng(2024);
+  std::normal_distribution<float> nd;
+  struct C { const char* name; int D; };
+  for (const C c : {C{"tq3p", 64}, C{"tq3p", 256}, C{"tq6p", 128}, C{"tq2.5p", 128}, C{"tq2.5p", 256}, C{"tq3.5p", 64},
+                    C{"tq3.5p", 128}, C{"tq4.5p", 256}}) {
+    SCOPED_TRACE(testing::Message() << c.name << " D=" << c.D);
+    const int D = c.D;
+    const auto codec = tq::Codec::create(tq::parse_codec(c.name), D);
+    const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+    const bool fr = t.parts().size() == 2;
+    const int vb = int(t.tq_layout()->part[fr ? 1 : 0].mse_bits);
+    std::vector<float> x(D), ref(D), got(D, 0.f);
+    for (auto& v : x) v = nd(rng);
+    // K
+    const std::vector<float> ka = tq::cuda::v3::qjl_k_sketch(t, D);
+    t.sketch(x.data(), ref.data());
+    size_t off = 0;
+    for (size_t p = 0; p < t.parts().size(); ++p) {
+      const int m = int(t.tq_layout()->part[p].dim), f = int(t.tq_layout()->part[p].first);
+      const double cp = fr ? t.parts()[p].qjl_scale * std::sqrt(double(m)) : 1.0;
+      for (int i = 0; i < m; ++i) {
+        double y = 0;
+        for (int j = 0; j < m; ++j) y += double(ka[off + size_t(j) * m + i]) * x[f + j];
+        ASSERT_NEAR(y, cp * ref[f + i], 1e-4 * std::sqrt(double(m))) << "K row " << f + i;
+      }
+      off += size_t(m) * m;
+    }
+    for (size_t i = off; i < ka.size(); ++i) ASSERT_EQ(ka[i], 0.f) << "K padding";
+    // V
+    const std::vector<float> va = tq::cuda::v3::qjl_v_fold(t, D, vb, vb >= 5);
+    std::vector<float> sc(D);
+    for (size_t p = 0; p < t.parts().size(); ++p) {
+      const int m = int(t.tq_layout()->part[p].dim), f = int(t.tq_layout()->part[p].first);
+      const double cp = t.parts()[p].qjl_scale * std::sqrt(double(m));
+      for (int j = 0; j < m; ++j) sc[f + j] = float(cp * x[f + j]);
+    }
+    std::fill(ref.begin(), ref.end(), 0.f);
+    t.unsketch_add(sc.data(), ref.data());
+    std::vector<int> seen(size_t(D) * D, 0);
+    for (int mt = 0; mt < D / 16; ++mt)
+      for (int ks = 0; ks < D / 8; ++ks)
+        for (int lane = 0; lane < 32; ++lane)
+          for (int i = 0; i < 4; ++i) {
+            const int g = lane >> 2;
+            const int out = fr ? vdim_frac_rt(int(t.tq_layout()->part[0].dim) / 32, vb, g, mt, i & 1)
+                               : vb >= 5 ? vdim_wide_rt(D, g, mt, i & 1) : vdim_tq(D, vb, g, mt, i & 1);
+            const int in = qjl_fold_in(ks, lane & 3, i);
+            ++seen[size_t(out) * D + in];
+            got[out] += va[((size_t(mt) * (D / 8) + ks) * 32 + lane) * 4 + i] * x[in];
+          }
+    for (int v : seen) ASSERT_EQ(v, 1) << "a fold entry visited twice or never";
+    double num = 0, den = 0;
+    for (int i = 0; i < D; ++i) { num += double(got[i] - ref[i]) * (got[i] - ref[i]); den += double(ref[i]) * ref[i]; }
+    EXPECT_LT(std::sqrt(num / den), 2e-3) << "V fold";
   }
 }
 
