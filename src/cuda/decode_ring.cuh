@@ -53,7 +53,9 @@ __device__ __forceinline__ void next_segment(Cursor& k, const int* prefix, int H
 }
 
 // The producer warp (lane 0 issues, the warp waits on `empty` together): chunks [start, end) into
-// the ring. A page id outside the pool is flagged (error bit 2) and its stage marked not ok.
+// the ring. A page id outside the pool is flagged (error bit 2) and its stage marked not ok. The
+// page ids of a segment's run come 32 chunks at a time, one per lane, all in flight together (one
+// by one, each chunk's copies waited for the previous page id's round trip).
 template <int D, int KB, int VB, int FR, int PR>
 __device__ __forceinline__ void produce(const Params& P, uint8_t* smem, uint64_t* full, uint64_t* empty, int* stage_ok,
                                         const int* prefix, const int* lens, int B, int Hkv, int PT, int start, int end,
@@ -67,13 +69,16 @@ __device__ __forceinline__ void produce(const Params& P, uint8_t* smem, uint64_t
   for (int c = start; c < end;) {
     const int cnt = min(end - c, cur.nb - cur.ch);
     const int len = lens[cur.b];
+    const int* row = P.page_table + size_t(cur.b) * P.max_pages;
+    int mine = -1;  // page of chunk cur.ch + j0 + lane
     for (int j = 0; j < cnt; ++j) {
+      if ((j & 31) == 0 && len > 0 && j + lane < cnt) mine = row[(cur.ch + j + lane) * kChunk / PT];
+      const int page = __shfl_sync(0xffffffffu, mine, j & 31);
       mbar_wait(&empty[s], ph ^ 1u);
       if (lane == 0) {
         const int tok = (cur.ch + j) * kChunk;
-        const int page = len > 0 ? P.page_table[size_t(cur.b) * P.max_pages + tok / PT] : -1;
         if (c == start && j == 0) TQ_TRACE(2);
-        if (page >= 0 && page < P.num_pages) {
+        if (len > 0 && page >= 0 && page < P.num_pages) {
           const int off = tok % PT;
           uint8_t* st = smem + s * SB;
           const uint8_t* kp = P.k_pool + size_t(page) * kpage;
