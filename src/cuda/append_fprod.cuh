@@ -1,5 +1,5 @@
-// src/cuda/append_fprod.cuh — append kernel for the fractional TurboQuant-prod codecs tq2.5p ..
-// tq4.5p: two parts per vector (uncalibrated split of the fractional codecs: part 0 = channels
+// src/cuda/append_fprod.cuh — append kernel for the fractional TurboQuant-prod codecs tq1.5p ..
+// tq7.5p: two parts per vector (uncalibrated split of the fractional codecs: part 0 = channels
 // [0, m_0), m_0 = D/4 for tq2.5p, D/2 otherwise), each encoded as a TurboQuant-prod, bytes identical
 // to TqCodec::encode (for prod: encode_reference).
 //
@@ -8,7 +8,9 @@
 //   r = rot_p->forward(u): Hadamard parts as hadamard.cuh; tq2.5p's dense part 1 (96 / 192 dims) as
 //       float(sum_j double(M[i][j]) * u_j, j ascending) (rotation.cpp apply_dense: double, not the
 //       batched encoder's fp32 fma chain of append_frac)
-//   code_j = Codebook::quantize(r_j), e_j = r_j - c_p[code_j] (fp32)
+//   code_j = Codebook::quantize(r_j), e_j = r_j - c_p[code_j] (fp32; tq1.5p's part 1 has 0 mse bits:
+//       code 0, its one centroid, no codes stored; 5..7-bit parts of tq5.5p .. tq7.5p: search_wide
+//       over the part's boundaries in shared memory, its centroids there too)
 //   γ_p = sqrt(sum of e_j^2 in double, j ascending) (stored 0 for n_p = 0)
 //   σ_i = [sum_j double(S_p[i][j]) * e_j >= 0] (double, j ascending)
 // Products of two floats are exact in double, so DFMA chains in the CPU's order round like its
@@ -78,24 +80,38 @@ __device__ __forceinline__ void qjl_part(const float* st, const float* e_s, uint
 }
 
 // One Hadamard part (dimension M, B mse bits) of staged row `row` for pass slot v: codes stored at
-// out (if out), residuals e = r - c[code] into e_s[(first + j) * VQ + v]. Whole warp.
+// out (if out), residuals e = r - c[code] into e_s[(first + j) * VQ + v]. Whole warp. B = 0 (tq1.5p's
+// part 1): code 0 everywhere, nothing stored; B >= 5: wt = the part's 2^B - 1 boundaries then its
+// 2^B centroids (shared memory).
 template <int M, int B, int DT, int VQ>
 __device__ __forceinline__ void fprod_hadamard_part(const uint4* row, int first, float inv, const uint32_t (&sign)[kRounds][8],
-                                                    const float (&bound)[15], const float (&cent)[16], float* e_s, int v,
-                                                    uint32_t* out, int lane) {
+                                                    const float (&bound)[15], const float (&cent)[16],
+                                                    [[maybe_unused]] const float* wt, float* e_s, int v, uint32_t* out,
+                                                    int lane) {
   constexpr int E = M / 32;
   float x[E];
   rotate_part<M, DT>(row, first, inv, sign, x, lane);
   uint32_t c[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) {
-    c[e] = code_of<B>(x[e], bound);
-    e_s[(first + lane * E + e) * VQ + v] = __fsub_rn(x[e], cent[c[e]]);
+    float ce;
+    if constexpr (B == 0) {
+      c[e] = 0;
+      ce = cent[0];
+    } else if constexpr (B >= 5) {
+      c[e] = search_wide<B>(x[e], wt);
+      ce = wt[(1 << B) - 1 + c[e]];
+    } else {
+      c[e] = code_of<B>(x[e], bound);
+      ce = cent[c[e]];
+    }
+    e_s[(first + lane * E + e) * VQ + v] = __fsub_rn(x[e], ce);
   }
-  if (out) store_part_codes<M, B>(c, out, lane);
+  if constexpr (B != 0)
+    if (out) store_part_codes<M, B>(c, out, lane);
 }
 
-// BITS: the codec's rate B of tqB.5p (2..4; mse bits B and B - 1).
+// BITS: the codec's rate B of tqB.5p (1..7; mse bits B and B - 1).
 template <int D, int BITS, int DT>
 __global__ void __launch_bounds__(kTileWarps * 32) append_fprod_kernel(const __grid_constant__ FprodParams P) {
   constexpr TqLayout L = fprod_layout(D, BITS);
@@ -108,9 +124,21 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_fprod_kernel(const __g
   constexpr int RS = tile_row_stride(D, ISZ) / 16;
   constexpr int VQ = prod_vq(D);
   static_assert(M0 % 32 == 0 && M1 % 32 == 0 && (M0 & (M0 - 1)) == 0 && (DENSE || M1 == M0), "whole groups, Hadamard part 0");
-  static_assert(B1 >= 1 && L.part[1].mse_offset % 4 == 0 && L.part[0].qjl_offset % 4 == 0 && L.part[1].qjl_offset % 4 == 0,
+  static_assert(B1 >= 0 && B0 <= 7 && L.part[1].mse_offset % 4 == 0 && L.part[0].qjl_offset % 4 == 0 && L.part[1].qjl_offset % 4 == 0,
                 "word-aligned sections");
   extern __shared__ uint4 smem[];
+  // 5..7-bit mse parts (tq5.5p .. tq7.5p): per such part its boundaries then its centroids, part 0's
+  // then part 1's, in shared memory (P.wtab).
+  constexpr int NW0 = B0 >= 5 ? (2 << B0) - 1 : 0, NW1 = B1 >= 5 ? (2 << B1) - 1 : 0;
+  [[maybe_unused]] const float* wt0 = nullptr;
+  [[maybe_unused]] const float* wt1 = nullptr;
+  if constexpr (NW0 + NW1 > 0) {
+    float* wb = wide_bounds<NW0 + NW1>();
+    for (int i = threadIdx.x; i < NW0 + NW1; i += blockDim.x) wb[i] = P.wtab[i];
+    __syncthreads();
+    wt0 = wb;
+    wt1 = wb + NW0;
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if constexpr (D <= 128)  // the sketches (<= 40 KB) into L1 while the tile is staged and the mse stage runs
     for (int i = threadIdx.x; i < (M0 * M0 + M1 * M1) / 32; i += blockDim.x)
@@ -169,9 +197,9 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_fprod_kernel(const __g
       const long long vdst = __shfl_sync(0xffffffffu, dst, t);
       const float i0 = __shfl_sync(0xffffffffu, inv0, t), i1 = __shfl_sync(0xffffffffu, inv1, t);
       uint32_t* out = vdst >= 0 ? reinterpret_cast<uint32_t*>(P.pool + vdst) : nullptr;
-      fprod_hadamard_part<M0, B0, DT, VQ>(tile + t * RS, 0, i0, P.sign[0], P.bound[0], P.cent[0], e_s, v, out, lane);
+      fprod_hadamard_part<M0, B0, DT, VQ>(tile + t * RS, 0, i0, P.sign[0], P.bound[0], P.cent[0], wt0, e_s, v, out, lane);
       if constexpr (!DENSE)
-        fprod_hadamard_part<M1, B1, DT, VQ>(tile + t * RS, M0, i1, P.sign[1], P.bound[1], P.cent[1], e_s, v,
+        fprod_hadamard_part<M1, B1, DT, VQ>(tile + t * RS, M0, i1, P.sign[1], P.bound[1], P.cent[1], wt1, e_s, v,
                                             out ? out + W1 : nullptr, lane);
     }
     // ---- dense part 1 (tq2.5p) of the pass: u = x_1 · inv_1 into e_s rows [M0, D), then

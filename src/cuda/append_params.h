@@ -145,9 +145,9 @@ constexpr int prod_smem_bytes(int d, int in_bytes, int vpw) { return kTileWarps 
 // Prod kernel entry per (head_dim, mse bits 1 (tq2p) .. 7 (tq8p), in_dtype); nullptr if none.
 const void* append_prod_kernel_for(int d, int mse_bits, int in_dtype);
 
-// ---- fractional prod tq2.5p .. tq4.5p (append_fprod.cuh) --------------------------------------
+// ---- fractional prod tq1.5p .. tq7.5p (append_fprod.cuh) --------------------------------------
 // Two parts split as the fractional codecs' (frac_hi of the codec's rate B), each a TurboQuant-prod:
-// mse codes at B (part 0) and B - 1 bits (part 1), then the QJL signs of the residual per part with
+// mse codes at B (part 0) and B - 1 bits (part 1; tq1.5p: none), then the QJL signs of the residual per part with
 // the part's own m_p x m_p sketch; scalars (n_0, γ_0, n_1, γ_1). The layout is layout.h's
 // (fprod_layout); the plan checks it against the codec's.
 struct FprodParams {
@@ -164,6 +164,8 @@ struct FprodParams {
   float bound[2][15];            // per part: mse Lloyd-Max boundaries (float, ascending)
   float cent[2][16];             // per part: mse centroids (float: the CPU's residual r - c[code])
   uint32_t sign[2][kRounds][8];  // per Hadamard part: sign bits (bit set = -1)
+  const float* wtab;             // 5..7-bit mse parts (tq5.5p .. tq7.5p): per such part its 2^b - 1 boundaries
+                                 // then its 2^b centroids, part 0's then part 1's (float, on the device); else null
 };
 // The codec layout of tqB.5p at head_dim d (B = bits): layout.h's, for the kernel's compile-time offsets.
 constexpr TqLayout fprod_layout(int d, int bits) {
@@ -173,7 +175,7 @@ constexpr TqLayout fprod_layout(int d, int bits) {
 }
 // Shared memory: as the prod kernel's (the tile, then the pass's residuals e[D][VQ]; a dense part 1
 // stages its normalized inputs in e's part-1 rows first).
-// Kernel entry per (head_dim, the codec's rate B = 2 (tq2.5p: 128, 256) .. 4, in_dtype); nullptr if none.
+// Kernel entry per (head_dim, the codec's rate B = 1 .. 7 (tq2.5p: 128, 256 only), in_dtype); nullptr if none.
 const void* append_fprod_kernel_for(int d, int bits, int in_dtype);
 
 }  // namespace tq::cuda::append

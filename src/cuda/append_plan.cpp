@@ -32,7 +32,7 @@ struct AppendPlan::Impl {
   const void* fn_tile = nullptr;  // v2: tiled TurboQuant encoder (append.cuh), the default for tq2/3/4
   const void* fn_frac = nullptr;  // tq1.5 .. tq7.5 (append_frac.cuh), their only kernel
   const void* fn_prod = nullptr;  // tq2p .. tq8p (append_prod.cuh), their only kernel
-  const void* fn_fprod = nullptr;  // tq2.5p .. tq4.5p (append_fprod.cuh), their only kernel
+  const void* fn_fprod = nullptr;  // tq1.5p .. tq7.5p (append_fprod.cuh), their only kernel
   int head_dim = 0, in_bytes = 0, bits = 0;
   int frac_vpw = 0;   // fractional, prod: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
@@ -42,7 +42,7 @@ struct AppendPlan::Impl {
   append::FprodParams fprod{};
   float* dense = nullptr;  // fractional (prod too): part 1's dense rotation on the device (transposed)
   float* sketch = nullptr;  // prod: the QJL sketch on the device (transposed; fractional: per part)
-  float* wbound = nullptr;  // tq5..tq8, tq4.5 .. tq7.5, tq6p .. tq8p: the boundaries (prod: and centroids) on the device
+  float* wbound = nullptr;  // tq5..tq8, tq4.5 .. tq7.5, tq6p .. tq8p, tq5.5p .. tq7.5p: the boundaries (prod: and centroids) on the device
   int* flag = nullptr;
   int sms = 132;
   ~Impl() {
@@ -144,8 +144,9 @@ void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch, 
 
 // Fractional prod codecs: the codec's layout against layout.h's for the kernel's split (fprod_layout),
 // contiguous parts, Hadamard parts (tq2.5p: a dense part 1), then the kernel constants per part
-// (boundaries, centroids, signs), the dense matrix and the sketches, transposed, on the device.
-void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, float** dense, float** sketch) {
+// (boundaries, centroids, signs), the dense matrix and the sketches, transposed, on the device; 5..7-bit
+// mse parts (tq5.5p .. tq7.5p): all their boundaries and centroids there too.
+void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, float** dense, float** sketch, float** wtab) {
   const TqLayout& L = *t.tq_layout();
   const TqLayout K = append::fprod_layout(d, bits);
   bool same = L.n_parts == 2 && L.prod && L.codes_bytes == K.codes_bytes && L.scalar_bytes == K.scalar_bytes;
@@ -156,6 +157,7 @@ void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, floa
   }
   TQ_CHECK(same, kInternal, "CUDA append: codec '{}' at head_dim {}: layout is not the kernel's split", t.spec().name(), d);
   std::vector<float> sk;  // S_p transposed, part 0's block then part 1's
+  std::vector<float> wt;  // 5..7-bit parts: boundaries then centroids, part 0's then part 1's
   for (int p = 0; p < 2; ++p) {
     const TqPart& part = t.parts()[p];
     const uint32_t m = L.part[p].dim;
@@ -168,6 +170,13 @@ void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, floa
     for (size_t i = 0; i < b.size() && i < 15; ++i) F.bound[p][i] = float(b[i]);  // = Codebook's float boundaries
     const auto& c = part.cb->centroids_f32();
     for (size_t i = 0; i < c.size() && i < 16; ++i) F.cent[p][i] = c[i];
+    const uint32_t mb = L.part[p].mse_bits;
+    TQ_CHECK(b.size() + 1 == c.size() && c.size() == (size_t(1) << mb), kInternal,
+             "CUDA append: {} boundaries and {} centroids for {} bits", b.size(), c.size(), mb);
+    if (mb >= 5) {
+      wt.insert(wt.end(), b.begin(), b.end());  // = Codebook's float boundaries
+      wt.insert(wt.end(), c.begin(), c.end());
+    }
     if (want == RotationKind::kHadamard) {
       for (int r = 0; r < append::kRounds; ++r)
         for (uint32_t i = 0; i < m; ++i)
@@ -187,6 +196,11 @@ void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, floa
   TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(sketch), sk.size() * sizeof(float)));
   TQ_CUDA_CHECK_A(cudaMemcpy(*sketch, sk.data(), sk.size() * sizeof(float), cudaMemcpyHostToDevice));
   F.sketch_t = *sketch;
+  if (!wt.empty()) {
+    TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(wtab), wt.size() * sizeof(float)));
+    TQ_CUDA_CHECK_A(cudaMemcpy(*wtab, wt.data(), wt.size() * sizeof(float), cudaMemcpyHostToDevice));
+    F.wtab = *wtab;
+  }
 }
 
 }  // namespace
@@ -202,13 +216,12 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   const bool prod = s.id == CodecId::kTqProd && !s.fractional;
   const bool fprod = s.id == CodecId::kTqProd && s.fractional;
   if (s.id != CodecId::kFp16) {
-    // tq1.5p (a part 1 without mse stage) and tq5.5p .. tq7.5p (5..7-bit mse parts) are not built.
     TQ_CHECK(((s.id == CodecId::kTqMse && (frac ? s.bits >= 1 && s.bits <= 7 : s.bits >= 1 && s.bits <= 8)) ||
-              (prod && s.bits >= 2 && s.bits <= 8) || (fprod && s.bits >= 2 && s.bits <= 4)) &&
+              (prod && s.bits >= 2 && s.bits <= 8) || (fprod && s.bits >= 1 && s.bits <= 7)) &&
                  s.norm == NormType::kFp16 && (s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard),
              kUnsupported,
-             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p, tq2.5p .. "
-             "tq4.5p; fp16 norms, Hadamard rotation)", s.name());
+             "CUDA append: codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p, tq1.5p .. "
+             "tq7.5p; fp16 norms, Hadamard rotation)", s.name());
     bits = s.bits;
   }
   TQ_CHECK(!token_quads || (bits >= 1 && !frac && !prod && !fprod && quad_fits(uint32_t(head_dim), bits)), kUnsupported,
@@ -221,8 +234,8 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   if (fprod) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply); tq2.5p at 64: a 16-dim part 0, as tq2.5.
     I.fn_fprod = append::append_fprod_kernel_for(head_dim, bits, int(in_dtype));
-    TQ_CHECK(I.fn_fprod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5p: 128, 256; tq3.5p, "
-             "tq4.5p: 64, 128, 256)", s.name(), head_dim);
+    TQ_CHECK(I.fn_fprod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5p: 128, 256; tq1.5p, "
+             "tq3.5p .. tq7.5p: 64, 128, 256)", s.name(), head_dim);
   } else if (prod) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply).
     I.fn_prod = append::append_prod_kernel_for(head_dim, bits - 1, int(in_dtype));
@@ -271,7 +284,7 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     append::FprodParams& F = I.fprod;
     F.layout = P.layout;
     F.Hkv = heads_kv; F.num_pages = num_pages; F.in_dtype = int(in_dtype);
-    setup_fprod(*t, head_dim, bits, F, &I.dense, &I.sketch);
+    setup_fprod(*t, head_dim, bits, F, &I.dense, &I.sketch, &I.wbound);
     const int smem = append::prod_smem_bytes(head_dim, I.in_bytes, append::tile_max_vpw(head_dim, kLaneCoords, I.in_bytes));
     if (smem > 48 * 1024)
       TQ_CUDA_CHECK_A(cudaFuncSetAttribute(I.fn_fprod, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

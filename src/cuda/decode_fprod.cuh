@@ -1,7 +1,9 @@
 // src/cuda/decode_fprod.cuh — the fractional TurboQuant-prod pieces of the v3 decode kernel
 // (decode_v3.cuh), K and V both tq(B+1).5p: two parts p (part 0 = the first m_0 channels: D/4 for
 // tq2.5p, D/2 otherwise; frag::Groups<D, B, true, true>), each a TurboQuant-prod of its own: mse codes
-// at B + 1 (part 0) and B bits (part 1), then the QJL signs of part 0 and of part 1 (D bits: sign
+// at B + 1 (part 0) and B bits (part 1; none for tq1.5p, B = 0: its part 1 is the QJL term alone;
+// tq5.5p .. tq7.5p, B = 4..6: the mse terms on the fractional wide fp16-table paths), then the QJL
+// signs of part 0 and of part 1 (D bits: sign
 // word q = group q), scalars (n_0, γ_0, n_1, γ_1) per token; S_p the codec's m_p x m_p sketches,
 // κ_p = qjl_kappa(m_p). Decode is x̂_p = n_p R_p^T (ĉ_p + κ_p γ_p S_p^T σ_p) (tq_codec.cpp).
 //
@@ -32,8 +34,9 @@ namespace tq::cuda::v3 {
 // q_s (fp32), the sketches S'_p y_p (dense_block per part, partial sums in scr), then per row h
 // (warp h % 4) q rounded to int8 per part in place (scale · kdeq_p -> qsc[2h + p], as tqB.5) and
 // its sketch to int8 per part into scr[h][D] (scale -> qx[4h + 2p], Σ of the int8 values ->
-// qx[4h + 2p + 1]).
-template <int D, int KB>
+// qx[4h + 2p + 1]). Q8 = false (tq5.5p .. tq7.5p, the fractional wide mse paths): q stays fp32 in
+// q_s (scored on the f16 mma), only its sketch is rounded.
+template <int D, int KB, bool Q8 = true>
 __device__ __forceinline__ void fprod_q_prologue(const Params& P, float* q_s, float* scr, float* qsc, float* qx, int G,
                                                  int warp, int lane) {
   using GK = frag::Groups<D, KB, true, true>;
@@ -82,7 +85,7 @@ __device__ __forceinline__ void fprod_q_prologue(const Params& P, float* q_s, fl
 #pragma unroll
     for (int k = 0; k < E; ++k) {
       const int p = k < HI ? 0 : 1;
-      q_s[h * D + 32 * k + lane] = rintf(x[k] * ix[p]);
+      if constexpr (Q8) q_s[h * D + 32 * k + lane] = rintf(x[k] * ix[p]);
       const float r = rintf(s[k] * is[p]);
       scr[h * D + 32 * k + lane] = r;  // = scr[(0 * G + h) * D + ...]: read above by this lane only
       sum[p] += int(r);
@@ -93,8 +96,10 @@ __device__ __forceinline__ void fprod_q_prologue(const Params& P, float* q_s, fl
       sum[1] += __shfl_xor_sync(0xffffffffu, sum[1], o);
     }
     if (lane == 0) {
-      qsc[2 * h] = ax[0] / 127.f * P.kdeq;
-      qsc[2 * h + 1] = ax[1] / 127.f * P.kdeqb;
+      if constexpr (Q8) {
+        qsc[2 * h] = ax[0] / 127.f * P.kdeq;
+        qsc[2 * h + 1] = ax[1] / 127.f * P.kdeqb;
+      }
       qx[4 * h] = as[0] / 127.f;
       qx[4 * h + 1] = float(sum[0]);
       qx[4 * h + 2] = as[1] / 127.f;

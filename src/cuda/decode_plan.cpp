@@ -42,16 +42,16 @@ namespace {
 // Kernel bit width for a codec: 0 = fp16 pass-through, 1..8 = single-part TurboQuant-mse, for
 // fractional tq1.5 .. tq7.5 the bits of part 1 (part 0 has one more) with *frac set, for
 // TurboQuant-prod tq2p .. tq8p the mse bits (1 .. 7) with *prod set, and for the fractional prod
-// tq2.5p .. tq4.5p part 1's mse bits (1 .. 3) with both set.
+// tq1.5p .. tq7.5p part 1's mse bits (0 .. 6; 0: tq1.5p's part 1 has QJL signs only) with both set.
 int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
   *frac = 0;
   *prod = 0;
   if (s.id == CodecId::kFp16) return 0;
   if (s.id == CodecId::kTqProd && s.fractional) {
-    // tq1.5p's part 1 has no mse stage (QJL only) and tq5.5p .. tq7.5p would need the fp16-table
-    // (fractional wide) paths with the QJL pieces: not built.
-    TQ_CHECK(s.bits >= 2 && s.bits <= 4, kUnsupported,
-             "CUDA decode: {} codec '{}' has no kernel (fractional prod: tq2.5p, tq3.5p, tq4.5p only)", which, s.name());
+    // tq1.5p's part 1 has no mse stage (QJL only); tq5.5p .. tq7.5p take the fractional wide
+    // (fp16-table) mse paths.
+    TQ_CHECK(s.bits >= 1 && s.bits <= 7, kUnsupported,
+             "CUDA decode: {} codec '{}' has no kernel (fractional prod: tq1.5p .. tq7.5p)", which, s.name());
     TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
     TQ_CHECK(s.rotation == RotationKind::kAuto, kUnsupported,
              "CUDA decode: {} codec '{}': fractional codecs need the automatic rotation (Hadamard or dense per part)",
@@ -66,7 +66,7 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
   }
   if (s.id == CodecId::kTqProd) {
     TQ_CHECK(s.bits >= 2 && s.bits <= 8, kUnsupported,
-             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p .. tq8p, tq2.5p .. tq4.5p)", which, s.name());
+             "CUDA decode: {} codec '{}' has no kernel (prod codecs: tq2p .. tq8p, tq1.5p .. tq7.5p)", which, s.name());
     TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
     TQ_CHECK(s.rotation == RotationKind::kAuto || s.rotation == RotationKind::kHadamard, kUnsupported,
              "CUDA decode: {} codec '{}': only the Hadamard rotation (head_dim {} is a power of two)", which, s.name(), d);
@@ -76,7 +76,7 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
   TQ_CHECK(s.id == CodecId::kTqMse && (s.fractional ? (s.bits >= 1 && s.bits <= 7) : (s.bits >= 1 && s.bits <= 8)),
            kUnsupported,
            "CUDA decode: {} codec '{}' has no kernel (supported: fp16, tq1 .. tq8, tq1.5 .. tq7.5, tq2p .. tq8p, "
-           "tq2.5p .. tq4.5p)", which,
+           "tq1.5p .. tq7.5p)", which,
            s.name());
   TQ_CHECK(s.norm == NormType::kFp16, kUnsupported, "CUDA decode: {} codec '{}': only fp16 norms", which, s.name());
   if (s.fractional) {
@@ -393,7 +393,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   // Prod: compiled for K and V both tqBp of the same B only (a prod K with an mse V, or the
   // reverse, would be more instantiations of the same code: not built).
   TQ_CHECK(kprod == vprod && (!kprod || I.kb == I.vb), kUnsupported,
-           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p .. tq8p, tq2.5p .. tq4.5p)",
+           "CUDA decode: K '{}' with V '{}': prod (QJL) codecs need K and V the same tqBp (tq2p .. tq8p, tq1.5p .. tq7.5p)",
            kspec.name(),
            vspec.name());
   I.frac = kfrac;
@@ -405,7 +405,7 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
            "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB for B = 1..8, tq(B+1)/tqB for B = 2, 3, "
            "fp16/tq3, fp16/tq4, tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), tqBp/tqBp for tq2p .. tq8p, "
-           "tqB.5p/tqB.5p for tq2.5p (head_dim 128, 256), tq3.5p, tq4.5p)",
+           "tqB.5p/tqB.5p for tq1.5p .. tq7.5p (tq2.5p: head_dim 128, 256))",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);
@@ -425,8 +425,9 @@ DecodePlan::~DecodePlan() = default;
 size_t DecodePlan::workspace_bytes() const { return impl_->ws_bytes; }
 int DecodePlan::splits() const { return impl_->version == 3 ? impl_->grid : impl_->splits; }
 bool DecodePlan::uses_tensor_cores() const { return impl_->version == 3; }
-bool DecodePlan::int8_scores() const {  // fp16 scores: fp16 K and the wide codecs (tq5..tq8, tq4.5 .. tq7.5)
-  return impl_->version == 3 && impl_->kb != 0 && impl_->kb < 5 && !(impl_->frac && impl_->kb >= 4);
+bool DecodePlan::int8_scores() const {  // fp16 scores: fp16 K and the wide codecs (tq5..tq8, tq4.5 .. tq7.5(p))
+  // (kb 0 with frac: tq1.5p, whose part 0 is scored on int8)
+  return impl_->version == 3 && (impl_->kb != 0 || impl_->frac) && impl_->kb < 5 && !(impl_->frac && impl_->kb >= 4);
 }
 int DecodePlan::version() const { return impl_->version; }
 KvPageLayout DecodePlan::k_layout() const { return impl_->kl; }

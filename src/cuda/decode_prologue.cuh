@@ -78,7 +78,7 @@ __device__ __forceinline__ void stage_q_rows(const Params& P, int b, int hk, int
     if constexpr (kKDense1) dense_part1<D, KM0>(P.kproj, q_s, scr, G, warp, lane);  // reads part 1 only
     consumers_sync();
     if constexpr (KPR != 0)  // fractional prod: q and its per-part sketches to int8 (decode_fprod.cuh)
-      fprod_q_prologue<D, KB>(P, q_s, scr, qsc, qx, G, warp, lane);
+      fprod_q_prologue<D, KB, !FW>(P, q_s, scr, qsc, qx, G, warp, lane);
     else if constexpr (!FW)  // fractional wide: q stays fp16 (scored on the f16 mma), no int8 rounding
     for (int h = warp; h < G; h += kConsumers) {
       float x[E];

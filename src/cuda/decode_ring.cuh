@@ -88,7 +88,7 @@ __device__ __forceinline__ void produce(const Params& P, uint8_t* smem, uint64_t
           bulk_load(st, kp + P.kl.codes_offset(cur.hk, off), kChunk * KCB, &full[s]);
           if (KSB) bulk_load(st + kChunk * KCB, kp + P.kl.scalars_offset(cur.hk, off), kChunk * KSB, &full[s]);
           bulk_load(st + VOFF, vp + P.vl.codes_offset(cur.hk, off), kChunk * VCB, &full[s]);
-          if (VB) bulk_load(st + VOFF + kChunk * VCB, vp + P.vl.scalars_offset(cur.hk, off), kChunk * VSB, &full[s]);
+          if (VSB) bulk_load(st + VOFF + kChunk * VCB, vp + P.vl.scalars_offset(cur.hk, off), kChunk * VSB, &full[s]);
           if (c == start && j == 0) TQ_TRACE(3);
         } else {
           if (len > 0) atomicOr(P.error_flag, 2);  // bad page id: flag it, skip the chunk

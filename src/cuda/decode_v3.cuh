@@ -73,11 +73,12 @@ constexpr int min_ctas(int d, int kb, int vb, int fr, int pr = 0, int qv = 0) {
 #ifdef TQ_QV_MIN_CTAS  // experiment builds: the quad-V kernels at another register budget
   if (qv && d != 256) return TQ_QV_MIN_CTAS;
 #endif
+  if (fr && pr && kb >= 4) return d == 256 ? 1 : d == 128 ? 2 : 3;  // fractional prod wide (tq5.5p .. tq7.5p)
   if (fr && kb >= 4) return d == 256 ? 2 : d == 128 ? 3 : 4;  // fractional wide (tq4.5 .. tq7.5)
   if (pr && kb >= 5) return d == 256 ? 1 : d == 128 ? 2 : 3;  // prod wide (tq6p .. tq8p): spills at one CTA more
   if (kb >= 5) return d == 256 ? 2 : d == 128 ? 3 : 4;  // wide: no spills at these (-Xptxas -v)
   if (pr && kb == 4 && d == 128) return 2;  // tq5p
-  if (fr && pr) return d == 256 ? 1 : d == 128 ? 2 : 3;  // tq2.5p .. tq4.5p: two parts' QJL scales (spills at 3 CTAs, D = 128)
+  if (fr && pr) return d == 256 ? 1 : d == 128 ? 2 : 3;  // tq1.5p .. tq4.5p: two parts' QJL scales (spills at 3 CTAs, D = 128)
   return d == 256 ? (pr ? 1 : 2) : (kb == 4 || vb == 4 || kb == 0 || (fr && (kb == 3 || kb == 1)) || pr) ? 3 : 4;
 }
 
@@ -90,8 +91,9 @@ __device__ __forceinline__ uint16_t* wide_tables() {
 
 // FR = 1: K and V both fractional tqB.5 (B = KB = VB), two parts of frag::Groups<D, B, true>.
 // PR: bit 0 = K, bit 1 = V is tq(B+1)p (KB / VB = the mse bits; decode_prod.cuh).
-// FR = 1 and PR = 3: K and V both tq(B+1).5p, KB = VB = B = part 1's mse bits (1..3: the int8
-// paths of tqB.5), the QJL terms per part (decode_fprod.cuh).
+// FR = 1 and PR = 3: K and V both tq(B+1).5p, KB = VB = B = part 1's mse bits (0..3: the int8
+// paths of tqB.5, B = 0 (tq1.5p): part 1 has no mse codes, only its QJL signs; 4..6: the fractional
+// wide paths), the QJL terms per part (decode_fprod.cuh).
 // QV = 1: V pages in token quads (layout.h quad_pos) and PV on int8 tensor cores, P^T as u8 per block
 // pair (DecodeShape::v_quads).
 template <int D, int KB, int VB, int FR, int PR = 0, int QV = 0>
@@ -99,6 +101,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   constexpr int E = D / 32;       // row elements per lane (rotations)
   constexpr int NKC = D / 16;     // k-chunks of QK^T = m-tiles of PV
   constexpr int KPR = PR & 1, VPR = PR & 2;
+  // fp16 pass-through K / V (bits 0; tq1.5p's bits 0 is its part 1's mse bits).
+  constexpr bool F16K = KB == 0 && !FR, F16V = VB == 0 && !FR;
   using S = Stage<D, KB, VB, FR, PR>;  // the ring stage's sections (decode_v3_params.h)
   constexpr int KCB = S::KCB, KSB = S::KSB, VCB = S::VCB, VSB = S::VSB, VOFF = S::VOFF, SB = S::SB;
   // P^T sets: one per V part norm (fractional: 2), prod: + the QJL weight n γ per part.
@@ -108,17 +112,18 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   constexpr int KM0 = 32 * GK::kHi, VM0 = 32 * GV::kHi;  // fractional: dims of part 0
   // Fractional: a part 1 that is not a power of two (tq2.5: 96 / 192 dims) has a dense rotation.
   constexpr bool kKDense1 = FR && ((D - KM0) & (D - KM0 - 1)) != 0;
-  static_assert(!FR || (KB != 0 && VB != 0 && GK::kCodesBytes + (KPR ? D / 8 : 0) == KCB &&
+  static_assert(!FR || ((PR || (KB != 0 && VB != 0)) && GK::kCodesBytes + (KPR ? D / 8 : 0) == KCB &&
                         GV::kCodesBytes + (VPR ? D / 8 : 0) == VCB && GK::kHi > 0));
-  static_assert(!PR || (KB != 0 && VB != 0 && (!FR || (PR == 3 && KB == VB && KB <= 3))),
-                "prod: TurboQuant K and V; fractional: both tq(B+1).5p, B = 1..3");
+  static_assert(!PR || (FR ? PR == 3 && KB == VB && KB <= 6 : KB != 0 && VB != 0),
+                "prod: TurboQuant K and V; fractional: both tq(B+1).5p, B = 0..6");
   static_assert(!QV || (KB == VB && KB >= 2 && KB <= 4 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
   constexpr bool WIDE = KB >= 5 && !FR;  // tq5..tq8 K and V (shared-memory fp16 tables, f16 mma)
   static_assert(!WIDE || (KB == VB && (!PR || KB <= 7) && !QV), "wide: tqB/tqB, B = 5..8, or tq(B+1)p/tq(B+1)p, B = 5..7");
   // Fractional wide tq4.5 .. tq7.5 (FR, KB = VB = B >= 4): both parts through fp16 tables in shared
   // memory (frag::kdim_fwide, frag::frac_wide_run), q fp16, both products on the f16 mma.
   constexpr bool FW = FR && KB >= 4;
-  static_assert(!FW || (KB == VB && !PR && !QV), "fractional wide: tqB.5/tqB.5, B = 4..7");
+  static_assert(!FW || (KB == VB && (!PR || (PR == 3 && KB <= 6)) && !QV),
+                "fractional wide: tqB.5/tqB.5, B = 4..7, or tq(B+1).5p/tq(B+1).5p, B = 4..6");
   // Shared-memory fp16 tables: wide: K's 2^KB entries, V's; fractional wide: K part 0 (2^(KB+1)),
   // K part 1 (2^KB), V part 0, V part 1.
   constexpr int NWT = WIDE ? 2 << KB : FW ? 6 << KB : 0;
@@ -204,7 +209,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     for (int i = tid; i < NWT; i += kThreads) wtab[i] = P.wtab[i];
   }
   uint32_t ktab8b[4] = {0, 0, 0, 0}, vtabb[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // part 1 (fractional)
-  if constexpr (FR != 0 && !FW) {
+  if constexpr (FR != 0 && !FW && KB != 0) {  // (tq1.5p: part 1 has no mse codes)
 #pragma unroll
     for (int i = 0; i < 4; ++i) { ktab8b[i] = P.ktab8b[i]; asm volatile("" : "+r"(ktab8b[i])); }
 #pragma unroll
@@ -270,7 +275,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     stage_q_rows<D, KB, FR, PR>(P, cur.b, cur.hk, G, q_s, scr, qsc, qx, tid, warp, lane, trace_first, trace_t0);
     // B fragments: fp16 and wide K -> f16 pairs per k16-chunk (in kdim order); TurboQuant K -> 4
     // int8 per register per k32-chunk (rows g >= G are zero: their columns of S are ignored).
-    constexpr int NQB = KB == 0 || WIDE || FW ? NKC : D / 32;
+    constexpr int NQB = F16K || WIDE || FW ? NKC : D / 32;
     uint32_t qb[NQB][2];
     float qf0 = 1.f, qf1 = 1.f;  // score scale of heads 2t, 2t+1 (int8 K; fractional: part 0)
     float qg0 = 1.f, qg1 = 1.f;  // fractional: part 1
@@ -282,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       const bool on = g < G;
       // int8 K: 4 int8 q values per register in the order kdim8 (kdim8_frac) names.
       auto int8_frags = [&](auto kdim_of) { pack_i8_frags<D / 32>(qr, on, kdim_of, qb); };
-      if constexpr (KB == 0 || WIDE || FW) {
+      if constexpr (F16K || WIDE || FW) {
         auto kd = [&](int kc, int jj) { return FW ? frag::kdim_fwide<D>(t, kc, jj) : frag::kdim<D, KB>(t, kc, jj); };
 #pragma unroll
         for (int kc = 0; kc < NKC; ++kc) {
@@ -343,7 +348,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       // Stage rows of this lane's K tokens (QV: rows g, g + 8 of S^T read tokens 2g, 2g + 1).
       const int r0 = 16 * warp + (QV ? frag::quad_row_token(g) : g), r1 = QV ? r0 + 1 : r0 + 8;
       float sc[4] = {0.f, 0.f, 0.f, 0.f};
-      if constexpr (KB == 0) {
+      if constexpr (F16K) {
         // Two accumulators (even / odd k-chunks): two independent HMMA chains.
         float sd[4] = {0.f, 0.f, 0.f, 0.f};
         const uint8_t* k0 = st + r0 * KCB + (D / 2) * t;
@@ -395,13 +400,16 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
             mma(sp[p], a[0], a[1], a[2], a[3], qb[p * (D / 32) + kc][0], qb[p * (D / 32) + kc][1]);
           }
         });
+        // Part norms of a row at scalars 0 and 1 (prod: 0 and 2, the γ_p after each).
+        constexpr int NS = KSB / 2, N1 = KPR ? 2 : 1;
         const __half* kn = reinterpret_cast<const __half*>(st + kChunk * KCB);
-        const float n00 = __half2float(kn[2 * r0]), n01 = __half2float(kn[2 * r0 + 1]);
-        const float n10 = __half2float(kn[2 * r1]), n11 = __half2float(kn[2 * r1 + 1]);
+        const float n00 = __half2float(kn[NS * r0]), n01 = __half2float(kn[NS * r0 + N1]);
+        const float n10 = __half2float(kn[NS * r1]), n11 = __half2float(kn[NS * r1 + N1]);
         sc[0] = sp[0][0] * n00 + sp[1][0] * n01;
         sc[1] = sp[0][1] * n00 + sp[1][1] * n01;
         sc[2] = sp[0][2] * n10 + sp[1][2] * n11;
         sc[3] = sp[0][3] * n10 + sp[1][3] * n11;
+        if constexpr (KPR != 0) fprod_k_score<D, KB>(st, r0, r1, t, qsb, fqj, fss, sc);  // tq5.5p .. tq7.5p
       } else if constexpr (FR != 0) {
         // Fractional: k32-chunk q = group q (lane t: its selector word t), one accumulator per
         // part, each scaled by its q scale and K norm.
@@ -410,12 +418,14 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         const uint32_t* k1 = reinterpret_cast<const uint32_t*>(st + r1 * KCB);
         static_for<D / 32>([&](auto qc) {
           constexpr int q = decltype(qc)::value, bq = GK::bits(q), pq = GK::part(q);
-          const uint32_t s0 = frag::sel_in_group<bq>(k0 + GK::word(q), t);
-          const uint32_t s1 = frag::sel_in_group<bq>(k1 + GK::word(q), t);
-          const uint32_t* tb = pq ? ktab8b : ktab8;
-          mma_s8(si[pq], frag::lookup_i8<bq>(tb, s0), frag::lookup_i8<bq>(tb, s1),
-                 frag::lookup_i8<bq>(tb, frag::mulhi(s0, P.shifts.shr16)),
-                 frag::lookup_i8<bq>(tb, frag::mulhi(s1, P.shifts.shr16)), qb[q][0], qb[q][1]);
+          if constexpr (bq != 0) {  // (tq1.5p: part 1 has no mse codes)
+            const uint32_t s0 = frag::sel_in_group<bq>(k0 + GK::word(q), t);
+            const uint32_t s1 = frag::sel_in_group<bq>(k1 + GK::word(q), t);
+            const uint32_t* tb = pq ? ktab8b : ktab8;
+            mma_s8(si[pq], frag::lookup_i8<bq>(tb, s0), frag::lookup_i8<bq>(tb, s1),
+                   frag::lookup_i8<bq>(tb, frag::mulhi(s0, P.shifts.shr16)),
+                   frag::lookup_i8<bq>(tb, frag::mulhi(s1, P.shifts.shr16)), qb[q][0], qb[q][1]);
+          }
         });
         // Part norms of a row at scalars 0 and 1 (prod: 0 and 2, the γ_p after each).
         constexpr int NS = KSB / 2, N1 = KPR ? 2 : 1;
@@ -463,7 +473,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         nk0 = __half2float(kn[(KSB / 2) * r0]);  // prod: (norm, gamma) pairs
         nk1 = __half2float(kn[(KSB / 2) * r1]);
       }
-      if constexpr (VB != 0) {
+      if constexpr (!F16V) {
         const __half* vn = reinterpret_cast<const __half*>(st + VOFF + kChunk * VCB);
         if constexpr (FR != 0 && VPR != 0) {  // (n_0, γ_0, n_1, γ_1): sets n_0, n_1, n_0 γ_0, n_1 γ_1
 #pragma unroll
@@ -557,7 +567,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     // O^T += V^T · P^T for one block (pbk: the P^T fragments of each part).
     auto pv = [&](const uint8_t* st, int tok0, const uint32_t (&pbk)[NP][2]) {
       const uint32_t pb0 = pbk[0][0], pb1 = pbk[0][1];
-      if constexpr (VB == 0) {
+      if constexpr (F16V) {
         // fp16 V: rows of tokens g and g+8 transposed by movmatrix. Tokens past the end may hold
         // anything (NaN * 0 = NaN on the tensor cores): zero them in the last partial step.
         uint32_t mk01 = 0xFFFFFFFFu, mk89 = 0xFFFFFFFFu;
@@ -607,6 +617,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
             mma(o[2 * q + hf], a[0], a[1], a[2], a[3], pbk[pq][0], pbk[pq][1]);
           }
         });
+        if constexpr (VPR != 0) fprod_v_pv<D, VB>(st + VOFF, warp, g, t, o2, pbk);  // tq5.5p .. tq7.5p
       } else if constexpr (FR != 0) {
         // Fractional V (frag::vdim_frac): m-tiles 2q, 2q + 1 = group q; lane g decodes selector
         // word g/2 of the group for tokens A, B, C, D and keeps nibbles of parity g % 2.
@@ -617,15 +628,17 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         const int i = g >> 1, e = g & 1;
         static_for<D / 32>([&](auto qc) {
           constexpr int q = decltype(qc)::value, bq = GV::bits(q), pq = GV::part(q);
-          const frag::Sel ab = frag::prep<bq>(frag::merged_sel<bq>(rA + GV::word(q), rB + GV::word(q), i, e), P.shifts);
-          const frag::Sel cd = frag::prep<bq>(frag::merged_sel<bq>(rC + GV::word(q), rD + GV::word(q), i, e), P.shifts);
-          const uint32_t* tb = pq ? vtabb : vtab;
+          if constexpr (bq != 0) {  // (tq1.5p: part 1 has no mse codes)
+            const frag::Sel ab = frag::prep<bq>(frag::merged_sel<bq>(rA + GV::word(q), rB + GV::word(q), i, e), P.shifts);
+            const frag::Sel cd = frag::prep<bq>(frag::merged_sel<bq>(rC + GV::word(q), rD + GV::word(q), i, e), P.shifts);
+            const uint32_t* tb = pq ? vtabb : vtab;
 #pragma unroll
-          for (int hf = 0; hf < 2; ++hf) {
-            uint32_t a0, a1, a2, a3;
-            frag::lookup_half2<bq>(tb, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
-            frag::lookup_half2<bq>(tb, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
-            mma(o[2 * q + hf], a0, a1, a2, a3, pbk[pq][0], pbk[pq][1]);
+            for (int hf = 0; hf < 2; ++hf) {
+              uint32_t a0, a1, a2, a3;
+              frag::lookup_half2<bq>(tb, hf ? frag::upper(ab, P.shifts) : ab, a0, a1);
+              frag::lookup_half2<bq>(tb, hf ? frag::upper(cd, P.shifts) : cd, a2, a3);
+              mma(o[2 * q + hf], a0, a1, a2, a3, pbk[pq][0], pbk[pq][1]);
+            }
           }
         });
         if constexpr (VPR != 0) fprod_v_pv<D, VB>(st + VOFF, warp, g, t, o2, pbk);  // tq(B+1).5p

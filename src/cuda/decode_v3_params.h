@@ -23,10 +23,13 @@ constexpr int kRounds = 3;      // Hadamard rounds (Rotation::kHadamardRounds)
 constexpr int hi_groups(int d, int bits, int frac, int prod = 0) {
   return frac ? ((prod ? bits + 1 : bits) == 2 ? d / 128 : d / 64) : 0;
 }
+// bits 0 is fp16 pass-through except for the fractional prod tq1.5p (frac and prod: mse bits 1 / 0).
 constexpr int codes_bytes(int d, int bits, int frac = 0, int prod = 0) {
-  return bits ? d * bits / 8 + 4 * hi_groups(d, bits, frac, prod) + (prod ? d / 8 : 0) : 2 * d;
+  return bits || (frac && prod) ? d * bits / 8 + 4 * hi_groups(d, bits, frac, prod) + (prod ? d / 8 : 0) : 2 * d;
 }
-constexpr int norm_bytes(int bits, int frac = 0, int prod = 0) { return bits ? (frac && prod ? 8 : frac || prod ? 4 : 2) : 0; }
+constexpr int norm_bytes(int bits, int frac = 0, int prod = 0) {
+  return bits || (frac && prod) ? (frac && prod ? 8 : frac || prod ? 4 : 2) : 0;
+}
 constexpr int stage_tx(int d, int kb, int vb, int frac = 0, int prod = 0) {
   return kChunk * (codes_bytes(d, kb, frac, prod & 1) + norm_bytes(kb, frac, prod & 1) + codes_bytes(d, vb, frac, prod & 2) +
                    norm_bytes(vb, frac, prod & 2));
@@ -132,8 +135,9 @@ TQ_HD constexpr Smem smem_layout(int d, int sbytes, int stages, int B, int G, in
 // tq(B+1)p, bits = the mse bits B): 1/1 (tq2p), 2/2 (tq3p), 3/3 (tq4p), 4/4 (tq5p).
 // Wide: 5/5, 6/6, 7/7, 8/8 (tq5..tq8, fp16 tables in shared memory).
 // qv = 1: V in token quads with PV on int8 (tqB/tqB, B = 2..4; DecodeShape::v_quads).
-// Fractional prod (frac = 1, prod = 3; K and V both tq(B+1).5p, bits = part 1's mse bits B): 1/1
-// (tq2.5p, not at D = 64), 2/2 (tq3.5p), 3/3 (tq4.5p) in their own files decode_v3_fprod_d*.cu.
+// Fractional prod (frac = 1, prod = 3; K and V both tq(B+1).5p, bits = part 1's mse bits B): 0/0
+// (tq1.5p: part 1 has signs only), 1/1 (tq2.5p, not at D = 64), 2/2 (tq3.5p), 3/3 (tq4.5p), and on the
+// fractional wide paths 4/4 (tq5.5p), 5/5 (tq6.5p), 6/6 (tq7.5p), in their own files decode_v3_fprod_d*.cu.
 const void* kernel_d64(int k_bits, int v_bits, int frac, int prod, int qv);
 const void* kernel_d128(int k_bits, int v_bits, int frac, int prod, int qv);
 const void* kernel_d256(int k_bits, int v_bits, int frac, int prod, int qv);

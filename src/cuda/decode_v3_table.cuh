@@ -40,14 +40,17 @@ const void* kernel_table(int kb, int vb, int frac, int prod, int qv) {
 }
 
 // Fractional prod tq(B+1).5p (K and V, bits = part 1's mse bits B): instantiated in their own files
-// decode_v3_fprod_d{64,128,256}.cu. tq2.5p (B = 1) needs D >= 128, as tq2.5.
+// decode_v3_fprod_d{64,128,256}.cu. tq1.5p (B = 0: part 1 has QJL signs only), tq2.5p (B = 1, needs
+// D >= 128, as tq2.5) .. tq4.5p on the int8 paths of tqB.5; tq5.5p .. tq7.5p (B = 4..6) on the
+// fractional wide paths (fp16 tables in shared memory).
 template <int D>
 const void* kernel_fprod_table(int kb, int vb) {
   if (kb != vb) return nullptr;
-  if constexpr (D >= 128)
-    if (kb == 1) return reinterpret_cast<const void*>(&decode_kernel<D, 1, 1, 1, 3>);
-  if (kb == 2) return reinterpret_cast<const void*>(&decode_kernel<D, 2, 2, 1, 3>);
-  if (kb == 3) return reinterpret_cast<const void*>(&decode_kernel<D, 3, 3, 1, 3>);
+#define TQ_FP(B) if (kb == B) return reinterpret_cast<const void*>(&decode_kernel<D, B, B, 1, 3>);
+  TQ_FP(0)
+  if constexpr (D >= 128) TQ_FP(1)
+  TQ_FP(2) TQ_FP(3) TQ_FP(4) TQ_FP(5) TQ_FP(6)
+#undef TQ_FP
   return nullptr;
 }
 
