@@ -29,66 +29,21 @@
 #include <cstdint>
 
 #include "cuda/append_frac.cuh"
+#include "cuda/append_prod.cuh"
 
 namespace tq::cuda::append {
 
-// The QJL signs of one part (dimension M) for the pass's VQ vectors: sign(S e) with S^T = st
-// (st[j * M + i] = S[i][j]) and e = e_s[j][v] (j < M), in double, j ascending; vector v's M/32 sign
-// words go to word `qoff` of its codes (dst[v]: byte offset in the pool, < 0 = skip). Whole warp.
-template <int M, int VQ>
-__device__ __forceinline__ void qjl_part(const float* st, const float* e_s, uint8_t* pool, long long dst, int t0, int nv,
-                                         int qoff, int lane) {
-  constexpr int K = M / 32, U = K <= 3 ? 16 : K <= 4 ? 8 : 4;  // rows per lane, per batch (K = 6 at 8: spills)
-  static_assert(VQ % 4 == 0 && VQ * K <= 32 && M % U == 0, "float4 reads of e_s, 32 accumulators at most, whole batches");
-  double acc[VQ][K];
-#pragma unroll
-  for (int v = 0; v < VQ; ++v)
-#pragma unroll
-    for (int k = 0; k < K; ++k) acc[v][k] = 0.0;
-  st += lane;
-  for (int j0 = 0; j0 < M; j0 += U) {  // a batch of U rows of S^T, all loaded before its DFMAs
-    float s[U][K];
-#pragma unroll
-    for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-      for (int k = 0; k < K; ++k) s[jj][k] = __ldg(st + (j0 + jj) * M + 32 * k);
-#pragma unroll
-    for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-      for (int v4 = 0; v4 < VQ / 4; ++v4) {
-        const float4 e4 = reinterpret_cast<const float4*>(e_s + (j0 + jj) * VQ)[v4];
-        const double e[4] = {e4.x, e4.y, e4.z, e4.w};
-#pragma unroll
-        for (int b = 0; b < 4; ++b)
-#pragma unroll
-          for (int k = 0; k < K; ++k) acc[4 * v4 + b][k] = fma(double(s[jj][k]), e[b], acc[4 * v4 + b][k]);
-      }
-  }
-#pragma unroll
-  for (int v = 0; v < VQ; ++v) {
-    const long long vdst = __shfl_sync(0xffffffffu, dst, min(t0 + v, nv - 1));
-    if (t0 + v >= nv || vdst < 0) continue;
-    uint32_t* out = reinterpret_cast<uint32_t*>(pool + vdst) + qoff;
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      uint32_t w[1] = {0u};
-      put_code<1>(w, acc[v][k] >= 0.0 ? 1u : 0u, lane);
-      const uint32_t r = __reduce_or_sync(0xffffffffu, w[0]);
-      if (lane == k) out[k] = r;
-    }
-  }
-}
-
 // One Hadamard part (dimension M, B mse bits) of staged row `row` for pass slot v: codes stored at
 // out (if out), residuals e = r - c[code] into e_s[(first + j) * VQ + v]. Whole warp. B = 0 (tq1.5p's
-// part 1): code 0 everywhere, nothing stored; B >= 5: wt = the part's 2^B - 1 boundaries then its
-// 2^B centroids (shared memory).
-template <int M, int B, int DT, int VQ>
+// part 1): code 0 everywhere, nothing stored; B >= 5: the part's 2^B - 1 boundaries then its 2^B
+// centroids at WOFF of the kernel's shared table of NW floats (wide_bounds<NW>).
+template <int M, int B, int DT, int VQ, int NW = 0, int WOFF = 0>
 __device__ __forceinline__ void fprod_hadamard_part(const uint4* row, int first, float inv, const uint32_t (&sign)[kRounds][8],
-                                                    const float (&bound)[15], const float (&cent)[16],
-                                                    [[maybe_unused]] const float* wt, float* e_s, int v, uint32_t* out,
-                                                    int lane) {
+                                                    const float (&bound)[15], const float (&cent)[16], float* e_s, int v,
+                                                    uint32_t* out, int lane) {
   constexpr int E = M / 32;
+  [[maybe_unused]] const float* wt = nullptr;
+  if constexpr (B >= 5) wt = wide_bounds<NW>() + WOFF;
   float x[E];
   rotate_part<M, DT>(row, first, inv, sign, x, lane);
   uint32_t c[E];
@@ -130,14 +85,10 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_fprod_kernel(const __g
   // 5..7-bit mse parts (tq5.5p .. tq7.5p): per such part its boundaries then its centroids, part 0's
   // then part 1's, in shared memory (P.wtab).
   constexpr int NW0 = B0 >= 5 ? (2 << B0) - 1 : 0, NW1 = B1 >= 5 ? (2 << B1) - 1 : 0;
-  [[maybe_unused]] const float* wt0 = nullptr;
-  [[maybe_unused]] const float* wt1 = nullptr;
   if constexpr (NW0 + NW1 > 0) {
     float* wb = wide_bounds<NW0 + NW1>();
     for (int i = threadIdx.x; i < NW0 + NW1; i += blockDim.x) wb[i] = P.wtab[i];
     __syncthreads();
-    wt0 = wb;
-    wt1 = wb + NW0;
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if constexpr (D <= 128)  // the sketches (<= 40 KB) into L1 while the tile is staged and the mse stage runs
@@ -197,10 +148,11 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_fprod_kernel(const __g
       const long long vdst = __shfl_sync(0xffffffffu, dst, t);
       const float i0 = __shfl_sync(0xffffffffu, inv0, t), i1 = __shfl_sync(0xffffffffu, inv1, t);
       uint32_t* out = vdst >= 0 ? reinterpret_cast<uint32_t*>(P.pool + vdst) : nullptr;
-      fprod_hadamard_part<M0, B0, DT, VQ>(tile + t * RS, 0, i0, P.sign[0], P.bound[0], P.cent[0], wt0, e_s, v, out, lane);
+      fprod_hadamard_part<M0, B0, DT, VQ, NW0 + NW1, 0>(tile + t * RS, 0, i0, P.sign[0], P.bound[0], P.cent[0], e_s, v, out,
+                                                        lane);
       if constexpr (!DENSE)
-        fprod_hadamard_part<M1, B1, DT, VQ>(tile + t * RS, M0, i1, P.sign[1], P.bound[1], P.cent[1], wt1, e_s, v,
-                                            out ? out + W1 : nullptr, lane);
+        fprod_hadamard_part<M1, B1, DT, VQ, NW0 + NW1, NW0>(tile + t * RS, M0, i1, P.sign[1], P.bound[1], P.cent[1], e_s, v,
+                                                            out ? out + W1 : nullptr, lane);
     }
     // ---- dense part 1 (tq2.5p) of the pass: u = x_1 · inv_1 into e_s rows [M0, D), then
     // y_i = float(sum_j double(M[i][j]) u_j), lane owning outputs lane + 32k ----

@@ -28,6 +28,57 @@
 
 namespace tq::cuda::append {
 
+// The QJL signs of one part (dimension M) for the pass's VQ vectors: sign(S e) with S^T = st
+// (st[j * M + i] = S[i][j]) and e = e_s[j][v] (j < M), in double, j ascending; vector v's M/32 sign
+// words go to word `qoff` of its codes (dst[v]: byte offset in the pool, < 0 = skip). Whole warp.
+// Lane l owns rows l + 32k (K = M/32): VQ·K DFMA chains over j, the rows of S^T loaded coalesced in
+// batches of U, all loaded before the batch's DFMAs (one memory round trip per batch: what a small
+// append waits for), e_s[j][v] broadcast; signs packed by redux.sync, one word per 32 rows.
+// (append_prod: one part, U = 32 / K; append_fprod.cuh: per part, the default U.)
+template <int M, int VQ, int U = (M / 32 <= 3 ? 16 : M / 32 <= 4 ? 8 : 4)>  // (fprod: K = 6 at U = 8 spilled)
+__device__ __forceinline__ void qjl_part(const float* st, const float* e_s, uint8_t* pool, long long dst, int t0, int nv,
+                                         int qoff, int lane) {
+  constexpr int K = M / 32;  // rows per lane
+  static_assert(VQ % 4 == 0 && VQ * K <= 32 && M % U == 0, "float4 reads of e_s, 32 accumulators at most, whole batches");
+  double acc[VQ][K];
+#pragma unroll
+  for (int v = 0; v < VQ; ++v)
+#pragma unroll
+    for (int k = 0; k < K; ++k) acc[v][k] = 0.0;
+  st += lane;
+  for (int j0 = 0; j0 < M; j0 += U) {  // a batch of U rows of S^T, all loaded before its DFMAs
+    float s[U][K];
+#pragma unroll
+    for (int jj = 0; jj < U; ++jj)
+#pragma unroll
+      for (int k = 0; k < K; ++k) s[jj][k] = __ldg(st + (j0 + jj) * M + 32 * k);
+#pragma unroll
+    for (int jj = 0; jj < U; ++jj)
+#pragma unroll
+      for (int v4 = 0; v4 < VQ / 4; ++v4) {
+        const float4 e4 = reinterpret_cast<const float4*>(e_s + (j0 + jj) * VQ)[v4];
+        const double e[4] = {e4.x, e4.y, e4.z, e4.w};
+#pragma unroll
+        for (int b = 0; b < 4; ++b)
+#pragma unroll
+          for (int k = 0; k < K; ++k) acc[4 * v4 + b][k] = fma(double(s[jj][k]), e[b], acc[4 * v4 + b][k]);
+      }
+  }
+#pragma unroll
+  for (int v = 0; v < VQ; ++v) {
+    const long long vdst = __shfl_sync(0xffffffffu, dst, min(t0 + v, nv - 1));
+    if (t0 + v >= nv || vdst < 0) continue;
+    uint32_t* out = reinterpret_cast<uint32_t*>(pool + vdst) + qoff;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      uint32_t w[1] = {0u};
+      put_code<1>(w, acc[v][k] >= 0.0 ? 1u : 0u, lane);
+      const uint32_t r = __reduce_or_sync(0xffffffffu, w[0]);
+      if (lane == k) out[k] = r;
+    }
+  }
+}
+
 template <int D, int MB, int DT>
 __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __grid_constant__ ProdParams P) {
   constexpr int E = D / 32, K = D / 32, VQ = prod_vq(D);
@@ -126,46 +177,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_prod_kernel(const __gr
       }
     }
     // ---- QJL signs: rows lane + 32k of S times e, in double, j ascending ----
-    double acc[VQ][K];
-#pragma unroll
-    for (int v = 0; v < VQ; ++v)
-#pragma unroll
-      for (int k = 0; k < K; ++k) acc[v][k] = 0.0;
-    // Rows of S^T in batches of U, all loaded before the batch's DFMAs (one memory round trip
-    // per batch: what a small append waits for).
-    const float* st = P.sketch_t + lane;
-    constexpr int U = 32 / K;
-    for (int j0 = 0; j0 < D; j0 += U) {
-      float s[U][K];
-#pragma unroll
-      for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-        for (int k = 0; k < K; ++k) s[jj][k] = __ldg(st + (j0 + jj) * D + 32 * k);
-#pragma unroll
-      for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-        for (int v4 = 0; v4 < VQ / 4; ++v4) {
-          const float4 e4 = reinterpret_cast<const float4*>(e_s + (j0 + jj) * VQ)[v4];
-          const double e[4] = {e4.x, e4.y, e4.z, e4.w};
-#pragma unroll
-          for (int b = 0; b < 4; ++b)
-#pragma unroll
-            for (int k = 0; k < K; ++k) acc[4 * v4 + b][k] = fma(double(s[jj][k]), e[b], acc[4 * v4 + b][k]);
-        }
-    }
-#pragma unroll
-    for (int v = 0; v < VQ; ++v) {
-      const long long vdst = __shfl_sync(0xffffffffu, dst, min(t0 + v, nv - 1));
-      if (t0 + v >= nv || vdst < 0) continue;
-      uint32_t* out = reinterpret_cast<uint32_t*>(P.pool + vdst) + QJL;
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        uint32_t w[1] = {0u};
-        put_code<1>(w, acc[v][k] >= 0.0 ? 1u : 0u, lane);
-        const uint32_t r = __reduce_or_sync(0xffffffffu, w[0]);
-        if (lane == k) out[k] = r;
-      }
-    }
+    qjl_part<D, VQ, 32 / K>(P.sketch_t, e_s, P.pool, dst, t0, nv, QJL, lane);
     __syncwarp();  // e_s is rewritten by the next pass
   }
 }
