@@ -48,7 +48,7 @@ TQ_API tq_status tq_cuda_decode_check(const tq_cuda_decode_plan* plan, const voi
 TQ_API void tq_cuda_decode_plan_destroy(tq_cuda_decode_plan* plan);
 
 /* ---- append: encode new K or V vectors into a page pool (codes bit-identical to the CPU encoder) ----
- * codec: "fp16", "tq1".."tq8", "tq1.5".."tq7.5", "tq2p".."tq8p", "tq2.5p".."tq4.5p" (one plan per pool;
+ * codec: "fp16", "tq1".."tq8", "tq1.5".."tq7.5", "tq2p".."tq8p", "tq1.5p".."tq7.5p" (one plan per pool;
  * the fractional and prod codecs at the head_dims of cuda/append.h). in_dtype as above. */
 typedef struct tq_cuda_append_plan tq_cuda_append_plan;
 TQ_API tq_status tq_cuda_append_plan_create(const char* codec, int heads_kv, int head_dim, int page_tokens,

@@ -231,7 +231,7 @@ TEST(CudaAppendHost, FractionalSplitIsTheCodecs) {
 // make_tq_layout of the fractional split) against the CPU codec's, for every (D, rate) with a kernel.
 TEST(CudaAppendHost, FractionalProdLayoutIsTheCodecs) {
   for (int D : {64, 128, 256})
-    for (int B = 2; B <= 4; ++B) {
+    for (int B = 1; B <= 7; ++B) {
       if (B == 2 && D == 64) continue;  // tq2.5p at 64: no kernel
       const std::string name = "tq" + std::to_string(B) + ".5p";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);
@@ -405,8 +405,9 @@ TEST(CudaAppend, ProdBitIdenticalToCpuEncoder) {
   unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
 }
 
-// Fractional prod tq2.5p .. tq4.5p (two parts, each a prod: mse codes, QJL signs with its own
-// sketch, norm and gamma; tq2.5p's dense part 1 in double): every supported head_dim and input dtype,
+// Fractional prod tq1.5p .. tq7.5p (two parts, each a prod: mse codes, QJL signs with its own
+// sketch, norm and gamma; tq2.5p's dense part 1 in double; tq1.5p's part 1 without mse codes;
+// tq5.5p .. tq7.5p's 5..7-bit parts by search_wide): every supported head_dim and input dtype,
 // one vector, a few, tiles of one vector (113 x 3), of 16 (4097 x 8 / 2049 x 8), and the largest
 // tiles with several passes per warp (TQ_CUDA_APPEND_FRAC_VPW=32).
 TEST(CudaAppend, FractionalProdBitIdenticalToCpuEncoder) {
@@ -415,7 +416,7 @@ TEST(CudaAppend, FractionalProdBitIdenticalToCpuEncoder) {
   using tq::cuda::DType;
   const DType dts[] = {DType::kF32, DType::kF16, DType::kBF16};
   int i = 0;
-  for (const char* codec : {"tq2.5p", "tq3.5p", "tq4.5p"})
+  for (const char* codec : {"tq2.5p", "tq3.5p", "tq4.5p", "tq1.5p", "tq5.5p", "tq6.5p", "tq7.5p"})
     for (int D : {64, 128, 256}) {
       if (D == 64 && codec[2] == '2') continue;  // tq2.5p: not at 64
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
@@ -427,11 +428,15 @@ TEST(CudaAppend, FractionalProdBitIdenticalToCpuEncoder) {
   run_append("tq3.5p", 64, DType::kF32, rng, 4097, 8);
   run_append("tq3.5p:seed=11", 256, DType::kF16, rng, 2049, 8);
   run_append("tq4.5p", 128, DType::kBF16, rng, 4097, 8);
+  run_append("tq1.5p", 128, DType::kF16, rng, 4097, 8);
+  run_append("tq7.5p:seed=11", 256, DType::kBF16, rng, 2049, 8);
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   run_append("tq2.5p", 128, DType::kF32, rng, 113, 3);
   run_append("tq2.5p", 256, DType::kF16, rng, 70, 3);
   run_append("tq3.5p", 128, DType::kBF16, rng, 113, 3);
   run_append("tq4.5p", 64, DType::kF32, rng, 13, 3);
+  run_append("tq1.5p", 256, DType::kF16, rng, 70, 3);
+  run_append("tq6.5p", 128, DType::kBF16, rng, 113, 3);
   unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
 }
 
@@ -443,8 +448,11 @@ TEST(CudaAppend, FractionalProdSmallShapes) {
   using tq::cuda::DType;
   run_append("tq2.5p", 128, DType::kF16, rng, 7, 2);
   run_append("tq3.5p", 64, DType::kF32, rng, 7, 2);
+  run_append("tq1.5p", 64, DType::kF16, rng, 7, 2);
+  run_append("tq7.5p", 128, DType::kF32, rng, 7, 2);
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   run_append("tq2.5p", 256, DType::kBF16, rng, 13, 3);
+  run_append("tq5.5p", 256, DType::kF16, rng, 13, 3);
   unsetenv("TQ_CUDA_APPEND_FRAC_VPW");
 }
 
@@ -531,7 +539,7 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
     return tq::Status::kOk;
   };
   for (const char* c : {"tq6p:norm=fp32", "tq8p:rot=dense", "tq8:norm=fp32", "tq3p:norm=fp32", "tq4p:rot=dense", "tq5p:norm=fp32", "q8",
-                        "tq4.5:norm=fp32", "tq7.5:rot=dense", "tq1.5p", "tq5.5p", "tq7.5p", "tq3.5p:norm=fp32", "tq2.5p:rot=dense", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
+                        "tq4.5:norm=fp32", "tq7.5:rot=dense", "tq1.5p:norm=fp32", "tq7.5p:rot=dense", "tq3.5p:norm=fp32", "tq2.5p:rot=dense", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
                         "tq1.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
   EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
@@ -540,6 +548,9 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
   EXPECT_EQ(status("tq2.5p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq3.5p", 64), tq::Status::kOk);
   EXPECT_EQ(status("tq4.5p", 256), tq::Status::kOk);
+  EXPECT_EQ(status("tq1.5p", 64), tq::Status::kOk);  // part 1 without mse codes
+  EXPECT_EQ(status("tq5.5p", 128), tq::Status::kOk);  // 5..7-bit mse parts
+  EXPECT_EQ(status("tq7.5p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq3.5p", 96), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq6p", 256), tq::Status::kOk);  // 40 .. 56 words of mse codes per vector: lanes store several
   EXPECT_EQ(status("tq8p", 256), tq::Status::kOk);

@@ -142,8 +142,8 @@ void run_case(const Case& c, std::mt19937& rng) {
           for (int p = 0; p < NP; ++p) {
             const PartI8& pi = kparts[p];
             for (int i = 0; i < pi.dim; ++i)
-              kq[(size_t(h) * T + t) * D + pi.first + i] =
-                  int(tq::unpack_code_ref(kcode.data() + pi.mse_off, pi.dim, pi.bits, i));
+              kq[(size_t(h) * T + t) * D + pi.first + i] =  // (tq1.5p's part 1: no mse codes, code 0)
+                  pi.bits ? int(tq::unpack_code_ref(kcode.data() + pi.mse_off, pi.dim, pi.bits, i)) : 0;
             kn[(size_t(h) * T + t) * NP + p] = ktq->norm(kcode.data() + kl.codes_bytes, p);
           }
         if (kprod)
@@ -298,7 +298,7 @@ void run_case(const Case& c, std::mt19937& rng) {
   // tq4.5 .. tq7.5 and the mse term of tq6p .. tq8p are scored the same way (fp16 tables); their QJL
   // term's int8 sketch adds max/254 of a residual term that is a few % of the score.
   if (kv.k.id == tq::CodecId::kTqMse && kv.k.bits >= (kv.k.fractional ? 4 : 5)) tol = std::max(tol, 5e-3);
-  if (kv.k.id == tq::CodecId::kTqProd && kv.k.bits >= 6) tol = std::max(tol, 5e-3);
+  if (kv.k.id == tq::CodecId::kTqProd && kv.k.bits >= (kv.k.fractional ? 5 : 6)) tol = std::max(tol, 5e-3);  // tq5.5p .. tq7.5p too
   // int8 scores (TurboQuant K on v3): q and the centroids rounded to int8 (steps max/127). A numpy
   // emulation of these cases (logit std 2, a 4x sink token) gives 0.5-6% (T = 7..4097, 3-4 bits);
   // the tight check is the int8-emulating reference below.
@@ -458,6 +458,20 @@ TEST(CudaDecode, FractionalProdCodecsMatchCpuReference) {
       {{113, 1, 4097}, 32, 8, 256, "tq2.5p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
       {{70, 1}, 28, 4, 64, "tq3.5p:seed=5", DType::kF16},
       {{65, 7}, 8, 1, 128, "tq4.5p", DType::kF32, DType::kBF16},            // GQA 8
+      // tq1.5p: part 1 has QJL signs only (no mse codes); tq5.5p .. tq7.5p: the fractional wide
+      // (fp16-table) mse paths plus the QJL terms
+      {{113, 1, 4097}, 32, 8, 128, "tq1.5p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{300, 65}, 8, 2, 64, "tq1.5p", DType::kF32},                         // GQA 4, 32 + 32 dims
+      {{257}, 8, 1, 256, "tq1.5p:seed=5", DType::kBF16},                     // GQA 8
+      {{1}, 32, 8, 128, "tq5.5p", DType::kF32},
+      {{113, 1, 4097}, 32, 8, 256, "tq5.5p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{70, 1}, 28, 4, 64, "tq5.5p", DType::kF16},                          // GQA 7
+      {{7}, 28, 4, 128, "tq6.5p", DType::kF32, DType::kF16},                // GQA 7
+      {{4097}, 8, 8, 64, "tq6.5p", DType::kBF16, DType::kBF16},             // GQA 1
+      {{130, 7}, 16, 4, 256, "tq6.5p:seed=5", DType::kF16},
+      {{4097}, 32, 8, 128, "tq7.5p", DType::kBF16},
+      {{113}, 28, 4, 64, "tq7.5p", DType::kF16, DType::kBF16},              // GQA 7
+      {{65, 7}, 8, 1, 256, "tq7.5p", DType::kF32, DType::kBF16},            // GQA 8
   }, /*also_v1=*/false);
 }
 
@@ -581,19 +595,33 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
   EXPECT_THROW(plan("k8v6"), tq::Error);
   EXPECT_THROW(plan("k=fp16,v=tq5"), tq::Error);
   EXPECT_THROW(plan("k2v1"), tq::Error);   // tq(B+1)/tqB for B = 2, 3 only
-  EXPECT_NO_THROW(plan("tq3.5p"));  // fractional prod: tq2.5p .. tq4.5p
+  EXPECT_NO_THROW(plan("tq3.5p"));  // fractional prod: tq1.5p .. tq7.5p
   EXPECT_NO_THROW(plan("tq2.5p"));
   EXPECT_NO_THROW(plan("tq4.5p"));
-  for (const char* kv : {"tq1.5p", "tq5.5p", "tq7.5p", "tq3.5p:norm=fp32", "k3.5pv3p", "k3.5pv3.5", "k3.5pv4.5p",
+  EXPECT_NO_THROW(plan("tq1.5p"));
+  EXPECT_NO_THROW(plan("tq5.5p"));
+  EXPECT_NO_THROW(plan("tq6.5p"));
+  EXPECT_NO_THROW(plan("tq7.5p"));
+  {
+    const auto p = tq::parse_kv_codec("tq1.5p");  // part 0 on int8, part 1 the QJL term alone
+    const tq::cuda::DecodePlan x(s, p.k, p.v);
+    EXPECT_TRUE(x.int8_scores());
+  }
+  {
+    const auto p = tq::parse_kv_codec("tq5.5p");  // the fractional wide mse paths: fp16 scores
+    const tq::cuda::DecodePlan x(s, p.k, p.v);
+    EXPECT_FALSE(x.int8_scores());
+  }
+  for (const char* kv : {"tq3.5p:norm=fp32", "k3.5pv3p", "k3.5pv3.5", "k3.5pv4.5p", "k1.5pv1.5", "k7.5pv6.5p",
                          "k=tq3.5p,v=fp16", "k3.5v3.5p"}) {
     SCOPED_TRACE(kv);
     EXPECT_THROW(plan(kv), tq::Error);
   }
   try {  // the message names the codec
-    plan("tq1.5p");
+    plan("k3.5pv3.5");
   } catch (const tq::Error& e) {
     EXPECT_EQ(e.status(), tq::Status::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("tq1.5p"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tq3.5p"), std::string::npos) << e.what();
   }
   EXPECT_THROW(plan("k3pv3"), tq::Error);  // prod K needs prod V (and the reverse), same bits
   EXPECT_THROW(plan("k4pv3p"), tq::Error);

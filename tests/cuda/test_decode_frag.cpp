@@ -321,7 +321,10 @@ TEST(CudaDecodeFrag, WideRunsMatchReferenceUnpacking) {
   }
 }
 
-// PROD: the mse codes of the fractional prod tq(B+1).5p (its split is the rate B + 1's).
+// PROD: the mse codes of the fractional prod tq(B+1).5p (its split is the rate B + 1's). B = 0
+// (tq1.5p): part 1 has no mse codes; its groups get no lookups, but its k-chunks / m-tiles must still
+// stay inside it and the orders be permutations (the fold fills those rows of O, the epilogue
+// scatters them by vdim_frac).
 template <int D, int B, bool PROD = false>
 void check_frac() {
   using Gr = Groups<D, B, true, PROD>;
@@ -367,7 +370,7 @@ void check_frac() {
     for (int i = 0; i < D; ++i) codes[tok][i] = uint8_t(rng() % (1u << (i < m0 ? B + 1 : B)));
     std::vector<uint8_t> packed(tq::packed_bytes(m0, B + 1) + tq::packed_bytes(m1, B));
     tq::pack_codes_ref(codes[tok].data(), m0, B + 1, packed.data());
-    tq::pack_codes_ref(codes[tok].data() + m0, m1, B, packed.data() + tq::packed_bytes(m0, B + 1));
+    if (B > 0) tq::pack_codes_ref(codes[tok].data() + m0, m1, B, packed.data() + tq::packed_bytes(m0, B + 1));
     ASSERT_EQ(int(packed.size()), Gr::kCodesBytes);
     words[tok].resize(packed.size() / 4);
     std::memcpy(words[tok].data(), packed.data(), packed.size());
@@ -378,6 +381,15 @@ void check_frac() {
     const int g = lane >> 2, t = lane & 3;
     for (int kc = 0; kc < D / 32; ++kc) {  // K int8: chunk kc = group kc
       const int bq = Gr::bits(kc), pq = Gr::part(kc);
+      if (bq == 0) {  // tq1.5p's part 1: no lookup (the kernel skips the group)
+        ASSERT_EQ(pq, 1);
+        for (int j = 0; j < 8; ++j) {
+          const int d = kdim8_frac<D, B, PROD>(t, kc, j);
+          ASSERT_EQ(part(d), 1) << "k-chunk " << kc << " leaves its part";
+          if (g == 0) kd8.insert(d);
+        }
+        continue;
+      }
       const uint32_t s0 = sel_rt(bq, words[g].data() + Gr::word(kc), t);
       const uint32_t s1 = sel_rt(bq, words[g + 8].data() + Gr::word(kc), t);
       const uint32_t a[4] = {lookup_i8_rt(bq, tab8[pq], s0), lookup_i8_rt(bq, tab8[pq], s1),
@@ -392,6 +404,16 @@ void check_frac() {
     }
     for (int mt = 0; mt < D / 16; ++mt) {  // V: m-tile mt = half hf of group q
       const int q = mt >> 1, hf = mt & 1, bq = Gr::bits(q), pq = Gr::part(q), e = g & 1;
+      if (bq == 0) {  // tq1.5p's part 1: rows the fold fills (no lookup)
+        ASSERT_EQ(pq, 1);
+        const int r0 = vdim_frac<D, B, PROD>(g, mt, 0), r1 = vdim_frac<D, B, PROD>(g, mt, 1);
+        ASSERT_EQ(r0, vdim_frac_rt(Gr::kHi, B, g, mt, 0));  // the plan's fold rows
+        ASSERT_EQ(r1, vdim_frac_rt(Gr::kHi, B, g, mt, 1));
+        ASSERT_EQ(part(r0), 1) << "m-tile " << mt << " leaves its part";
+        ASSERT_EQ(part(r1), 1);
+        if (t == 0) { vd.insert(r0); vd.insert(r1); }
+        continue;
+      }
       auto sel = [&](int tok) { return sel_rt(bq, words[tok].data() + Gr::word(q), g >> 1); };
       const Sel ab = prep_rt(bq, merge_sel_lane(sel(2 * t), sel(2 * t + 1), e), S);
       const Sel cd = prep_rt(bq, merge_sel_lane(sel(2 * t + 8), sel(2 * t + 9), e), S);
@@ -433,9 +455,12 @@ TEST(CudaDecodeFrag, FractionalFragmentsStayInsideTheirPart) {
 // its own coordinates), V by the fractional order qjl_vdim_frac (m-tile 2q + hf inside group q),
 // every lane emulated; and the fold's k-steps / m-tiles per part (the kernel skips the other
 // part's blocks: the plan's matrix must be zero there, i.e. each block lies in one part).
+template <int D, int B, bool PROD = false>
+void check_frac_wide();
 template <int D, int B>
 void check_fprod() {
-  check_frac<D, B, true>();
+  if constexpr (B >= 4) check_frac_wide<D, B, true>();  // tq5.5p .. tq7.5p: the fractional wide mse paths
+  else check_frac<D, B, true>();
   using Gr = Groups<D, B, true, true>;
   SCOPED_TRACE(testing::Message() << "fractional prod D=" << D << " mse B=" << B);
   const int m0 = 32 * Gr::kHi;
@@ -475,24 +500,29 @@ void check_fprod() {
 }
 
 TEST(CudaDecodeFrag, FractionalProdFragmentsStayInsideTheirPart) {
+  check_fprod<64, 0>(); check_fprod<128, 0>(); check_fprod<256, 0>();   // tq1.5p: halves at 1 and 0 (signs only) bits
   check_fprod<128, 1>(); check_fprod<256, 1>();                          // tq2.5p: D/4 at 2 bits, 3D/4 at 1
   check_fprod<64, 2>(); check_fprod<128, 2>(); check_fprod<256, 2>();   // tq3.5p: halves at 3 and 2 bits
   check_fprod<64, 3>(); check_fprod<128, 3>(); check_fprod<256, 3>();   // tq4.5p: halves at 4 and 3 bits
+  check_fprod<64, 4>(); check_fprod<128, 4>(); check_fprod<256, 4>();   // tq5.5p .. tq7.5p: fp16-table mse parts
+  check_fprod<64, 5>(); check_fprod<128, 5>(); check_fprod<256, 5>();
+  check_fprod<64, 6>(); check_fprod<128, 6>(); check_fprod<256, 6>();
 }
 
 // Fractional wide tq4.5 .. tq7.5 (parts of D/2 at B + 1 and B bits, fp16 tables per part): every
 // fp16 value each lane hands to the tensor cores, K from wide_k_run / wide_k_frag over each part's
 // codes (order kdim_fwide), V from frac_wide_run / frac_wide_v_frag (order vdim_frac, the order the
 // segment epilogue scatters by); no k-chunk or m-tile leaves its part; both orders are permutations.
-template <int D, int B>
+// PROD: the mse codes of tq(B+1).5p (tq5.5p .. tq7.5p), the QJL signs after them.
+template <int D, int B, bool PROD>
 void check_frac_wide() {
-  using Gr = Groups<D, B, true>;
-  SCOPED_TRACE(testing::Message() << "fractional wide D=" << D << " B=" << B << ".5");
+  using Gr = Groups<D, B, true, PROD>;
+  SCOPED_TRACE(testing::Message() << "fractional wide D=" << D << " B=" << B << ".5" << (PROD ? " (mse of prod)" : ""));
   std::mt19937 rng(777 + D + B);
   const int m0 = D / 2;
   ASSERT_EQ(32 * Gr::kHi, m0);
   {  // the compile-time split is the CPU codec's
-    const std::string name = "tq" + std::to_string(B) + ".5";
+    const std::string name = "tq" + std::to_string(PROD ? B + 1 : B) + (PROD ? ".5p" : ".5");
     const auto codec = tq::Codec::create(tq::parse_codec(name), D);
     const tq::TqLayout* L = codec->tq_layout();
     ASSERT_TRUE(L && L->n_parts == 2) << name;
@@ -501,7 +531,8 @@ void check_frac_wide() {
     EXPECT_EQ(int(L->part[0].mse_bits), B + 1) << name;
     EXPECT_EQ(int(L->part[1].mse_bits), B) << name;
     EXPECT_EQ(int(L->part[1].mse_offset), Gr::word(Gr::kHi) * 4) << name;
-    EXPECT_EQ(int(L->codes_bytes), Gr::kCodesBytes) << name;
+    EXPECT_EQ(int(L->codes_bytes), Gr::kCodesBytes + (PROD ? D / 8 : 0)) << name;
+    if (PROD) EXPECT_EQ(int(L->part[0].qjl_offset), Gr::kCodesBytes) << name;  // the signs follow the mse codes
   }
   std::vector<uint16_t> h[2];  // distinct bit patterns per part
   for (int p = 0; p < 2; ++p) {
@@ -557,7 +588,9 @@ void check_frac_wide() {
         const int mt = 2 * q + hf;
         uint32_t a[4];
         frac_wide_v_frag<bq>(h[pq].data(), ra, rb, rc, rd, hf, a);
-        const int r0 = vdim_frac<D, B>(g, mt, 0), r1 = vdim_frac<D, B>(g, mt, 1);
+        const int r0 = vdim_frac<D, B, PROD>(g, mt, 0), r1 = vdim_frac<D, B, PROD>(g, mt, 1);
+        ASSERT_EQ(r0, vdim_frac_rt(Gr::kHi, B, g, mt, 0));  // the plan's fold rows (prod)
+        ASSERT_EQ(r1, vdim_frac_rt(Gr::kHi, B, g, mt, 1));
         ASSERT_EQ(part(r0), pq) << "m-tile " << mt << " leaves its part";
         ASSERT_EQ(part(r1), pq);
         expect_v_fragment(a[0], a[1], a[2], a[3], t, r0, r1, val, lane, mt);
@@ -757,7 +790,7 @@ TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
       EXPECT_EQ(tq::cuda::v3::norm_bytes(B, 1), int(L->scalar_bytes)) << name << " D " << D;
       EXPECT_EQ(32 * tq::cuda::v3::hi_groups(D, B, 1), int(L->part[0].dim)) << name << " D " << D;
     }
-    for (int B = 2; B <= 4; ++B) {  // tq2.5p .. tq4.5p (tq2.5p: not at 64): kernel bits = part 1's mse bits B - 1
+    for (int B = 1; B <= 7; ++B) {  // tq1.5p .. tq7.5p (tq2.5p: not at 64): kernel bits = part 1's mse bits B - 1
       if (B == 2 && D == 64) continue;
       const std::string name = "tq" + std::to_string(B) + ".5p";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);
@@ -791,13 +824,14 @@ TEST(CudaDecodeFrag, KernelRowLayoutsMatchTheCodecs) {
 // (y_i = sum_j a[j m + i] x_j per part; one part: S^T, κ√D separate), V's fold in fragment order as
 // prod_v_fold does (every (m-tile, k-step, lane, slot) entry at its row vdim* and column qjl_fold_in;
 // tf32 entries: 2^-11 relative each). Prod codecs of every kind: one part (tq3p, the wide tq6p) and
-// fractional (tq2.5p .. tq4.5p).
+// fractional (tq1.5p .. tq7.5p).
 TEST(CudaDecodeFrag, QjlMatricesMatchTheCodecsSketches) {
   std::mt19937 rng(2024);
   std::normal_distribution<float> nd;
   struct C { const char* name; int D; };
   for (const C c : {C{"tq3p", 64}, C{"tq3p", 256}, C{"tq6p", 128}, C{"tq2.5p", 128}, C{"tq2.5p", 256}, C{"tq3.5p", 64},
-                    C{"tq3.5p", 128}, C{"tq4.5p", 256}}) {
+                    C{"tq3.5p", 128}, C{"tq4.5p", 256}, C{"tq1.5p", 64}, C{"tq1.5p", 256}, C{"tq5.5p", 128},
+                    C{"tq6.5p", 64}, C{"tq7.5p", 256}}) {
     SCOPED_TRACE(testing::Message() << c.name << " D=" << c.D);
     const int D = c.D;
     const auto codec = tq::Codec::create(tq::parse_codec(c.name), D);

@@ -57,8 +57,8 @@ class DecodePlan {
  public:
   // Codecs: fp16/fp16, tqB/tqB (B = 1..8), tq(B+1)/tqB (B = 2, 3), fp16 K with tq3 / tq4 V,
   // tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), the prod (QJL) tqBp/tqBp for tq2p .. tq8p,
-  // and the fractional prod tqB.5p/tqB.5p for tq2.5p (head_dim 128, 256), tq3.5p, tq4.5p (not tq1.5p,
-  // tq5.5p .. tq7.5p); head_dim 64, 128, 256; GQA group <= 8. tq5..tq8, tq4.5 .. tq7.5 and the mse codes of tq6p .. tq8p
+  // and the fractional prod tqB.5p/tqB.5p for tq1.5p .. tq7.5p (tq2.5p: head_dim 128, 256); head_dim
+  // 64, 128, 256; GQA group <= 8. tq5..tq8, tq4.5 .. tq7.5 and the mse codes of tq6p .. tq8p and tq5.5p .. tq7.5p
   // (16..256 centroids) are scored in fp16 (centroid tables in shared memory, f16 tensor cores), not
   // int8; no mixed pairs among them.
   // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback),
@@ -73,9 +73,9 @@ class DecodePlan {
   int splits() const;  // v3: CTAs of the persistent wave; v1: KV splits per sequence
   // True when the tensor-core kernel (fp16 operands: q, centroids, p) serves this plan.
   bool uses_tensor_cores() const;
-  // True when TurboQuant K is scored in int8 (v3, tq1..tq4, tq1.5 .. tq3.5, tq2p .. tq5p, tq2.5p ..
+  // True when TurboQuant K is scored in int8 (v3, tq1..tq4, tq1.5 .. tq3.5, tq2p .. tq5p, tq1.5p ..
   // tq4.5p; tq5..tq8,
-  // tq4.5 .. tq7.5 and tq6p .. tq8p are scored in fp16): q rounded to int8 per row (in the rotated
+  // tq4.5 .. tq7.5, tq6p .. tq8p and tq5.5p .. tq7.5p are scored in fp16): q rounded to int8 per row (in the rotated
   // domain, scale max|q|/127), centroids to int8 (scale max|c|/127). On attention with peaked
   // scores this adds ~1-2% relative error to the output (the codec's own is 10-25%); docs/CUDA.md.
   bool int8_scores() const;
