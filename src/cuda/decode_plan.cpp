@@ -43,6 +43,14 @@ namespace {
 // fractional tq1.5 .. tq7.5 the bits of part 1 (part 0 has one more) with *frac set, for
 // TurboQuant-prod tq2p .. tq8p the mse bits (1 .. 7) with *prod set, and for the fractional prod
 // tq2.5p .. tq4.5p part 1's mse bits (1 .. 3) with both set.
+// Why a fractional codec whose parts are not whole 32-code groups (tq2.5 / tq2.5p at head_dim 64:
+// 16 + 48 dims) has no decode kernel: every k32-chunk of the int8 K mma, every 32-group of selector
+// words and every Hadamard / dense rotation of the kernel lies inside one part (docs/CUDA.md
+// "Fractional codecs"); the CUDA append of these codecs works (append_frac64.cu).
+constexpr const char* kPartsNote =
+    " (the decode kernel keeps every 32-code group, k32-chunk and rotation inside one part; tq2.5 / tq2.5p at "
+    "head_dim 64 have a CUDA append but no decode kernel)";
+
 int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
   *frac = 0;
   *prod = 0;
@@ -58,8 +66,8 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
              which, s.name());
     const int hi = int(std::lround(d * s.hi_fraction));
     TQ_CHECK(hi % 32 == 0 && hi == 32 * v3::hi_groups(d, s.bits - 1, 1, 1), kUnsupported,
-             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32", which,
-             s.name(), d, hi, d - hi);
+             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32{}", which,
+             s.name(), d, hi, d - hi, kPartsNote);
     *frac = 1;
     *prod = 1;
     return s.bits - 1;
@@ -83,8 +91,8 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
     // The kernel keeps every 32-coordinate group inside one part (one norm and scale per part).
     const int hi = int(std::lround(d * s.hi_fraction));
     TQ_CHECK(hi % 32 == 0 && hi == 32 * v3::hi_groups(d, s.bits, 1), kUnsupported,
-             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32", which,
-             s.name(), d, hi, d - hi);
+             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32{}", which,
+             s.name(), d, hi, d - hi, kPartsNote);
     TQ_CHECK(s.rotation == RotationKind::kAuto, kUnsupported,
              "CUDA decode: {} codec '{}': fractional codecs need the automatic rotation (Hadamard or dense per part)",
              which, s.name());
