@@ -125,9 +125,7 @@ __global__ void __launch_bounds__(kThreads) frac64_split(const Launch P) {
     kcent[tid] = tid < 8 ? P.kt->cent0[tid] : P.kt->cent1[tid - 8];
     vcent[tid] = tid < 8 ? P.vt->cent0[tid] : P.vt->cent1[tid - 8];
   }
-  const float kk0 = PROD ? P.kt->kappa0 : 0.f, kk1 = PROD ? P.kt->kappa1 : 0.f;
-  const float vk0 = PROD ? P.vt->kappa0 : 0.f, vk1 = PROD ? P.vt->kappa1 : 0.f;
-  (void)vk0; (void)vk1;
+  const float kk0 = PROD ? P.kt->kappa0 : 0.f, kk1 = PROD ? P.kt->kappa1 : 0.f;  // V's kappas: in the merge
   __syncthreads();
 
   // This thread's V coordinate: part p, index j in the part.
