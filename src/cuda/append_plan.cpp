@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
+#include "cuda/append_frac64.h"
 #include "cuda/append_params.h"
 #include "turboquant/capi_common.h"
 #include "turboquant/cuda/append.h"
@@ -33,6 +35,7 @@ struct AppendPlan::Impl {
   const void* fn_frac = nullptr;  // tq1.5 .. tq7.5 (append_frac.cuh), their only kernel
   const void* fn_prod = nullptr;  // tq2p .. tq8p (append_prod.cuh), their only kernel
   const void* fn_fprod = nullptr;  // tq1.5p .. tq7.5p (append_fprod.cuh), their only kernel
+  const void* fn_frac64 = nullptr;  // tq2.5 and tq2.5p at head_dim 64 (append_frac64.cu), their only kernel
   int head_dim = 0, in_bytes = 0, bits = 0;
   int frac_vpw = 0;   // fractional, prod: vectors per warp forced by TQ_CUDA_APPEND_FRAC_VPW (tests), 0 = auto
   int small_bps = 1;  // v2: resident blocks per SM with tiles of one pass
@@ -40,9 +43,11 @@ struct AppendPlan::Impl {
   append::FracParams frac{};
   append::ProdParams prod{};
   append::FprodParams fprod{};
+  append::Frac64Params frac64{};
   float* dense = nullptr;  // fractional (prod too): part 1's dense rotation on the device (transposed)
   float* sketch = nullptr;  // prod: the QJL sketch on the device (transposed; fractional: per part)
   float* wbound = nullptr;  // tq5..tq8, tq4.5 .. tq7.5, tq6p .. tq8p, tq5.5p .. tq7.5p: the boundaries (prod: and centroids) on the device
+  void* tables = nullptr;   // tq2.5 / tq2.5p at 64: Frac64MseTables / Frac64ProdTables on the device
   int* flag = nullptr;
   int sms = 132;
   ~Impl() {
@@ -50,6 +55,7 @@ struct AppendPlan::Impl {
     if (dense) cudaFree(dense);
     if (sketch) cudaFree(sketch);
     if (wbound) cudaFree(wbound);
+    if (tables) cudaFree(tables);
   }
 };
 
@@ -231,22 +237,26 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
   I.head_dim = head_dim;
   I.bits = bits;
   I.in_bytes = in_dtype == DType::kF32 ? 4 : 2;
-  if (fprod) {
-    // One kernel (TQ_CUDA_APPEND_V1 does not apply); tq2.5p at 64: a 16-dim part 0, as tq2.5.
+  // tq2.5 and tq2.5p at 64: parts of 16 and 48 dims (tail-packed, an 18-byte codes section): one
+  // thread per vector (append_frac64.cu), their only kernel (TQ_CUDA_APPEND_V1 does not apply).
+  const bool frac64 = (frac || fprod) && bits == 2 && head_dim == 64;
+  if (frac64) {
+    I.fn_frac64 = append::append_frac64_kernel_for(fprod);
+  } else if (fprod) {
+    // One kernel (TQ_CUDA_APPEND_V1 does not apply).
     I.fn_fprod = append::append_fprod_kernel_for(head_dim, bits, int(in_dtype));
-    TQ_CHECK(I.fn_fprod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5p: 128, 256; tq1.5p, "
-             "tq3.5p .. tq7.5p: 64, 128, 256)", s.name(), head_dim);
+    TQ_CHECK(I.fn_fprod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(),
+             head_dim);
   } else if (prod) {
     // One kernel (TQ_CUDA_APPEND_V1 does not apply).
     I.fn_prod = append::append_prod_kernel_for(head_dim, bits - 1, int(in_dtype));
     TQ_CHECK(I.fn_prod, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)",
              s.name(), head_dim);
   } else if (frac) {
-    // One kernel (TQ_CUDA_APPEND_V1 does not apply). tq2.5 at 64 would have a 16-dim part 0 and a
-    // 48-dim part 1, neither whole code groups (tail-packed, unaligned): not done.
+    // One kernel (TQ_CUDA_APPEND_V1 does not apply).
     I.fn_frac = append::append_frac_kernel_for(head_dim, bits, int(in_dtype));
-    TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (tq2.5: 128, 256; others: 64, 128, 256)",
-             s.name(), head_dim);
+    TQ_CHECK(I.fn_frac, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(),
+             head_dim);
   } else if (bits <= 4) {
     I.fn = token_quads ? append::append_quad_kernel_for(head_dim, bits) : append::append_kernel_for(head_dim, bits);
     TQ_CHECK(I.fn, kUnsupported, "CUDA append: codec '{}' at head_dim {} has no kernel (64, 128, 256)", s.name(), head_dim);
@@ -278,7 +288,29 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     TQ_CHECK(I.small_bps >= 1, kInternal, "CUDA append: the tiled kernel does not fit on an SM");
   }
   P.Hkv = heads_kv; P.num_pages = num_pages; P.in_dtype = int(in_dtype);
-  if (fprod) {
+  if (frac64) {
+    const auto* t = dynamic_cast<const TqCodec*>(I.codec.get());
+    TQ_CHECK(t, kInternal, "CUDA append: codec '{}' is not a TqCodec", s.name());
+    const char* why = append::frac64_check(*t, fprod);
+    TQ_CHECK(!*why, kInternal, "CUDA append: codec '{}' at head_dim 64: {}", s.name(), why);
+    append::Frac64Params& F = I.frac64;
+    F.layout = P.layout;
+    F.Hkv = heads_kv; F.num_pages = num_pages; F.in_dtype = int(in_dtype);
+    auto upload = [&](const auto& tab) {
+      TQ_CUDA_CHECK_A(cudaMalloc(&I.tables, sizeof tab));
+      TQ_CUDA_CHECK_A(cudaMemcpy(I.tables, &tab, sizeof tab, cudaMemcpyHostToDevice));
+    };
+    if (fprod) {
+      auto tab = std::make_unique<append::Frac64ProdTables>();
+      append::frac64_tables(*t, *tab);
+      upload(*tab);
+    } else {
+      auto tab = std::make_unique<append::Frac64MseTables>();
+      append::frac64_tables(*t, *tab);
+      upload(*tab);
+    }
+    F.tables = I.tables;
+  } else if (fprod) {
     const auto* t = dynamic_cast<const TqCodec*>(I.codec.get());
     TQ_CHECK(t, kInternal, "CUDA append: codec '{}' is not a TqCodec", s.name());
     append::FprodParams& F = I.fprod;
@@ -345,6 +377,17 @@ void AppendPlan::run(const void* x, const int32_t* slot_mapping, int n_tokens, u
   P.x = x; P.slot_mapping = slot_mapping; P.pool = pool; P.error_flag = impl_->flag; P.n_tokens = n_tokens;
   TQ_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "CUDA append: x must be 16-byte aligned");
   const long long vectors = (long long)n_tokens * P.Hkv;
+  if (impl_->fn_frac64) {  // one thread per vector
+    append::Frac64Params F = impl_->frac64;
+    F.x = x; F.slot_mapping = slot_mapping; F.pool = pool; F.error_flag = impl_->flag; F.n_tokens = n_tokens;
+    const long long blocks = (vectors + append::kF64Threads - 1) / append::kF64Threads;
+    TQ_CHECK_ARG(blocks < (1ll << 31), "CUDA append: too many vectors ({})", vectors);
+    void* args[] = {&F};
+    const cudaError_t e = cudaLaunchKernel(impl_->fn_frac64, dim3(unsigned(blocks)), dim3(append::kF64Threads), args, 0,
+                                           static_cast<cudaStream_t>(stream));
+    TQ_CHECK(e == cudaSuccess, kInternal, "CUDA append: launch failed: {}", cudaGetErrorString(e));
+    return;
+  }
   if (impl_->fn_frac || impl_->fn_prod || impl_->fn_fprod) {
     // Warp w encodes vectors [w·vpw, w·vpw + vpw): ~16 warps per SM worth of tiles, at most the
     // v2 tile size (~8 KB of input per warp), at least one vector.

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/decode_frac64.h"
 #include "cuda/decode_frag.h"
 #include "cuda/decode_launch.h"
 #include "cuda/decode_qjl_mats.h"
@@ -43,6 +44,12 @@ namespace {
 // fractional tq1.5 .. tq7.5 the bits of part 1 (part 0 has one more) with *frac set, for
 // TurboQuant-prod tq2p .. tq8p the mse bits (1 .. 7) with *prod set, and for the fractional prod
 // tq1.5p .. tq7.5p part 1's mse bits (0 .. 6; 0: tq1.5p's part 1 has QJL signs only) with both set.
+// Why a fractional codec whose parts are not whole 32-code groups has no v3 kernel: every k32-chunk
+// of the int8 K mma, every 32-group of selector words and every Hadamard / dense rotation of the
+// kernel lies inside one part (docs/CUDA.md "Fractional codecs"). tq2.5 / tq2.5p at head_dim 64
+// (16 + 48 dims) have a CUDA-core kernel of their own (decode_frac64.cu) instead.
+constexpr const char* kPartsNote = " (the v3 kernel keeps every 32-code group, k32-chunk and rotation inside one part)";
+
 int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* prod) {
   *frac = 0;
   *prod = 0;
@@ -57,9 +64,14 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
              "CUDA decode: {} codec '{}': fractional codecs need the automatic rotation (Hadamard or dense per part)",
              which, s.name());
     const int hi = int(std::lround(d * s.hi_fraction));
+    if (d == 64 && s.bits == 2) {  // tq2.5p at 64 (16 + 48 dims): the CUDA-core kernel of decode_frac64.cu
+      *frac = 1;
+      *prod = 1;
+      return 1;
+    }
     TQ_CHECK(hi % 32 == 0 && hi == 32 * v3::hi_groups(d, s.bits - 1, 1, 1), kUnsupported,
-             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32", which,
-             s.name(), d, hi, d - hi);
+             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32{}", which,
+             s.name(), d, hi, d - hi, kPartsNote);
     *frac = 1;
     *prod = 1;
     return s.bits - 1;
@@ -82,9 +94,9 @@ int kernel_bits(const CodecSpec& s, int d, const char* which, int* frac, int* pr
   if (s.fractional) {
     // The kernel keeps every 32-coordinate group inside one part (one norm and scale per part).
     const int hi = int(std::lround(d * s.hi_fraction));
-    TQ_CHECK(hi % 32 == 0 && hi == 32 * v3::hi_groups(d, s.bits, 1), kUnsupported,
-             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32", which,
-             s.name(), d, hi, d - hi);
+    TQ_CHECK((d == 64 && s.bits == 2) || (hi % 32 == 0 && hi == 32 * v3::hi_groups(d, s.bits, 1)), kUnsupported,
+             "CUDA decode: {} codec '{}' at head_dim {}: its parts ({} + {} dims) are not multiples of 32{}", which,
+             s.name(), d, hi, d - hi, kPartsNote);
     TQ_CHECK(s.rotation == RotationKind::kAuto, kUnsupported,
              "CUDA decode: {} codec '{}': fractional codecs need the automatic rotation (Hadamard or dense per part)",
              which, s.name());
@@ -136,6 +148,9 @@ struct DecodePlan::Impl {
   DeviceBuffer k_sketch, v_fold;  // v3, prod codecs: Params::ksk / vfold
   DeviceBuffer wide_tab;          // v3, tq5..tq8: Params::wtab
   size_t v1_off_po = 0, v1_off_pml = 0;
+  // tq2.5 / tq2.5p at head_dim 64: the CUDA-core kernels of decode_frac64.cu (version 1 too)
+  int f64 = 0;
+  DeviceBuffer f64_kt, f64_vt;  // frac64::Tables of K and V
   // Debug timeline (TQ_CUDA_DECODE_TRACE=file with kernels built with -DTQ_DECODE_TRACE): the last
   // run's per-CTA stamps are written to the file when the plan is destroyed.
   DeviceBuffer trace;
@@ -366,6 +381,41 @@ void plan_v1(DecodePlan::Impl& I) {
   I.ws_bytes = I.off_err + 256;
 }
 
+// tq2.5 / tq2.5p at head_dim 64: the codec tables (centroids, part 0 signs, the dense part 1,
+// prod: sketches and kappas) and the split-KV schedule of v1 for the kernels of decode_frac64.cu.
+void plan_frac64(DecodePlan::Impl& I) {
+  const DecodeShape& s = I.shape;
+  const int G = s.heads_q / s.heads_kv;
+  I.max_group = G <= 4 ? 4 : 8;
+  const bool prod = I.prod != 0;
+  auto upload = [&](const Codec& c, DeviceBuffer& buf) {
+    const auto* t = dynamic_cast<const TqCodec*>(&c);
+    TQ_CHECK(t, kInternal, "CUDA decode: codec '{}' is not a TqCodec", c.spec().name());
+    const char* why = append::frac64_check(*t, prod);
+    TQ_CHECK(!*why, kInternal, "CUDA decode: codec '{}' at head_dim 64: {}", c.spec().name(), why);
+    std::vector<frac64::Tables> tab(1);
+    frac64::make_tables(*t, prod, tab[0]);
+    buf.upload(tab);
+  };
+  upload(*I.kc, I.f64_kt);
+  upload(*I.vc, I.f64_vt);
+  // Split-KV schedule from occupancy: two full waves, no split shorter than one tile (as v1).
+  const int per_sm = frac64::blocks_per_sm(prod, I.max_group);
+  const int sms = launch::sm_count();
+  TQ_CHECK(per_sm > 0 && sms > 0, kInternal, "CUDA decode: occupancy query failed");
+  const int tile = frac64::kTile;
+  const int max_tiles = (s.max_seq_len + tile - 1) / tile;
+  const int want = (2 * per_sm * sms + s.batch * s.heads_kv - 1) / (s.batch * s.heads_kv);
+  const int splits = std::clamp(want, 1, max_tiles);
+  I.chunk = ((max_tiles + splits - 1) / splits) * tile;
+  I.splits = (s.max_seq_len + I.chunk - 1) / I.chunk;
+  const size_t rows = size_t(s.batch) * s.heads_q, rf = size_t(frac64::row_floats(prod));
+  I.v1_off_po = align256(rows * rf * 4);
+  I.v1_off_pml = I.v1_off_po + align256(rows * I.splits * rf * 4);
+  I.off_err = I.v1_off_pml + align256(rows * I.splits * 2 * 4);
+  I.ws_bytes = I.off_err + 256;
+}
+
 }  // namespace
 
 DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const CodecSpec& vspec)
@@ -398,14 +448,21 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
            vspec.name());
   I.frac = kfrac;
   I.prod = kprod | (vprod << 1);
+  // tq2.5 / tq2.5p at head_dim 64 (parts of 16 + 48 dims): K and V both, the CUDA-core kernels of
+  // decode_frac64.cu (the v3 kernel keeps 32-code groups inside one part).
+  const bool k64 = kfrac && s.head_dim == 64 && kspec.bits == 2, v64 = vfrac && s.head_dim == 64 && vspec.bits == 2;
+  TQ_CHECK(k64 == v64, kUnsupported,
+           "CUDA decode: K '{}' with V '{}' at head_dim 64: tq2.5 / tq2.5p pair only with themselves (K and V the same codec)",
+           kspec.name(), vspec.name());
+  I.f64 = k64;
   I.qv = s.v_quads;
   TQ_CHECK(!I.qv || (I.kb == I.vb && I.kb >= 2 && I.kb <= 4 && !I.frac && !I.prod), kUnsupported,
            "CUDA decode: V in token quads (v_quads) is built for tqB/tqB, B = 2..4, not K '{}' with V '{}'",
            kspec.name(), vspec.name());
-  TQ_CHECK(v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
+  TQ_CHECK(I.f64 || v3::find_kernel(s.head_dim, I.kb, I.vb, I.frac, I.prod) != nullptr, kUnsupported,
            "CUDA decode: no kernel for K '{}' with V '{}' (pairs: fp16/fp16, tqB/tqB for B = 1..8, tq(B+1)/tqB for B = 2, 3, "
-           "fp16/tq3, fp16/tq4, tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), tqBp/tqBp for tq2p .. tq8p, "
-           "tqB.5p/tqB.5p for tq1.5p .. tq7.5p (tq2.5p: head_dim 128, 256))",
+           "fp16/tq3, fp16/tq4, tqB.5/tqB.5 for B = 1..7, tqBp/tqBp for tq2p .. tq8p, "
+           "tqB.5p/tqB.5p for tq1.5p .. tq7.5p)",
            kspec.name(), vspec.name());
   TQ_CHECK(device_available(), kUnsupported, "CUDA decode: no CUDA device");
   I.kc = Codec::create(kspec, s.head_dim);
@@ -413,6 +470,11 @@ DecodePlan::DecodePlan(const DecodeShape& s, const CodecSpec& kspec, const Codec
   I.kl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.kc->codes_bytes()), uint32_t(I.kc->scalar_bytes())};
   I.vl = KvPageLayout{uint32_t(s.page_tokens), uint32_t(s.heads_kv), uint32_t(I.vc->codes_bytes()), uint32_t(I.vc->scalar_bytes()),
                       I.qv ? uint32_t(I.vb) : 0u};
+  if (I.f64) {
+    I.version = 1;  // CUDA cores (no v3 kernel), whatever TQ_CUDA_DECODE_V1 says
+    plan_frac64(I);
+    return;
+  }
   I.version = std::getenv("TQ_CUDA_DECODE_V1") != nullptr ? 1 : 3;
   TQ_CHECK(I.version == 3 || !I.frac, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for fractional codecs");
   TQ_CHECK(I.version == 3 || !I.prod, kUnsupported, "CUDA decode v1 (TQ_CUDA_DECODE_V1): no kernel for prod codecs ('{}')",
@@ -464,6 +526,31 @@ void DecodePlan::run(const DecodeArgs& a) const {
     void* args[] = {&P};
     const cudaError_t e = cudaLaunchKernel(I.fn, dim3(I.grid), dim3(v3::kThreads), args, I.smem, st);
     TQ_CHECK(e == cudaSuccess, kInternal, "CUDA decode: launch failed: {}", cudaGetErrorString(e));
+    return;
+  }
+  if (I.f64) {
+    if (I.initialized_ws != a.workspace) {  // the error flag of a workspace seen for the first time
+      TQ_CUDA_CHECK(cudaMemsetAsync(ws + I.off_err, 0, 256, st));
+      I.initialized_ws = a.workspace;
+    }
+    frac64::Launch F{};
+    F.prod = I.prod != 0; F.max_group = I.max_group;
+    F.q_dtype = int(I.shape.q_dtype); F.out_dtype = int(I.shape.out_dtype);
+    F.q = a.q; F.out = a.out; F.k_pool = a.k_pool; F.v_pool = a.v_pool;
+    F.page_table = a.page_table; F.seq_lens = a.seq_lens;
+    F.kt = static_cast<const frac64::Tables*>(I.f64_kt.p); F.vt = static_cast<const frac64::Tables*>(I.f64_vt.p);
+    F.q_rot = reinterpret_cast<float*>(ws);
+    F.part_o = reinterpret_cast<float*>(ws + I.v1_off_po);
+    F.part_ml = reinterpret_cast<float*>(ws + I.v1_off_pml);
+    F.error_flag = reinterpret_cast<int*>(ws + I.off_err);
+    F.kl = I.kl; F.vl = I.vl;
+    F.B = I.shape.batch; F.Hq = I.shape.heads_q; F.Hkv = I.shape.heads_kv;
+    F.max_pages = I.shape.max_pages_per_seq; F.num_pages = I.shape.num_pages; F.max_seq_len = I.shape.max_seq_len;
+    F.splits = I.splits; F.chunk = I.chunk;
+    F.scale = I.shape.scale > 0 ? I.shape.scale : 1.0f / std::sqrt(float(I.shape.head_dim));
+    F.stream = a.stream;
+    const int e = frac64::run(F);
+    TQ_CHECK(e == 0, kInternal, "CUDA decode: launch failed: {}", cudaGetErrorString(cudaError_t(e)));
     return;
   }
   launch::DecodeLaunch L{};

@@ -24,6 +24,7 @@
 #include <random>
 #include <string>
 
+#include "cuda/append_frac64.h"
 #include "cuda/append_params.h"
 #include "turboquant/codebook.h"
 #include "turboquant/cuda/append.h"
@@ -36,27 +37,17 @@ namespace {
 
 #define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
 
-// n tokens x Hkv heads; the pool has room for n + 200 tokens (pages of 64). quads: the pool in token
-// quads (AppendPlan token_quads), expected as layout.h's quad_put_token of the CPU encoder's codes.
-// contiguous: slots start + i (a prefill; start random, so quads of 4 tokens may straddle blocks)
-// instead of shuffled ones.
-void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng, int n = 113, int Hkv = 3,
-                bool quads = false, bool contiguous = false) {
-  SCOPED_TRACE(testing::Message() << "codec=" << codec << " D=" << D << " dtype=" << int(dt) << " n=" << n
-                                  << " Hkv=" << Hkv << (quads ? " quads" : ""));
-  const int PT = 64, num_pages = (n + 200) / PT + 1;
-  tq::cuda::AppendPlan plan(tq::parse_codec(codec), Hkv, D, PT, num_pages, dt, quads);
-  const tq::KvPageLayout L = plan.layout();
-  EXPECT_EQ(L.quad_bits, quads ? uint32_t(tq::parse_codec(codec).bits) : 0u);
-  const tq::Codec& c = plan.codec();
+// Input rows for codec c (rows x D), rounded to dt; raw: the bytes the GPU reads.
+std::vector<float> test_rows(const tq::Codec& c, int D, size_t rows, tq::cuda::DType dt, std::mt19937& rng,
+                             std::vector<uint8_t>& raw) {
   // Inputs: Gaussian rows at scales 1e-3 .. 1e2, every 4th TurboQuant row on the boundaries (part
   // by part: all coordinates but the last on random boundaries, the last one making the part a unit
   // vector, times the scale), rounded to the input dtype (what the GPU reads).
   const auto* tqc = dynamic_cast<const tq::TqCodec*>(&c);
   std::normal_distribution<float> nd;
-  std::vector<float> x(size_t(n) * Hkv * D), row(D), rot(D);
-  std::vector<uint8_t> raw(x.size() * (dt == tq::cuda::DType::kF32 ? 4 : 2));
-  for (size_t r = 0; r < size_t(n) * Hkv; ++r) {
+  std::vector<float> x(rows * D), row(D), rot(D);
+  raw.assign(x.size() * (dt == tq::cuda::DType::kF32 ? 4 : 2), 0);
+  for (size_t r = 0; r < rows; ++r) {
     const float scale = std::pow(10.f, float(int(rng() % 6)) - 3.f);
     for (int j = 0; j < D; ++j) row[j] = nd(rng) * scale;
     if (tqc && r % 4 == 1) {
@@ -130,6 +121,24 @@ void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng,
       x[i] = v;
     }
   }
+  return x;
+}
+
+// n tokens x Hkv heads; the pool has room for n + 200 tokens (pages of 64). quads: the pool in token
+// quads (AppendPlan token_quads), expected as layout.h's quad_put_token of the CPU encoder's codes.
+// contiguous: slots start + i (a prefill; start random, so quads of 4 tokens may straddle blocks)
+// instead of shuffled ones.
+void run_append(const char* codec, int D, tq::cuda::DType dt, std::mt19937& rng, int n = 113, int Hkv = 3,
+                bool quads = false, bool contiguous = false) {
+  SCOPED_TRACE(testing::Message() << "codec=" << codec << " D=" << D << " dtype=" << int(dt) << " n=" << n
+                                  << " Hkv=" << Hkv << (quads ? " quads" : ""));
+  const int PT = 64, num_pages = (n + 200) / PT + 1;
+  tq::cuda::AppendPlan plan(tq::parse_codec(codec), Hkv, D, PT, num_pages, dt, quads);
+  const tq::KvPageLayout L = plan.layout();
+  EXPECT_EQ(L.quad_bits, quads ? uint32_t(tq::parse_codec(codec).bits) : 0u);
+  const tq::Codec& c = plan.codec();
+  std::vector<uint8_t> raw;
+  const std::vector<float> x = test_rows(c, D, size_t(n) * Hkv, dt, rng, raw);
   // Slots: distinct, shuffled (or contiguous), every 10th token padding (-1), and the last one.
   std::vector<int32_t> slots(num_pages * PT);
   std::iota(slots.begin(), slots.end(), contiguous ? int(rng() % 200) : 0);
@@ -210,11 +219,11 @@ void check_wide_helpers(std::mt19937& rng) {
   }
 }
 // The fractional kernel's compile-time split (append_params.h frac_hi / frac_dense) against the CPU
-// codec's parts, for every (D, bits) with a kernel (the plan checks the same, on a GPU only).
+// codec's parts, for every (D, bits) with a kernel (the plan checks the same, on a GPU only; tq2.5
+// at 64: append_frac64's split, checked here and below).
 TEST(CudaAppendHost, FractionalSplitIsTheCodecs) {
   for (int D : {64, 128, 256})
     for (int B = 1; B <= 7; ++B) {
-      if (B == 2 && D == 64) continue;  // tq2.5 at 64: no kernel
       const std::string name = "tq" + std::to_string(B) + ".5";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);
       const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
@@ -232,7 +241,6 @@ TEST(CudaAppendHost, FractionalSplitIsTheCodecs) {
 TEST(CudaAppendHost, FractionalProdLayoutIsTheCodecs) {
   for (int D : {64, 128, 256})
     for (int B = 1; B <= 7; ++B) {
-      if (B == 2 && D == 64) continue;  // tq2.5p at 64: no kernel
       const std::string name = "tq" + std::to_string(B) + ".5p";
       const auto codec = tq::Codec::create(tq::parse_codec(name), D);
       const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
@@ -257,6 +265,95 @@ TEST(CudaAppendHost, FractionalProdLayoutIsTheCodecs) {
     }
 }
 
+// tq2.5 / tq2.5p at head_dim 64 (append_frac64.h): the encoder the one-thread-per-vector kernel runs,
+// compiled for the host, against TqCodec::encode byte for byte (codes and fp16 scalars): several
+// seeds, odd row counts, the rows of run_append (Gaussian at scales 1e-3 .. 1e2, rows on the codebook
+// boundaries, prod rows with residuals orthogonal to sketch rows) in f32 and f16 / bf16 rounding, and
+// vectors with a zero part. (The device build differs only in its intrinsics: __fmul_rn for *,
+// __fmaf_rn for std::fma, __float2half_rn for float_to_half.)
+template <bool PROD>
+void check_frac64(const std::string& name, tq::cuda::DType dt, size_t rows, std::mt19937& rng) {
+  namespace ap = tq::cuda::append;
+  SCOPED_TRACE(testing::Message() << "codec=" << name << " dtype=" << int(dt) << " rows=" << rows);
+  const auto codec = tq::Codec::create(tq::parse_codec(name), 64);
+  const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+  ASSERT_STREQ(ap::frac64_check(t, PROD), "");
+  using Tab = std::conditional_t<PROD, ap::Frac64ProdTables, ap::Frac64MseTables>;
+  auto tab = std::make_unique<Tab>();
+  ap::frac64_tables(t, *tab);
+  std::vector<uint8_t> raw;
+  std::vector<float> x = test_rows(t, 64, rows, dt, rng, raw);
+  ASSERT_GE(rows, 3u);
+  for (int j = 0; j < 64; ++j) x[j] = 0.f;                // all zero
+  for (int j = 0; j < 16; ++j) x[64 + j] = 0.f;           // part 0 zero
+  for (int j = 16; j < 64; ++j) x[128 + j] = 0.f;         // part 1 zero
+  const size_t cs = t.code_size();
+  ASSERT_EQ(cs, PROD ? 26u : 22u);
+  std::vector<uint8_t> want(cs), got(cs);
+  size_t bad = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    t.encode(&x[r * 64], 1, 64, want.data());
+    float xr[64];
+    std::copy_n(&x[r * 64], 64, xr);
+    uint32_t w[5];
+    uint16_t sc[PROD ? 4 : 2];
+    bool ok;
+    if constexpr (PROD) ok = ap::frac64_encode_prod(xr, *tab, w, sc);
+    else ok = ap::frac64_encode_mse(xr, *tab, w, sc);
+    EXPECT_TRUE(ok) << "row " << r;
+    EXPECT_EQ(w[4] >> 16, 0u) << "row " << r << ": bits beyond the 18-byte codes section";
+    std::memcpy(got.data(), w, 18);
+    std::memcpy(got.data() + 18, sc, sizeof sc);
+    if (got != want && bad++ < 3) {
+      size_t i = 0;
+      while (got[i] == want[i]) ++i;
+      ADD_FAILURE() << "row " << r << " (row % 4 = " << r % 4 << "): byte " << i << " got " << int(got[i]) << ", want "
+                    << int(want[i]);
+    }
+  }
+  EXPECT_EQ(bad, 0u) << "rows differing from TqCodec::encode";
+}
+
+TEST(CudaAppendHost, Frac64EncoderMatchesCpuCodec) {
+  TQ_FRESH_RNG(rng);
+  using tq::cuda::DType;
+  for (const char* seed : {"", ":seed=7", ":seed=123456789"}) {
+    check_frac64<false>(std::string("tq2.5") + seed, DType::kF32, 1001, rng);
+    check_frac64<true>(std::string("tq2.5p") + seed, DType::kF32, 1001, rng);
+  }
+  check_frac64<false>("tq2.5", DType::kF16, 333, rng);
+  check_frac64<false>("tq2.5:seed=3", DType::kBF16, 333, rng);
+  check_frac64<true>("tq2.5p", DType::kBF16, 333, rng);
+  check_frac64<true>("tq2.5p:seed=3", DType::kF16, 333, rng);
+}
+
+// Norms beyond fp16 are reported (the kernel flags them; the CPU encoder throws).
+TEST(CudaAppendHost, Frac64FlagsNormsBeyondFp16) {
+  namespace ap = tq::cuda::append;
+  for (const bool prod : {false, true}) {
+    const auto codec = tq::Codec::create(tq::parse_codec(prod ? "tq2.5p" : "tq2.5"), 64);
+    const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+    float x[64];
+    for (int p = 0; p < 2; ++p) {
+      for (int j = 0; j < 64; ++j) x[j] = 1.f;
+      x[p == 0 ? 5 : 40] = 70000.f;
+      uint32_t w[5];
+      if (prod) {
+        auto tab = std::make_unique<ap::Frac64ProdTables>();
+        ap::frac64_tables(t, *tab);
+        uint16_t sc[4];
+        EXPECT_FALSE(ap::frac64_encode_prod(x, *tab, w, sc)) << "part " << p;
+      } else {
+        auto tab = std::make_unique<ap::Frac64MseTables>();
+        ap::frac64_tables(t, *tab);
+        uint16_t sc[2];
+        EXPECT_FALSE(ap::frac64_encode_mse(x, *tab, w, sc)) << "part " << p;
+      }
+      EXPECT_THROW(t.encode(x, 1, 64, std::vector<uint8_t>(t.code_size()).data()), tq::Error);
+    }
+  }
+}
+
 TEST(CudaAppendHost, WideSearchAndPackMatchTheCpuCodec) {
   TQ_FRESH_RNG(rng);
   check_wide_helpers<5>(rng);
@@ -271,7 +368,7 @@ TEST(CudaAppend, BitIdenticalToCpuEncoder) {
   using tq::cuda::DType;
   for (const char* codec : {"tq1", "tq2", "tq3", "tq4", "fp16", "tq3.5", "tq1.5", "tq5p"})
     for (int D : {64, 128, 256}) run_append(codec, D, DType::kF32, rng);
-  for (int D : {128, 256}) run_append("tq2.5", D, DType::kF32, rng);
+  for (int D : {64, 128, 256}) run_append("tq2.5", D, DType::kF32, rng);
   run_append("tq3", 128, DType::kF16, rng);
   run_append("tq4", 128, DType::kBF16, rng);
 }
@@ -287,7 +384,6 @@ TEST(CudaAppend, FractionalOddShapes) {
   int i = 0;
   for (const char* codec : {"tq2.5", "tq3.5", "tq1.5"})
     for (int D : {64, 128, 256}) {
-      if (D == 64 && codec[2] == '2') continue;  // tq2.5 at 64: rejected at plan time
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
       run_append(codec, D, DType::kF16, rng, 1, 1);
       run_append(codec, D, DType::kBF16, rng, 7, 3);
@@ -297,6 +393,8 @@ TEST(CudaAppend, FractionalOddShapes) {
   run_append("tq3.5", 256, DType::kF32, rng, 10000, 8);
   run_append("tq2.5", 256, DType::kBF16, rng, 8191, 8);
   run_append("tq2.5:seed=7", 128, DType::kF32, rng, 113, 3);
+  run_append("tq2.5", 64, DType::kF16, rng, 10000, 8);  // append_frac64: one thread per vector
+  run_append("tq2.5:seed=7", 64, DType::kF32, rng, 113, 3);
   run_append("tq3.5:rot=hadamard:seed=9", 64, DType::kF16, rng, 113, 3);
   run_append("tq1.5", 128, DType::kBF16, rng, 10000, 8);
   run_append("tq1.5:seed=7", 256, DType::kF32, rng, 113, 3);
@@ -418,7 +516,6 @@ TEST(CudaAppend, FractionalProdBitIdenticalToCpuEncoder) {
   int i = 0;
   for (const char* codec : {"tq2.5p", "tq3.5p", "tq4.5p", "tq1.5p", "tq5.5p", "tq6.5p", "tq7.5p"})
     for (int D : {64, 128, 256}) {
-      if (D == 64 && codec[2] == '2') continue;  // tq2.5p: not at 64
       for (DType dt : dts) run_append(codec, D, dt, rng, 113, 3);
       run_append(codec, D, dts[i++ % 3], rng, 1, 1);
       run_append(codec, D, dts[i++ % 3], rng, 7, 3);
@@ -426,6 +523,8 @@ TEST(CudaAppend, FractionalProdBitIdenticalToCpuEncoder) {
   run_append("tq2.5p", 128, DType::kF16, rng, 4097, 8);
   run_append("tq2.5p", 256, DType::kBF16, rng, 2049, 8);
   run_append("tq3.5p", 64, DType::kF32, rng, 4097, 8);
+  run_append("tq2.5p", 64, DType::kBF16, rng, 4097, 8);  // append_frac64
+  run_append("tq2.5p:seed=11", 64, DType::kF32, rng, 113, 3);
   run_append("tq3.5p:seed=11", 256, DType::kF16, rng, 2049, 8);
   run_append("tq4.5p", 128, DType::kBF16, rng, 4097, 8);
   run_append("tq1.5p", 128, DType::kF16, rng, 4097, 8);
@@ -450,6 +549,8 @@ TEST(CudaAppend, FractionalProdSmallShapes) {
   run_append("tq3.5p", 64, DType::kF32, rng, 7, 2);
   run_append("tq1.5p", 64, DType::kF16, rng, 7, 2);
   run_append("tq7.5p", 128, DType::kF32, rng, 7, 2);
+  run_append("tq2.5p", 64, DType::kF16, rng, 7, 2);
+  run_append("tq2.5", 64, DType::kF32, rng, 7, 2);
   setenv("TQ_CUDA_APPEND_FRAC_VPW", "32", 1);
   run_append("tq2.5p", 256, DType::kBF16, rng, 13, 3);
   run_append("tq5.5p", 256, DType::kF16, rng, 13, 3);
@@ -480,7 +581,6 @@ TEST(CudaAppend, FractionalLargeTilesSmallAppends) {
   int i = 0;
   for (const char* codec : {"tq2.5", "tq3.5", "tq1.5"})
     for (int D : {64, 128, 256}) {
-      if (D == 64 && codec[2] == '2') continue;
       run_append(codec, D, dts[i++ % 3], rng, 113, 3);
       run_append(codec, D, dts[i++ % 3], rng, 7, 3);
     }
@@ -542,8 +642,13 @@ TEST(CudaAppend, UnsupportedFailsAtPlanTime) {
                         "tq4.5:norm=fp32", "tq7.5:rot=dense", "tq1.5p:norm=fp32", "tq7.5p:rot=dense", "tq3.5p:norm=fp32", "tq2.5p:rot=dense", "tq3.5:norm=fp32", "tq1.5:norm=fp32", "tq2.5:rot=dense", "tq3.5:rot=dense",
                         "tq1.5:rot=dense"})
     EXPECT_EQ(status(c, 128), tq::Status::kUnsupported) << c;
-  EXPECT_EQ(status("tq2.5", 64), tq::Status::kUnsupported);   // part 0 of 16 dims: not a whole code group
-  EXPECT_EQ(status("tq2.5p", 64), tq::Status::kUnsupported);  // the same split
+  EXPECT_EQ(status("tq2.5", 64), tq::Status::kOk);   // parts of 16 + 48 dims: append_frac64
+  EXPECT_EQ(status("tq2.5p", 64), tq::Status::kOk);  // the same split
+  EXPECT_EQ(status("tq2.5:rot=dense", 64), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq2.5p:rot=dense", 64), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq2.5:norm=fp32", 64), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq2.5", 96), tq::Status::kUnsupported);
+  EXPECT_EQ(status("tq2.5p", 32), tq::Status::kUnsupported);
   EXPECT_EQ(status("tq2.5p", 128), tq::Status::kOk);
   EXPECT_EQ(status("tq2.5p", 256), tq::Status::kOk);
   EXPECT_EQ(status("tq3.5p", 64), tq::Status::kOk);

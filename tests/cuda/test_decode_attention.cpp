@@ -475,6 +475,25 @@ TEST(CudaDecode, FractionalProdCodecsMatchCpuReference) {
   }, /*also_v1=*/false);
 }
 
+// tq2.5 / tq2.5p at head_dim 64 (parts of 16 + 48 dims, 18-byte rows): the CUDA-core kernels of
+// decode_frac64.cu (fp32 scores, version 1), every dtype, GQA 1 .. 8, odd and unequal lengths, reruns.
+TEST(CudaDecode, Frac64CodecsMatchCpuReference) {
+  if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
+  using tq::cuda::DType;
+  run_cases({
+      {{1}, 32, 8, 64, "tq2.5", DType::kF32},
+      {{113, 1, 4097}, 32, 8, 64, "tq2.5", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 64, "tq2.5", DType::kF32, DType::kF16},                // GQA 7
+      {{4097}, 8, 8, 64, "tq2.5:seed=5", DType::kBF16, DType::kBF16},     // GQA 1
+      {{257}, 8, 1, 64, "tq2.5", DType::kF32},                            // GQA 8
+      {{1}, 32, 8, 64, "tq2.5p", DType::kF32},
+      {{113, 1, 4097}, 32, 8, 64, "tq2.5p", DType::kF16, DType::kF32, 2},  // unequal lengths, rerun
+      {{7}, 28, 4, 64, "tq2.5p", DType::kF32, DType::kF16},                // GQA 7
+      {{300, 65}, 8, 2, 64, "tq2.5p:seed=9", DType::kBF16},                // GQA 4
+      {{257}, 8, 1, 64, "tq2.5p", DType::kF32, DType::kBF16},              // GQA 8
+  }, /*also_v1=*/false);
+}
+
 // tq5..tq8 K and V (32..256 centroids: fp16 tables in shared memory, QK^T and PV on the f16 mma):
 // every bit width at every head_dim, odd and unequal lengths, GQA 1, 4, 7, 8, all dtypes. v3 only.
 TEST(CudaDecode, WideCodecsMatchCpuReference) {
@@ -641,8 +660,20 @@ TEST(CudaDecode, UnsupportedCombinationsFailAtPlanTime) {
     EXPECT_FALSE(x.int8_scores());
   }
   s.head_dim = 64;
-  EXPECT_THROW(plan("tq2.5"), tq::Error);  // 16 + 48 dims: part 0 is not a whole 32-group
-  EXPECT_THROW(plan("tq2.5p"), tq::Error);  // the same split
+  EXPECT_NO_THROW(plan("tq2.5"));   // 16 + 48 dims: the CUDA-core kernels of decode_frac64.cu
+  EXPECT_NO_THROW(plan("tq2.5p"));  // the same split
+  for (const char* kv : {"tq2.5", "tq2.5p"}) {
+    const auto p = tq::parse_kv_codec(kv);
+    const tq::cuda::DecodePlan x(s, p.k, p.v);
+    EXPECT_EQ(x.version(), 1) << kv;
+    EXPECT_FALSE(x.int8_scores()) << kv;
+    EXPECT_FALSE(x.uses_tensor_cores()) << kv;
+  }
+  for (const char* kv : {"k2.5v3.5", "k3.5v2.5", "k1.5v2.5", "k=tq2.5,v=tq2.5p", "k=tq2.5p,v=tq2.5", "k2.5pv3.5p",
+                         "tq2.5:norm=fp32", "tq2.5p:rot=dense"}) {
+    SCOPED_TRACE(kv);
+    EXPECT_THROW(plan(kv), tq::Error);
+  }
   EXPECT_NO_THROW(plan("tq3.5p"));
   EXPECT_NO_THROW(plan("tq1.5"));         // 32 + 32 dims
   EXPECT_NO_THROW(plan("tq5p"));
@@ -670,7 +701,9 @@ TEST(CudaDecode, BadPageIdsAndLengthsAreFlaggedNotRead) {
   s.batch = 2; s.heads_q = 8; s.heads_kv = 2; s.head_dim = 64; s.page_tokens = 64;
   s.max_pages_per_seq = 2; s.num_pages = 4; s.max_seq_len = 128;
   s.q_dtype = tq::cuda::DType::kF32; s.out_dtype = tq::cuda::DType::kF32;
-  const auto kv = tq::parse_kv_codec("tq3");
+  for (const char* codec : {"tq3", "tq2.5", "tq2.5p"}) {  // v3, and decode_frac64.cu's kernels
+  SCOPED_TRACE(codec);
+  const auto kv = tq::parse_kv_codec(codec);
   tq::cuda::DecodePlan plan(s, kv.k, kv.v);
   void *dq, *dk, *dv, *dt, *dl, *dout, *dws;
   CK(cudaMalloc(&dq, 2 * 8 * 64 * 4));
@@ -703,6 +736,7 @@ TEST(CudaDecode, BadPageIdsAndLengthsAreFlaggedNotRead) {
   a.out = nullptr;
   EXPECT_THROW(plan.run(a), tq::Error);
   for (void* p : {dq, dk, dv, dt, dl, dout, dws}) cudaFree(p);
+  }
 }
 
 }  // namespace

@@ -12,11 +12,14 @@
 #include <type_traits>
 #include <vector>
 
+#include "cuda/decode_frac64.h"
 #include "cuda/decode_frag.h"
 #include "cuda/decode_qjl_mats.h"
 #include "cuda/decode_v3_params.h"
 #include "turboquant/codec.h"
+#include "turboquant/half.h"
 #include "turboquant/layout.h"
+#include "turboquant/tq_codec.h"
 
 namespace {
 
@@ -898,6 +901,125 @@ TEST(CudaDecodeFrag, PrmtEmulationMatchesPtxSemantics) {
   EXPECT_EQ(prmt(0x33221100u, 0x77665544u, 0x7362u), 0x77336622u);
   EXPECT_EQ(prmt(0x0000FF00u, 0u, 0x1010u), 0xFF00FF00u);
   EXPECT_EQ(prmt(0x00800000u, 0u, 0xFFFF0008u | 0x0A00u), 0x00FF0000u);
+}
+
+// tq2.5 / tq2.5p at head_dim 64 (decode_frac64.cu, CUDA cores): the kernels' arithmetic, repeated
+// here in double with the plan's tables (frac64::make_tables) and the kernels' unpacking
+// (frac64::code_at on the 18-byte rows): q rotated per part (16-dim Hadamard, 48-dim dense; prod:
+// sketched), the score sum_p n_p (<r_p, c_p> + kappa_p gamma_p <s_p, sigma_p>) against
+// <q, TqCodec::decode(x)>, and the value R_p^T (n_p c_p + kappa_p S_p^T n_p gamma_p sigma_p) against
+// decode(x) itself.
+TEST(CudaDecodeFrag, Frac64ScoresAndValuesMatchTheCodec) {
+  namespace f = tq::cuda::frac64;
+  std::mt19937 rng(20261130u);
+  std::normal_distribution<float> nd;
+  auto fwht16 = [](double* y) {
+    for (int h = 1; h < 16; h <<= 1)
+      for (int i = 0; i < 16; i += 2 * h)
+        for (int j = i; j < i + h; ++j) {
+          const double a = y[j], b = y[j + h];
+          y[j] = a + b;
+          y[j + h] = a - b;
+        }
+    for (int j = 0; j < 16; ++j) y[j] *= 0.25;
+  };
+  for (const char* name : {"tq2.5", "tq2.5p", "tq2.5:seed=5", "tq2.5p:seed=9"}) {
+    SCOPED_TRACE(name);
+    const bool prod = std::string(name).find("p") != std::string::npos;
+    const auto codec = tq::Codec::create(tq::parse_codec(name), 64);
+    const auto& t = dynamic_cast<const tq::TqCodec&>(*codec);
+    ASSERT_STREQ(tq::cuda::append::frac64_check(t, prod), "");
+    auto T = std::make_unique<f::Tables>();
+    f::make_tables(t, prod, *T);
+    const tq::TqLayout L = tq::cuda::append::frac64_layout(prod);
+    const int B0 = int(L.part[0].mse_bits), B1 = int(L.part[1].mse_bits), MO1 = int(L.part[1].mse_offset);
+    const int QO0 = int(L.part[0].qjl_offset), QO1 = int(L.part[1].qjl_offset);
+    ASSERT_EQ(t.code_size(), size_t(18 + (prod ? 8 : 4)));
+    std::vector<uint8_t> code(t.code_size());
+    double worst_s = 0, worst_v = 0;
+    for (int rep = 0; rep < 300; ++rep) {
+      float x[64], q[64], xd[64];
+      const float scale = std::pow(10.f, float(int(rng() % 5)) - 2.f);
+      for (int j = 0; j < 64; ++j) { x[j] = nd(rng) * scale; q[j] = nd(rng); }
+      if (rep == 0) for (int j = 0; j < 16; ++j) x[j] = 0.f;  // a zero part
+      t.encode(x, 1, 64, code.data());
+      t.decode(code.data(), 1, xd, 64);
+      // q: r = (R_0 q_0, R_1 q_1), s = (S_0 r_0, S_1 r_1)
+      double r[64], s[64] = {};
+      for (int j = 0; j < 16; ++j) r[j] = q[j];
+      for (int rd = 0; rd < 3; ++rd) {
+        for (int j = 0; j < 16; ++j) r[j] *= T->sign0[rd][j];
+        fwht16(r);
+      }
+      for (int i = 0; i < 48; ++i) {
+        double a = 0;
+        for (int j = 0; j < 48; ++j) a += double(T->m1[i * 48 + j]) * q[16 + j];
+        r[16 + i] = a;
+      }
+      if (prod) {
+        for (int i = 0; i < 16; ++i)
+          for (int j = 0; j < 16; ++j) s[i] += double(T->s0[i * 16 + j]) * r[j];
+        for (int i = 0; i < 48; ++i)
+          for (int j = 0; j < 48; ++j) s[16 + i] += double(T->s1[i * 48 + j]) * r[16 + j];
+      }
+      const uint8_t* row = code.data();
+      auto half = [&](int k) {
+        uint16_t h;
+        std::memcpy(&h, row + 18 + 2 * k, 2);
+        return double(tq::half_to_float(h));
+      };
+      const double n0 = half(0), n1 = half(prod ? 2 : 1), g0 = prod ? half(1) : 0, g1 = prod ? half(3) : 0;
+      // score
+      double a0 = 0, a1 = 0, z0 = 0, z1 = 0;
+      for (int j = 0; j < 16; ++j) a0 += r[j] * T->cent0[f::code_at(row, 0, 16, B0, j)];
+      for (int j = 0; j < 48; ++j) a1 += r[16 + j] * T->cent1[f::code_at(row, MO1, 48, B1, j)];
+      if (prod) {
+        for (int j = 0; j < 16; ++j) z0 += s[j] * (f::code_at(row, QO0, 16, 1, j) ? 1 : -1);
+        for (int j = 0; j < 48; ++j) z1 += s[16 + j] * (f::code_at(row, QO1, 48, 1, j) ? 1 : -1);
+      }
+      const double score = n0 * (a0 + T->kappa0 * g0 * z0) + n1 * (a1 + T->kappa1 * g1 * z1);
+      double want = 0, qq = 0, vv = 0;
+      for (int j = 0; j < 64; ++j) { want += double(q[j]) * xd[j]; qq += double(q[j]) * q[j]; vv += double(xd[j]) * xd[j]; }
+      const double es = std::abs(score - want) / (std::sqrt(qq * vv) + 1e-30);
+      worst_s = std::max(worst_s, es);
+      EXPECT_LT(es, 1e-5) << "rep " << rep << ": score " << score << " want " << want;
+      // value
+      double o[64], o2[64] = {};
+      for (int j = 0; j < 16; ++j) {
+        o[j] = n0 * T->cent0[f::code_at(row, 0, 16, B0, j)];
+        if (prod) o2[j] = n0 * g0 * (f::code_at(row, QO0, 16, 1, j) ? 1 : -1);
+      }
+      for (int j = 0; j < 48; ++j) {
+        o[16 + j] = n1 * T->cent1[f::code_at(row, MO1, 48, B1, j)];
+        if (prod) o2[16 + j] = n1 * g1 * (f::code_at(row, QO1, 48, 1, j) ? 1 : -1);
+      }
+      if (prod) {
+        double add[64] = {};
+        for (int j = 0; j < 16; ++j)
+          for (int i = 0; i < 16; ++i) add[j] += double(T->s0[i * 16 + j]) * o2[i];
+        for (int j = 0; j < 48; ++j)
+          for (int i = 0; i < 48; ++i) add[16 + j] += double(T->s1[i * 48 + j]) * o2[16 + i];
+        for (int j = 0; j < 64; ++j) o[j] += (j < 16 ? T->kappa0 : T->kappa1) * add[j];
+      }
+      double v[64];
+      for (int j = 0; j < 48; ++j) {
+        double a = 0;
+        for (int i = 0; i < 48; ++i) a += double(T->m1[i * 48 + j]) * o[16 + i];
+        v[16 + j] = a;
+      }
+      for (int j = 0; j < 16; ++j) v[j] = o[j];
+      for (int rd = 2; rd >= 0; --rd) {
+        fwht16(v);
+        for (int j = 0; j < 16; ++j) v[j] *= T->sign0[rd][j];
+      }
+      double ev = 0;
+      for (int j = 0; j < 64; ++j) ev += (v[j] - xd[j]) * (v[j] - xd[j]);
+      ev = std::sqrt(ev / (vv + 1e-30));
+      worst_v = std::max(worst_v, ev);
+      EXPECT_LT(ev, 1e-5) << "rep " << rep;
+    }
+    std::printf("    %s: worst rel. error score %.1e, value %.1e\n", name, worst_s, worst_v);
+  }
 }
 
 }  // namespace

@@ -21,12 +21,11 @@ class AppendPlan {
  public:
   // codec: fp16, single-part TurboQuant-mse tq1 .. tq8 (Hadamard rotation, fp16 norms) at
   // head_dim 64, 128 or 256 (tq5..tq8: the tiled kernel only, not TQ_CUDA_APPEND_V1), or the fractional
-  // tq2.5 (head_dim 128, 256), tq1.5 and tq3.5 .. tq7.5 (64, 128, 256) with fp16 norms and the default
+  // tq1.5 .. tq7.5 (64, 128, 256; tq2.5 at 64: one thread per vector) with fp16 norms and the default
   // rotations (uncalibrated split: part 0 = the first D/4 resp. D/2 channels; tq2.5's part 1 rotates
   // densely), or TurboQuant-prod tq2p .. tq8p (single part, Hadamard, fp16 norm and gamma) at 64, 128,
-  // 256, or the fractional prod tq2.5p (128, 256), tq1.5p and tq3.5p .. tq7.5p (64, 128, 256), split
-  // as the fractional codecs. Throws tq::Error(kUnsupported) otherwise (tq2.5 / tq2.5p at 64, fp32
-  // norms, other head_dims).
+  // 256, or the fractional prod tq1.5p .. tq7.5p (64, 128, 256), split as the fractional codecs.
+  // Throws tq::Error(kUnsupported) otherwise (fp32 norms, other head_dims).
   //
   // token_quads: the codes of every 16 tokens are written as one block in token quads (layout.h
   // quad_pos; layout().quad_bits = the codec's bits), the V layout of DecodeShape::v_quads and of

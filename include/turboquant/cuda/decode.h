@@ -56,9 +56,10 @@ struct DecodeArgs {
 class DecodePlan {
  public:
   // Codecs: fp16/fp16, tqB/tqB (B = 1..8), tq(B+1)/tqB (B = 2, 3), fp16 K with tq3 / tq4 V,
-  // tqB.5/tqB.5 for B = 1..7 (tq2.5: head_dim 128, 256), the prod (QJL) tqBp/tqBp for tq2p .. tq8p,
-  // and the fractional prod tqB.5p/tqB.5p for tq1.5p .. tq7.5p (tq2.5p: head_dim 128, 256); head_dim
-  // 64, 128, 256; GQA group <= 8. tq5..tq8, tq4.5 .. tq7.5 and the mse codes of tq6p .. tq8p and tq5.5p .. tq7.5p
+  // tqB.5/tqB.5 for B = 1..7, the prod (QJL) tqBp/tqBp for tq2p .. tq8p, and the fractional prod
+  // tqB.5p/tqB.5p for tq1.5p .. tq7.5p; head_dim 64, 128, 256; GQA group <= 8. tq2.5/tq2.5 and
+  // tq2.5p/tq2.5p at head_dim 64 (parts of 16 + 48 dims) run on CUDA cores in fp32
+  // (decode_frac64.cu; version() 1). tq5..tq8, tq4.5 .. tq7.5 and the mse codes of tq6p .. tq8p and tq5.5p .. tq7.5p
   // (16..256 centroids) are scored in fp16 (centroid tables in shared memory, f16 tensor cores), not
   // int8; no mixed pairs among them.
   // Throws tq::Error(kUnsupported) for combinations without a kernel (never a silent fallback),
@@ -79,7 +80,8 @@ class DecodePlan {
   // domain, scale max|q|/127), centroids to int8 (scale max|c|/127). On attention with peaked
   // scores this adds ~1-2% relative error to the output (the codec's own is 10-25%); docs/CUDA.md.
   bool int8_scores() const;
-  // 3 (default) or 1 (CUDA-core reference kernels, forced with TQ_CUDA_DECODE_V1=1 at plan time).
+  // 3 (default) or 1 (CUDA-core kernels: the reference ones, forced with TQ_CUDA_DECODE_V1=1 at plan
+  // time, and always those of tq2.5 / tq2.5p at head_dim 64).
   int version() const;
   KvPageLayout k_layout() const;  // page layout the pools must follow
   KvPageLayout v_layout() const;
