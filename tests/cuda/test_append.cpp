@@ -57,7 +57,8 @@ std::vector<float> test_rows(const tq::Codec& c, int D, size_t rows, tq::cuda::D
         const std::vector<double>& b = tqc->parts()[p].cb->boundaries();
         double ss = 0;
         for (int j = 0; j < m - 1; ++j) {
-          rot[f + j] = float(b[rng() % b.size()]);
+          // tq1.5p's part 1 has no mse stage (no boundaries): a Gaussian coordinate there.
+          rot[f + j] = b.empty() ? float(nd(rng) / std::sqrt(double(m))) : float(b[rng() % b.size()]);
           ss += double(rot[f + j]) * rot[f + j];
         }
         rot[f + m - 1] = float(std::sqrt(std::max(0.0, 1.0 - ss)));
