@@ -135,7 +135,7 @@ copy_tbps = 2 * src.numel() * 2 / (copy_ms * 1e-3) / 1e12
 del src, dst
 print(f"\ndevice copy: {copy_tbps:.2f} TB/s (read + write)", flush=True)
 append_rows = []
-for codec in a.append_codecs.split(","):
+for codec in filter(None, a.append_codecs.split(",")):  # "" skips the append rows
     prefill = codec.endswith(" prefill")  # slots 0 .. n-1 (whole token quads) instead of random ones
     codec = codec.split()[0]
     for n in (32, 65536):
