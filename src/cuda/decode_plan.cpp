@@ -497,6 +497,27 @@ KvPageLayout DecodePlan::v_layout() const { return impl_->vl; }
 const Codec& DecodePlan::k_codec() const { return *impl_->kc; }
 const Codec& DecodePlan::v_codec() const { return *impl_->vc; }
 
+namespace {
+// The arguments the CUDA-core split-KV launches share (v1, launch::DecodeLaunch; tq2.5 / tq2.5p at
+// D = 64, frac64::Launch): tensors, the v1 workspace layout, shape, split and scale.
+template <class Launch>
+void fill_cuda_core_launch(Launch& x, const DecodePlan::Impl& I, const DecodeArgs& a, char* ws) {
+  x.q_dtype = int(I.shape.q_dtype); x.out_dtype = int(I.shape.out_dtype);
+  x.q = a.q; x.out = a.out; x.k_pool = a.k_pool; x.v_pool = a.v_pool;
+  x.page_table = a.page_table; x.seq_lens = a.seq_lens;
+  x.q_rot = reinterpret_cast<float*>(ws);
+  x.part_o = reinterpret_cast<float*>(ws + I.v1_off_po);
+  x.part_ml = reinterpret_cast<float*>(ws + I.v1_off_pml);
+  x.error_flag = reinterpret_cast<int*>(ws + I.off_err);
+  x.kl = I.kl; x.vl = I.vl;
+  x.B = I.shape.batch; x.Hq = I.shape.heads_q; x.Hkv = I.shape.heads_kv;
+  x.max_pages = I.shape.max_pages_per_seq; x.num_pages = I.shape.num_pages;
+  x.splits = I.splits; x.chunk = I.chunk;
+  x.scale = I.shape.scale > 0 ? I.shape.scale : 1.0f / std::sqrt(float(I.shape.head_dim));
+  x.stream = a.stream;
+}
+}  // namespace
+
 void DecodePlan::run(const DecodeArgs& a) const {
   const Impl& I = *impl_;
   TQ_CHECK_ARG(a.q && a.k_pool && a.v_pool && a.page_table && a.seq_lens && a.out && a.workspace,
@@ -534,41 +555,18 @@ void DecodePlan::run(const DecodeArgs& a) const {
       I.initialized_ws = a.workspace;
     }
     frac64::Launch F{};
+    fill_cuda_core_launch(F, I, a, ws);
     F.prod = I.prod != 0; F.max_group = I.max_group;
-    F.q_dtype = int(I.shape.q_dtype); F.out_dtype = int(I.shape.out_dtype);
-    F.q = a.q; F.out = a.out; F.k_pool = a.k_pool; F.v_pool = a.v_pool;
-    F.page_table = a.page_table; F.seq_lens = a.seq_lens;
     F.kt = static_cast<const frac64::Tables*>(I.f64_kt.p); F.vt = static_cast<const frac64::Tables*>(I.f64_vt.p);
-    F.q_rot = reinterpret_cast<float*>(ws);
-    F.part_o = reinterpret_cast<float*>(ws + I.v1_off_po);
-    F.part_ml = reinterpret_cast<float*>(ws + I.v1_off_pml);
-    F.error_flag = reinterpret_cast<int*>(ws + I.off_err);
-    F.kl = I.kl; F.vl = I.vl;
-    F.B = I.shape.batch; F.Hq = I.shape.heads_q; F.Hkv = I.shape.heads_kv;
-    F.max_pages = I.shape.max_pages_per_seq; F.num_pages = I.shape.num_pages; F.max_seq_len = I.shape.max_seq_len;
-    F.splits = I.splits; F.chunk = I.chunk;
-    F.scale = I.shape.scale > 0 ? I.shape.scale : 1.0f / std::sqrt(float(I.shape.head_dim));
-    F.stream = a.stream;
+    F.max_seq_len = I.shape.max_seq_len;
     const int e = frac64::run(F);
     TQ_CHECK(e == 0, kInternal, "CUDA decode: launch failed: {}", cudaGetErrorString(cudaError_t(e)));
     return;
   }
   launch::DecodeLaunch L{};
+  fill_cuda_core_launch(L, I, a, ws);
   L.head_dim = I.shape.head_dim; L.k_bits = I.kb; L.v_bits = I.vb; L.max_group = I.max_group;
-  L.q_dtype = int(I.shape.q_dtype); L.out_dtype = int(I.shape.out_dtype);
-  L.q = a.q; L.out = a.out; L.k_pool = a.k_pool; L.v_pool = a.v_pool;
-  L.page_table = a.page_table; L.seq_lens = a.seq_lens;
   L.k_signs = I.k_signs.f(); L.v_signs = I.v_signs.f(); L.k_centroids = I.k_cent.f(); L.v_centroids = I.v_cent.f();
-  L.q_rot = reinterpret_cast<float*>(ws);
-  L.part_o = reinterpret_cast<float*>(ws + I.v1_off_po);
-  L.part_ml = reinterpret_cast<float*>(ws + I.v1_off_pml);
-  L.error_flag = reinterpret_cast<int*>(ws + I.off_err);
-  L.kl = I.kl; L.vl = I.vl;
-  L.B = I.shape.batch; L.Hq = I.shape.heads_q; L.Hkv = I.shape.heads_kv;
-  L.max_pages = I.shape.max_pages_per_seq; L.num_pages = I.shape.num_pages;
-  L.splits = I.splits; L.chunk = I.chunk;
-  L.scale = I.shape.scale > 0 ? I.shape.scale : 1.0f / std::sqrt(float(I.shape.head_dim));
-  L.stream = a.stream;
   const int e = launch::run_decode(L);
   TQ_CHECK(e == 0, kInternal, "CUDA decode: launch failed: {}", cudaGetErrorString(cudaError_t(e)));
 }
