@@ -217,6 +217,20 @@ TQ_HD bool frac64_encode_mse(const float (&x)[kF64D], const Frac64MseTables& T, 
   return f0 < 65504.f && f1 < 65504.f;
 }
 
+// A part's QJL signs: bit i (at word offset off) = sign of row i of the part's M x M sketch (row
+// major, double) times its residual e, accumulated in double in the CPU encoder's order.
+template <int M, class E>
+TQ_HD void f64_qjl_signs(const double* sketch, const E (&e)[M], uint32_t (&w)[5], int off) {
+  TQ_F64_UNROLL
+  for (int i = 0; i < M; ++i) {
+    const double* s = sketch + i * M;
+    double acc = 0.0;
+    TQ_F64_UNROLL
+    for (int j = 0; j < M; ++j) acc = f64_dacc(acc, s[j], e[j]);
+    f64_put_code<M, 1>(w, off, i, acc >= 0.0 ? 1u : 0u);
+  }
+}
+
 // tq2.5p at D = 64: codes section (18 bytes: mse codes of parts 0, 1, then QJL signs of parts 0, 1)
 // and scalars (fp16 n_0, γ_0, n_1, γ_1).
 TQ_HD bool frac64_encode_prod(const float (&x)[kF64D], const Frac64ProdTables& T, uint32_t (&w)[5], uint16_t (&scal)[4]) {
@@ -240,14 +254,7 @@ TQ_HD bool frac64_encode_prod(const float (&x)[kF64D], const Frac64ProdTables& T
       e[j] = r;
       g0 = f64_dacc(g0, e[j], e[j]);
     }
-    TQ_F64_UNROLL
-    for (int i = 0; i < kF64M0; ++i) {
-      const double* s = T.sketch0 + i * kF64M0;
-      double acc = 0.0;
-      TQ_F64_UNROLL
-      for (int j = 0; j < kF64M0; ++j) acc = f64_dacc(acc, s[j], e[j]);
-      f64_put_code<kF64M0, 1>(w, Q0, i, acc >= 0.0 ? 1u : 0u);
-    }
+    f64_qjl_signs<kF64M0>(T.sketch0, e, w, Q0);
   }
   {  // part 1: dense in double, 1-bit codes, residual, its 48 signs
     double u[kF64M1];
@@ -266,14 +273,7 @@ TQ_HD bool frac64_encode_prod(const float (&x)[kF64D], const Frac64ProdTables& T
       e[i] = f64_sub(y, T.cent1[c]);
       g1 = f64_dacc(g1, e[i], e[i]);
     }
-    TQ_F64_UNROLL
-    for (int i = 0; i < kF64M1; ++i) {
-      const double* s = T.sketch1 + i * kF64M1;
-      double acc = 0.0;
-      TQ_F64_UNROLL
-      for (int j = 0; j < kF64M1; ++j) acc = f64_dacc(acc, s[j], e[j]);
-      f64_put_code<kF64M1, 1>(w, Q1, i, acc >= 0.0 ? 1u : 0u);
-    }
+    f64_qjl_signs<kF64M1>(T.sketch1, e, w, Q1);
   }
   const float f0 = float(n0), f1 = float(n1);
   scal[0] = f64_half_bits(f0);
