@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/decode_frac64.h"
+#include "cuda/warp_reduce.cuh"
 
 namespace tq::cuda::frac64 {
 namespace {
@@ -214,13 +215,7 @@ __global__ void __launch_bounds__(kThreads) frac64_split(const Launch P) {
       if (!valid || g >= G) s[g] = -INFINITY;
 
     // ---- online softmax over the tile (block max, then block sum) ----
-#pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-      float v = s[g];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-      if (lane == 0) red[warp][g] = v;
-    }
+    warp_reduce_rows<true>(s, red, warp, lane);
     __syncthreads();
     if (tid < MAXG) tile_stat[tid] = fmaxf(red[0][tid], red[1][tid]);
     __syncthreads();
@@ -239,13 +234,7 @@ __global__ void __launch_bounds__(kThreads) frac64_split(const Launch P) {
       p_s[tid][g] = p;
     }
     __syncthreads();  // red / tile_stat read; p_s, v_rows, v_sc visible
-#pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-      float v = psum[g];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) red[warp][g] = v;
-    }
+    warp_reduce_rows<false>(psum, red, warp, lane);
     __syncthreads();
 #pragma unroll
     for (int g = 0; g < MAXG; ++g) {

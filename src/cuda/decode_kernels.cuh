@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 
+#include "cuda/warp_reduce.cuh"
 #include "turboquant/layout.h"
 
 namespace tq::cuda::kern {
@@ -260,13 +261,7 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
     for (int g = 0; g < MAXG; ++g) if (!valid) s[g] = -INFINITY;
 
     // ---- online softmax over the tile (block max, then block sum) ----
-#pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-      float v = s[g];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-      if (lane == 0) red[warp][g] = v;
-    }
+    warp_reduce_rows<true>(s, red, warp, lane);
     __syncthreads();
     if (tid < MAXG) {
       float v = red[0][tid];
@@ -290,13 +285,7 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
       p_s[tid][g] = p * nv;
     }
     __syncthreads();  // red/tile_stat reads done before reuse; p_s and v_stage visible
-#pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-      float v = psum[g];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) red[warp][g] = v;
-    }
+    warp_reduce_rows<false>(psum, red, warp, lane);
     __syncthreads();
 #pragma unroll
     for (int g = 0; g < MAXG; ++g) {
