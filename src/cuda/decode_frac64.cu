@@ -4,23 +4,10 @@
 #include <cuda_runtime.h>
 
 #include "cuda/decode_frac64.h"
-#include "cuda/warp_reduce.cuh"
+#include "cuda/core_decode_util.cuh"
 
 namespace tq::cuda::frac64 {
 namespace {
-
-template <typename T> __device__ __forceinline__ float to_f32(T v);
-template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_f32(float v);
-template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float half_at(const uint8_t* p) {  // fp16 at a 2-byte aligned address
-  return __half2float(*reinterpret_cast<const __half*>(p));
-}
 
 // The 18-byte codes section at p (2-byte aligned) into r[0..18).
 __device__ __forceinline__ void load_row(const uint8_t* p, uint8_t (&r)[20]) {

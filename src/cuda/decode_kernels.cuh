@@ -16,7 +16,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 
-#include "cuda/warp_reduce.cuh"
+#include "cuda/core_decode_util.cuh"
 #include "turboquant/layout.h"
 
 namespace tq::cuda::kern {
@@ -66,19 +66,6 @@ __device__ __forceinline__ uint32_t group_code(const uint32_t* gw, int pos) {
   }
   return v;
 }
-
-__device__ __forceinline__ float load_norm(const uint8_t* p) {
-  return __half2float(*reinterpret_cast<const __half*>(p));
-}
-
-template <typename T> __device__ __forceinline__ float to_f32(T v);
-template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_f32(float v);
-template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // In-place orthonormal FWHT of x[0..D) in shared memory by D threads.
 template <int D>
@@ -252,7 +239,7 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
             }
           }
         }
-        const float nk = load_norm(kbase + P.kl.scalars_offset(hk, off));
+        const float nk = half_at(kbase + P.kl.scalars_offset(hk, off));
 #pragma unroll
         for (int g = 0; g < MAXG; ++g) s[g] *= nk;
       }
@@ -276,7 +263,7 @@ __global__ void __launch_bounds__(kThreads) decode_split(const Params P) {
       alpha[g] = m[g] == -INFINITY ? 0.f : __expf(m[g] - mnew[g]);
       m[g] = mnew[g];
     }
-    const float nv = (valid && VB) ? load_norm(vbase + P.vl.scalars_offset(hk, off0 + tid)) : 1.f;
+    const float nv = (valid && VB) ? half_at(vbase + P.vl.scalars_offset(hk, off0 + tid)) : 1.f;
     float psum[MAXG];
 #pragma unroll
     for (int g = 0; g < MAXG; ++g) {
