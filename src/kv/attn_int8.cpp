@@ -32,15 +32,21 @@ namespace tq::kv {
 
 bool int8_scores_fit(int bits, int m) { return bits >= 1 && bits <= 4 && m > 0 && m % 32 == 0; }
 
+#if TQ_INT8_X86
+namespace {
+// AVX-512 F, BW and VBMI, which both int8 paths need, unless TQ_KV_NO_INT8 turns them off.
+bool avx512_base() {
+  const char* e = std::getenv("TQ_KV_NO_INT8");
+  if (e && *e && *e != '0') return false;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi");
+}
+}  // namespace
+#endif
+
 bool int8_scores_available() {
 #if TQ_INT8_X86
-  static const bool ok = [] {
-    const char* e = std::getenv("TQ_KV_NO_INT8");
-    if (e && *e && *e != '0') return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
-  }();
+  static const bool ok = avx512_base() && __builtin_cpu_supports("avx512vnni");
   return ok;
 #else
   return false;
@@ -49,13 +55,7 @@ bool int8_scores_available() {
 
 bool bf16_values_available() {
 #if TQ_INT8_X86
-  static const bool ok = [] {
-    const char* e = std::getenv("TQ_KV_NO_INT8");
-    if (e && *e && *e != '0') return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
-  }();
+  static const bool ok = avx512_base() && __builtin_cpu_supports("avx512bf16");
   return ok;
 #else
   return false;
