@@ -167,29 +167,7 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_fprod_kernel(const __g
         u[idx] = t < nv ? __fmul_rn(row_elem<DT>(tile + t * RS, M0 + idx / VQ), iv) : 0.0f;
       __syncwarp();
       double acc[VQ][K];
-#pragma unroll
-      for (int a = 0; a < VQ; ++a)
-#pragma unroll
-        for (int k = 0; k < K; ++k) acc[a][k] = 0.0;
-      const float* mcol = P.dense + lane;
-      for (int j0 = 0; j0 < M1; j0 += U) {
-        float m[U][K];
-#pragma unroll
-        for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-          for (int k = 0; k < K; ++k) m[jj][k] = __ldg(mcol + (j0 + jj) * M1 + 32 * k);
-#pragma unroll
-        for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-          for (int a4 = 0; a4 < VQ / 4; ++a4) {
-            const float4 q = reinterpret_cast<const float4*>(u + (j0 + jj) * VQ)[a4];
-            const double ua[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-            for (int b = 0; b < 4; ++b)
-#pragma unroll
-              for (int k = 0; k < K; ++k) acc[4 * a4 + b][k] = fma(double(m[jj][k]), ua[b], acc[4 * a4 + b][k]);
-          }
-      }
+      lane_matvec<M1, VQ, U>(P.dense + lane, u, acc);
       __syncwarp();  // every lane has read u: the residuals overwrite it
 #pragma unroll
       for (int a = 0; a < VQ; ++a) {

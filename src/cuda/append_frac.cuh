@@ -25,6 +25,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/append.cuh"
 
@@ -150,6 +151,45 @@ __device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first
   store_part_codes<M, B>(c, out, lane);
 }
 
+// acc[v][k] = fma chain over j = 0..M-1 (ascending: the CPU's order) of mcol[j * M + 32k] · x[j * V + v]
+// for the lane's rows l + 32k (K = M / 32) of an M x M matrix (mcol: its column l, row-major rows j)
+// times V vectors x[j][v] (shared memory, broadcast). The matrix rows come in batches of U, all
+// loaded before the batch's FMAs (one memory round trip per batch: what a small append waits for).
+// Acc float: fp32 FMA (the fractional codecs' dense part 1, as the CPU); double: DFMA (the QJL
+// sketches, and the fractional prod codecs' dense part 1).
+template <int M, int V, int U, class Acc>
+__device__ __forceinline__ void lane_matvec(const float* mcol, const float* x, Acc (&acc)[V][M / 32]) {
+  constexpr int K = M / 32;
+  static_assert(V % 4 == 0 && M % U == 0, "float4 reads of x, whole batches");
+#pragma unroll
+  for (int a = 0; a < V; ++a)
+#pragma unroll
+    for (int k = 0; k < K; ++k) acc[a][k] = Acc(0);
+  for (int j0 = 0; j0 < M; j0 += U) {
+    float m[U][K];
+#pragma unroll
+    for (int jj = 0; jj < U; ++jj)
+#pragma unroll
+      for (int k = 0; k < K; ++k) m[jj][k] = __ldg(mcol + (j0 + jj) * M + 32 * k);
+#pragma unroll
+    for (int jj = 0; jj < U; ++jj) {
+      const float4* xj = reinterpret_cast<const float4*>(x + (j0 + jj) * V);
+#pragma unroll
+      for (int a4 = 0; a4 < V / 4; ++a4) {
+        const float4 q = xj[a4];
+        const Acc ua[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int b = 0; b < 4; ++b)
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            if constexpr (std::is_same_v<Acc, float>) acc[4 * a4 + b][k] = __fmaf_rn(ua[b], m[jj][k], acc[4 * a4 + b][k]);
+            else acc[4 * a4 + b][k] = fma(double(m[jj][k]), ua[b], acc[4 * a4 + b][k]);
+          }
+      }
+    }
+  }
+}
+
 // One pass of the dense part 1 over vectors [t0, t0 + VP) of the tile (t0 a multiple of VP or of
 // a larger pass size: t0 + VP <= 32). Whole warp.
 //   fill   : u[j][v] = x[t0 + v][M0 + j] · inv1 (fp32, = the CPU's u; zero past the tile)
@@ -171,31 +211,7 @@ __device__ __forceinline__ void dense_pass(const FracParams& P, const uint4* til
     u[idx] = t < nv ? __fmul_rn(row_elem<DT>(tile + t * RS, M0 + idx / VP), iv) : 0.0f;
   __syncwarp();
   float acc[VP][K];
-#pragma unroll
-  for (int a = 0; a < VP; ++a)
-#pragma unroll
-    for (int k = 0; k < K; ++k) acc[a][k] = 0.0f;
-  const float* mcol = P.dense + lane;
-  for (int j0 = 0; j0 < M1; j0 += U) {
-    float m[U][K];
-#pragma unroll
-    for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-      for (int k = 0; k < K; ++k) m[jj][k] = __ldg(mcol + (j0 + jj) * M1 + 32 * k);
-#pragma unroll
-    for (int jj = 0; jj < U; ++jj) {
-      const float4* uj = reinterpret_cast<const float4*>(u + (j0 + jj) * VP);
-#pragma unroll
-      for (int a4 = 0; a4 < VP / 4; ++a4) {
-        const float4 q = uj[a4];
-        const float ua[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int b = 0; b < 4; ++b)
-#pragma unroll
-          for (int k = 0; k < K; ++k) acc[4 * a4 + b][k] = __fmaf_rn(ua[b], m[jj][k], acc[4 * a4 + b][k]);
-      }
-    }
-  }
+  lane_matvec<M1, VP, U>(P.dense + lane, u, acc);
   constexpr int OFF1 = int(packed_bytes(M0, B1 + 1)) / 4;  // part 1 codes, in words
 #pragma unroll
   for (int a = 0; a < VP; ++a) {

@@ -41,29 +41,7 @@ __device__ __forceinline__ void qjl_part(const float* st, const float* e_s, uint
   constexpr int K = M / 32;  // rows per lane
   static_assert(VQ % 4 == 0 && VQ * K <= 32 && M % U == 0, "float4 reads of e_s, 32 accumulators at most, whole batches");
   double acc[VQ][K];
-#pragma unroll
-  for (int v = 0; v < VQ; ++v)
-#pragma unroll
-    for (int k = 0; k < K; ++k) acc[v][k] = 0.0;
-  st += lane;
-  for (int j0 = 0; j0 < M; j0 += U) {  // a batch of U rows of S^T, all loaded before its DFMAs
-    float s[U][K];
-#pragma unroll
-    for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-      for (int k = 0; k < K; ++k) s[jj][k] = __ldg(st + (j0 + jj) * M + 32 * k);
-#pragma unroll
-    for (int jj = 0; jj < U; ++jj)
-#pragma unroll
-      for (int v4 = 0; v4 < VQ / 4; ++v4) {
-        const float4 e4 = reinterpret_cast<const float4*>(e_s + (j0 + jj) * VQ)[v4];
-        const double e[4] = {e4.x, e4.y, e4.z, e4.w};
-#pragma unroll
-        for (int b = 0; b < 4; ++b)
-#pragma unroll
-          for (int k = 0; k < K; ++k) acc[4 * v4 + b][k] = fma(double(s[jj][k]), e[b], acc[4 * v4 + b][k]);
-      }
-  }
+  lane_matvec<M, VQ, U>(st + lane, e_s, acc);
 #pragma unroll
   for (int v = 0; v < VQ; ++v) {
     const long long vdst = __shfl_sync(0xffffffffu, dst, min(t0 + v, nv - 1));
