@@ -63,6 +63,40 @@ namespace {
 
 bool is_pow2(uint32_t d) { return d && !(d & (d - 1)); }
 
+// A device copy of v (freed by Impl's destructor through *dst).
+float* upload(const std::vector<float>& v, float** dst) {
+  TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(dst), v.size() * sizeof(float)));
+  TQ_CUDA_CHECK_A(cudaMemcpy(*dst, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+  return *dst;
+}
+
+// The m x m row-major matrix a transposed (out[j * m + i] = a[i * m + j]), appended to out: the
+// column-per-lane order the kernels read (the CPU batched encoder's table order).
+void append_transposed(const float* a, uint32_t m, std::vector<float>& out) {
+  for (uint32_t j = 0; j < m; ++j)
+    for (uint32_t i = 0; i < m; ++i) out.push_back(a[size_t(i) * m + j]);
+}
+
+// The Hadamard rotation's sign bits (bit set = -1) of the first m coordinates.
+void sign_bits(const Rotation& rot, uint32_t m, uint32_t (&sign)[append::kRounds][8]) {
+  for (int r = 0; r < append::kRounds; ++r)
+    for (uint32_t i = 0; i < m; ++i)
+      if (rot.signs(r)[i] < 0) sign[r][i / 32] |= 1u << (i % 32);
+}
+
+// Part p of a fractional (prod too) codec: contiguous channels, and the rotation the kernel has for
+// it (Hadamard for a power-of-two dimension, dense only for part 1 where frac_dense says so).
+RotationKind check_frac_part(const TqCodec& t, const TqLayout& L, int p, int d, int bits) {
+  const TqPart& part = t.parts()[p];
+  const uint32_t m = L.part[p].dim;
+  for (uint32_t j = 0; j < m; ++j)
+    TQ_CHECK(part.channels[j] == int(L.part[p].first + j), kInternal, "CUDA append: fractional part {} is not contiguous", p);
+  const RotationKind want = is_pow2(m) ? RotationKind::kHadamard : RotationKind::kDense;
+  TQ_CHECK(part.rot->kind() == want && (want == RotationKind::kDense) == (p == 1 && append::frac_dense(d, bits)),
+           kUnsupported, "CUDA append: codec '{}' part {} has a rotation without a kernel", t.spec().name(), p);
+  return want;
+}
+
 // Fractional codecs: the kernel's compile-time split (append_params.h) against the codec's own
 // layout and rotations, then the kernel constants (boundaries, signs, the dense matrix; parts of
 // 5..8 bits: all their boundaries on the device).
@@ -78,11 +112,7 @@ void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float*
   for (int p = 0; p < 2; ++p) {
     const TqPart& part = t.parts()[p];
     const uint32_t m = L.part[p].dim;
-    for (uint32_t j = 0; j < m; ++j)
-      TQ_CHECK(part.channels[j] == int(L.part[p].first + j), kInternal, "CUDA append: fractional part {} is not contiguous", p);
-    const RotationKind want = is_pow2(m) ? RotationKind::kHadamard : RotationKind::kDense;
-    TQ_CHECK(part.rot->kind() == want && (want == RotationKind::kDense) == (p == 1 && append::frac_dense(d, bits)),
-             kUnsupported, "CUDA append: codec '{}' part {} has a rotation without a kernel", t.spec().name(), p);
+    const RotationKind want = check_frac_part(t, L, p, d, bits);
     const auto& b = part.cb->boundaries();
     for (size_t i = 0; i < b.size() && i < 15; ++i) F.bound[p][i] = float(b[i]);  // = Codebook's float boundaries
     if (L.part[p].mse_bits >= 5) {
@@ -91,25 +121,14 @@ void setup_frac(const TqCodec& t, int d, int bits, append::FracParams& F, float*
       wb.insert(wb.end(), b.begin(), b.end());
     }
     if (want == RotationKind::kHadamard) {
-      for (int r = 0; r < append::kRounds; ++r)
-        for (uint32_t i = 0; i < m; ++i)
-          if (part.rot->signs(r)[i] < 0) F.sign[p][r][i / 32] |= 1u << (i % 32);
+      sign_bits(*part.rot, m, F.sign[p]);
     } else {
-      // Transposed like the CPU batched encoder's table: mt[j * m + i] = M[i][j] (fp32 entries).
-      const std::vector<float>& M = part.rot->matrix();
-      std::vector<float> mt(size_t(m) * m);
-      for (uint32_t i = 0; i < m; ++i)
-        for (uint32_t j = 0; j < m; ++j) mt[size_t(j) * m + i] = M[size_t(i) * m + j];
-      TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(dense), mt.size() * sizeof(float)));
-      TQ_CUDA_CHECK_A(cudaMemcpy(*dense, mt.data(), mt.size() * sizeof(float), cudaMemcpyHostToDevice));
-      F.dense = *dense;
+      std::vector<float> mt;  // fp32 entries
+      append_transposed(part.rot->matrix().data(), m, mt);
+      F.dense = upload(mt, dense);
     }
   }
-  if (!wb.empty()) {
-    TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(wbound), wb.size() * sizeof(float)));
-    TQ_CUDA_CHECK_A(cudaMemcpy(*wbound, wb.data(), wb.size() * sizeof(float), cudaMemcpyHostToDevice));
-    F.wbound = *wbound;
-  }
+  if (!wb.empty()) F.wbound = upload(wb, wbound);
 }
 
 // Prod codecs: one part, Hadamard, mse codes then QJL signs, scalars (norm, gamma) in fp16; the
@@ -133,19 +152,12 @@ void setup_prod(const TqCodec& t, int d, append::ProdParams& Q, float** sketch, 
     std::vector<float> w(b.begin(), b.end());
     w.insert(w.end(), c.begin(), c.end());
     TQ_CHECK(w.size() == (size_t(2) << mb) - 1, kInternal, "CUDA append: {} boundaries and centroids for {} bits", w.size(), mb);
-    TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(wtab), w.size() * sizeof(float)));
-    TQ_CUDA_CHECK_A(cudaMemcpy(*wtab, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice));
-    Q.wtab = *wtab;
+    Q.wtab = upload(w, wtab);
   }
-  for (int r = 0; r < append::kRounds; ++r)
-    for (int i = 0; i < d; ++i)
-      if (part.rot->signs(r)[i] < 0) Q.sign[r][i / 32] |= 1u << (i % 32);
-  std::vector<float> st(size_t(d) * d);
-  for (int i = 0; i < d; ++i)
-    for (int j = 0; j < d; ++j) st[size_t(j) * d + i] = part.sketch[size_t(i) * d + j];
-  TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(sketch), st.size() * sizeof(float)));
-  TQ_CUDA_CHECK_A(cudaMemcpy(*sketch, st.data(), st.size() * sizeof(float), cudaMemcpyHostToDevice));
-  Q.sketch_t = *sketch;
+  sign_bits(*part.rot, uint32_t(d), Q.sign);
+  std::vector<float> st;
+  append_transposed(part.sketch.data(), uint32_t(d), st);
+  Q.sketch_t = upload(st, sketch);
 }
 
 // Fractional prod codecs: the codec's layout against layout.h's for the kernel's split (fprod_layout),
@@ -167,11 +179,7 @@ void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, floa
   for (int p = 0; p < 2; ++p) {
     const TqPart& part = t.parts()[p];
     const uint32_t m = L.part[p].dim;
-    for (uint32_t j = 0; j < m; ++j)
-      TQ_CHECK(part.channels[j] == int(L.part[p].first + j), kInternal, "CUDA append: fractional part {} is not contiguous", p);
-    const RotationKind want = is_pow2(m) ? RotationKind::kHadamard : RotationKind::kDense;
-    TQ_CHECK(part.rot->kind() == want && (want == RotationKind::kDense) == (p == 1 && append::frac_dense(d, bits)),
-             kUnsupported, "CUDA append: codec '{}' part {} has a rotation without a kernel", t.spec().name(), p);
+    const RotationKind want = check_frac_part(t, L, p, d, bits);
     const auto& b = part.cb->boundaries();
     for (size_t i = 0; i < b.size() && i < 15; ++i) F.bound[p][i] = float(b[i]);  // = Codebook's float boundaries
     const auto& c = part.cb->centroids_f32();
@@ -184,29 +192,16 @@ void setup_fprod(const TqCodec& t, int d, int bits, append::FprodParams& F, floa
       wt.insert(wt.end(), c.begin(), c.end());
     }
     if (want == RotationKind::kHadamard) {
-      for (int r = 0; r < append::kRounds; ++r)
-        for (uint32_t i = 0; i < m; ++i)
-          if (part.rot->signs(r)[i] < 0) F.sign[p][r][i / 32] |= 1u << (i % 32);
+      sign_bits(*part.rot, m, F.sign[p]);
     } else {
-      const std::vector<float>& M = part.rot->matrix();  // the fp32 entries apply_dense reads
-      std::vector<float> mt(size_t(m) * m);
-      for (uint32_t i = 0; i < m; ++i)
-        for (uint32_t j = 0; j < m; ++j) mt[size_t(j) * m + i] = M[size_t(i) * m + j];
-      TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(dense), mt.size() * sizeof(float)));
-      TQ_CUDA_CHECK_A(cudaMemcpy(*dense, mt.data(), mt.size() * sizeof(float), cudaMemcpyHostToDevice));
-      F.dense = *dense;
+      std::vector<float> mt;  // the fp32 entries apply_dense reads
+      append_transposed(part.rot->matrix().data(), m, mt);
+      F.dense = upload(mt, dense);
     }
-    for (uint32_t j = 0; j < m; ++j)
-      for (uint32_t i = 0; i < m; ++i) sk.push_back(part.sketch[size_t(i) * m + j]);
+    append_transposed(part.sketch.data(), m, sk);
   }
-  TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(sketch), sk.size() * sizeof(float)));
-  TQ_CUDA_CHECK_A(cudaMemcpy(*sketch, sk.data(), sk.size() * sizeof(float), cudaMemcpyHostToDevice));
-  F.sketch_t = *sketch;
-  if (!wt.empty()) {
-    TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(wtab), wt.size() * sizeof(float)));
-    TQ_CUDA_CHECK_A(cudaMemcpy(*wtab, wt.data(), wt.size() * sizeof(float), cudaMemcpyHostToDevice));
-    F.wtab = *wtab;
-  }
+  F.sketch_t = upload(sk, sketch);
+  if (!wt.empty()) F.wtab = upload(wt, wtab);
 }
 
 }  // namespace
@@ -350,13 +345,9 @@ AppendPlan::AppendPlan(const CodecSpec& s, int heads_kv, int head_dim, int page_
     if (bits >= 5) {  // all 2^B - 1 of them, for the kernel's shared memory
       const std::vector<float> wb(b.begin(), b.end());
       TQ_CHECK(wb.size() == (size_t(1) << bits) - 1, kInternal, "CUDA append: {} boundaries for {} bits", wb.size(), bits);
-      TQ_CUDA_CHECK_A(cudaMalloc(reinterpret_cast<void**>(&I.wbound), wb.size() * sizeof(float)));
-      TQ_CUDA_CHECK_A(cudaMemcpy(I.wbound, wb.data(), wb.size() * sizeof(float), cudaMemcpyHostToDevice));
-      P.wbound = I.wbound;
+      P.wbound = upload(wb, &I.wbound);
     }
-    for (int r = 0; r < append::kRounds; ++r)
-      for (int i = 0; i < head_dim; ++i)
-        if (part.rot->signs(r)[i] < 0) P.sign[r][i / 32] |= 1u << (i % 32);
+    sign_bits(*part.rot, uint32_t(head_dim), P.sign);
   }
   int dev = 0;
   TQ_CUDA_CHECK_A(cudaGetDevice(&dev));
