@@ -113,12 +113,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_fprod_kernel(const __g
     const int slot = checked_slot(P, v0 + lane, head);
     if (slot >= 0) {
       const uint4* row = tile + lane * RS;
-      double s0 = 0.0, s1 = 0.0;
-#pragma unroll
-      for (int c = 0; c < CH1; ++c) {  // both chains in step (CH0 <= CH1)
-        add_squares<DT>(row[CH0 + c], s1);
-        if (c < CH0) add_squares<DT>(row[c], s0);
-      }
+      double s0, s1;
+      part_squares<DT, CH0, CH1>(row, s0, s1);
       const double n0 = sqrt(s0), n1 = sqrt(s1);
       nz0 = n0 > 0.0;
       nz1 = n1 > 0.0;

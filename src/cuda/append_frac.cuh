@@ -151,6 +151,19 @@ __device__ __forceinline__ void encode_hadamard_part(const uint4* row, int first
   store_part_codes<M, B>(c, out, lane);
 }
 
+// Squared norms of a tile row's two parts (16-byte chunks [0, CH0) and [CH0, CH0 + CH1)): one chain
+// each in coordinate order (the CPU's), both in step (CH0 <= CH1).
+template <int DT, int CH0, int CH1>
+__device__ __forceinline__ void part_squares(const uint4* row, double& s0, double& s1) {
+  s0 = 0.0;
+  s1 = 0.0;
+#pragma unroll
+  for (int c = 0; c < CH1; ++c) {
+    add_squares<DT>(row[CH0 + c], s1);
+    if (c < CH0) add_squares<DT>(row[c], s0);
+  }
+}
+
 // acc[v][k] = fma chain over j = 0..M-1 (ascending: the CPU's order) of mcol[j * M + 32k] · x[j * V + v]
 // for the lane's rows l + 32k (K = M / 32) of an M x M matrix (mcol: its column l, row-major rows j)
 // times V vectors x[j][v] (shared memory, broadcast). The matrix rows come in batches of U, all
@@ -273,12 +286,8 @@ __global__ void __launch_bounds__(kTileWarps * 32) append_frac_kernel(const __gr
     const int slot = checked_slot(P, v0 + lane, head);
     if (slot >= 0) {
       const uint4* row = tile + lane * RS;
-      double s0 = 0.0, s1 = 0.0;
-#pragma unroll
-      for (int c = 0; c < CH1; ++c) {  // both chains in step (CH0 <= CH1)
-        add_squares<DT>(row[CH0 + c], s1);
-        if (c < CH0) add_squares<DT>(row[c], s0);
-      }
+      double s0, s1;
+      part_squares<DT, CH0, CH1>(row, s0, s1);
       const double n0 = sqrt(s0), n1 = sqrt(s1);
       inv0 = n0 > 0.0 ? float(1.0 / n0) : 1.0f;  // the CPU's x * 1.0f for a zero part
       inv1 = n1 > 0.0 ? float(1.0 / n1) : 1.0f;
