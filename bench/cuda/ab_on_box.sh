@@ -4,7 +4,8 @@
 #   test:  every CUDA test of the last tree, memcheck + racecheck on SAN_FILTER;
 #   bench: bench_decode.py of every tree in separate processes, B = 1 rows in two interleaved rounds
 #          (A B A B: drift shows), larger shapes once; one table of µs per tree last.
-#   bash bench/cuda/ab_on_box.sh test|bench|both     (CODECS, SMALL, LARGE override the shapes)
+#   bash bench/cuda/ab_on_box.sh test|bench|both     (CODECS, SMALL, LARGE override the shapes;
+#   TEST_FILTER picks the tests, SAN_FILTER the sanitizers' tests)
 set -uo pipefail
 what=${1:-both}
 cd "$(dirname "$0")/../.."
@@ -25,7 +26,7 @@ for t in "${trees[@]}"; do
   else build $t turboquant_shared || exit 1; fi
 done
 if [[ $what != bench ]]; then
-  timeout 300 build-ab/$last/tests/tq_test_cuda > "$OUT/test_$last.log" 2>&1
+  timeout 300 build-ab/$last/tests/tq_test_cuda --gtest_filter="${TEST_FILTER:-*}" > "$OUT/test_$last.log" 2>&1
   echo "tests $last: exit $? ($((SECONDS - t0)) s)"
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|seed|differ" "$OUT/test_$last.log" | head -20
   for tool in memcheck racecheck; do

@@ -51,7 +51,7 @@ namespace tq::cuda::v3 {
 // Stage-dropping variants (-DTQ_DECODE_DROP builds only, plan env TQ_CUDA_DECODE_DROP=bits): where
 // the time of a step goes. Bit 0: K selector words go to the int8 mma without their lookup; bit 1:
 // V selector words go to the f16 mma without their lookup (nibbles 0-7: finite fp16); bit 2: no
-// softmax (p = score, no max, no exp2); bit 3: no PV (P^T folded into one accumulator); bit 4: no
+// softmax (p = score, no max, no exp2); bit 3: no PV (P^T folded into one accumulator; row and quad V); bit 4: no
 // scoring (scores made up from the token index, K never read); bit 5: no compute at all (the ring's
 // loads and barriers only). Bits 0-2
 // keep loads and mma; the results are wrong by design.
@@ -700,6 +700,16 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     // T=128K: 1649 -> 1566 us). fp16 K/V stays at one block: it is memory-bound, and the pair needs
     // registers it does not have (128, spills).
     constexpr bool kPairs = KB != 0 && !PR && !WIDE && !FW;  // wide: one block, as fp16 (pairs spill at D = 128)
+    // Drop bit 4: scores made up from the token index (K never read).
+    [[maybe_unused]] auto fake_scores = [&](float (*x)[4], float (*nv)[2 * NP], int tokA, int tokB) {
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        x[k][0] = x[k][2] = 1e-3f * float(tokA + k + g);
+        x[k][1] = x[k][3] = 1e-3f * float(tokB + k + t);
+#pragma unroll
+        for (int i = 0; i < 2 * NP; ++i) nv[k][i] = 1.f;
+      }
+    };
     for (int j = 0; j < cnt;) {
       int s2 = s + 1;
       uint32_t ph2 = ph;
@@ -716,32 +726,34 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       float x[2][4], nv[2][2 * NP];
       uint32_t pb[2][NP][2];
       if constexpr (QV != 0) {
-        if (okA || okB) {
+        if (TQ_DROP(5)) {
+          // nothing: the ring alone (loads, barriers)
+        } else if (okA || okB) {
           uint32_t bq[2];
           float f0, f1;
           if (okA && okB) {
-            score(stA, tokA, x[0], nv[0]);
-            score(stB, tokB, x[1], nv[1]);
+            if (TQ_DROP(4)) {
+              fake_scores(x, nv, tokA, tokB);
+            } else {
+              score(stA, tokA, x[0], nv[0]);
+              score(stB, tokB, x[1], nv[1]);
+            }
             softmax_q(x, nv, 2, bq, f0, f1);
-            pv_q(stA, stB, bq[0], bq[1], f0, f1);
+            if (TQ_DROP(3)) o[0][0] += __uint_as_float(bq[0] ^ bq[1]) * f0 + f1;  // no PV: keep the softmax alive
+            else pv_q(stA, stB, bq[0], bq[1], f0, f1);
           } else {
             const uint8_t* st = okA ? stA : stB;
             score(st, okA ? tokA : tokB, x[0], nv[0]);
             softmax_q(x, nv, 1, bq, f0, f1);
-            pv_q(st, st, bq[0], 0u, f0, f1);
+            if (TQ_DROP(3)) o[0][0] += __uint_as_float(bq[0]) * f0 + f1;
+            else pv_q(st, st, bq[0], 0u, f0, f1);
           }
         }
       } else if (TQ_DROP(5)) {
         // nothing: the ring alone (loads, barriers)
       } else if (okA && okB) {
         if (TQ_DROP(4)) {
-#pragma unroll
-          for (int k = 0; k < 2; ++k) {
-            x[k][0] = x[k][2] = 1e-3f * float(tokA + k + g);
-            x[k][1] = x[k][3] = 1e-3f * float(tokB + k + t);
-#pragma unroll
-            for (int i = 0; i < 2 * NP; ++i) nv[k][i] = 1.f;
-          }
+          fake_scores(x, nv, tokA, tokB);
         } else {
           score(stA, tokA, x[0], nv[0]);
           score(stB, tokB, x[1], nv[1]);
