@@ -239,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   if (tid == 32) {
     for (int s = 0; s < P.stages; ++s) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], kConsumers);
+      mbar_init(&empty[s], 32 * kConsumers);  // every consumer lane arrives
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
@@ -797,11 +797,11 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
         pv(st, tk, pb[0]);
 #endif
       }
-      __syncwarp();
-      if (lane == 0) {
-        mbar_arrive(&empty[s]);
-        if (two) mbar_arrive(&empty[s2]);
-      }
+      // Every lane releases its own reads of the stage (mbarrier.arrive orders only the arriving
+      // thread's accesses; one lane after __syncwarp is what compute-sanitizer racecheck flagged as
+      // a ring-reuse race, 7 hazards on CudaDecode.LongSegmentsMergeInTwoLevels).
+      mbar_arrive(&empty[s]);
+      if (two) mbar_arrive(&empty[s2]);
       if (two) { s = s2 + 1; ph = ph2; if (s == P.stages) { s = 0; ph ^= 1u; } j += 2; }
       else { s = s2; ph = ph2; j += 1; }
     }
