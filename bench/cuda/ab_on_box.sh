@@ -31,7 +31,7 @@ if [[ $what != bench ]]; then
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|seed|differ" "$OUT/test_$last.log" | head -20
   for tool in memcheck racecheck; do
     timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 build-ab/$last/tests/tq_test_cuda \
-      --gtest_filter="${SAN_FILTER:-CudaDecode.SmallShapes}" > "$OUT/san_${tool}.log" 2>&1
+      --gtest_filter="${SAN_FILTER:-CudaDecode.SmallShapes:CudaDecode.LongSegmentsMergeInTwoLevels}" > "$OUT/san_${tool}.log" 2>&1
     echo "$tool $last: exit $? ($((SECONDS - t0)) s) $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san_${tool}.log" | tail -1)"
   done
 fi

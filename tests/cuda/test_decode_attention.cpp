@@ -547,7 +547,8 @@ TEST(CudaDecode, PersistentScheduleManySequences) {
 
 // One long sequence over few KV heads: each segment spans 33-128 CTAs, so the partials are merged
 // in two levels (groups of 8 or 16 CTAs, then the groups; decode_epilogue.cuh), with the last group
-// short; rerun on the same workspace (the group counters must be back at zero).
+// short; rerun on the same workspace (the group counters must be back at zero). Its fp16 D = 64 case
+// reuses ring stages (4 chunks per CTA), so the sanitizer runs of bench/cuda/*_on_box.sh include it.
 TEST(CudaDecode, LongSegmentsMergeInTwoLevels) {
   if (!tq::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
   using tq::cuda::DType;
