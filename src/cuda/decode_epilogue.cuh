@@ -76,9 +76,7 @@ __device__ __forceinline__ void fold_slots(const Params& P, int G, int D, int si
 // domain); q_s [G][D] and scr [kConsumers][G][D] / scr_ml: shared scratch; misc: the flag of the
 // merging CTA; (b, hk): the segment, sid = b * Hkv + hk, CTAs first .. first + count - 1 share it.
 // VPR (fractional prod V): the split of frag::Groups<.., PROD>.
-// DS (dim-split quad V, decode_quad.cuh pv_ds): warp w holds the m-tiles [D/64 w, D/64 w + D/64) in
-// o[0 .. D/64) with the CTA's common m; its dims go to the first warp-state slot, l per warp.
-template <int D, int VB, int FR, int QV, int VPR = 0, bool DS = false>
+template <int D, int VB, int FR, int QV, int VPR = 0>
 __device__ __forceinline__ void segment_epilogue(const Params& P, const float (&o)[D / 16][4], float m0, float m1, float l0,
                                                  float l1, float* q_s, float* scr, float* scr_ml, float* misc, int b, int hk,
                                                  int G, int sid, int first, int count, int tid, int warp, int lane, int g, int t,
@@ -94,19 +92,7 @@ __device__ __forceinline__ void segment_epilogue(const Params& P, const float (&
     l0 += __shfl_xor_sync(0xffffffffu, l0, off);
     l1 += __shfl_xor_sync(0xffffffffu, l1, off);
   }
-  if constexpr (DS) {
-    const int h0 = 2 * t, h1 = 2 * t + 1;
-#pragma unroll
-    for (int i = 0; i < D / 64; ++i) {
-      const int d0 = 16 * ((D / 64) * warp + i) + g, d1 = d0 + 8;
-      if (h0 < G) { scr[h0 * D + d0] = o[i][0]; scr[h0 * D + d1] = o[i][2]; }
-      if (h1 < G) { scr[h1 * D + d0] = o[i][1]; scr[h1 * D + d1] = o[i][3]; }
-    }
-    if (g == 0) {
-      scr_ml[(warp * kMaxG + h0) * 2] = m0; scr_ml[(warp * kMaxG + h0) * 2 + 1] = l0;
-      scr_ml[(warp * kMaxG + h1) * 2] = m1; scr_ml[(warp * kMaxG + h1) * 2 + 1] = l1;
-    }
-  } else {
+  {
     float* sw = scr + warp * G * D;
     const int h0 = 2 * t, h1 = 2 * t + 1;
 #pragma unroll
@@ -132,13 +118,7 @@ __device__ __forceinline__ void segment_epilogue(const Params& P, const float (&
     for (int w = 0; w < kConsumers; ++w) M = fmaxf(M, mw[w] = scr_ml[(w * kMaxG + h) * 2]);
     float4 O = make_float4(0.f, 0.f, 0.f, 0.f);
     float Ls = 0.f;
-    if constexpr (DS) {  // one m for all warps; the dims are complete in slot 0
-      if (M != -INFINITY) {
-        O = reinterpret_cast<const float4*>(scr)[e4];
-#pragma unroll
-        for (int w = 0; w < kConsumers; ++w) Ls += scr_ml[(w * kMaxG + h) * 2 + 1];
-      }
-    } else if (M != -INFINITY) {
+    if (M != -INFINITY) {
 #pragma unroll
       for (int w = 0; w < kConsumers; ++w) {
         const float f = ex2(mw[w] - M);

@@ -9,17 +9,6 @@
 
 namespace tq::cuda::v3::quad {
 
-// The u8 bytes of P^T for `nblk` blocks (1 or 2): w * s rounded (s0 / s1: heads 2t, 2t + 1; every
-// w * s <= 255), rows (r, r + 8) of a head paired in a b16 and handed out by movmatrix (below).
-__device__ __forceinline__ void p_pack(const float (&w)[2][4], int nblk, float s0, float s1, uint32_t (&bq)[2]) {
-  bq[1] = 0u;
-  for (int k = 0; k < nblk; ++k) {  // w * s + 1.5 * 2^23: the rounded integer in the low byte
-    const uint32_t u0 = __float_as_uint(fmaf(w[k][0], s0, 12582912.f)), u1 = __float_as_uint(fmaf(w[k][1], s1, 12582912.f));
-    const uint32_t u2 = __float_as_uint(fmaf(w[k][2], s0, 12582912.f)), u3 = __float_as_uint(fmaf(w[k][3], s1, 12582912.f));
-    bq[k] = movm(frag::prmt(frag::prmt(u0, u2, 0x0040u), frag::prmt(u1, u3, 0x0040u), 0x5410u));
-  }
-}
-
 // P^T of `nblk` blocks (1 or 2) as u8: w = p·n_v of this lane's S^T rows (r, r + 8) and heads
 // (2t, 2t+1) rounded to 255 levels of its head's max over the blocks; the bytes of rows (r, r + 8)
 // of a head paired in a b16 so that movmatrix hands lane t the k slots of tokens 4t..4t+3
@@ -39,7 +28,12 @@ __device__ __forceinline__ void p_transposed(const float (&w)[2][4], int nblk, f
   // MUFU.RCP and one FMUL (__fdividef), not an IEEE division (a Newton step and a slow path per
   // head): a scale a few ulp off moves nothing, since f0 / f1 below dequantize with the same wm.
   const float s0 = wm0 > 0.f ? __fdividef(255.f, wm0) : 0.f, s1 = wm1 > 0.f ? __fdividef(255.f, wm1) : 0.f;
-  p_pack(w, nblk, s0, s1, bq);
+  bq[1] = 0u;
+  for (int k = 0; k < nblk; ++k) {  // w * s + 1.5 * 2^23: the rounded integer in the low byte
+    const uint32_t u0 = __float_as_uint(fmaf(w[k][0], s0, 12582912.f)), u1 = __float_as_uint(fmaf(w[k][1], s1, 12582912.f));
+    const uint32_t u2 = __float_as_uint(fmaf(w[k][2], s0, 12582912.f)), u3 = __float_as_uint(fmaf(w[k][3], s1, 12582912.f));
+    bq[k] = movm(frag::prmt(frag::prmt(u0, u2, 0x0040u), frag::prmt(u1, u3, 0x0040u), 0x5410u));
+  }
   const float d = vdeq * (1.f / 255.f);
   f0 = wm0 * d;
   f1 = wm1 * d;
@@ -69,46 +63,6 @@ __device__ __forceinline__ void pv(const uint8_t* vA, const uint8_t* vB, uint32_
     o[mt][1] = fmaf(__int_as_float(acc[1]) - 12582912.f, f1, o[mt][1]);
     o[mt][2] = fmaf(__int_as_float(acc[2]) - 12582912.f, f0, o[mt][2]);
     o[mt][3] = fmaf(__int_as_float(acc[3]) - 12582912.f, f1, o[mt][3]);
-  }
-}
-
-// ---- Dim-split PV (experiment builds, -DTQ_QV_DIMSPLIT; docs/CUDA.md "Session 13") -------------
-// The 4 consumer warps share one softmax state (decode_v3.cuh softmax_ds) and split O^T by dims:
-// warp w owns the m-tiles [NO w, NO w + NO), NO = D / 64, over the tokens of all 4 warps' block pair
-// (4 k-steps of 32 tokens). One int32 chain per m-tile and one scale per pair: a quarter of the
-// accumulator conversions and of the O^T registers of pv(). xb[32 w' + lane]: warp w''s P^T
-// fragments (b0, b1) of this lane, through shared memory; o[i], i < NO: this warp's m-tiles.
-template <int D, int VB, int VCB, int NW>
-__device__ __forceinline__ void pv_ds(const uint8_t* vA, const uint8_t* vB, const uint2* xb, float f0, float f1,
-                                      const uint32_t (&vtab8)[4], const frag::Shifts& S, float (&o)[D / 16][4], int warp,
-                                      int lane) {
-  constexpr int NO = D / 64;
-  // The chain over NW k-steps stays inside the float binade of the 1.5 * 2^23 start (pv above).
-  static_assert(NW * 32 * 255 * 127 < (1 << 22), "dim-split PV: int32 sums past the exact float range");
-  constexpr int kM = 0x4B400000;
-  int acc[NO][4];
-#pragma unroll
-  for (int i = 0; i < NO; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = kM;
-#pragma unroll
-  for (int w2 = 0; w2 < NW; ++w2) {
-    const uint2 b = xb[32 * w2 + lane];
-    const uint32_t* gA = reinterpret_cast<const uint32_t*>(vA + 16 * w2 * VCB) + VB * lane;
-    const uint32_t* gB = reinterpret_cast<const uint32_t*>(vB + 16 * w2 * VCB) + VB * lane;
-#pragma unroll
-    for (int i = 0; i < NO; ++i) {
-      const int mt = NO * warp + i;  // warp-uniform: the group offset and the selector index
-      const uint32_t sa = frag::sel_in_group_fma<VB, false>(gA + 32 * VB * (mt >> 2), mt & 3, S);
-      const uint32_t sb = frag::sel_in_group_fma<VB, false>(gB + 32 * VB * (mt >> 2), mt & 3, S);
-      mma_s8<true>(acc[i], frag::lookup_i8<VB>(vtab8, sa), frag::lookup_i8<VB>(vtab8, frag::mulhi(sa, S.shr16)),
-                   frag::lookup_i8<VB>(vtab8, sb), frag::lookup_i8<VB>(vtab8, frag::mulhi(sb, S.shr16)), b.x, b.y);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < NO; ++i) {
-    o[i][0] = fmaf(__int_as_float(acc[i][0]) - 12582912.f, f0, o[i][0]);
-    o[i][1] = fmaf(__int_as_float(acc[i][1]) - 12582912.f, f1, o[i][1]);
-    o[i][2] = fmaf(__int_as_float(acc[i][2]) - 12582912.f, f0, o[i][2]);
-    o[i][3] = fmaf(__int_as_float(acc[i][3]) - 12582912.f, f1, o[i][3]);
   }
 }
 

@@ -63,15 +63,6 @@ namespace tq::cuda::v3 {
 
 static_assert(kRounds == kHadamardRounds, "sign masks per Hadamard round");
 
-// Dim-split quad V (experiment builds, -DTQ_QV_DIMSPLIT; docs/CUDA.md "Session 13"): the 4 consumer
-// warps of a quad-V kernel share one softmax state per block pair and split the PV by dims
-// (decode_quad.cuh pv_ds). Not yet run on a GPU.
-#ifdef TQ_QV_DIMSPLIT
-inline constexpr bool kQvDimSplit = true;
-#else
-inline constexpr bool kQvDimSplit = false;
-#endif
-
 // CTAs per SM the register budget is capped for: 4 (<= 102 registers) where the kernel fits without
 // spills, fewer for the wider 4-bit decode and head_dim 256 (prod at 256: 2 x 64 fp32 accumulators).
 // (FR: fractional codecs, a 4-bit part 0 for tq3.5; PR: prod, the QJL fragments and accumulators.)
@@ -126,7 +117,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
   static_assert(!PR || (FR ? PR == 3 && KB == VB && KB <= 6 : KB != 0 && VB != 0),
                 "prod: TurboQuant K and V; fractional: both tq(B+1).5p, B = 0..6");
   static_assert(!QV || (KB == VB && KB >= 2 && KB <= 4 && !FR && !PR), "quad V: tqB/tqB, B = 2..4");
-  constexpr bool kDS = QV != 0 && kQvDimSplit;  // dim-split PV (experiment builds)
   constexpr bool WIDE = KB >= 5 && !FR;  // tq5..tq8 K and V (shared-memory fp16 tables, f16 mma)
   static_assert(!WIDE || (KB == VB && (!PR || KB <= 7) && !QV), "wide: tqB/tqB, B = 5..8, or tq(B+1)p/tq(B+1)p, B = 5..7");
   // Fractional wide tq4.5 .. tq7.5 (FR, KB = VB = B >= 4): both parts through fp16 tables in shared
@@ -341,7 +331,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       }
     }
     if constexpr (KPR != 0) consumers_sync();  // the sketch in scr: read by all before a warp's fold / epilogue
-    if constexpr (kDS) consumers_sync();  // q_s is the dim-split exchange area: every warp's q rows read first
 
     if (trace_first) TQ_TRACE(4);
     float o[NKC][4];
@@ -704,71 +693,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       for (int i = 0; i < 4; ++i) vtab8[i] = VB == 4 || i < 2 ? vtab8_s[i] : 0u;
       quad::pv<D, VB, VCB>(sA + VOFF, sB + VOFF, b0, b1, f0, f1, vtab8, P.shifts, o, warp, lane);
     };
-    // Dim-split quad V (kDS): one softmax state for the 4 warps. The exchange goes through q_s (its
-    // int8 q rows are in registers during the loop): xm[w][8] the warps' score maxima per head, xn[w]
-    // their V-norm maxima (barrier), then xb[w][32] every lane's P^T fragments (barrier, pv_ds). The
-    // u8 scale is a bound of every warp's p · n_v, ex2(max score - m) · max n_v, known after the first
-    // barrier (an exact max would need a third). Barrier order makes the reuse safe: a warp writes
-    // xm / xn of the next pair after the second barrier of this one, xb after the next first barrier.
-    [[maybe_unused]] float* xm = q_s;
-    [[maybe_unused]] float* xn = q_s + 8 * kConsumers;
-    [[maybe_unused]] uint2* xb = reinterpret_cast<uint2*>(q_s + 16 * kConsumers);
-    [[maybe_unused]] auto softmax_ds = [&](float (*x)[4], float (*nv)[2 * NP], int nblk, uint32_t (&bq)[2], float& f0,
-                                           float& f1) {
-      float mx0 = -INFINITY, mx1 = -INFINITY, nm = 0.f;
-      for (int k = 0; k < nblk; ++k) {
-        mx0 = fmaxf(mx0, fmaxf(x[k][0], x[k][2]));
-        mx1 = fmaxf(mx1, fmaxf(x[k][1], x[k][3]));
-        nm = fmaxf(nm, fmaxf(nv[k][0], nv[k][1]));
-      }
-#pragma unroll
-      for (int off = 4; off < 32; off <<= 1) {
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
-        nm = fmaxf(nm, __shfl_xor_sync(0xffffffffu, nm, off));
-      }
-      if (g == 0) { xm[8 * warp + 2 * t] = mx0; xm[8 * warp + 2 * t + 1] = mx1; }
-      if (lane == 0) xn[warp] = nm;
-      consumers_sync();
-      float c0 = xm[2 * t], c1 = xm[2 * t + 1], cn = xn[0];  // the same order in every warp: equal m
-#pragma unroll
-      for (int w2 = 1; w2 < kConsumers; ++w2) {
-        c0 = fmaxf(c0, xm[8 * w2 + 2 * t]);
-        c1 = fmaxf(c1, xm[8 * w2 + 2 * t + 1]);
-        cn = fmaxf(cn, xn[w2]);
-      }
-      if (__any_sync(0xffffffffu, c0 > m0 || c1 > m1)) {
-        const float mn0 = fmaxf(m0, c0), mn1 = fmaxf(m1, c1);
-        // -inf stays -inf while the CTA has seen no valid token (a bad page): nothing to scale.
-        const float al0 = mn0 == -INFINITY ? 1.f : ex2(m0 - mn0), al1 = mn1 == -INFINITY ? 1.f : ex2(m1 - mn1);
-        l0 *= al0;
-        l1 *= al1;
-#pragma unroll
-        for (int i = 0; i < D / 64; ++i) {
-          o[i][0] *= al0; o[i][2] *= al0;
-          o[i][1] *= al1; o[i][3] *= al1;
-        }
-        m0 = mn0;
-        m1 = mn1;
-      }
-      const float mm0 = m0 == -INFINITY ? 0.f : m0, mm1 = m1 == -INFINITY ? 0.f : m1;  // (x = -inf: p = 0)
-      float w[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-      for (int k = 0; k < nblk; ++k) {
-        const float p0 = ex2(x[k][0] - mm0), p1 = ex2(x[k][1] - mm1), p2 = ex2(x[k][2] - mm0), p3 = ex2(x[k][3] - mm1);
-        l0 += p0 + p2;
-        l1 += p1 + p3;
-        w[k][0] = p0 * nv[k][0]; w[k][1] = p1 * nv[k][0]; w[k][2] = p2 * nv[k][1]; w[k][3] = p3 * nv[k][1];
-      }
-      // The bound, 2^-12 wider: ex2.approx rounding may put a w an ulp above it, and 255.5 would
-      // round into the next byte.
-      const float wb0 = ex2(c0 - mm0) * cn * 1.000244f, wb1 = ex2(c1 - mm1) * cn * 1.000244f;
-      quad::p_pack(w, nblk, wb0 > 0.f ? __fdividef(255.f, wb0) : 0.f, wb1 > 0.f ? __fdividef(255.f, wb1) : 0.f, bq);
-      const float d = P.vdeq * (1.f / 255.f);
-      f0 = wb0 * d;
-      f1 = wb1 * d;
-      xb[32 * warp + lane] = make_uint2(bq[0], bq[1]);
-      consumers_sync();
-    };
 
     // TurboQuant K: two chunks (two stages of the ring) per iteration when both hold tokens for
     // this warp: the two blocks' lookups and mma chains are independent work for the scheduler,
@@ -801,36 +725,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       const uint8_t* stB = smem + s2 * SB;
       float x[2][4], nv[2][2 * NP];
       uint32_t pb[2][NP][2];
-      if constexpr (kDS) {
-        // Every warp takes part (the barriers): rows past `len` are masked by score(), a stage
-        // whose page id was bad (stage_ok 0) here.
-        if (!TQ_DROP(5)) {
-          const int nblk = two ? 2 : 1;
-          if (TQ_DROP(4)) {
-            fake_scores(x, nv, tokA, tokB);
-          } else {
-            score(stA, tokA, x[0], nv[0]);
-            if (two) score(stB, tokB, x[1], nv[1]);
-          }
-          for (int k = 0; k < nblk; ++k)
-            if (!stage_ok[k ? s2 : s]) {
-              x[k][0] = x[k][1] = x[k][2] = x[k][3] = -INFINITY;
-              nv[k][0] = nv[k][1] = 0.f;
-            }
-          uint32_t bq[2];
-          float f0, f1;
-          softmax_ds(x, nv, nblk, bq, f0, f1);
-          if (TQ_DROP(3)) {
-            o[0][0] += __uint_as_float(bq[0] ^ bq[1]) * f0 + f1;  // no PV: keep the softmax alive
-          } else {
-            uint32_t vtab8[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) vtab8[i] = VB == 4 || i < 2 ? vtab8_s[i] : 0u;
-            quad::pv_ds<D, VB, VCB, kConsumers>(stA + VOFF, (two ? stB : stA) + VOFF, xb, f0, f1, vtab8, P.shifts, o, warp,
-                                                lane);
-          }
-        }
-      } else if constexpr (QV != 0) {
+      if constexpr (QV != 0) {
         if (TQ_DROP(5)) {
           // nothing: the ring alone (loads, barriers)
         } else if (okA || okB) {
@@ -914,7 +809,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
     if (trace_first) TQ_TRACE(6);
     if constexpr (VPR != 0) prod_v_fold<D, FR ? VM0 : 0>(P.vfold, scr + warp * G * D, G, g, t, lane, o2, o);  // O += κ√D S^T O2
     // Segment epilogue: merge the 4 warps, then (if shared) the CTAs, then write.
-    segment_epilogue<D, VB, FR, QV, VPR, kDS>(P, o, m0, m1, l0, l1, q_s, scr, scr_ml, misc, cur.b, cur.hk, G, sid, first, count, tid, warp,
+    segment_epilogue<D, VB, FR, QV, VPR>(P, o, m0, m1, l0, l1, q_s, scr, scr_ml, misc, cur.b, cur.hk, G, sid, first, count, tid, warp,
                                     lane, g, t, trace_first, trace_t0);
     consumers_sync();  // q_s / scr are rewritten by the next segment
     if (trace_first) TQ_TRACE(11);
