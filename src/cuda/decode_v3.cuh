@@ -51,10 +51,10 @@ namespace tq::cuda::v3 {
 // Stage-dropping variants (-DTQ_DECODE_DROP builds only, plan env TQ_CUDA_DECODE_DROP=bits): where
 // the time of a step goes. Bit 0: K selector words go to the int8 mma without their lookup; bit 1:
 // V selector words go to the f16 mma without their lookup (nibbles 0-7: finite fp16); bit 2: no
-// softmax (p = score, no max, no exp2); bit 3: no PV (P^T folded into one accumulator; row and quad V); bit 4: no
+// softmax (p = score, no max, no exp2); bit 3: no PV (P^T folded into one accumulator); bit 4: no
 // scoring (scores made up from the token index, K never read); bit 5: no compute at all (the ring's
-// loads and barriers only). Bits 0-2
-// keep loads and mma; the results are wrong by design.
+// loads and barriers only). Bits 3-5 cover the quad-V kernels too, bits 1-2 only the row kernels.
+// Bits 0-2 keep loads and mma; the results are wrong by design.
 #ifdef TQ_DECODE_DROP
 #define TQ_DROP(bit) ((P.drop >> (bit)) & 1)
 #else
@@ -725,10 +725,10 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
       const uint8_t* stB = smem + s2 * SB;
       float x[2][4], nv[2][2 * NP];
       uint32_t pb[2][NP][2];
-      if constexpr (QV != 0) {
-        if (TQ_DROP(5)) {
-          // nothing: the ring alone (loads, barriers)
-        } else if (okA || okB) {
+      if (TQ_DROP(5)) {
+        // nothing: the ring alone (loads, barriers)
+      } else if constexpr (QV != 0) {
+        if (okA || okB) {
           uint32_t bq[2];
           float f0, f1;
           if (okA && okB) {
@@ -749,8 +749,6 @@ __global__ void __launch_bounds__(kThreads, min_ctas(D, KB, VB, FR, PR, QV)) dec
             else pv_q(st, st, bq[0], 0u, f0, f1);
           }
         }
-      } else if (TQ_DROP(5)) {
-        // nothing: the ring alone (loads, barriers)
       } else if (okA && okB) {
         if (TQ_DROP(4)) {
           fake_scores(x, nv, tokA, tokB);
