@@ -10,6 +10,9 @@ set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 t0=$SECONDS
+# The tests compute-sanitizer runs: small shapes of every path, and the one test whose CTAs reuse
+# ring stages (racecheck found the one-lane stage release there, session 13).
+san_tests='CudaDecode.SmallShapes:CudaDecode.LongSegmentsMergeInTwoLevels'
 # Highway is not installed on the box: Debian's libhwy-dev unpacked into .hwy/ travels with `carry`
 # (apt-get download libhwy-dev libhwy1 && dpkg -x each into .hwy).
 hwy=(); [[ -d .hwy ]] && hwy=(-Dhwy_DIR="$PWD/.hwy/usr/lib/x86_64-linux-gnu/cmake/hwy") \
@@ -54,7 +57,7 @@ if [[ $what == final ]]; then  # everything a session ends with, most important 
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|seed" "$OUT/test.log" | head -30
   sanitize() {
     timeout 60 compute-sanitizer --tool $1 --error-exitcode 9 ./build/box/tests/tq_test_cuda \
-      --gtest_filter='CudaDecode.SmallShapes:CudaDecode.LongSegmentsMergeInTwoLevels:CudaDecode.Bad*' >> "$OUT/sanitize.log" 2>&1
+      --gtest_filter="$san_tests:CudaDecode.Bad*" >> "$OUT/sanitize.log" 2>&1
     echo "compute-sanitizer $1: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitize.log" | tail -1
   }
   sanitize memcheck
@@ -78,7 +81,7 @@ if [[ $what == verify ]]; then  # every CUDA test, memcheck + racecheck on small
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|seed|differing" "$OUT/test.log" | head -30
   for tool in memcheck racecheck; do
     timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 ./build/box/tests/tq_test_cuda \
-      --gtest_filter="${SAN_FILTER:-CudaDecode.SmallShapes:CudaDecode.LongSegmentsMergeInTwoLevels:CudaKvStore.VQuads*}" >> "$OUT/sanitize.log" 2>&1
+      --gtest_filter="${SAN_FILTER:-$san_tests:CudaKvStore.VQuads*}" >> "$OUT/sanitize.log" 2>&1
     echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitize.log" | tail -1
   done
   PYTHONUNBUFFERED=1 timeout 300 python3 bench/cuda/bench_decode.py --lib build/box/libturboquant.so --out "$OUT" ${BENCH_ARGS:-} \
@@ -103,7 +106,7 @@ if [[ $what == all || $what == test ]]; then
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|rel|seed|differing" "$OUT/test.log" | head -30
   for tool in memcheck racecheck initcheck; do
     timeout 100 compute-sanitizer --tool $tool --error-exitcode 9 ./build/box/tests/tq_test_cuda \
-      --gtest_filter='CudaDecode.SmallShapes:CudaDecode.LongSegmentsMergeInTwoLevels:CudaDecode.Bad*:CudaAppend.Bit*' >> "$OUT/test.log" 2>&1
+      --gtest_filter="$san_tests:CudaDecode.Bad*:CudaAppend.Bit*" >> "$OUT/test.log" 2>&1
     echo "compute-sanitizer $tool: exit $? ($((SECONDS - t0)) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/test.log" | tail -1
   done
 fi
